@@ -149,7 +149,7 @@ class SalesOrderLine(HubRecord, Base):
     order_id: Mapped[int | None] = mapped_column(
         ForeignKey("sales_orders.id", ondelete="CASCADE"), nullable=True, index=True
     )
-    order_source_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    order_source_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     line_no: Mapped[int | None] = mapped_column(Integer)
     product_code: Mapped[str | None] = mapped_column(String(64))
     product_name: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,314 @@
+"""Writing to and reading from the CRM hub: idempotent bulk upserts keyed by source identity.
+
+The upsert is the hot path of every sync, so it is one ``INSERT .. ON CONFLICT DO UPDATE .. WHERE
+row_hash <> excluded.row_hash`` statement executed with ``executemany`` per batch: new rows are
+inserted, changed rows updated, and unchanged rows (a lookback window or a full re-sync re-reading
+them) cost one index probe and write nothing. The same statement works on SQLite and PostgreSQL;
+other dialects fall back to a slower select-then-write path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
+from tongbu.config import DEFAULT_TENANT
+
+LINES_KEY = "__lines__"
+_KEY_COLUMNS = ("tenant_id", "source_system", "source_id")
+_NOT_HASHED = frozenset({"tenant_id", "source_system", "source_id", "row_hash", LINES_KEY})
+
+
+class HubError(ValueError):
+    """A write the hub cannot accept (unknown object or column); names what is wrong."""
+
+
+@dataclass
+class UpsertResult:
+    """What one upsert call did. ``written`` counts inserted + changed rows."""
+
+    received: int = 0
+    written: int = 0
+    lines_written: int = 0
+    lines_deleted: int = 0
+
+    @property
+    def unchanged(self) -> int:
+        """Rows that were already in the hub with identical content."""
+        return self.received - self.written
+
+    def add(self, other: UpsertResult) -> None:
+        """Accumulate another result into this one."""
+        self.received += other.received
+        self.written += other.written
+        self.lines_written += other.lines_written
+        self.lines_deleted += other.lines_deleted
+
+
+def _canon(value: Any) -> str:
+    # A stable text form per type so the hash does not depend on float repr quirks or tz objects.
+    if value is None:
+        return "\x00"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return repr(value)
+
+
+def row_hash(row: dict[str, Any], columns: Sequence[str]) -> str:
+    """Hash of a row's business fields (and its lines), used to skip unchanged rows."""
+    parts = [_canon(row.get(c)) for c in columns]
+    lines = row.get(LINES_KEY)
+    if lines:
+        # Lines are part of the order: a changed line makes the order a changed row too.
+        parts.append(repr(sorted(repr(sorted((k, _canon(v)) for k, v in line.items())) for line in lines)))
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def hub_table(object_name: str) -> Table:
+    """The table of a hub object, with a clear error for an unknown name."""
+    cls = HUB_OBJECTS.get(object_name)
+    if cls is None:
+        raise HubError(f"unknown CRM object {object_name!r}; known objects: {', '.join(sorted(HUB_OBJECTS))}")
+    return cls.__table__  # type: ignore[attr-defined]
+
+
+class HubStore:
+    """Bulk, idempotent writes into the hub for one tenant.
+
+    ``upsert`` takes mapped rows (dicts keyed by hub column, each with ``source_id``) and an open
+    connection: the caller owns the transaction, so the runner commits rows and cursor together.
+    """
+
+    def __init__(self, engine: Engine, tenant: str = DEFAULT_TENANT) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self._dialect = engine.dialect.name
+        self._stmts: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    # -- writes ---------------------------------------------------------------------------------
+    def upsert(
+        self, conn: Connection, object_name: str, rows: Sequence[dict[str, Any]], *, source_system: str
+    ) -> UpsertResult:
+        """Insert new rows, update changed ones, skip unchanged ones; returns the counts."""
+        result = UpsertResult(received=len(rows))
+        if not rows:
+            return result
+        table = hub_table(object_name)
+        columns = self._columns(table, rows[0])
+        params = self._params(rows, columns, source_system)
+        result.written = self._execute_upsert(conn, table, columns, params)
+        child = CHILD_OBJECTS.get(object_name)
+        if child is not None and any(LINES_KEY in r for r in rows):
+            self._upsert_lines(conn, table, child, rows, source_system, result)
+        return result
+
+    def mark_deleted(
+        self, conn: Connection, object_name: str, source_ids: Iterable[str], *, source_system: str
+    ) -> int:
+        """Soft-delete rows that disappeared from the source (WeCom rescans, ERP deletions)."""
+        table = hub_table(object_name)
+        ids = list(source_ids)
+        done = 0
+        for chunk in _chunks(ids, 500):
+            done += conn.execute(
+                update(table)
+                .where(
+                    table.c.tenant_id == self.tenant,
+                    table.c.source_system == source_system,
+                    table.c.source_id.in_(chunk),
+                    table.c.deleted_at.is_(None),
+                )
+                .values(deleted_at=func.current_timestamp(), updated_at=func.current_timestamp())
+            ).rowcount
+        return done
+
+    def link(
+        self,
+        conn: Connection,
+        object_name: str,
+        hub_id: int,
+        system: str,
+        external_id: str,
+        snapshot: dict[str, Any] | None = None,
+    ) -> None:
+        """Record (or refresh) the id of hub row ``hub_id`` in ``system`` with its last synced snapshot."""
+        t = RecordLink.__table__
+        snap_hash = None if snapshot is None else row_hash(snapshot, sorted(snapshot))
+        key = and_(
+            t.c.tenant_id == self.tenant, t.c.object == object_name, t.c.system == system,
+            t.c.external_id == external_id,
+        )
+        existing = conn.execute(select(t.c.id, t.c.version).where(key)).first()
+        now = dt.datetime.now(dt.UTC)
+        if existing is None:
+            conn.execute(t.insert().values(
+                tenant_id=self.tenant, object=object_name, hub_id=hub_id, system=system,
+                external_id=external_id, snapshot=snapshot, snapshot_hash=snap_hash, version=1, synced_at=now,
+            ))
+        else:
+            conn.execute(t.update().where(t.c.id == existing.id).values(
+                hub_id=hub_id, snapshot=snapshot, snapshot_hash=snap_hash, version=existing.version + 1,
+                synced_at=now,
+            ))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def count(self, conn: Connection, object_name: str, *, source_system: str | None = None,
+              include_deleted: bool = False) -> int:
+        """Number of rows of an object (optionally from one source system)."""
+        table = hub_table(object_name)
+        q = select(func.count()).select_from(table).where(table.c.tenant_id == self.tenant)
+        if source_system is not None:
+            q = q.where(table.c.source_system == source_system)
+        if not include_deleted:
+            q = q.where(table.c.deleted_at.is_(None))
+        return int(conn.execute(q).scalar_one())
+
+    def get(self, conn: Connection, object_name: str, source_system: str, source_id: str) -> dict[str, Any] | None:
+        """One hub row by its source identity, as a dict."""
+        table = hub_table(object_name)
+        row = conn.execute(select(table).where(
+            table.c.tenant_id == self.tenant, table.c.source_system == source_system,
+            table.c.source_id == source_id,
+        )).mappings().first()
+        return dict(row) if row is not None else None
+
+    def resolver(self, conn: Connection) -> Callable[[str, str, Any], Any]:
+        """A cached ``(object, by_field, value) -> hub id`` lookup for mapping ``lookup`` steps."""
+        cache: dict[tuple[str, str, Any], Any] = {}
+
+        def resolve(object_name: str, by: str, value: Any, returning: str = "id") -> Any:
+            key = (object_name, f"{by}->{returning}", value)
+            if key not in cache:
+                table = hub_table(object_name)
+                if by not in table.c or returning not in table.c:
+                    raise HubError(f"lookup on {object_name!r}: no column {by!r} or {returning!r}")
+                cache[key] = conn.execute(
+                    select(table.c[returning]).where(table.c.tenant_id == self.tenant, table.c[by] == value)
+                    .limit(1)
+                ).scalar()
+            return cache[key]
+
+        return resolve
+
+    # -- internals ------------------------------------------------------------------------------
+    def _columns(self, table: Table, sample: dict[str, Any]) -> tuple[str, ...]:
+        unknown = [k for k in sample if k != LINES_KEY and k not in table.c]
+        if unknown:
+            raise HubError(f"CRM object {table.name!r} has no column(s) {', '.join(sorted(unknown))}")
+        if "source_id" not in sample:
+            raise HubError(f"rows for {table.name!r} need a source_id")
+        return tuple(k for k in sample if k not in _NOT_HASHED)
+
+    def _params(self, rows: Sequence[dict[str, Any]], columns: Sequence[str], source_system: str) -> list[dict]:
+        tenant = self.tenant
+        out = []
+        for r in rows:
+            p = {c: r.get(c) for c in columns}
+            p["tenant_id"] = tenant
+            p["source_system"] = source_system
+            p["source_id"] = str(r["source_id"])
+            p["row_hash"] = row_hash(r, columns)
+            out.append(p)
+        return out
+
+    def _statement(self, table: Table, columns: tuple[str, ...], extra: dict[str, ColumnElement] | None = None):
+        key = (table.name, columns + tuple(sorted(extra or ())))
+        stmt = self._stmts.get(key)
+        if stmt is not None:
+            return stmt
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            return None
+        all_cols = (*_KEY_COLUMNS, "row_hash", *columns)
+        values: dict[str, Any] = {c: bindparam(c) for c in all_cols}
+        values.update(extra or {})
+        ins = insert(table).values(values)
+        set_ = {c: ins.excluded[c] for c in ("row_hash", *columns, *(extra or {}))}
+        set_["updated_at"] = func.current_timestamp()
+        set_["deleted_at"] = None
+        stmt = ins.on_conflict_do_update(
+            index_elements=list(_KEY_COLUMNS), set_=set_, where=table.c.row_hash != ins.excluded.row_hash
+        )
+        self._stmts[key] = stmt
+        return stmt
+
+    def _execute_upsert(self, conn: Connection, table: Table, columns: tuple[str, ...], params: list[dict],
+                        extra: dict[str, ColumnElement] | None = None) -> int:
+        stmt = self._statement(table, columns, extra)
+        if stmt is None:
+            return self._generic_upsert(conn, table, params)
+        if self._dialect == "postgresql":
+            # psycopg2's executemany rowcount is unreliable; RETURNING gives one row per written row.
+            return len(conn.execute(stmt.returning(table.c.id), params).all())
+        return max(conn.execute(stmt, params).rowcount, 0)
+
+    def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
+        written = 0
+        for p in params:
+            existing = conn.execute(select(table.c.id, table.c.row_hash).where(
+                *(table.c[k] == p[k] for k in _KEY_COLUMNS))).first()
+            if existing is None:
+                conn.execute(table.insert().values(**p))
+                written += 1
+            elif existing.row_hash != p["row_hash"]:
+                conn.execute(table.update().where(table.c.id == existing.id).values(
+                    **p, updated_at=func.current_timestamp(), deleted_at=None))
+                written += 1
+        return written
+
+    def _upsert_lines(self, conn: Connection, parent: Table, child: tuple[str, str], rows: Sequence[dict],
+                      source_system: str, result: UpsertResult) -> None:
+        child_name, parent_key = child
+        table = hub_table(child_name)
+        lines: list[dict[str, Any]] = []
+        for r in rows:
+            for line in r.get(LINES_KEY) or ():
+                line = dict(line)
+                line[parent_key] = str(r["source_id"])
+                lines.append(line)
+        if lines:
+            columns = self._columns(table, lines[0])
+            params = self._params(lines, columns, source_system)
+            # The parent's hub id is looked up inside the statement, so lines never point at a stale id.
+            order_id = (
+                select(parent.c.id).where(
+                    parent.c.tenant_id == bindparam("tenant_id"),
+                    parent.c.source_system == bindparam("source_system"),
+                    parent.c.source_id == bindparam(parent_key),
+                ).scalar_subquery()
+            )
+            result.lines_written += self._execute_upsert(conn, table, columns, params, {"order_id": order_id})
+        # Lines that vanished from an order in the source are removed from the hub copy of that order.
+        keep: dict[str, set[str]] = {str(r["source_id"]): set() for r in rows if LINES_KEY in r}
+        for line in lines:
+            keep[line[parent_key]].add(str(line["source_id"]))
+        stale: list[int] = []
+        for chunk in _chunks(list(keep), 500):
+            for line_id, order_sid, sid in conn.execute(select(table.c.id, table.c[parent_key], table.c.source_id)
+                                                        .where(table.c.tenant_id == self.tenant,
+                                                               table.c.source_system == source_system,
+                                                               table.c[parent_key].in_(chunk))):
+                if sid not in keep[order_sid]:
+                    stale.append(line_id)
+        for chunk in _chunks(stale, 500):
+            result.lines_deleted += conn.execute(table.delete().where(table.c.id.in_(chunk))).rowcount
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
