@@ -1,0 +1,386 @@
+"""Run a pipeline: source stream → mapping → CRM hub, in process or as a Singer subprocess pipe.
+
+In-process mode pulls records straight from the singer-sdk stream's ``get_records`` (no JSON over a
+pipe on the hot path), maps them with the compiled mapping and upserts them in batches. Each batch
+commits its rows, its quarantined records, the stream cursor and the lock renewal in **one**
+transaction, which is what makes a SIGKILL at any point safe: on resume the run starts from the last
+committed cursor, re-reads at most one batch (plus the source's lookback) and the hash-guarded
+upsert turns the re-read into no-ops.
+
+Pipe mode runs the same tap and ``target-crm`` as two processes joined by a pipe (what Meltano
+does); the target emits STATE only after a batch is committed, and the runner stores each STATE it
+sees, so the same guarantee holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, update
+
+from connectors.crm.store import HubStore
+from connectors.registry import connector, load_class
+from mappings.engine import CompiledMapping, MappingError, compile_mapping
+from mappings.spec import load_mapping
+from pipelines.models import SyncRun
+from pipelines.project import PipelineSpec, Project
+from pipelines.secrets import resolve_secrets
+from pipelines.state import PipelineLock, Quarantine, StateStore
+from tongbu.db import get_engine
+
+log = logging.getLogger("tongbu.runner")
+_RUNS = SyncRun.__table__
+
+ProgressFn = Callable[["RunResult"], None]
+
+
+@dataclass
+class RunResult:
+    """What one pipeline run did: the figures Dagster metadata and the CLI summary show."""
+
+    pipeline: str
+    status: str = "running"
+    mode: str = "inprocess"
+    full_refresh: bool = False
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_unchanged: int = 0
+    rows_quarantined: int = 0
+    lines_written: int = 0
+    batches: int = 0
+    cursor_before: dict[str, Any] | None = None
+    cursor_after: dict[str, Any] | None = None
+    duration_s: float = 0.0
+    run_id: int | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records_per_second(self) -> float:
+        """Read throughput of the run."""
+        return self.rows_read / self.duration_s if self.duration_s > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready) of the result."""
+        d = asdict(self)
+        d["records_per_second"] = round(self.records_per_second, 1)
+        return d
+
+
+def jsonable(value: Any) -> Any:
+    """Make a source record storable as JSON (quarantine payloads, snapshots)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The Singer bookmark a record stands for (a stream may define ``cursor_for_record``)."""
+    hook = getattr(stream, "cursor_for_record", None)
+    if hook is not None:
+        return hook(record)
+    key = stream.replication_key
+    if not key:
+        return None
+    return {"replication_key": key, "replication_key_value": jsonable(record.get(key))}
+
+
+def _cursor_value(cursor: dict[str, Any] | None) -> Any:
+    return None if cursor is None else cursor.get("replication_key_value")
+
+
+class Runner:
+    """Runs the pipelines of a project against the hub database."""
+
+    def __init__(
+        self,
+        project: Project,
+        engine: Engine | None = None,
+        *,
+        config_overrides: dict[str, dict[str, Any]] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.project = project
+        self.engine = engine or get_engine()
+        self.tenant = project.tenant
+        self.hub = HubStore(self.engine, self.tenant)
+        self.state = StateStore(self.engine, self.tenant)
+        self.quarantine = Quarantine(self.engine, self.tenant)
+        self.config_overrides = config_overrides or {}
+        self.progress = progress
+        self._mappings: dict[str, CompiledMapping] = {}
+
+    # -- public ---------------------------------------------------------------------------------
+    def mapping(self, spec: PipelineSpec) -> CompiledMapping:
+        """The compiled mapping of a pipeline (compiled once per runner)."""
+        if spec.name not in self._mappings:
+            path, name = self.project.mapping_path(spec)
+            self._mappings[spec.name] = compile_mapping(load_mapping(path, name))
+        return self._mappings[spec.name]
+
+    def connection_config(self, connection: str) -> dict[str, Any]:
+        """Connection config with env and vault references resolved (never logged)."""
+        cfg = self.project.resolved_config(connection, self.config_overrides.get(connection))
+        return resolve_secrets(cfg, tenant=self.tenant)
+
+    def make_tap(self, connection: str, state: dict[str, Any] | None = None) -> Any:
+        """Instantiate the singer-sdk tap of a connection, in process."""
+        info = connector(self.project.connection(connection).connector)
+        if not info.tap:
+            raise ValueError(f"connector {info.name!r} has no tap")
+        tap_cls = load_class(info.tap)
+        return tap_cls(config=self.connection_config(connection), state=state or {}, parse_env_config=False,
+                       validate_config=True, setup_mapper=False)
+
+    def run(self, pipeline: str, *, full_refresh: bool = False, mode: str = "inprocess") -> RunResult:
+        """Run one pipeline to completion; raises on failure after recording it."""
+        spec = self.project.pipeline(pipeline)
+        result = RunResult(pipeline=pipeline, mode=mode, full_refresh=full_refresh)
+        lock = PipelineLock(self.engine, pipeline, tenant=self.tenant)
+        lock.acquire()
+        started = time.perf_counter()
+        try:
+            result.run_id = self._start_run(result)
+            with self.engine.connect() as conn:
+                result.cursor_before = self.state.get(conn, spec.source.connection, spec.source.stream)
+            if mode == "inprocess":
+                self._run_inprocess(spec, result, lock, full_refresh)
+            elif mode == "pipe":
+                self._run_pipe(spec, result, lock, full_refresh)
+            else:
+                raise ValueError(f"unknown mode {mode!r} (inprocess | pipe)")
+            result.status = "success"
+        except BaseException as exc:
+            result.status = "failed"
+            result.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            result.duration_s = time.perf_counter() - started
+            try:
+                self._finish_run(result)
+            finally:
+                lock.release()
+        return result
+
+    # -- in-process -----------------------------------------------------------------------------
+    def _run_inprocess(self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool) -> None:
+        mapping = self.mapping(spec)
+        conn_name, stream_name = spec.source.connection, spec.source.stream
+        start = None if full_refresh else result.cursor_before
+        singer_state = {"bookmarks": {stream_name: dict(start)}} if start else {}
+        tap = self.make_tap(conn_name, singer_state)
+        try:
+            stream = tap.streams[stream_name]
+        except KeyError:
+            raise ValueError(f"connection {conn_name!r} has no stream {stream_name!r}; "
+                             f"streams: {', '.join(sorted(tap.streams))}") from None
+        if getattr(stream, "partitions", None):
+            raise NotImplementedError(f"stream {stream_name!r} is partitioned; partitioned streams run in pipe mode")
+        if hasattr(stream, "_write_starting_replication_value"):
+            stream._write_starting_replication_value(None)
+        post = stream.post_process if _overrides(stream, "post_process") else None
+        sorted_stream = bool(getattr(stream, "is_sorted", False))
+        apply = mapping.apply
+        obj = mapping.target_object
+        batch_size = spec.batch_size
+        rows: list[dict[str, Any]] = []
+        quarantined: list[dict[str, Any]] = []
+        last: dict[str, Any] | None = None
+        best: dict[str, Any] | None = start
+        result.cursor_after = start
+
+        def commit(final: bool) -> None:
+            nonlocal rows, quarantined
+            cursor = result.cursor_after
+            if sorted_stream and last is not None:
+                cursor = stream_cursor(stream, last)
+            elif final:
+                cursor = best
+            with self.engine.begin() as conn:
+                if rows:
+                    res = self.hub.upsert(conn, obj, rows, source_system=conn_name)
+                    result.rows_written += res.written
+                    result.rows_unchanged += res.unchanged
+                    result.lines_written += res.lines_written
+                if quarantined:
+                    self.quarantine.add_many(conn, quarantined)
+                    result.rows_quarantined += len(quarantined)
+                if cursor is not None and cursor != result.cursor_after:
+                    self.state.put(conn, conn_name, stream_name, cursor)
+                lock.renew(conn)
+            result.cursor_after = cursor
+            result.batches += 1
+            rows, quarantined = [], []
+            if self.progress is not None:
+                self.progress(result)
+
+        for record in stream.get_records(None):
+            if post is not None:
+                record = post(record, None)
+                if record is None:
+                    continue
+            result.rows_read += 1
+            try:
+                rows.append(apply(record))
+            except MappingError as exc:
+                quarantined.append(self._quarantine_row(spec, record, "mapping", str(exc), result.run_id))
+            if sorted_stream:
+                last = record
+            else:
+                cur = stream_cursor(stream, record)
+                if cur is not None and (best is None or _gt(_cursor_value(cur), _cursor_value(best))):
+                    best = cur
+            if len(rows) + len(quarantined) >= batch_size:
+                commit(final=False)
+        commit(final=True)
+
+    def _quarantine_row(self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str,
+                        run_id: int | None) -> dict[str, Any]:
+        mapping = self._mappings.get(spec.name)
+        source_id = None
+        if mapping is not None:
+            source_id = mapping.source_id_of(record)
+        return {
+            "pipeline": spec.name, "connection": spec.source.connection, "stream": spec.source.stream,
+            "source_id": None if source_id is None else str(source_id), "stage": stage, "reason": reason,
+            "payload": jsonable(record), "run_id": run_id,
+        }
+
+    # -- pipe mode ------------------------------------------------------------------------------
+    def _run_pipe(self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool) -> None:
+        conn_name, stream_name = spec.source.connection, spec.source.stream
+        info = connector(self.project.connection(conn_name).connector)
+        start = None if full_refresh else result.cursor_before
+        path, name = self.project.mapping_path(spec)
+        tap = self.make_tap(conn_name)
+        catalog = tap.catalog_dict
+        for entry in catalog["streams"]:
+            for md in entry.get("metadata", []):
+                if not md.get("breadcrumb"):
+                    md["metadata"]["selected"] = entry["tap_stream_id"] == stream_name
+        with tempfile.TemporaryDirectory(prefix="tongbu-pipe-") as tmp:
+            os.chmod(tmp, 0o700)  # configs below may hold resolved secrets
+            files = {
+                "tap.json": self.connection_config(conn_name),
+                "catalog.json": catalog,
+                "state.json": {"bookmarks": {stream_name: start}} if start else {},
+                "target.json": {
+                    "database_url": str(self.engine.url.render_as_string(hide_password=False)),
+                    "source_system": conn_name, "mapping_file": str(path), "mapping_name": name,
+                    "tenant": self.tenant, "pipeline": spec.name, "batch_size": spec.batch_size,
+                    "emit_metrics": True,
+                },
+            }
+            for fname, content in files.items():
+                fd = os.open(Path(tmp) / fname, os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(content, fh, default=str)
+            tap_cmd = [_exe(info.tap_executable or f"tap-{info.name}"), "--config", f"{tmp}/tap.json",
+                       "--catalog", f"{tmp}/catalog.json", "--state", f"{tmp}/state.json"]
+            target_cmd = [_exe("target-crm"), "--config", f"{tmp}/target.json"]
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            tap_proc = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            target_proc = subprocess.Popen(target_cmd, stdin=tap_proc.stdout, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, env=env, text=True)
+            assert tap_proc.stdout is not None and target_proc.stdout is not None
+            tap_proc.stdout.close()  # the target owns the read end now
+            errors: list[str] = []
+
+            def read_stderr() -> None:
+                # Counts arrive on stderr (stdout is reserved for Singer STATE messages).
+                assert target_proc.stderr is not None
+                for err_line in target_proc.stderr:
+                    if err_line.startswith("TONGBU_METRICS "):
+                        counts = json.loads(err_line.split(" ", 1)[1])
+                        for k, v in counts.items():
+                            setattr(result, k, getattr(result, k) + int(v))
+                    else:
+                        errors.append(err_line)
+                        del errors[:-50]
+
+            reader = threading.Thread(target=read_stderr, daemon=True)
+            reader.start()
+            for line in target_proc.stdout:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                msg = json.loads(line)
+                if msg.get("type") == "STATE":
+                    bookmark = ((msg.get("value") or {}).get("bookmarks") or {}).get(stream_name)
+                    if bookmark:
+                        bookmark = {k: v for k, v in bookmark.items() if k != "progress_markers"}
+                        with self.engine.begin() as conn:
+                            self.state.put(conn, conn_name, stream_name, bookmark)
+                            lock.renew(conn)
+                        result.cursor_after = bookmark
+                    if self.progress is not None:
+                        self.progress(result)
+            rc_target, rc_tap = target_proc.wait(), tap_proc.wait()
+            reader.join(10)
+            err = "".join(errors)
+            if rc_tap != 0 or rc_target != 0:
+                raise RuntimeError(f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {err[-2000:]}")
+
+    # -- run history ----------------------------------------------------------------------------
+    def _start_run(self, result: RunResult) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(insert(_RUNS).values(
+                tenant_id=self.tenant, pipeline=result.pipeline, status="running",
+                full_refresh=int(result.full_refresh), started_at=dt.datetime.now(dt.UTC),
+            )).inserted_primary_key[0])
+
+    def _finish_run(self, result: RunResult) -> None:
+        if result.run_id is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(_RUNS).where(_RUNS.c.id == result.run_id).values(
+                status=result.status, finished_at=dt.datetime.now(dt.UTC), rows_read=result.rows_read,
+                rows_written=result.rows_written, rows_unchanged=result.rows_unchanged,
+                rows_quarantined=result.rows_quarantined, cursor_before=result.cursor_before,
+                cursor_after=result.cursor_after, duration_s=result.duration_s,
+                error=None if result.error is None else result.error[:4000],
+            ))
+
+
+def _overrides(obj: Any, name: str) -> bool:
+    from singer_sdk import Stream
+
+    return getattr(type(obj), name, None) is not getattr(Stream, name, None)
+
+
+def _gt(a: Any, b: Any) -> bool:
+    if b is None:
+        return a is not None
+    if a is None:
+        return False
+    try:
+        return a > b
+    except TypeError:
+        return str(a) > str(b)
+
+
+def _exe(name: str) -> str:
+    # Prefer the executable next to the running interpreter (the venv), so pipe mode uses this install.
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name

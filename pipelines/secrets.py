@@ -1,0 +1,29 @@
+"""Resolve ``vault:`` references in connection configs at run time (and only then)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tongbu.config import DEFAULT_TENANT
+
+VAULT_PREFIX = "vault:"
+
+
+def has_refs(value: Any) -> bool:
+    """True when any string in ``value`` is a ``vault:`` reference."""
+    if isinstance(value, str):
+        return value.startswith(VAULT_PREFIX)
+    if isinstance(value, dict):
+        return any(has_refs(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_refs(v) for v in value)
+    return False
+
+
+def resolve_secrets(config: dict[str, Any], *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+    """Return ``config`` with every ``vault:<connection>.<field>`` replaced by the secret's value."""
+    if not has_refs(config):
+        return dict(config)
+    from tongbu.vault import resolve_refs  # imported lazily: only projects that use the vault need a key
+
+    return resolve_refs(config, tenant=tenant)

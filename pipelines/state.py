@@ -1,0 +1,191 @@
+"""The transactional state store: cursors, run locks and the quarantine.
+
+Cursors are written with the caller's connection, inside the transaction that writes the rows they
+cover, so a crash (even SIGKILL) leaves either both or neither: a resumed run re-reads at most one
+uncommitted batch and the idempotent upsert absorbs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pipelines.models import PipelineLock, QuarantinedRecord, SyncState
+from tongbu.config import DEFAULT_TENANT
+
+_STATE = SyncState.__table__
+_LOCKS = PipelineLock.__table__
+_QUAR = QuarantinedRecord.__table__
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class PipelineLocked(RuntimeError):
+    """Another live run holds this pipeline's lock."""
+
+
+class StateStore:
+    """Cursors keyed by tenant × connection × stream × partition."""
+
+    def __init__(self, engine: Engine, tenant: str = DEFAULT_TENANT) -> None:
+        self.engine = engine
+        self.tenant = tenant
+
+    def get(self, conn: Connection, connection: str, stream: str, partition: str = "") -> dict[str, Any] | None:
+        """The committed cursor, or None when the stream never synced (or was reset)."""
+        return conn.execute(
+            select(_STATE.c.cursor).where(
+                _STATE.c.tenant_id == self.tenant, _STATE.c.connection == connection,
+                _STATE.c.stream == stream, _STATE.c.partition == partition,
+            )
+        ).scalar()
+
+    def put(self, conn: Connection, connection: str, stream: str, cursor: dict[str, Any] | None,
+            partition: str = "") -> None:
+        """Write a cursor in the caller's transaction."""
+        key = (
+            _STATE.c.tenant_id == self.tenant, _STATE.c.connection == connection,
+            _STATE.c.stream == stream, _STATE.c.partition == partition,
+        )
+        done = conn.execute(update(_STATE).where(*key).values(cursor=cursor, updated_at=_now())).rowcount
+        if not done:
+            conn.execute(insert(_STATE).values(
+                tenant_id=self.tenant, connection=connection, stream=stream, partition=partition,
+                cursor=cursor, updated_at=_now(),
+            ))
+
+    def all(self, connection: str | None = None) -> list[dict[str, Any]]:
+        """Every cursor of this tenant (for ``tongbu state show``)."""
+        q = select(_STATE).where(_STATE.c.tenant_id == self.tenant).order_by(_STATE.c.connection, _STATE.c.stream)
+        if connection:
+            q = q.where(_STATE.c.connection == connection)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def reset(self, connection: str, stream: str | None = None) -> int:
+        """Forget cursors so the next run re-reads from the start; returns how many were removed."""
+        q = delete(_STATE).where(_STATE.c.tenant_id == self.tenant, _STATE.c.connection == connection)
+        if stream:
+            q = q.where(_STATE.c.stream == stream)
+        with self.engine.begin() as conn:
+            return conn.execute(q).rowcount
+
+
+class PipelineLock:
+    """A lease in the database that keeps two runs of one pipeline from interleaving.
+
+    The lease expires (default 10 minutes) unless renewed, so a run killed with SIGKILL does not block
+    the pipeline forever; a live run renews it with every committed batch.
+    """
+
+    def __init__(self, engine: Engine, pipeline: str, *, tenant: str = DEFAULT_TENANT, lease_s: float = 600) -> None:
+        self.engine = engine
+        self.pipeline = pipeline
+        self.tenant = tenant
+        self.lease = dt.timedelta(seconds=lease_s)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`PipelineLocked` naming the holder and when it expires."""
+        now = _now()
+        key = (_LOCKS.c.tenant_id == self.tenant, _LOCKS.c.pipeline == self.pipeline)
+        with self.engine.begin() as conn:
+            # Take over an expired lease atomically (the WHERE on expires_at makes it a compare-and-swap).
+            taken = conn.execute(
+                update(_LOCKS).where(*key, _LOCKS.c.expires_at < now)
+                .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
+            ).rowcount
+        if taken:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(_LOCKS).values(
+                    tenant_id=self.tenant, pipeline=self.pipeline, holder=self.holder,
+                    acquired_at=now, expires_at=now + self.lease,
+                ))
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(_LOCKS.c.holder, _LOCKS.c.expires_at).where(*key)).first()
+            holder, expires = (row.holder, row.expires_at) if row else ("?", "?")
+            raise PipelineLocked(
+                f"pipeline {self.pipeline!r} is already running (lock held by {holder} until {expires}); "
+                "wait for it to finish, or if that process is dead the lock expires by itself"
+            ) from None
+
+    def renew(self, conn: Connection) -> None:
+        """Extend the lease (called inside each batch's transaction)."""
+        done = conn.execute(
+            update(_LOCKS).where(
+                _LOCKS.c.tenant_id == self.tenant, _LOCKS.c.pipeline == self.pipeline,
+                _LOCKS.c.holder == self.holder,
+            ).values(expires_at=_now() + self.lease)
+        ).rowcount
+        if not done:
+            # Someone took over our expired lease: stop before we write interleaved state.
+            raise PipelineLocked(f"lost the lock of pipeline {self.pipeline!r} (lease expired and was taken over)")
+
+    def release(self) -> None:
+        """Give the lock back (only if we still hold it)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(_LOCKS).where(
+                _LOCKS.c.tenant_id == self.tenant, _LOCKS.c.pipeline == self.pipeline,
+                _LOCKS.c.holder == self.holder,
+            ))
+
+    @contextmanager
+    def held(self) -> Iterator[PipelineLock]:
+        """``with lock.held(): ...`` acquires and always releases."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+
+class Quarantine:
+    """Records that failed validation or mapping, kept with the reason and payload."""
+
+    def __init__(self, engine: Engine, tenant: str = DEFAULT_TENANT) -> None:
+        self.engine = engine
+        self.tenant = tenant
+
+    def add_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert quarantine rows (keys: pipeline, connection, stream, source_id, stage, reason, payload, run_id)."""
+        if rows:
+            conn.execute(insert(_QUAR), [{"tenant_id": self.tenant, "status": "open", **r} for r in rows])
+
+    def list(self, pipeline: str | None = None, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+        """Quarantined records, newest first."""
+        q = select(_QUAR).where(_QUAR.c.tenant_id == self.tenant).order_by(_QUAR.c.id.desc()).limit(limit)
+        if pipeline:
+            q = q.where(_QUAR.c.pipeline == pipeline)
+        if status:
+            q = q.where(_QUAR.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def count(self, conn: Connection, pipeline: str, status: str = "open") -> int:
+        """How many records of a pipeline are quarantined."""
+        from sqlalchemy import func
+
+        return int(conn.execute(select(func.count()).select_from(_QUAR).where(
+            _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == status,
+        )).scalar_one())
+
+    def mark(self, conn: Connection, ids: list[int], status: str, reason: str | None = None) -> None:
+        """Close (``replayed``/``dropped``) or re-open quarantine rows."""
+        values: dict[str, Any] = {"status": status, "resolved_at": _now() if status != "open" else None}
+        if reason is not None:
+            values["reason"] = reason
+        if ids:
+            conn.execute(update(_QUAR).where(_QUAR.c.id.in_(ids)).values(**values))
