@@ -106,6 +106,7 @@ class Glossary:
         self.vocab = set(self.word_term) | {w for k in self.phrase_term for w in k if w.isalpha()} | set(self.erp)
         self.vocab |= {w for words in self.erp.values() for w in words}
         self.vocab |= {"of", "for", "by", "to", "in", "and", "or", "is", "has", "all", "not", "off", "at", "on"}
+        self.vocab |= set(STOP_WORDS) | _common_words()
         self._render_cache: dict[str, tuple[str, ...]] = {}
 
     def add_alias(self, term_id: str, english: Iterable[str] = (), chinese: Iterable[str] = ()) -> None:
@@ -275,6 +276,16 @@ class Glossary:
             else:
                 out.append(term)
         return "".join(out)
+
+
+@lru_cache(maxsize=1)
+def _common_words() -> frozenset[str]:
+    path = DATA_FILE.with_name("words.txt")
+    words = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            words.update(w for w in line.split() if len(w) > 2)
+    return frozenset(words)
 
 
 _DEFAULT: Glossary | None = None

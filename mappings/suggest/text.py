@@ -26,8 +26,8 @@ _SEP_RE = re.compile(r"[\s_\-:#@$%&*+=|,;()\[\]{}<>'\"?!~`^]+")
 
 # Words that carry no meaning for matching (they are kept out of term bags).
 STOP_WORDS = frozenset(
-    "a an the of for to in and or by via per with from as c s r x pc field fields value values info data obj object "
-    "set shop money the".split()
+    "a an the of for to in and or via per with from as c s r x pc field fields value values info data obj object "
+    "set shop money".split()
 )
 
 
@@ -114,7 +114,7 @@ class WordSplitter:
     """
 
     def __init__(self, vocabulary: Iterable[str]) -> None:
-        self.vocab = {w for w in vocabulary if w and w.isascii() and w.isalpha() and (len(w) > 1 or w in "a")}
+        self.vocab = {w for w in vocabulary if w and w.isascii() and w.isalpha() and len(w) > 1}
         self.max_len = max((len(w) for w in self.vocab), default=1)
 
     @lru_cache(maxsize=20000)  # noqa: B019 - one splitter per process, cache is the point

@@ -1,0 +1,64 @@
+"""Shared fixtures: an isolated TONGBU_HOME per test, SQLite and (real) PostgreSQL hub engines."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tongbu.db import dispose_engines, get_engine
+
+PG_ENV = "TONGBU_TEST_POSTGRES_URL"
+
+
+def services_required() -> bool:
+    """CI (``.ci/run``) sets this: a missing service is then a failure, never a silent skip."""
+    return bool(os.environ.get("TONGBU_REQUIRE_SERVICES") or os.environ.get("CI"))
+
+
+@pytest.fixture(autouse=True)
+def tongbu_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own TONGBU_HOME (and so its own SQLite hub) and no leaked DB URL."""
+    home = tmp_path / "tongbu-home"
+    monkeypatch.setenv("TONGBU_HOME", str(home))
+    monkeypatch.delenv("TONGBU_DATABASE_URL", raising=False)
+    yield home
+    dispose_engines()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server, dropped afterwards."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        if services_required():
+            pytest.fail(f"{PG_ENV} is not set but services are required (CI): PostgreSQL tests cannot run")
+        pytest.skip(f"{PG_ENV} not set (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test)")
+    name = f"tongbu_t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - turn any connection problem into a clear failure
+        pytest.fail(f"cannot reach PostgreSQL at {make_url(base).render_as_string()}: {exc}")
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def hub_engine(request: pytest.FixtureRequest, tongbu_home: Path):
+    """The hub engine, once on the embedded SQLite and once on the real local PostgreSQL."""
+    if request.param == "sqlite":
+        return get_engine()
+    return get_engine(request.getfixturevalue("pg_url"))

@@ -1,0 +1,139 @@
+"""The hub store and state store on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import pytest
+
+from connectors.crm.store import HubError, HubStore
+from pipelines.state import PipelineLock, PipelineLocked, Quarantine, StateStore
+
+
+def _order(sid: str, lines: list[tuple[str, int]], amount: str = "10.50") -> dict:
+    return {
+        "source_id": sid, "order_no": f"SO{sid}", "amount": Decimal(amount),
+        "order_date": dt.datetime(2024, 5, 1, 2, 3, 4, tzinfo=dt.UTC),
+        "__lines__": [{"source_id": lid, "qty": Decimal(q), "product_code": "P1"} for lid, q in lines],
+    }
+
+
+def test_upsert_is_idempotent_and_skips_unchanged_rows(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    rows = [{"source_id": str(i), "name": f"客户{i}", "credit_code": "91350100M000100Y43"} for i in range(50)]
+    with hub_engine.begin() as conn:
+        first = hub.upsert(conn, "accounts", rows, source_system="kingdee")
+    with hub_engine.begin() as conn:
+        again = hub.upsert(conn, "accounts", rows, source_system="kingdee")
+    rows[3]["name"] = "改名客户"
+    with hub_engine.begin() as conn:
+        changed = hub.upsert(conn, "accounts", rows, source_system="kingdee")
+        assert hub.count(conn, "accounts") == 50
+        assert hub.get(conn, "accounts", "kingdee", "3")["name"] == "改名客户"
+    assert (first.written, again.written, again.unchanged, changed.written) == (50, 0, 50, 1)
+
+
+def test_same_source_id_from_two_systems_are_two_rows(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "accounts", [{"source_id": "1", "name": "A"}], source_system="kingdee")
+        hub.upsert(conn, "accounts", [{"source_id": "1", "name": "A"}], source_system="wecom")
+        assert hub.count(conn, "accounts") == 2
+
+
+def test_order_lines_follow_their_order(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        res = hub.upsert(conn, "sales_orders", [_order("1", [("11", 1), ("12", 2)])], source_system="kingdee")
+    assert res.lines_written == 2
+    with hub_engine.begin() as conn:
+        res = hub.upsert(conn, "sales_orders", [_order("1", [("11", 5)])], source_system="kingdee")
+        order = hub.get(conn, "sales_orders", "kingdee", "1")
+        line = hub.get(conn, "sales_order_lines", "kingdee", "11")
+        assert hub.get(conn, "sales_order_lines", "kingdee", "12") is None
+    # A changed line makes the order itself a changed row; the vanished line is removed.
+    assert (res.written, res.lines_written, res.lines_deleted) == (1, 1, 1)
+    assert line["order_id"] == order["id"] and line["qty"] == Decimal("5")
+
+
+def test_unknown_object_or_column_is_a_clear_error(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn, pytest.raises(HubError, match="no column"):
+        hub.upsert(conn, "accounts", [{"source_id": "1", "nmae": "x"}], source_system="k")
+    with hub_engine.begin() as conn, pytest.raises(HubError, match="unknown CRM object 'acounts'"):
+        hub.upsert(conn, "acounts", [{"source_id": "1"}], source_system="k")
+
+
+def test_soft_delete(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "contacts", [{"source_id": s, "name": s} for s in "abc"], source_system="wecom")
+        assert hub.mark_deleted(conn, "contacts", ["b"], source_system="wecom") == 1
+        assert hub.count(conn, "contacts") == 2
+        assert hub.count(conn, "contacts", include_deleted=True) == 3
+
+
+def test_cursor_commits_with_the_rows_or_not_at_all(hub_engine) -> None:
+    hub, state = HubStore(hub_engine), StateStore(hub_engine)
+    with pytest.raises(RuntimeError), hub_engine.begin() as conn:
+        hub.upsert(conn, "accounts", [{"source_id": "1", "name": "A"}], source_system="k")
+        state.put(conn, "k", "customers", {"replication_key_value": "2024-01-01"})
+        raise RuntimeError("crash before commit")
+    with hub_engine.connect() as conn:
+        assert state.get(conn, "k", "customers") is None
+        assert hub.count(conn, "accounts") == 0
+    with hub_engine.begin() as conn:
+        state.put(conn, "k", "customers", {"v": 1})
+    with hub_engine.begin() as conn:
+        state.put(conn, "k", "customers", {"v": 2})
+    assert [r["cursor"] for r in state.all()] == [{"v": 2}]
+    assert state.reset("k") == 1 and state.all() == []
+
+
+def test_lock_excludes_a_second_run_and_expires(hub_engine) -> None:
+    a = PipelineLock(hub_engine, "p1")
+    b = PipelineLock(hub_engine, "p1")
+    a.acquire()
+    with pytest.raises(PipelineLocked, match="already running"):
+        b.acquire()
+    a.release()
+    b.acquire()
+    b.release()
+    dead = PipelineLock(hub_engine, "p2", lease_s=-1)  # a holder that died: its lease is already over
+    dead.acquire()
+    PipelineLock(hub_engine, "p2").acquire()
+    with hub_engine.begin() as conn, pytest.raises(PipelineLocked, match="lost the lock"):
+        dead.renew(conn)
+
+
+def test_lock_under_contention_admits_exactly_one(hub_engine) -> None:
+    winners: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def attempt(i: int) -> None:
+        lock = PipelineLock(hub_engine, "contended")
+        barrier.wait()
+        try:
+            lock.acquire()
+            winners.append(i)
+        except PipelineLocked:
+            pass
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+
+
+def test_quarantine_roundtrip(hub_engine) -> None:
+    q = Quarantine(hub_engine)
+    with hub_engine.begin() as conn:
+        q.add_many(conn, [{"pipeline": "p", "connection": "k", "stream": "s", "source_id": "9", "stage": "mapping",
+                           "reason": "field 'credit_code': invalid check digit", "payload": {"FNumber": "9"}}])
+        assert q.count(conn, "p") == 1
+    [row] = q.list("p")
+    assert row["payload"] == {"FNumber": "9"} and "check digit" in row["reason"]
