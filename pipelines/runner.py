@@ -34,7 +34,7 @@ from sqlalchemy import Engine, insert, update
 from connectors.crm.store import HubStore
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
-from mappings.spec import load_mapping
+from mappings.spec import load_mappings
 from pipelines.models import SyncRun
 from pipelines.project import PipelineSpec, Project
 from pipelines.secrets import resolve_secrets
@@ -136,7 +136,7 @@ class Runner:
         """The compiled mapping of a pipeline (compiled once per runner)."""
         if spec.name not in self._mappings:
             path, name = self.project.mapping_path(spec)
-            self._mappings[spec.name] = compile_mapping(load_mapping(path, name))
+            self._mappings[spec.name] = compile_mapping(select_mapping(load_mappings(path), spec, name, path))
         return self._mappings[spec.name]
 
     def connection_config(self, connection: str) -> dict[str, Any]:
@@ -209,6 +209,8 @@ class Runner:
         last: dict[str, Any] | None = None
         best: dict[str, Any] | None = start
         result.cursor_after = start
+        with self.engine.connect() as conn:
+            resolve_quarantine = self.quarantine.has_open(conn, spec.name)
 
         def commit(final: bool) -> None:
             nonlocal rows, quarantined
@@ -223,6 +225,8 @@ class Runner:
                     result.rows_written += res.written
                     result.rows_unchanged += res.unchanged
                     result.lines_written += res.lines_written
+                    if resolve_quarantine:
+                        self.quarantine.resolve_landed(conn, spec.name, [str(r["source_id"]) for r in rows])
                 if quarantined:
                     self.quarantine.add_many(conn, quarantined)
                     result.rows_quarantined += len(quarantined)
@@ -326,8 +330,10 @@ class Runner:
                 if not line.startswith("{"):
                     continue
                 msg = json.loads(line)
-                if msg.get("type") == "STATE":
-                    bookmark = ((msg.get("value") or {}).get("bookmarks") or {}).get(stream_name)
+                # Singer targets print the state *value* once its records are committed.
+                value = msg.get("value") if msg.get("type") == "STATE" else msg
+                if isinstance(value, dict) and "bookmarks" in value:
+                    bookmark = (value.get("bookmarks") or {}).get(stream_name)
                     if bookmark:
                         bookmark = {k: v for k, v in bookmark.items() if k != "progress_markers"}
                         with self.engine.begin() as conn:
@@ -361,6 +367,20 @@ class Runner:
                 cursor_after=result.cursor_after, duration_s=result.duration_s,
                 error=None if result.error is None else result.error[:4000],
             ))
+
+
+def select_mapping(specs: list[Any], pipeline: PipelineSpec, name: str | None, path: Path) -> Any:
+    """The mapping a pipeline uses from a file: by ``#name``, else the one for its source stream."""
+    if name:
+        found = [m for m in specs if m.name == name]
+    else:
+        found = [m for m in specs if m.source.stream == pipeline.source.stream
+                 and m.target.object == pipeline.target.object] or (specs if len(specs) == 1 else [])
+    if len(found) != 1:
+        known = ", ".join(f"{m.name} ({m.source.stream}→{m.target.object})" for m in specs)
+        want = f"named {name!r}" if name else f"for stream {pipeline.source.stream!r} → {pipeline.target.object!r}"
+        raise ValueError(f"{path}: {'no' if not found else 'more than one'} mapping {want}; file has: {known}")
+    return found[0]
 
 
 def _overrides(obj: Any, name: str) -> bool:

@@ -160,9 +160,48 @@ class Quarantine:
         self.tenant = tenant
 
     def add_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert quarantine rows (keys: pipeline, connection, stream, source_id, stage, reason, payload, run_id)."""
-        if rows:
-            conn.execute(insert(_QUAR), [{"tenant_id": self.tenant, "status": "open", **r} for r in rows])
+        """Quarantine records (keys: pipeline, connection, stream, source_id, stage, reason, payload, run_id).
+
+        A record already open in the quarantine (same pipeline and source id, e.g. re-read through a
+        lookback window) is updated in place with the newest payload and reason, not added twice.
+        """
+        if not rows:
+            return
+        keyed = [r for r in rows if r.get("source_id") is not None]
+        existing: dict[tuple[str, str], tuple[int, int]] = {}
+        for pipeline in {r["pipeline"] for r in keyed}:
+            ids = [r["source_id"] for r in keyed if r["pipeline"] == pipeline]
+            for i in range(0, len(ids), 500):
+                for qid, sid, attempts in conn.execute(select(_QUAR.c.id, _QUAR.c.source_id, _QUAR.c.attempts).where(
+                        _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open",
+                        _QUAR.c.source_id.in_(ids[i:i + 500]))):
+                    existing[(pipeline, sid)] = (qid, attempts)
+        fresh = []
+        for r in rows:
+            hit = existing.get((r["pipeline"], r.get("source_id")))
+            if hit is None:
+                fresh.append({"tenant_id": self.tenant, "status": "open", **r})
+            else:
+                conn.execute(update(_QUAR).where(_QUAR.c.id == hit[0]).values(
+                    reason=r["reason"], stage=r["stage"], payload=r.get("payload"), run_id=r.get("run_id"),
+                    attempts=hit[1] + 1))
+        if fresh:
+            conn.execute(insert(_QUAR), fresh)
+
+    def has_open(self, conn: Connection, pipeline: str) -> bool:
+        """Whether a pipeline has open quarantine entries (cheap check before resolving any)."""
+        return conn.execute(select(_QUAR.c.id).where(
+            _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open").limit(1)
+        ).first() is not None
+
+    def resolve_landed(self, conn: Connection, pipeline: str, source_ids: list[str]) -> int:
+        """Close open entries of records that have now landed (the source fixed them)."""
+        done = 0
+        for i in range(0, len(source_ids), 500):
+            done += conn.execute(update(_QUAR).where(
+                _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open",
+                _QUAR.c.source_id.in_(source_ids[i:i + 500])).values(status="resolved", resolved_at=_now())).rowcount
+        return done
 
     def list(self, pipeline: str | None = None, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
         """Quarantined records, newest first."""

@@ -29,6 +29,10 @@ _INVALID = "__tongbu_invalid__"
 class CRMSink(BatchSink):
     """Batches records of one stream and upserts them into the hub."""
 
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        self.crm_target = target  # the engine, store and mappings are shared by all sinks of the target
+        super().__init__(target, *args, **kwargs)
+
     @property
     def max_size(self) -> int:
         """Records per batch (and per transaction)."""
@@ -46,7 +50,7 @@ class CRMSink(BatchSink):
 
     def process_batch(self, context: dict) -> None:
         """Map, upsert and quarantine one batch in one transaction."""
-        target: TargetCRM = self._target  # type: ignore[assignment]
+        target: TargetCRM = self.crm_target  # type: ignore[assignment]
         from mappings.engine import MappingError
         from pipelines.runner import jsonable
 

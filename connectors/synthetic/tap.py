@@ -60,6 +60,10 @@ class SyntheticRecords(Stream):
             "updated_at": _iso(seconds),
         }
 
+    def source_count(self, context: dict | None = None) -> int:
+        """How many records the source holds now (for the reconciliation check)."""
+        return int(self.config.get("records", 1000))
+
     def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
         """Yield records after the starting bookmark, oldest first."""
         n = int(self.config.get("records", 1000))
