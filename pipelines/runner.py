@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -212,52 +213,60 @@ class Runner:
         with self.engine.connect() as conn:
             resolve_quarantine = self.quarantine.has_open(conn, spec.name)
 
-        def commit(final: bool) -> None:
-            nonlocal rows, quarantined
-            cursor = result.cursor_after
-            if sorted_stream and last is not None:
-                cursor = stream_cursor(stream, last)
-            elif final:
-                cursor = best
+        def commit(batch_rows: list[dict[str, Any]], batch_quarantined: list[dict[str, Any]],
+                   cursor: dict[str, Any] | None) -> None:
+            # Rows, quarantined records, cursor and lease renewal: one transaction, all or nothing.
             with self.engine.begin() as conn:
-                if rows:
-                    res = self.hub.upsert(conn, obj, rows, source_system=conn_name)
+                if batch_rows:
+                    res = self.hub.upsert(conn, obj, batch_rows, source_system=conn_name)
                     result.rows_written += res.written
                     result.rows_unchanged += res.unchanged
                     result.lines_written += res.lines_written
                     if resolve_quarantine:
-                        self.quarantine.resolve_landed(conn, spec.name, [str(r["source_id"]) for r in rows])
-                if quarantined:
-                    self.quarantine.add_many(conn, quarantined)
-                    result.rows_quarantined += len(quarantined)
+                        self.quarantine.resolve_landed(conn, spec.name, [str(r["source_id"]) for r in batch_rows])
+                if batch_quarantined:
+                    self.quarantine.add_many(conn, batch_quarantined)
+                    result.rows_quarantined += len(batch_quarantined)
                 if cursor is not None and cursor != result.cursor_after:
                     self.state.put(conn, conn_name, stream_name, cursor)
                 lock.renew(conn)
             result.cursor_after = cursor
             result.batches += 1
-            rows, quarantined = [], []
             if self.progress is not None:
                 self.progress(result)
 
-        for record in stream.get_records(None):
-            if post is not None:
-                record = post(record, None)
-                if record is None:
-                    continue
-            result.rows_read += 1
-            try:
-                rows.append(apply(record))
-            except MappingError as exc:
-                quarantined.append(self._quarantine_row(spec, record, "mapping", str(exc), result.run_id))
-            if sorted_stream:
-                last = record
-            else:
-                cur = stream_cursor(stream, record)
-                if cur is not None and (best is None or _gt(_cursor_value(cur), _cursor_value(best))):
-                    best = cur
-            if len(rows) + len(quarantined) >= batch_size:
-                commit(final=False)
-        commit(final=True)
+        # The database writes of batch k overlap with reading and mapping batch k+1: a single writer
+        # thread commits batches strictly in order (so cursors still only move forward over committed
+        # data), and the bounded queue keeps memory flat however large the source is.
+        writer = _BatchWriter(commit)
+        try:
+            for record in stream.get_records(None):
+                if post is not None:
+                    record = post(record, None)
+                    if record is None:
+                        continue
+                result.rows_read += 1
+                try:
+                    rows.append(apply(record))
+                except MappingError as exc:
+                    quarantined.append(self._quarantine_row(spec, record, "mapping", str(exc), result.run_id))
+                if sorted_stream:
+                    last = record
+                else:
+                    cur = stream_cursor(stream, record)
+                    if cur is not None and (best is None or _gt(_cursor_value(cur), _cursor_value(best))):
+                        best = cur
+                if len(rows) + len(quarantined) >= batch_size:
+                    # Unsorted streams keep their cursor until the final batch: only then is the max known.
+                    cursor = stream_cursor(stream, last) if sorted_stream and last is not None else start
+                    writer.submit(rows, quarantined, cursor)
+                    rows, quarantined = [], []
+            final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
+            writer.submit(rows, quarantined, final)
+        except BaseException:
+            writer.close(raise_error=False)  # the reader's error is the one to report
+            raise
+        writer.close()
 
     def _quarantine_row(self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str,
                         run_id: int | None) -> dict[str, Any]:
@@ -367,6 +376,49 @@ class Runner:
                 cursor_after=result.cursor_after, duration_s=result.duration_s,
                 error=None if result.error is None else result.error[:4000],
             ))
+
+
+class _BatchWriter:
+    """Commits batches on one background thread, in submission order; re-raises its failure."""
+
+    def __init__(self, commit: Callable[[list, list, Any], None], depth: int = 2) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[tuple[list, list, Any] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="tongbu-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._commit(*item)
+                except BaseException as exc:  # handed to the producer thread, which re-raises it
+                    self._error = exc
+
+    def submit(self, rows: list, quarantined: list, cursor: Any) -> None:
+        """Queue one batch (blocks while the writer is ``depth`` batches behind)."""
+        self._raise()
+        while True:
+            try:
+                self._queue.put((rows, quarantined, cursor), timeout=0.5)
+                return
+            except queue.Full:
+                self._raise()
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for every queued batch to commit; raise the writer's error if it had one."""
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def select_mapping(specs: list[Any], pipeline: PipelineSpec, name: str | None, path: Path) -> Any:

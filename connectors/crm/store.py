@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, update
+from sqlalchemy import Connection, DateTime, Engine, Table, and_, bindparam, func, null, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
@@ -67,13 +67,18 @@ def _canon(value: Any) -> str:
 
 
 def row_hash(row: dict[str, Any], columns: Sequence[str]) -> str:
-    """Hash of a row's business fields (and its lines), used to skip unchanged rows."""
-    parts = [_canon(row.get(c)) for c in columns]
+    """Hash of a row's business fields (and its lines), used to skip unchanged rows.
+
+    Mapped values are deterministic per source (the engine normalises datetimes to UTC, numbers to
+    one type), so the ``repr`` of the value tuple is a stable and much cheaper input than per-type
+    canonical text; this is on the hot path of every record.
+    """
+    key = repr(tuple([row.get(c) for c in columns]))
     lines = row.get(LINES_KEY)
     if lines:
         # Lines are part of the order: a changed line makes the order a changed row too.
-        parts.append(repr(sorted(repr(sorted((k, _canon(v)) for k, v in line.items())) for line in lines)))
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+        key += repr(sorted(repr(sorted((k, _canon(v)) for k, v in line.items())) for line in lines))
+    return hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
 
 
 def hub_table(object_name: str) -> Table:
@@ -96,6 +101,7 @@ class HubStore:
         self.tenant = tenant
         self._dialect = engine.dialect.name
         self._stmts: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._raw: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]]] = {}
 
     # -- writes ---------------------------------------------------------------------------------
     def upsert(
@@ -107,8 +113,11 @@ class HubStore:
             return result
         table = hub_table(object_name)
         columns = self._columns(table, rows[0])
-        params = self._params(rows, columns, source_system)
-        result.written = self._execute_upsert(conn, table, columns, params)
+        if self._dialect == "sqlite" and LINES_KEY not in rows[0]:
+            result.written = self._sqlite_upsert(conn, table, columns, rows, source_system)
+        else:
+            params = self._params(rows, columns, source_system)
+            result.written = self._execute_upsert(conn, table, columns, params)
         child = CHILD_OBJECTS.get(object_name)
         if child is not None and any(LINES_KEY in r for r in rows):
             self._upsert_lines(conn, table, child, rows, source_system, result)
@@ -240,7 +249,7 @@ class HubStore:
         ins = insert(table).values(values)
         set_ = {c: ins.excluded[c] for c in ("row_hash", *columns, *(extra or {}))}
         set_["updated_at"] = func.current_timestamp()
-        set_["deleted_at"] = None
+        set_["deleted_at"] = null()  # a literal NULL, not a bound parameter
         stmt = ins.on_conflict_do_update(
             index_elements=list(_KEY_COLUMNS), set_=set_, where=table.c.row_hash != ins.excluded.row_hash
         )
@@ -255,7 +264,48 @@ class HubStore:
         if self._dialect == "postgresql":
             # psycopg2's executemany rowcount is unreliable; RETURNING gives one row per written row.
             return len(conn.execute(stmt.returning(table.c.id), params).all())
-        return max(conn.execute(stmt, params).rowcount, 0)
+        return self._sqlite_executemany(conn, table, stmt, params)
+
+    def _sqlite_upsert(self, conn: Connection, table: Table, columns: tuple[str, ...],
+                       rows: Sequence[dict[str, Any]], source_system: str) -> int:
+        # The hot path. SQLAlchemy's per-row parameter handling costs more than SQLite's own insert,
+        # so the statement is built once per column set and positional tuples go straight to the
+        # driver, on the same connection and therefore in the caller's transaction. Values pass
+        # through the columns' own SQLAlchemy bind processors, so rows read back exactly as if
+        # SQLAlchemy had written them, and the hash is taken over those processed values (cheap
+        # to repr: text and numbers).
+        key = (table.name, columns)
+        plan = self._raw.get(key)
+        if plan is None:
+            dialect = self.engine.dialect
+            procs = [_sqlite_datetime if isinstance(table.c[c].type, DateTime)
+                     else table.c[c].type._cached_bind_processor(dialect) for c in columns]
+            names = ", ".join(f'"{c}"' for c in ("tenant_id", "source_system", "source_id", "row_hash", *columns))
+            marks = ", ".join("?" * (4 + len(columns)))
+            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in ("row_hash", *columns))
+            sql = (f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) '
+                   f'ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET {sets}, '
+                   f'updated_at = CURRENT_TIMESTAMP, deleted_at = NULL '
+                   f'WHERE "{table.name}".row_hash IS NOT excluded.row_hash')
+            plan = (sql, list(zip(columns, procs, strict=True)))
+            self._raw[key] = plan
+        sql, getters = plan
+        tenant = self.tenant
+        md5 = hashlib.md5
+        out = []
+        append = out.append
+        for r in rows:
+            vals = [r.get(c) if proc is None else (None if (v := r.get(c)) is None else proc(v))
+                    for c, proc in getters]
+            sid = r["source_id"]
+            append((tenant, source_system, sid if type(sid) is str else str(sid),
+                    md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals))
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.executemany(sql, out)
+            return max(cursor.rowcount, 0)
+        finally:
+            cursor.close()
 
     def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
         written = 0
@@ -307,6 +357,13 @@ class HubStore:
                     stale.append(line_id)
         for chunk in _chunks(stale, 500):
             result.lines_deleted += conn.execute(table.delete().where(table.c.id.in_(chunk))).rowcount
+
+
+def _sqlite_datetime(value: dt.datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), about 3x faster."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
