@@ -264,7 +264,7 @@ class HubStore:
         if self._dialect == "postgresql":
             # psycopg2's executemany rowcount is unreliable; RETURNING gives one row per written row.
             return len(conn.execute(stmt.returning(table.c.id), params).all())
-        return self._sqlite_executemany(conn, table, stmt, params)
+        return max(conn.execute(stmt, params).rowcount, 0)
 
     def _sqlite_upsert(self, conn: Connection, table: Table, columns: tuple[str, ...],
                        rows: Sequence[dict[str, Any]], source_system: str) -> int:
