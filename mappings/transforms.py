@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import inspect
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +32,8 @@ from connectors.kit import uscc as uscc_code
 
 Step = Callable[[Any], Any]
 #: The runner's hub lookup: ``(object, by_field, value) -> matching hub row (mapping) | value | None``.
-Resolver = Callable[[str, str, Any], Any]
+#: A resolver that takes a fourth argument is also given the field to return (``lookup``'s ``return``).
+Resolver = Callable[..., Any]
 
 UTC = dt.UTC
 _MISSING: Any = object()
@@ -97,6 +100,11 @@ class TransformDef:
     #: JSON types of input the step accepts (``None``: anything).
     accepts: frozenset[str] | None
     summary: str
+    #: Optional inline form for the engine's generated code: ``inline(params)`` returns
+    #: ``(template, constant)`` or ``None``. The template is a Python expression over ``{x}`` (the
+    #: input expression), ``{v}`` (a fresh local), ``{S}`` (this step, for the uncommon cases) and
+    #: ``{P}`` (the constant); it must behave exactly like the step, raising only where it does.
+    inline: Callable[[Any], tuple[str, Any] | None] | None = None
 
     def output_type(self, params: Any, input_type: str | None) -> str | None:
         """The JSON type this step yields for ``input_type`` (``None`` when it cannot be known)."""
@@ -115,10 +123,11 @@ def _register(
     output: OutputRule = None,
     accepts: Iterable[str] | None = None,
     summary: str = "",
+    inline: Callable[[Any], tuple[str, Any] | None] | None = None,
 ) -> Callable[[Callable[[Any, BuildContext], Step]], Callable[[Any, BuildContext], Step]]:
     def deco(factory: Callable[[Any, BuildContext], Step]) -> Callable[[Any, BuildContext], Step]:
         TRANSFORMS[name] = TransformDef(
-            name, factory, params, primary, output, frozenset(accepts) if accepts else None, summary
+            name, factory, params, primary, output, frozenset(accepts) if accepts else None, summary, inline
         )
         return factory
 
@@ -156,7 +165,7 @@ def validate_params(name: str, raw: Any) -> Params | None:
             raise TransformParamsError(f"transform '{name}' takes no parameters (got {_show(raw)})")
         return None
     if not isinstance(raw, Mapping):
-        if raw is None and tdef.primary is None:
+        if raw is None:
             raw = {}
         elif tdef.primary is None:
             raise TransformParamsError(
@@ -172,7 +181,7 @@ def validate_params(name: str, raw: Any) -> Params | None:
             where = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                allowed = ", ".join(tdef.params.model_fields)
+                allowed = ", ".join(f.alias or n for n, f in tdef.params.model_fields.items())
                 msg = f"unknown parameter (allowed: {allowed})"
             elif err["type"] == "missing":
                 msg = "missing required parameter"
@@ -188,35 +197,36 @@ class LookupCache:
     committed yet anyway); :meth:`clear` or :meth:`set_resolver` starts a fresh run.
     """
 
-    __slots__ = ("resolver", "_cache", "calls")
+    __slots__ = ("resolver", "_cache", "calls", "_passes_field")
 
     def __init__(self, resolver: Resolver | None = None) -> None:
-        self.resolver = resolver
-        self._cache: dict[tuple[str, str, Any], Any] = {}
+        self._cache: dict[tuple[str, str, str, Any], Any] = {}
         self.calls = 0
+        self.set_resolver(resolver)
 
     def set_resolver(self, resolver: Resolver | None) -> None:
         """Use ``resolver`` from now on and forget everything cached through the previous one."""
         self.resolver = resolver
+        self._passes_field = resolver is not None and _takes_fourth_argument(resolver)
         self._cache.clear()
 
     def clear(self) -> None:
         """Forget cached answers (start of a new run)."""
         self._cache.clear()
 
-    def fetch(self, obj: str, by: str, value: Any) -> Any:
-        """The hub row (or value) matching ``value`` in ``obj.by``; ``None`` when there is none."""
-        key = (obj, by, value)
+    def fetch(self, obj: str, by: str, value: Any, field: str = "source_id") -> Any:
+        """The hub row (or ``field``'s value) matching ``value`` in ``obj.by``; ``None`` when none."""
+        key = (obj, by, field, value)
         try:
             return self._cache[key]
         except KeyError:
             pass
         except TypeError:  # unhashable value: no caching, still resolvable
-            return self._call(obj, by, value)
-        found = self._cache[key] = self._call(obj, by, value)
+            return self._call(obj, by, value, field)
+        found = self._cache[key] = self._call(obj, by, value, field)
         return found
 
-    def _call(self, obj: str, by: str, value: Any) -> Any:
+    def _call(self, obj: str, by: str, value: Any, field: str) -> Any:
         if self.resolver is None:
             raise ResolverError(
                 f"lookup in '{obj}' by '{by}' needs a hub resolver: compile the mapping with "
@@ -224,9 +234,21 @@ class LookupCache:
             )
         self.calls += 1
         try:
+            if self._passes_field:
+                return self.resolver(obj, by, value, field)  # type: ignore[call-arg]
             return self.resolver(obj, by, value)
         except Exception as exc:  # the hub failing is a run failure, not a bad record
             raise ResolverError(f"lookup in '{obj}' by '{by}' failed: {exc}") from exc
+
+
+def _takes_fourth_argument(func: Callable[..., Any]) -> bool:
+    """Whether a resolver accepts ``(object, by, value, return_field)`` rather than three arguments."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 4 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def build_step(
@@ -268,7 +290,8 @@ def chain(steps: Iterable[Step]) -> Step | None:
 # casts
 
 
-@_register("str", output=STRING, summary="text; numbers without float noise, dates as ISO 8601")
+@_register("str", output=STRING, summary="text; numbers without float noise, dates as ISO 8601",
+           inline=lambda _p: ("({v} if type({v} := {x}) is str else {S}({v}))", None))
 def _str_factory(_params: None, _ctx: BuildContext) -> Step:
     def to_str(value: Any) -> Any:
         if value is None:
@@ -353,6 +376,9 @@ def _float_factory(_params: None, _ctx: BuildContext) -> Step:
     return to_float
 
 
+_isfinite = math.isfinite
+
+
 def _parse_decimal(text: str) -> Decimal:
     # Thousands separators are common in Chinese finance exports ("1,234.50"); anything else that
     # Decimal() rejects is a bad value, and NaN/Infinity have no place in an amount column.
@@ -367,14 +393,16 @@ def _parse_decimal(text: str) -> Decimal:
 
 def _to_decimal(value: Any) -> Decimal | None:
     kind = type(value)
+    if kind is float:
+        # repr() is the shortest text that round-trips, so 0.1 becomes Decimal("0.1"), not 0.1000000000000000055...
+        if _isfinite(value):
+            return Decimal(repr(value))
+        raise TransformError("not a finite number", value)
     if kind is str:
         text = value.strip()
         return _parse_decimal(text) if text else None
     if kind is int:
         return Decimal(value)
-    if kind is float:
-        # repr() is the shortest text that round-trips, so 0.1 becomes Decimal("0.1"), not 0.1000000000000000055...
-        return _parse_decimal(repr(value))
     if kind is Decimal:
         if not value.is_finite():
             raise TransformError("not a finite number", value)
@@ -446,7 +474,8 @@ def _need_text(name: str, value: Any) -> str:
     raise TransformError(f"'{name}' works on text, got a {type(value).__name__} (add 'str' before it)", value)
 
 
-@_register("strip", output=STRING, accepts=_TEXTUAL, summary="trim surrounding whitespace (incl. full-width)")
+@_register("strip", output=STRING, accepts=_TEXTUAL, summary="trim surrounding whitespace (incl. full-width)",
+           inline=lambda _p: ("({v}.strip() if type({v} := {x}) is str else {S}({v}))", None))
 def _strip_factory(_params: None, _ctx: BuildContext) -> Step:
     def strip(value: Any) -> Any:
         if value is None:
@@ -661,18 +690,19 @@ class DateTimeParams(Params):
     format: str | None = Field(None, description="strptime format; default: ISO 8601 and common variants")
     nulls: list[str] = Field(default_factory=list, description="sentinel values meaning 'no date', e.g. 1900-01-01")
 
-    @field_validator("tz")
-    @classmethod
-    def _valid_tz(cls, tz: str) -> str:
-        parse_tz(tz)
-        return tz
+    _check_tz = field_validator("tz")(lambda tz: _valid_tz(tz))
+    _check_nulls = field_validator("nulls")(lambda nulls: _valid_nulls(nulls))
 
-    @field_validator("nulls")
-    @classmethod
-    def _valid_nulls(cls, nulls: list[str]) -> list[str]:
-        for text in nulls:
-            _naive_sentinel(text)
-        return nulls
+
+def _valid_tz(tz: str) -> str:
+    parse_tz(tz)
+    return tz
+
+
+def _valid_nulls(nulls: list[str]) -> list[str]:
+    for text in nulls:
+        _naive_sentinel(text)
+    return nulls
 
 
 def _naive_sentinel(text: str) -> dt.datetime:
@@ -717,6 +747,12 @@ def _datetime_factory(params: DateTimeParams, _ctx: BuildContext) -> Step:
     offset = zone.utcoffset(None) if fixed else None
 
     def localise(value: dt.datetime) -> dt.datetime:
+        try:
+            return shift(value)
+        except OverflowError:  # 0001-01-01 minus eight hours
+            raise TransformError("date/time out of range", value) from None
+
+    def shift(value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             if nulls and value in nulls:
                 return None  # type: ignore[return-value]
@@ -727,20 +763,6 @@ def _datetime_factory(params: DateTimeParams, _ctx: BuildContext) -> Step:
         if nulls and value.replace(tzinfo=None) in nulls:
             return None  # type: ignore[return-value]
         return value.astimezone(UTC)
-
-    if fixed and params.format is None and not nulls:
-
-        def kingdee_fast(value: Any) -> Any:
-            if type(value) is str:
-                # Hot path for the naive local times ERPs send: parse the wall time as if it were
-                # UTC, then shift by the zone's offset. A text that has its own offset (or no
-                # time part) makes fromisoformat fail on the added "Z" and takes the general path.
-                try:
-                    return fromiso(value + "Z") - offset
-                except ValueError:
-                    text = value.strip()
-                    return localise(parse(text)) if text else None
-            return general(value)
 
     def general(value: Any) -> Any:
         if value is None:
@@ -756,9 +778,30 @@ def _datetime_factory(params: DateTimeParams, _ctx: BuildContext) -> Step:
             f"expected a date/time text, got a {type(value).__name__} (for epoch numbers use 'epoch')", value
         )
 
-    if fixed and params.format is None and not nulls:
-        return kingdee_fast
-    return general
+    if not fixed or params.format is not None or nulls:
+        return general
+
+    def naive_local_fast(value: Any) -> Any:
+        if type(value) is str:
+            sign = value[-6:-5]
+            if sign != "+" and sign != "-":
+                # Hot path for the naive local times ERPs send: parse the wall time as if it were
+                # UTC, then shift by the zone's fixed offset. A date without a time, surrounding
+                # blanks or a "Z" make fromisoformat reject the added "Z": general path.
+                try:
+                    return fromiso(value + "Z") - offset
+                except (ValueError, OverflowError):
+                    pass
+            else:  # "...+08:00" (or a bare date, whose 6th-last character is a dash)
+                try:
+                    parsed = fromiso(value)
+                except ValueError:
+                    pass
+                else:
+                    return parsed.astimezone(UTC) if parsed.tzinfo is not None else localise(parsed)
+        return general(value)
+
+    return naive_local_fast
 
 
 class DateParams(Params):
@@ -766,8 +809,8 @@ class DateParams(Params):
     format: str | None = None
     nulls: list[str] = Field(default_factory=list)
 
-    _valid_tz = field_validator("tz")(DateTimeParams._valid_tz.__func__)  # type: ignore[attr-defined]
-    _valid_nulls = field_validator("nulls")(DateTimeParams._valid_nulls.__func__)  # type: ignore[attr-defined]
+    _check_tz = field_validator("tz")(lambda tz: _valid_tz(tz))
+    _check_nulls = field_validator("nulls")(lambda nulls: _valid_nulls(nulls))
 
 
 @_register("date", params=DateParams, output=DATE,
@@ -937,7 +980,15 @@ def _table_step(table: dict[Any, Any], on_missing: Callable[[Any], Any]) -> Step
     return code
 
 
-@_register("enum", params=EnumParams, output=_enum_output,
+def _enum_inline(params: EnumParams) -> tuple[str, Any] | None:
+    table = _code_table(params.map)
+    if None in table:
+        return None  # null must pass through untouched; the step handles that
+    # A hit is a dict lookup; a miss (or null) goes to the step, which knows every fallback rule.
+    return "({w} if ({w} := {P}.get({v} := {x}, _MISSING)) is not _MISSING else {S}({v}))", table
+
+
+@_register("enum", params=EnumParams, output=_enum_output, inline=_enum_inline,
            summary="code table: map source codes to target values; unknown code -> error unless default")
 def _enum_factory(params: EnumParams, _ctx: BuildContext) -> Step:
     table = _code_table(params.map)
@@ -1021,7 +1072,7 @@ def _lookup_factory(params: LookupParams, ctx: BuildContext) -> Step:
     def hub_lookup(value: Any) -> Any:
         if value is None:
             return None
-        found = cache.fetch(obj, by, value)
+        found = cache.fetch(obj, by, value, field)
         if found is None:
             return missing(value, where)
         result = _pick(found, field)
@@ -1110,10 +1161,19 @@ class NullIfParams(Params):
         return values if isinstance(values, list) else [values]
 
 
+def _null_if_set(params: NullIfParams) -> frozenset[Any]:
+    return frozenset(v for v in params.values if isinstance(v, str | int | float | bool | Decimal))
+
+
+def _null_if_inline(params: NullIfParams) -> tuple[str, Any]:
+    # An unhashable value raises TypeError here; the engine's slow path then runs the step itself.
+    return "(None if ({v} := {x}) in {P} else {v})", _null_if_set(params)
+
+
 @_register("null_if", params=NullIfParams, primary="values", output=_same,
-           summary="turn placeholder values ('', '-', 'N/A', 0) into null")
+           summary="turn placeholder values ('', '-', 'N/A', 0) into null", inline=_null_if_inline)
 def _null_if_factory(params: NullIfParams, _ctx: BuildContext) -> Step:
-    hashable = frozenset(v for v in params.values if isinstance(v, str | int | float | bool | Decimal))
+    hashable = _null_if_set(params)
 
     def null_if(value: Any) -> Any:
         try:
@@ -1128,8 +1188,28 @@ def _null_if_factory(params: NullIfParams, _ctx: BuildContext) -> Step:
 # Chinese identifiers
 
 
-_PHONE_ALLOWED = re.compile(r"[\d\s\-+()（）.]+")
-_EXTENSION = re.compile(r"(.*?\d)\s*(?:转|分机|ext\.?|x|#|-)\s*(\d{1,6})", re.IGNORECASE)
+_PHONE_CHARS = re.compile(r"[\d\s\-+()（）.]+")
+# An explicit extension marker: "0571-88886666 转 12", "010 1234 5678 ext. 3", "...#12".
+_EXTENSION = re.compile(r"(.*?\d)\s*(?:转|分机|ext\.?|x|#)\s*(\d{1,6})", re.IGNORECASE)
+_NON_DIGIT = re.compile(r"\D")
+# Numbers already in canonical form: a mobile, or 010/02x + 8 digits, or 0xxx + 7-8 digits.
+_CANONICAL_PHONE = re.compile(r"1[3-9]\d{9}|0[12]\d-\d{8}|0[3-9]\d\d-\d{7,8}")
+
+
+def _phone_digits(digits: str) -> str | None:
+    """Canonical text for a run of domestic digits, or None when it is not a Chinese phone number."""
+    if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
+        return digits  # mobile
+    if len(digits) == 10 and digits[:3] in ("400", "800"):
+        return digits  # national service number
+    if len(digits) >= 10 and digits[0] == "0":
+        # 010 and 02x are the only 3-digit area codes; every other area code has 4 digits.
+        area = 3 if digits[1] in "12" else 4
+        number = digits[area:]
+        return f"{digits[:area]}-{number}" if 7 <= len(number) <= 8 else None
+    if 7 <= len(digits) <= 8 and digits[0] != "0":
+        return digits  # a local number without an area code: there is nothing to add it from
+    return None
 
 
 class PhoneParams(Params):
@@ -1141,27 +1221,21 @@ class PhoneParams(Params):
 def _phone_factory(params: PhoneParams, _ctx: BuildContext) -> Step:
     strict = params.strict
 
-    def fail(value: Any, text: str) -> str:
-        if strict:
-            raise TransformError("not a Chinese mobile or landline number", value)
-        return text
-
-    def normalise(digits: str) -> str | None:
-        """A canonical form for a run of digits (country code removed), or None if not a phone."""
-        if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789":
-            return digits
-        if digits[:3] in ("400", "800") and len(digits) == 10:
-            return digits
-        if digits[0] == "0":
-            # 010 and 02x are the only 3-digit area codes; every other area code has 4 digits.
-            area_len = 3 if digits[1] in "12" else 4
-            number = digits[area_len:]
-            if 7 <= len(number) <= 8:
-                return f"{digits[:area_len]}-{number}"
+    def domestic(text: str) -> str | None:
+        if not _PHONE_CHARS.fullmatch(text):
             return None
-        if 7 <= len(digits) <= 8:
-            return digits  # a local number without an area code: nothing to add it from
-        return None
+        digits = _NON_DIGIT.sub("", text)
+        if text.startswith(("+", "00")):
+            digits = digits[2:] if text.startswith("00") else digits
+            if not digits.startswith("86"):
+                return None  # a foreign number
+            digits = digits[2:]
+            mobile = len(digits) == 11 and digits[:1] == "1"
+            if digits and not mobile and digits[:3] not in ("400", "800") and digits[0] != "0":
+                digits = "0" + digits  # "+86 10 1234 5678" drops the trunk 0 of the area code
+        elif len(digits) == 13 and digits.startswith("861"):
+            digits = digits[2:]  # "8613812345678": country code without the plus
+        return _phone_digits(digits) if digits else None
 
     def phone(value: Any) -> Any:
         if value is None:
@@ -1169,41 +1243,30 @@ def _phone_factory(params: PhoneParams, _ctx: BuildContext) -> Step:
         if type(value) is int:
             text = str(value)
         elif isinstance(value, str):
-            text = unicodedata.normalize("NFKC", value).strip()  # full-width digits and ＋
+            text = value.strip()
+            if _CANONICAL_PHONE.fullmatch(text):
+                return text  # already a mobile or an area-number landline: the common case
+            if not text.isascii():
+                text = unicodedata.normalize("NFKC", text).strip()  # full-width digits, ＋ and （）
         else:
             raise TransformError(f"expected a phone number, got a {type(value).__name__}", value)
         if not text:
             return None
-        if not _PHONE_ALLOWED.fullmatch(text):
-            with_ext = _EXTENSION.fullmatch(text)
-            if with_ext is None or not _PHONE_ALLOWED.fullmatch(with_ext.group(1)):
-                return fail(value, text)
-        digits = re.sub(r"\D", "", text.split("+", 1)[-1]) if text.startswith("+") else re.sub(r"\D", "", text)
-        international = text.startswith(("+", "00"))
-        if international:
-            digits = digits[2:] if text.startswith("00") else digits
-            if not digits.startswith("86"):
-                return fail(value, text)
-            digits = digits[2:]
-            if digits and digits[0] != "1" and digits[:3] not in ("400", "800"):
-                digits = "0" + digits  # +86 10 1234 5678 drops the trunk 0 of the area code
-        elif len(digits) == 13 and digits.startswith("861"):
-            digits = digits[2:]
-        if not digits:
-            return fail(value, text)
-        result = normalise(digits)
+        result = domestic(text)
         if result is not None:
             return result
-        # "010-12345678-801" / "0571 8888 6666 转 12": a landline with an extension.
-        with_ext = _EXTENSION.fullmatch(text)
-        if with_ext is not None:
-            head = re.sub(r"\D", "", with_ext.group(1))
-            if head.startswith("86") and international:
-                head = "0" + head[2:]
-            base = normalise(head) if head else None
-            if base is not None and "-" in base:
-                return f"{base}-{with_ext.group(2)}"
-        return fail(value, text)
+        marked = _EXTENSION.fullmatch(text)
+        if marked is not None:
+            base, extension = domestic(marked.group(1).strip()), marked.group(2)
+        else:
+            # "010-12345678-801": a dash-separated last group after a complete landline.
+            head, _, extension = text.rpartition("-")
+            base = domestic(head.strip()) if head and extension.isdigit() and len(extension) <= 6 else None
+        if base is not None and "-" in base:  # only landlines have extensions
+            return f"{base}-{extension}"
+        if strict:
+            raise TransformError("not a Chinese mobile or landline number", value)
+        return text
 
     return phone
 
@@ -1214,7 +1277,10 @@ def _uscc_factory(_params: None, _ctx: BuildContext) -> Step:
     def uscc(value: Any) -> Any:
         if value is None:
             return None
-        code = unicodedata.normalize("NFKC", _need_text("uscc", value)).strip().upper().replace(" ", "")
+        code = _need_text("uscc", value)
+        if not code.isascii():
+            code = unicodedata.normalize("NFKC", code)  # full-width letters and digits from Chinese IMEs
+        code = code.strip().upper().replace(" ", "")
         if not code:
             return None
         if uscc_code.is_valid(code):
