@@ -117,6 +117,16 @@ class PipelineLock:
             with self.engine.connect() as conn:
                 row = conn.execute(select(_LOCKS.c.holder, _LOCKS.c.expires_at).where(*key)).first()
             holder, expires = (row.holder, row.expires_at) if row else ("?", "?")
+            if row is not None and _holder_is_dead(holder):
+                # The holder was a process on this host that no longer exists (killed, crashed):
+                # take its lease over at once instead of waiting for it to expire.
+                with self.engine.begin() as conn:
+                    taken = conn.execute(
+                        update(_LOCKS).where(*key, _LOCKS.c.holder == holder)
+                        .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
+                    ).rowcount
+                if taken:
+                    return
             raise PipelineLocked(
                 f"pipeline {self.pipeline!r} is already running (lock held by {holder} until {expires}); "
                 "wait for it to finish, or if that process is dead the lock expires by itself"
@@ -150,6 +160,24 @@ class PipelineLock:
             yield self
         finally:
             self.release()
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` names a process on this host that is not running any more."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine's process: only its lease expiry can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class Quarantine:

@@ -108,20 +108,27 @@ def _run_all(runner: Any, pipelines: list[str], console: Console) -> list[Any]:
     return results
 
 
+def _cursor_text(cursor: dict[str, Any] | None) -> str:
+    if not cursor:
+        return "-"
+    tie = cursor.get("tiebreak_value", cursor.get("id"))
+    text = str(cursor.get("replication_key_value", "-"))
+    return f"{text} / {cursor.get('tiebreak_key', 'id')}={tie}" if tie is not None else text
+
+
 def _summary(console: Console, first: list[Any], second: list[Any], runner: Any, truth: dict[str, int]) -> None:
     table = Table(title="tongbu demo: Kingdee → CRM hub")
-    for col in ("pipeline", "pass", "read", "written", "unchanged", "quarantined", "cursor (FModifyDate, FID)",
-                "seconds"):
-        table.add_column(col, justify="left" if col in ("pipeline", "pass", "cursor (FModifyDate, FID)") else "right")
-    for label, results in (("full", first), ("incremental", second)):
+    for col in ("pipeline", "pass", "read", "written", "unchanged", "quarantined", "seconds"):
+        table.add_column(col, justify="left" if col in ("pipeline", "pass") else "right")
+    for label, results in (("full", first), ("incr.", second)):
         for r in results:
-            cur = r.cursor_after or {}
-            cursor = f"{cur.get('replication_key_value', '-')}, {cur.get('FID', cur.get('id', '-'))}"
-            table.add_row(r.pipeline, label, f"{r.rows_read:,}", f"{r.rows_written:,}", f"{r.rows_unchanged:,}",
-                          f"{r.rows_quarantined:,}", cursor, f"{r.duration_s:.2f}")
+            table.add_row(r.pipeline.removeprefix("kingdee_"), label, f"{r.rows_read:,}", f"{r.rows_written:,}",
+                          f"{r.rows_unchanged:,}", f"{r.rows_quarantined:,}", f"{r.duration_s:.2f}")
     console.print(table)
+    for r in second:
+        console.print(f"   cursor {r.pipeline}: {_cursor_text(r.cursor_after)}")
     check = Table(title="hub vs ERP truth")
-    for col in ("pipeline", "ERP records", "in hub", "quarantined (open)", "match"):
+    for col in ("pipeline", "ERP", "in hub", "quarantined", "match"):
         check.add_column(col, justify="left" if col == "pipeline" else "right")
     with runner.engine.connect() as conn:
         for r in first:
@@ -131,5 +138,5 @@ def _summary(console: Console, first: list[Any], second: list[Any], runner: Any,
             quarantined = runner.quarantine.count(conn, r.pipeline)
             source = truth.get(_FORMS[r.pipeline], 0)
             ok = "yes" if in_hub + quarantined == source else "[red]NO[/]"
-            check.add_row(r.pipeline, f"{source:,}", f"{in_hub:,}", f"{quarantined:,}", ok)
+            check.add_row(r.pipeline.removeprefix("kingdee_"), f"{source:,}", f"{in_hub:,}", f"{quarantined:,}", ok)
     console.print(check)
