@@ -108,3 +108,31 @@ def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_p
     in_hub = hub_ids(get_engine(), "accounts")
     assert len(in_hub) == len(set(in_hub)) == n - len(broken)
     assert set(in_hub) == ids - broken
+
+
+def test_dagster_materialises_kingdee_assets_and_checks_reconcile(tmp_path: Path, monkeypatch) -> None:
+    import dagster as dg
+
+    from dagster_project.assets import build_definitions
+
+    with KingdeeSimulator(records=300, faults="malformed=0.02", seed=5) as sim:
+        monkeypatch.setenv("TONGBU_PROJECT", str(write_project(tmp_path, sim, page_size=100)))
+        defs = build_definitions()
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+        _, broken = truth_ids(sim, "BD_Customer", "FCUSTID")
+    events = result.get_asset_materialization_events()
+    mats = {e.asset_key.to_user_string(): e.event_specific_data.materialization for e in events}
+    assert {"kingdee/customers", "kingdee/sales_orders", "kingdee/receivables", "crm/accounts",
+            "crm/sales_orders", "crm/receivables"} <= set(mats)
+    md = mats["kingdee/customers"].metadata
+    assert md["rows_read"].value == 300 and md["rows_quarantined"].value == len(broken)
+    assert md["cursor_after"].value["tiebreak_key"] == "FCUSTID"
+    checks = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
+    customers = checks["kingdee/customers"]
+    assert customers.metadata["source_count"].value == 300
+    # The gap is exactly the quarantined rows: a warning that points at the quarantine, not an error.
+    assert customers.passed == (not broken)
+    if broken:
+        assert customers.severity == dg.AssetCheckSeverity.WARN
