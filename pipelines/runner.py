@@ -239,28 +239,35 @@ class Runner:
         # thread commits batches strictly in order (so cursors still only move forward over committed
         # data), and the bounded queue keeps memory flat however large the source is.
         writer = _BatchWriter(commit)
+        records = stream.get_records(None)
+        if post is not None:
+            records = (r for r in (post(rec, None) for rec in records) if r is not None)
         try:
-            for record in stream.get_records(None):
-                if post is not None:
-                    record = post(record, None)
-                    if record is None:
-                        continue
-                result.rows_read += 1
+            # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
+            # for sorted streams (the cursor is taken from the last record of each batch).
+            append = rows.append
+            pending = 0
+            read = 0
+            for record in records:
+                read += 1
+                pending += 1
                 try:
-                    rows.append(apply(record))
+                    append(apply(record))
                 except MappingError as exc:
                     quarantined.append(self._quarantine_row(spec, record, "mapping", str(exc), result.run_id))
-                if sorted_stream:
-                    last = record
-                else:
+                if not sorted_stream:
                     cur = stream_cursor(stream, record)
                     if cur is not None and (best is None or _gt(_cursor_value(cur), _cursor_value(best))):
                         best = cur
-                if len(rows) + len(quarantined) >= batch_size:
+                if pending >= batch_size:
+                    result.rows_read = read
                     # Unsorted streams keep their cursor until the final batch: only then is the max known.
-                    cursor = stream_cursor(stream, last) if sorted_stream and last is not None else start
-                    writer.submit(rows, quarantined, cursor)
+                    writer.submit(rows, quarantined, stream_cursor(stream, record) if sorted_stream else start)
                     rows, quarantined = [], []
+                    append = rows.append
+                    pending = 0
+                last = record
+            result.rows_read = read
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
             writer.submit(rows, quarantined, final)
         except BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -287,16 +288,26 @@ class HubStore:
                    f'ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET {sets}, '
                    f'updated_at = CURRENT_TIMESTAMP, deleted_at = NULL '
                    f'WHERE "{table.name}".row_hash IS NOT excluded.row_hash')
-            plan = (sql, list(zip(columns, procs, strict=True)))
+            converters = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
+            getter = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r, c=columns[0]: (r[c],))
+            plan = (sql, getter, converters, list(zip(columns, procs, strict=True)))
             self._raw[key] = plan
-        sql, getters = plan
+        sql, getter, converters, by_name = plan
         tenant = self.tenant
         md5 = hashlib.md5
         out = []
         append = out.append
         for r in rows:
-            vals = [r.get(c) if proc is None else (None if (v := r.get(c)) is None else proc(v))
-                    for c, proc in getters]
+            try:
+                vals = getter(r)  # one C call for all columns
+            except KeyError:  # a row without some column: it is NULL there
+                vals = tuple(r.get(c) for c, _ in by_name)
+            if converters:
+                vals = list(vals)
+                for i, proc in converters:
+                    v = vals[i]
+                    if v is not None:
+                        vals[i] = proc(v)
             sid = r["source_id"]
             append((tenant, source_system, sid if type(sid) is str else str(sid),
                     md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals))
