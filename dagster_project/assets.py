@@ -68,7 +68,11 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             context.log.info(f"{spec.name}: read {r.rows_read} written {r.rows_written} "
                              f"quarantined {r.rows_quarantined}")
 
-        result = tongbu.runner(progress).run(spec.name)
+        from tongbu.vault import redacting_errors
+
+        # A failure's text becomes a Dagster event: mask any secret value that leaked into it.
+        with redacting_errors():
+            result = tongbu.runner(progress).run(spec.name)
         return dg.MaterializeResult(metadata={
             "rows_read": result.rows_read,
             "rows_written": result.rows_written,

@@ -143,7 +143,7 @@ class Runner:
     def connection_config(self, connection: str) -> dict[str, Any]:
         """Connection config with env and vault references resolved (never logged)."""
         cfg = self.project.resolved_config(connection, self.config_overrides.get(connection))
-        return resolve_secrets(cfg, tenant=self.tenant)
+        return resolve_secrets(cfg, tenant=self.tenant, engine=self.engine)
 
     def make_tap(self, connection: str, state: dict[str, Any] | None = None) -> Any:
         """Instantiate the singer-sdk tap of a connection, in process."""

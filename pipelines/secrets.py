@@ -20,10 +20,14 @@ def has_refs(value: Any) -> bool:
     return False
 
 
-def resolve_secrets(config: dict[str, Any], *, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
-    """Return ``config`` with every ``vault:<connection>.<field>`` replaced by the secret's value."""
+def resolve_secrets(config: dict[str, Any], *, tenant: str = DEFAULT_TENANT, engine: Any = None) -> dict[str, Any]:
+    """Return ``config`` with every ``vault:<connection>.<field>`` replaced by the secret's value.
+
+    ``engine`` is the hub database whose vault holds the secrets (default: the configured hub).
+    """
     if not has_refs(config):
         return dict(config)
-    from tongbu.vault import resolve_refs  # imported lazily: only projects that use the vault need a key
+    # Imported lazily: only projects that reference the vault need a master key.
+    from tongbu.vault import Vault, resolve_refs
 
-    return resolve_refs(config, tenant=tenant)
+    return resolve_refs(config, tenant=tenant, vault=Vault(engine) if engine is not None else None)

@@ -27,6 +27,10 @@ def tongbu_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     """Every test gets its own TONGBU_HOME (and so its own SQLite hub) and no leaked DB URL."""
     home = tmp_path / "tongbu-home"
     monkeypatch.setenv("TONGBU_HOME", str(home))
+    # Master key files go to a per-test config folder, never the developer's ~/.config.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    for var in ("TONGBU_MASTER_KEY", "TONGBU_MASTER_KEY_FILE", "TONGBU_VAULT_PASSPHRASE", "TONGBU_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("TONGBU_DATABASE_URL", raising=False)
     yield home
     dispose_engines()

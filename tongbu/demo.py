@@ -54,7 +54,7 @@ def run_demo(*, records: int = 2000, change: int = 50, faults: str | None = None
     try:
         creds = sim.credentials()
         overrides = {"kingdee": {"base_url": sim.base_url, "acct_id": creds["acct_id"],
-                                 "username": creds["username"], "password": _store_secret(engine, creds)}}
+                                 "username": creds["username"], "password": _store_secret(engine, creds, console)}}
         console.print(f"   listening on {sim.base_url}; hub: {db_file}")
         runner = Runner(project, engine, config_overrides=overrides)
 
@@ -80,13 +80,17 @@ def run_demo(*, records: int = 2000, change: int = 50, faults: str | None = None
             "seconds": elapsed, "database_url": url}
 
 
-def _store_secret(engine: Any, creds: dict[str, Any]) -> str:
-    # The ERP password goes through the vault when one is configured; the run resolves the reference.
-    try:
-        from tongbu.vault import demo_secret
-    except ImportError:
-        return creds["password"]
-    return demo_secret(engine, "kingdee", "password", creds["password"])
+def _store_secret(engine: Any, creds: dict[str, Any], console: Console) -> str:
+    """Put the ERP password into the vault; the project file only ever names ``vault:kingdee.password``."""
+    from tongbu.vault import Vault, default_key_source, write_key_file
+    from tongbu.vault.keys import KEY_ENV, PASSPHRASE_ENV, default_key_file
+
+    if not (os.environ.get(KEY_ENV) or os.environ.get(PASSPHRASE_ENV) or default_key_file().exists()):
+        path = write_key_file(default_key_file())
+        console.print(f"   created a vault master key at {path} (0600; `tongbu vault init` does the same)")
+    vault = Vault.initialize(engine, key_source=default_key_source(), actor="tongbu-demo")
+    vault.set("kingdee.password", creds["password"])
+    return "vault:kingdee.password"
 
 
 def _run_all(runner: Any, pipelines: list[str], console: Console) -> list[Any]:

@@ -96,9 +96,11 @@ def parse_header(blob: bytes) -> CiphertextHeader:
 def open_sealed(key: bytes, blob: bytes, associated_data: bytes) -> bytes:
     """Decrypt a blob produced by :func:`seal`; raise :class:`AuthenticationFailed` on any mismatch."""
     parse_header(blob)
-    header, nonce, body = blob[: HEADER.size], blob[HEADER.size : HEADER.size + NONCE_BYTES], blob[
-        HEADER.size + NONCE_BYTES :
-    ]
+    header, nonce, body = (
+        blob[: HEADER.size],
+        blob[HEADER.size : HEADER.size + NONCE_BYTES],
+        blob[HEADER.size + NONCE_BYTES :],
+    )
     try:
         return AESGCM(key).decrypt(nonce, body, header + associated_data)
     except InvalidTag:

@@ -23,7 +23,7 @@ class VaultError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        return f"{self.message}. {self.hint}" if self.hint else self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 # --- master key -------------------------------------------------------------------------------------

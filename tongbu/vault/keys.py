@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import stat
@@ -123,10 +124,8 @@ def decode_key(text: str, *, where: str) -> bytes:
     text = text.strip()
     candidates: list[bytes] = []
     if len(text) == 2 * KEY_BYTES:
-        try:
+        with contextlib.suppress(ValueError):
             candidates.append(bytes.fromhex(text))
-        except ValueError:
-            pass
     padded = text + "=" * (-len(text) % 4)
     for decoder in (base64.urlsafe_b64decode, base64.b64decode):
         try:
@@ -139,8 +138,8 @@ def decode_key(text: str, *, where: str) -> bytes:
     # The message never echoes the text: a typo'd key is still mostly key.
     raise MasterKeyFormatError(
         f"the master key in {where} is not a 32-byte key (expected base64 or 64 hex digits)",
-        hint="generate one with `tongbu vault init` or `python -c \"import os,base64;"
-        "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`",
+        hint='generate one with `tongbu vault init` or `python -c "import os,base64;'
+        'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`',
     )
 
 
@@ -288,7 +287,9 @@ def check_key_file_permissions(path: Path, st: os.stat_result | None = None) -> 
         return
     st = st or path.stat()
     if not stat.S_ISREG(st.st_mode):
-        raise MasterKeyPermissionError(f"key file {path} is not a regular file", hint="point to the key file itself")
+        raise MasterKeyPermissionError(
+            f"key file {path} is not a regular file", hint="point to the key file itself"
+        )
     if st.st_mode & 0o077:
         raise MasterKeyPermissionError(
             f"key file {path} has permissions {stat.S_IMODE(st.st_mode):04o}; others could read the master key",

@@ -44,7 +44,9 @@ class Manifest:
 
     def body(self) -> str:
         """Canonical JSON (sorted entries, compact), the exact bytes the MAC covers."""
-        rows = [[t, c, f, e.version, e.key_version, e.digest] for (t, c, f), e in sorted(self.entries.items())]
+        rows = [
+            [t, c, f, e.version, e.key_version, e.digest] for (t, c, f), e in sorted(self.entries.items())
+        ]
         return json.dumps(
             {
                 "format": MANIFEST_FORMAT,
@@ -64,7 +66,8 @@ class Manifest:
         if data.get("format") != MANIFEST_FORMAT:
             raise ValueError("unknown manifest format")
         entries = {
-            (str(t), str(c), str(f)): ManifestEntry(int(v), int(kv), str(d)) for t, c, f, v, kv, d in data["entries"]
+            (str(t), str(c), str(f)): ManifestEntry(int(v), int(kv), str(d))
+            for t, c, f, v, kv, d in data["entries"]
         }
         return cls(
             vault_id=str(data["vault"]),

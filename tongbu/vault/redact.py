@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -110,7 +110,9 @@ class SecretRegistry:
             if text not in self._values:
                 return
             self._values.discard(text)
-            self._variants = set().union(*(secret_variants(v) for v in self._values)) if self._values else set()
+            self._variants = (
+                set().union(*(secret_variants(v) for v in self._values)) if self._values else set()
+            )
             self._pattern = None
 
     def clear(self) -> None:
@@ -278,23 +280,23 @@ _STD_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, Non
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Mask secrets in a log record in place (idempotent)."""
+    """Mask secrets in a log record in place; a record without secrets is left exactly as it was."""
     if not len(registry):
-        return record
-    if getattr(record, "_tongbu_redacted", False) and not record.args:
         return record
     try:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a malformed record must still not leak its args
         message = f"{record.msg!s} {record.args!r}"
-    record.msg = registry.redact(message)
-    record.args = None
+    masked = registry.redact(message)
+    if masked != message:
+        record.msg = masked
+        record.args = None
     if record.exc_info and record.exc_info[1] is not None:
         raw = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         text = registry.redact(raw)
         if text != raw:
             record.exc_info = None  # the raw exception holds the secret; keep only the masked text
-        record.exc_text = text
+            record.exc_text = text
     elif record.exc_text:
         record.exc_text = registry.redact(record.exc_text)
     if record.stack_info:
@@ -302,7 +304,6 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     for key, value in list(vars(record).items()):
         if key not in _STD_RECORD_ATTRS and isinstance(value, str):
             setattr(record, key, registry.redact(value))
-    record._tongbu_redacted = True  # type: ignore[attr-defined]
     return record
 
 
@@ -311,12 +312,21 @@ _installed = False
 _filter = RedactingFilter()
 
 
-def _wrap_record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
-    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        return redact_record(factory(*args, **kwargs))
+def _patch_make_record() -> None:
+    """Mask every record a logger creates, after ``extra`` fields are attached.
+
+    Patching ``Logger.makeRecord`` (rather than the record factory, which runs before extras are set)
+    covers all loggers and all handlers, including handlers added later by Dagster or singer-sdk.
+    """
+    original = logging.Logger.makeRecord
+    if getattr(original, "_tongbu_redacting", False):
+        return
+
+    def make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(original(self, *args, **kwargs))
 
     make_record._tongbu_redacting = True  # type: ignore[attr-defined]
-    return make_record
+    logging.Logger.makeRecord = make_record  # type: ignore[method-assign]
 
 
 def _excepthook(
@@ -332,8 +342,8 @@ def install_redaction(
 ) -> RedactingFilter:
     """Mask known secrets in all logging output of this process; safe to call more than once.
 
-    * wraps the global log-record factory, so every record from every logger is masked at creation
-      (this also covers handlers added later, e.g. by Dagster or singer-sdk);
+    * wraps ``Logger.makeRecord``, so every record from every logger is masked at creation, extras
+      included (this also covers handlers added later, e.g. by Dagster or singer-sdk);
     * attaches :class:`RedactingFilter` to the root logger, its handlers, ``logging.lastResort`` and
       the handlers of any extra ``loggers`` — for records that did not come through the factory
       (unpickled from another process, built by hand);
@@ -341,9 +351,7 @@ def install_redaction(
     """
     global _installed
     with _install_lock:
-        factory = logging.getLogRecordFactory()
-        if not getattr(factory, "_tongbu_redacting", False):
-            logging.setLogRecordFactory(_wrap_record_factory(factory))
+        _patch_make_record()
         targets: list[logging.Logger] = [logging.getLogger()]
         targets += [logging.getLogger(x) if isinstance(x, str) else x for x in loggers]
         for logger in targets:

@@ -88,7 +88,9 @@ def upgrade() -> None:
         sa.Column("refresh_in_flight", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vault_tokens")),
-        sa.UniqueConstraint("tenant", "connection", "name", name=op.f("uq_vault_tokens_tenant_connection_name")),
+        sa.UniqueConstraint(
+            "tenant", "connection", "name", name=op.f("uq_vault_tokens_tenant_connection_name")
+        ),
     )
     op.create_table(
         "vault_audit",
