@@ -24,6 +24,7 @@ from connectors.crm.store import HubStore
 from tongbu.config import DEFAULT_TENANT
 
 _INVALID = "__tongbu_invalid__"
+LIBRARY = Path(__file__).resolve().parents[2] / "mappings" / "library"
 
 
 class CRMSink(BatchSink):
@@ -96,7 +97,8 @@ class TargetCRM(Target):
         th.Property("database_url", th.StringType, secret=True,
                     description="SQLAlchemy URL of the hub (default: TONGBU_DATABASE_URL or the local SQLite)"),
         th.Property("source_system", th.StringType, description="Name stored as source_system on every row"),
-        th.Property("mapping_file", th.StringType, description="Mapping YAML (default: the kingdee library file)"),
+        th.Property("mapping_file", th.StringType,
+                    description="Mapping YAML (default: the library mapping for source_system's stream)"),
         th.Property("mapping_name", th.StringType, description="Mapping to use when the file holds several"),
         th.Property("tenant", th.StringType, default=DEFAULT_TENANT),
         th.Property("pipeline", th.StringType, description="Pipeline name recorded with quarantined records"),
@@ -117,7 +119,11 @@ class TargetCRM(Target):
         self._mappings: dict[str, Any] = {}
 
     def mapping_for(self, stream: str) -> Any:
-        """The compiled mapping for ``stream`` (None = write as-is to the hub object of that name)."""
+        """The compiled mapping for ``stream``; None = write as-is to the hub object of that name.
+
+        With ``mapping_file`` the mapping comes from that file (by ``mapping_name`` or by stream);
+        otherwise the shipped library is searched for a mapping from ``source_system``'s stream.
+        """
         if stream in self._mappings:
             return self._mappings[stream]
         from mappings.engine import compile_mapping
@@ -125,19 +131,25 @@ class TargetCRM(Target):
 
         path = self.config.get("mapping_file")
         name = self.config.get("mapping_name")
+        system = self.config.get("source_system")
+        files = [Path(path)] if path else sorted(LIBRARY.glob("*.yaml"))
         found = None
-        if path or stream not in HUB_OBJECTS:
-            file = Path(path) if path else Path(__file__).resolve().parents[2] / "mappings/library/kingdee_to_crm.yaml"
-            specs = load_mappings(file)
-            for spec in specs:
-                if (name and spec.name == name) or (not name and spec.source.stream == stream):
-                    found = compile_mapping(spec)
+        for file in files:
+            for spec in load_mappings(file):
+                by_name = bool(name) and spec.name == name
+                by_stream = not name and spec.source.stream == stream and (path or spec.source.system == system)
+                if by_name or by_stream:
+                    found = spec
+                if found is not None:
                     break
-            if found is None:
-                raise ValueError(f"{file}: no mapping for stream {stream!r}"
-                                 + (f" named {name!r}" if name else ""))
-        self._mappings[stream] = found
-        return found
+            if found is not None:
+                break
+        if found is None and (path or name or stream not in HUB_OBJECTS):
+            where = path or f"the mapping library ({LIBRARY})"
+            raise ValueError(f"{where}: no mapping for stream {stream!r}"
+                             + (f" named {name!r}" if name else f" of source system {system!r}"))
+        self._mappings[stream] = compile_mapping(found) if found is not None else None
+        return self._mappings[stream]
 
     def metrics(self, **counts: int) -> None:
         """Report batch counts to tongbu's pipe runner (stderr, one JSON line)."""
