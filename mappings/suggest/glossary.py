@@ -10,15 +10,17 @@ which is how English or Chinese fields are compared with pinyin-initial field na
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from mappings.suggest.text import STOP_WORDS, has_cjk, pinyin_forms
+from mappings.suggest.text import STOP_WORDS, exact_pinyin, has_cjk, pinyin_forms, set_pinyin_phrases
 
 DATA_FILE = Path(__file__).parent / "data" / "glossary.txt"
+PINYIN_CACHE = DATA_FILE.with_name("pinyin_cache.json")
 _ZH_FUNCTION_CHARS = set("的之及与和或")
 _EXTRA_STOP = {"on"}
 
@@ -102,6 +104,7 @@ class Glossary:
             for z in t.zh:
                 self.zh_term.setdefault(z, t.id)
         self.zh_max = max((len(z) for z in self.zh_term), default=1)
+        set_pinyin_phrases(_pinyin_cache(tuple(sorted(self.zh_term))))
         self.phrase_max = max((len(k) for k in self.phrase_term), default=1)
         self.vocab = set(self.word_term) | {w for k in self.phrase_term for w in k if w.isalpha()} | set(self.erp)
         self.vocab |= {w for words in self.erp.values() for w in words}
@@ -278,6 +281,28 @@ class Glossary:
         return "".join(out)
 
 
+def _pinyin_cache(words: tuple[str, ...]) -> dict[str, tuple[str, str]]:
+    """Pinyin of the glossary's Chinese words: from the shipped cache, computed with pypinyin when missing."""
+    cached: dict[str, list[str]] = {}
+    if PINYIN_CACHE.exists():
+        cached = json.loads(PINYIN_CACHE.read_text(encoding="utf-8"))
+    out = {w: (v[0], v[1]) for w, v in cached.items()}
+    missing = [w for w in words if w not in out]
+    if missing:
+        for w in missing:
+            out[w] = exact_pinyin(w)
+    return out
+
+
+def write_pinyin_cache(path: Path | None = None) -> Path:
+    """Regenerate ``data/pinyin_cache.json`` from the glossary with full pypinyin (run after editing it)."""
+    g = Glossary.load()
+    data = {w: list(exact_pinyin(w)) for w in sorted(g.zh_term)}
+    target = path or PINYIN_CACHE
+    target.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    return target
+
+
 @lru_cache(maxsize=1)
 def _common_words() -> frozenset[str]:
     path = DATA_FILE.with_name("words.txt")
@@ -297,3 +322,7 @@ def default_glossary() -> Glossary:
     if _DEFAULT is None:
         _DEFAULT = Glossary.load()
     return _DEFAULT
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance: python -m mappings.suggest.glossary
+    print(write_pinyin_cache())

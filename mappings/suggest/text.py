@@ -26,8 +26,7 @@ _SEP_RE = re.compile(r"[\s_\-:#@$%&*+=|,;()\[\]{}<>'\"?!~`^]+")
 
 # Words that carry no meaning for matching (they are kept out of term bags).
 STOP_WORDS = frozenset(
-    "a an the of for to in and or via per with from as c s r x pc field fields value values info data obj object "
-    "set shop money".split()
+    ["a", "an", "the", "of", "for", "to", "in", "and", "or", "via", "per", "with", "from", "as", "c", "s", "r", "x", "pc", "field", "fields", "value", "values", "info", "data", "obj", "object", "set", "shop", "money"]
 )
 
 
@@ -100,8 +99,15 @@ def raw_words(part: str) -> list[str]:
         if has_cjk(chunk):
             out.append(chunk)
             continue
-        for w in _CAMEL_RE.findall(chunk):
-            out.append(w.lower())
+        pieces = _CAMEL_RE.findall(chunk)
+        merged: list[str] = []
+        for w in pieces:
+            # "IoT", "AccountID" style: a lone capital after a short word belongs to it.
+            if len(w) == 1 and w.isupper() and merged and len(merged[-1]) <= 2 and merged[-1][:1].isupper():
+                merged[-1] += w
+            else:
+                merged.append(w)
+        out.extend(w.lower() for w in merged)
     return out
 
 
@@ -207,18 +213,106 @@ def parse_name(name: str, conv: NamingConventions, splitter: WordSplitter) -> Na
 
 
 # ----------------------------------------------------------------------------- pinyin
+#
+# Start-up matters (the CLI runs once per table pair), so pypinyin's 0.2 s phrase dictionary is not
+# loaded at run time.  Words of the glossary carry pinyin computed with full pypinyin (polyphones
+# resolved in context: 行业 hangye, 银行 yinhang) in data/pinyin_cache.json; other characters are read
+# from pypinyin's character table alone, loaded without importing the package.
 
-@lru_cache(maxsize=50000)
-def pinyin_forms(text: str) -> tuple[str, str]:
-    """(initials, full pinyin) of a Chinese string; non-Chinese runs are kept lower-cased."""
-    from pypinyin import Style, lazy_pinyin  # imported lazily: only Chinese text needs it
+_TONES = str.maketrans("āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜüńňǹḿ", "aaaaeeeeiiiioooouuuuvvvvvnnnm")
+_PHRASES: dict[str, tuple[str, str]] = {}
+_PHRASE_MAX = 1
+_CHARS: dict[int, str] | None = None
+
+
+def set_pinyin_phrases(phrases: dict[str, tuple[str, str]]) -> None:
+    """Register words whose (initials, full pinyin) are known (the glossary's Chinese forms)."""
+    global _PHRASE_MAX
+    _PHRASES.update(phrases)
+    _PHRASE_MAX = max((len(k) for k in _PHRASES), default=1)
+    pinyin_forms.cache_clear()
+
+
+def _char_table() -> dict[int, str]:
+    global _CHARS
+    if _CHARS is None:
+        import importlib.util
+        import os
+
+        spec = importlib.util.find_spec("pypinyin")
+        if spec is None or not spec.submodule_search_locations:  # pragma: no cover - pypinyin is a dependency
+            _CHARS = {}
+        else:
+            path = os.path.join(list(spec.submodule_search_locations)[0], "pinyin_dict.py")
+            mspec = importlib.util.spec_from_file_location("_tongbu_pinyin_chars", path)
+            module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+            _CHARS = module.pinyin_dict
+    return _CHARS
+
+
+def _char_pinyin(ch: str) -> str:
+    reading = _char_table().get(ord(ch))
+    if not reading:
+        return ch.lower() if ch.isascii() and ch.isalnum() else ""
+    return reading.split(",")[0].translate(_TONES)
+
+
+def exact_pinyin(text: str) -> tuple[str, str]:
+    """(initials, full) with the full pypinyin phrase dictionary (slow to import; used to build the cache)."""
+    from pypinyin import Style, lazy_pinyin
 
     cleaned = "".join(ch for ch in fold(text) if ch.isalnum())
-    if not cleaned:
-        return "", ""
     full = "".join(lazy_pinyin(cleaned, errors="default")).lower()
     initials = "".join(lazy_pinyin(cleaned, style=Style.FIRST_LETTER, errors="default")).lower()
     return re.sub(r"[^0-9a-z]", "", initials), re.sub(r"[^0-9a-z]", "", full)
+
+
+@lru_cache(maxsize=50000)
+def pinyin_forms(text: str) -> tuple[str, str]:
+    """(initials, full pinyin) of a Chinese string; ASCII runs are kept lower-cased (``ID`` → ``id``)."""
+    s = "".join(ch for ch in fold(text) if ch.isalnum())
+    ini: list[str] = []
+    full: list[str] = []
+    i = 0
+    while i < len(s):
+        if s[i].isascii():
+            j = i
+            while j < len(s) and s[i:j + 1].isascii():
+                j += 1
+            ini.append(s[i:j].lower())
+            full.append(s[i:j].lower())
+            i = j
+            continue
+        for j in range(min(len(s), i + _PHRASE_MAX), i + 1, -1):
+            known = _PHRASES.get(s[i:j])
+            if known:
+                ini.append(known[0])
+                full.append(known[1])
+                i = j
+                break
+        else:
+            py = _char_pinyin(s[i])
+            ini.append(py[:1])
+            full.append(py)
+            i += 1
+    return re.sub(r"[^0-9a-z]", "", "".join(ini)), re.sub(r"[^0-9a-z]", "", "".join(full))
+
+
+def pinyin_similarity(a: str, b: str) -> float:
+    """Similarity of two pinyin-style names: subsequence overlap, with credit for a shared suffix/prefix.
+
+    ``cgxmmc`` (采购项目名称) vs ``xmmc`` (项目名称): the shorter is the tail of the longer.
+    """
+    if not a or not b:
+        return 0.0
+    if a == b:
+        return 1.0
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    score = lcs_ratio(a, b)
+    if len(short) >= 2 and (long_.endswith(short) or long_.startswith(short)):
+        score = max(score, 0.6 + 0.35 * len(short) / len(long_))
+    return score
 
 
 def lcs_ratio(a: str, b: str) -> float:

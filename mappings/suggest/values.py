@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.kit.uscc import is_valid as is_valid_uscc
@@ -53,7 +53,7 @@ _DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _NUMBER = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _MONEY_STR = re.compile(r"^[¥￥$€]?\s*[+-]?\d+(,\d{3})*(\.\d+)?\s*(万元|万|元|亿元|万人民币|人民币)?([（(]人民币[)）])?$")
 _PERCENT = re.compile(r"^[+-]?\d+(\.\d+)?\s*%$")
-_VERSION = re.compile(r"^v?\d+\.\d+(\.\d+)?([-.][A-Za-z0-9]+)?$")
+_VERSION = re.compile(r"^(v\d+(\.\d+){1,3}|\d+\.\d+\.\d+)([-.][A-Za-z0-9]+)?$", re.I)
 _IP = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
 _PERSON_HONORIFIC = re.compile(r"^[\u4e00-\u9fff]{1,2}(先生|女士|老师|经理|总|工|主任|部长|小姐|会计|主管|文员)$")
 _COMPANY_SUFFIX = re.compile(r"(公司|集团|企业|厂|学院|大学|医院|中心|局|委员会|研究院|研究所|事务所|银行|学校|政府|LLC|Inc\.?|Ltd\.?|Co\.?|GmbH|Corp\.?|Company|Cafe|Studio|Traders)$", re.I)
@@ -105,6 +105,8 @@ def classify(value: Any) -> str:
         return "email"
     if _URL.match(s) or _DOMAIN.match(s):
         return "url"
+    if _DOTNET_DATE.match(s):
+        return "epoch_ms"
     if s.startswith("gid://") or ("/" in s and not has_space(s) and s.count("/") >= 2 and not _DATE.match(s)):
         return "path"
     compact = s.replace(" ", "").replace("-", "")
@@ -130,6 +132,8 @@ def classify(value: Any) -> str:
         return "percent"
     if _VERSION.match(s):
         return "version"
+    if len(s) == 6 and s.isdigit() and s[0] != "0":
+        return "zip"  # a 6-digit text: Chinese postal code (numbers would be sent as numbers)
     if _NUMBER.match(s):
         num = float(s.replace(",", ""))
         if "." in s:
@@ -250,7 +254,7 @@ def normalise(value: Any) -> str:
 
 def _day(epoch_seconds: float) -> str:
     try:
-        return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d")
+        return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         return str(epoch_seconds)
 
