@@ -14,17 +14,21 @@ sees, so the same guarantee holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
+import pickle
 import queue
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
-from connectors.crm.store import HubStore
+from connectors.crm.store import HubStore, PreparedBatch
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
@@ -202,28 +206,22 @@ class Runner:
             stream._write_starting_replication_value(None)
         post = stream.post_process if _overrides(stream, "post_process") else None
         sorted_stream = bool(getattr(stream, "is_sorted", False))
-        apply = mapping.apply
         obj = mapping.target_object
-        batch_size = spec.batch_size
-        rows: list[dict[str, Any]] = []
-        quarantined: list[dict[str, Any]] = []
-        last: dict[str, Any] | None = None
-        best: dict[str, Any] | None = start
         result.cursor_after = start
         with self.engine.connect() as conn:
             resolve_quarantine = self.quarantine.has_open(conn, spec.name)
 
-        def commit(batch_rows: list[dict[str, Any]], batch_quarantined: list[dict[str, Any]],
-                   cursor: dict[str, Any] | None) -> None:
+        def commit(batch: PreparedBatch, batch_quarantined: list[dict[str, Any]],
+                   cursor: dict[str, Any] | None, read: int) -> None:
             # Rows, quarantined records, cursor and lease renewal: one transaction, all or nothing.
             with self.engine.begin() as conn:
-                if batch_rows:
-                    res = self.hub.upsert(conn, obj, batch_rows, source_system=conn_name)
+                if batch.received:
+                    res = self.hub.write(conn, batch)
                     result.rows_written += res.written
                     result.rows_unchanged += res.unchanged
                     result.lines_written += res.lines_written
                     if resolve_quarantine:
-                        self.quarantine.resolve_landed(conn, spec.name, [str(r["source_id"]) for r in batch_rows])
+                        self.quarantine.resolve_landed(conn, spec.name, batch.source_ids)
                 if batch_quarantined:
                     self.quarantine.add_many(conn, batch_quarantined)
                     result.rows_quarantined += len(batch_quarantined)
@@ -231,23 +229,23 @@ class Runner:
                     self.state.put(conn, conn_name, stream_name, cursor)
                 lock.renew(conn)
             result.cursor_after = cursor
+            result.rows_read = read
             result.batches += 1
             if self.progress is not None:
                 self.progress(result)
 
-        # The database writes of batch k overlap with reading and mapping batch k+1: a single writer
-        # thread commits batches strictly in order (so cursors still only move forward over committed
-        # data), and the bounded queue keeps memory flat however large the source is.
-        writer = _BatchWriter(commit)
-        records = stream.get_records(None)
-        if post is not None:
-            records = (r for r in (post(rec, None) for rec in records) if r is not None)
-        try:
+        def batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
             # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
             # for sorted streams (the cursor is taken from the last record of each batch).
+            records = stream.get_records(None)
+            if post is not None:
+                records = (r for r in (post(rec, None) for rec in records) if r is not None)
+            apply, prepare, batch_size = mapping.apply, self.hub.prepare, spec.batch_size
+            rows: list[dict[str, Any]] = []
+            quarantined: list[dict[str, Any]] = []
             append = rows.append
-            pending = 0
-            read = 0
+            pending = read = 0
+            best, last = start, None
             for record in records:
                 read += 1
                 pending += 1
@@ -260,20 +258,20 @@ class Runner:
                     if cur is not None and (best is None or _gt(_cursor_value(cur), _cursor_value(best))):
                         best = cur
                 if pending >= batch_size:
-                    result.rows_read = read
                     # Unsorted streams keep their cursor until the final batch: only then is the max known.
-                    writer.submit(rows, quarantined, stream_cursor(stream, record) if sorted_stream else start)
+                    cursor = stream_cursor(stream, record) if sorted_stream else start
+                    yield prepare(obj, rows, source_system=conn_name), quarantined, cursor, read
                     rows, quarantined = [], []
                     append = rows.append
                     pending = 0
                 last = record
-            result.rows_read = read
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
-            writer.submit(rows, quarantined, final)
-        except BaseException:
-            writer.close(raise_error=False)  # the reader's error is the one to report
-            raise
-        writer.close()
+            yield prepare(obj, rows, source_system=conn_name), quarantined, final, read
+
+        if _reader_mode() == "process":
+            _commit_from_reader_process(batches(), commit)
+        else:
+            _commit_with_writer_thread(batches(), commit)
 
     def _quarantine_row(self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str,
                         run_id: int | None) -> dict[str, Any]:
@@ -388,9 +386,9 @@ class Runner:
 class _BatchWriter:
     """Commits batches on one background thread, in submission order; re-raises its failure."""
 
-    def __init__(self, commit: Callable[[list, list, Any], None], depth: int = 2) -> None:
+    def __init__(self, commit: Callable[..., None], depth: int = 2) -> None:
         self._commit = commit
-        self._queue: queue.Queue[tuple[list, list, Any] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="tongbu-writer", daemon=True)
         self._thread.start()
@@ -406,12 +404,12 @@ class _BatchWriter:
                 except BaseException as exc:  # handed to the producer thread, which re-raises it
                     self._error = exc
 
-    def submit(self, rows: list, quarantined: list, cursor: Any) -> None:
+    def submit(self, *item: Any) -> None:
         """Queue one batch (blocks while the writer is ``depth`` batches behind)."""
         self._raise()
         while True:
             try:
-                self._queue.put((rows, quarantined, cursor), timeout=0.5)
+                self._queue.put(item, timeout=0.5)
                 return
             except queue.Full:
                 self._raise()
@@ -426,6 +424,75 @@ class _BatchWriter:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _reader_mode() -> str:
+    """``process`` (default where fork exists) or ``thread``; ``TONGBU_READER`` overrides."""
+    mode = os.environ.get("TONGBU_READER", "").strip().lower()
+    if mode in ("thread", "process"):
+        return mode
+    return "process" if "fork" in multiprocessing.get_all_start_methods() else "thread"
+
+
+def _commit_with_writer_thread(batches: Iterator[tuple[Any, ...]], commit: Callable[..., None]) -> None:
+    """Read and map here; a single writer thread commits batches strictly in order.
+
+    The bounded queue keeps memory flat however large the source is, and the database work of batch k
+    overlaps with reading and mapping batch k+1 while SQLite runs without the GIL.
+    """
+    writer = _BatchWriter(commit)
+    try:
+        for item in batches:
+            writer.submit(*item)
+    except BaseException:
+        writer.close(raise_error=False)  # the reader's error is the one to report
+        raise
+    writer.close()
+
+
+def _commit_from_reader_process(batches: Iterator[tuple[Any, ...]], commit: Callable[..., None]) -> None:
+    """Read, map and prepare batches in a forked child process; commit them here, in order.
+
+    Reading, mapping and building the final rows is pure Python and holds the GIL; a second process
+    gives it its own core while this one writes. Batches cross a pipe pickled (prepared tuples pickle
+    in C), one in flight at a time, so memory stays flat. The child only reads: it never touches the
+    database, the lock or the cursor, which are all committed here.
+    """
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+
+    def produce() -> None:
+        receiver.close()
+        try:
+            for item in batches:
+                sender.send_bytes(pickle.dumps(("batch", item), protocol=pickle.HIGHEST_PROTOCOL))
+            sender.send_bytes(pickle.dumps(("done", None)))
+        except BaseException as exc:  # report it to the parent, which raises it in the run
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            with contextlib.suppress(BaseException):
+                sender.send_bytes(pickle.dumps(("error", text)))
+        finally:
+            sender.close()
+
+    child = ctx.Process(target=produce, name="tongbu-reader", daemon=True)
+    child.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                kind, payload = pickle.loads(receiver.recv_bytes())
+            except EOFError:
+                raise RuntimeError(f"the reader process died (exit code {child.exitcode})") from None
+            if kind == "done":
+                break
+            if kind == "error":
+                raise RuntimeError(f"reading the source failed: {payload}")
+            commit(*payload)
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join(10)
 
 
 def select_mapping(specs: list[Any], pipeline: PipelineSpec, name: str | None, path: Path) -> Any:

@@ -18,6 +18,27 @@ ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "mappings/library/synthetic_to_crm.yaml"
 
 
+@pytest.fixture(autouse=True, params=["process", "thread"])
+def reader_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every runner test runs with the forked reader process and with the in-process writer thread."""
+    monkeypatch.setenv("TONGBU_READER", request.param)
+    return request.param
+
+
+def test_a_failing_source_fails_the_run_with_its_message(hub_engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.synthetic.tap import SyntheticRecords
+
+    def broken(self, context):
+        yield {"id": 1, "name": "x", "grade": "A", "status": 0, "updated_at": "2024-01-01T00:00:00+00:00"}
+        raise ConnectionResetError("source hung up")
+
+    monkeypatch.setattr(SyntheticRecords, "get_records", broken)
+    with pytest.raises((ConnectionResetError, RuntimeError), match="source hung up"):
+        Runner(project(10), hub_engine).run("synth_accounts")
+    with hub_engine.connect() as conn:
+        assert StateStore(hub_engine).get(conn, "synth", "records") is None
+
+
 def project(records: int, changed: int = 0, mapping: Path = MAPPING, batch: int = 1000) -> Project:
     p = Project.model_validate({
         "connections": {"synth": {"connector": "synthetic", "config": {"records": records, "changed": changed}}},
@@ -73,7 +94,7 @@ def test_bad_records_are_quarantined_and_replayed_after_the_fix(tmp_path: Path, 
 def test_a_crash_mid_run_keeps_cursor_and_rows_consistent(hub_engine, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = Runner(project(5000), hub_engine)
     calls = {"n": 0}
-    real = HubStore.upsert
+    real = HubStore.write
 
     def flaky(self, conn, *a, **kw):
         calls["n"] += 1
@@ -81,13 +102,13 @@ def test_a_crash_mid_run_keeps_cursor_and_rows_consistent(hub_engine, monkeypatc
             raise ConnectionError("database went away")
         return real(self, conn, *a, **kw)
 
-    monkeypatch.setattr(HubStore, "upsert", flaky)
+    monkeypatch.setattr(HubStore, "write", flaky)
     with pytest.raises(ConnectionError):
         runner.run("synth_accounts")
     with hub_engine.connect() as conn:
         cursor = StateStore(hub_engine).get(conn, "synth", "records")
     assert hub_count(runner) == 2000 and cursor["replication_key_value"].endswith("00:33:19+00:00")
-    monkeypatch.setattr(HubStore, "upsert", real)
+    monkeypatch.setattr(HubStore, "write", real)
     resumed = Runner(project(5000), hub_engine).run("synth_accounts")
     assert resumed.rows_read == 3000 and hub_count(runner) == 5000
 

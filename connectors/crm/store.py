@@ -54,6 +54,25 @@ class UpsertResult:
         self.lines_deleted += other.lines_deleted
 
 
+@dataclass
+class PreparedBatch:
+    """Rows of one object ready to write: final SQLite tuples, or mapped rows for other paths."""
+
+    object_name: str
+    source_system: str
+    received: int
+    sql: str | None = None
+    tuples: list[tuple[Any, ...]] | None = None
+    rows: list[dict[str, Any]] | None = None
+
+    @property
+    def source_ids(self) -> list[str]:
+        """Source ids of the batch's rows."""
+        if self.tuples is not None:
+            return [t[2] for t in self.tuples]
+        return [str(r["source_id"]) for r in self.rows or ()]
+
+
 def _canon(value: Any) -> str:
     # A stable text form per type so the hash does not depend on float repr quirks or tz objects.
     if value is None:
@@ -109,19 +128,46 @@ class HubStore:
         self, conn: Connection, object_name: str, rows: Sequence[dict[str, Any]], *, source_system: str
     ) -> UpsertResult:
         """Insert new rows, update changed ones, skip unchanged ones; returns the counts."""
-        result = UpsertResult(received=len(rows))
+        return self.write(conn, self.prepare(object_name, rows, source_system=source_system))
+
+    def prepare(self, object_name: str, rows: Sequence[dict[str, Any]], *, source_system: str) -> PreparedBatch:
+        """Do the per-row work of an upsert without touching the database.
+
+        On SQLite this builds the final parameter tuples (values converted, row hash computed), so a
+        reader process can do it in parallel with the process that writes; the batch pickles cheaply.
+        """
+        batch = PreparedBatch(object_name, source_system, len(rows))
         if not rows:
-            return result
+            return batch
         table = hub_table(object_name)
         columns = self._columns(table, rows[0])
-        if self._dialect == "sqlite" and LINES_KEY not in rows[0]:
-            result.written = self._sqlite_upsert(conn, table, columns, rows, source_system)
+        if self._dialect == "sqlite" and not any(LINES_KEY in r for r in rows):
+            batch.sql, batch.tuples = self._sqlite_tuples(table, columns, rows, source_system)
         else:
-            params = self._params(rows, columns, source_system)
-            result.written = self._execute_upsert(conn, table, columns, params)
-        child = CHILD_OBJECTS.get(object_name)
+            batch.rows = list(rows)
+        return batch
+
+    def write(self, conn: Connection, batch: PreparedBatch) -> UpsertResult:
+        """Write a prepared batch in the caller's transaction."""
+        result = UpsertResult(received=batch.received)
+        if batch.tuples is not None:
+            cursor = conn.connection.driver_connection.cursor()  # same connection, same transaction
+            try:
+                cursor.executemany(batch.sql, batch.tuples)
+                result.written = max(cursor.rowcount, 0)
+            finally:
+                cursor.close()
+            return result
+        rows = batch.rows or []
+        if not rows:
+            return result
+        table = hub_table(batch.object_name)
+        columns = self._columns(table, rows[0])
+        params = self._params(rows, columns, batch.source_system)
+        result.written = self._execute_upsert(conn, table, columns, params)
+        child = CHILD_OBJECTS.get(batch.object_name)
         if child is not None and any(LINES_KEY in r for r in rows):
-            self._upsert_lines(conn, table, child, rows, source_system, result)
+            self._upsert_lines(conn, table, child, rows, batch.source_system, result)
         return result
 
     def mark_deleted(
@@ -267,11 +313,11 @@ class HubStore:
             return len(conn.execute(stmt.returning(table.c.id), params).all())
         return max(conn.execute(stmt, params).rowcount, 0)
 
-    def _sqlite_upsert(self, conn: Connection, table: Table, columns: tuple[str, ...],
-                       rows: Sequence[dict[str, Any]], source_system: str) -> int:
+    def _sqlite_tuples(self, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]],
+                       source_system: str) -> tuple[str, list[tuple[Any, ...]]]:
         # The hot path. SQLAlchemy's per-row parameter handling costs more than SQLite's own insert,
         # so the statement is built once per column set and positional tuples go straight to the
-        # driver, on the same connection and therefore in the caller's transaction. Values pass
+        # driver (``write``), on the same connection and therefore in the caller's transaction. Values pass
         # through the columns' own SQLAlchemy bind processors, so rows read back exactly as if
         # SQLAlchemy had written them, and the hash is taken over those processed values (cheap
         # to repr: text and numbers).
@@ -311,12 +357,7 @@ class HubStore:
             sid = r["source_id"]
             append((tenant, source_system, sid if type(sid) is str else str(sid),
                     md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals))
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            cursor.executemany(sql, out)
-            return max(cursor.rowcount, 0)
-        finally:
-            cursor.close()
+        return sql, out
 
     def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
         written = 0
