@@ -179,11 +179,21 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
                 name=f"{spec.name}_schedule", job=job, cron_schedule=spec.schedule,
                 default_status=dg.DefaultScheduleStatus.RUNNING,
                 description=f"Incremental sync of {spec.name} ({spec.schedule})"))
+    # Connectors that are rescanned and pushed rather than pulled by a pipeline (WeCom) add their own
+    # assets, checks and schedules, and feed the same crm/<object> assets.
+    from dagster_project.wecom import wecom_definitions
+
+    pushed = wecom_definitions(project)
+    assets += pushed.assets
+    checks += pushed.asset_checks
+    schedules += pushed.schedules
+    for obj, keys in pushed.hub_feeds.items():
+        feeds[obj].extend(keys)
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(
         assets=assets, asset_checks=checks, schedules=schedules,
-        jobs=[dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
+        jobs=[*pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
     )
 

@@ -35,6 +35,14 @@ for _module, _name in (("tongbu.vault.cli", "vault"), ("mappings.suggest.cli", "
         if not str(_exc.name).startswith(_module.split(".")[0]):
             raise
 
+def _mount_serve() -> None:
+    from tongbu.serve import serve_command
+
+    app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(serve_command)
+
+
+_mount_serve()
+
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")]
 
 

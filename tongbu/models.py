@@ -10,6 +10,7 @@ _TABLE_MODULES = [
     "pipelines.models",
     "tongbu.vault.models",
     "mappings.suggest.store",
+    "tongbu.serve",
 ]
 
 for _name in _TABLE_MODULES:

@@ -1,0 +1,149 @@
+"""Writing WeCom external contacts into the CRM hub — shared by the rescan and the real-time path.
+
+Both paths hand normalised ``external_contacts`` records (:mod:`connectors.wecom.records`) to
+:class:`WeComHubWriter`, which maps them with the shipped mapping file (contacts, and accounts for
+contacts that show a verified company), quarantines records the mapping rejects, and upserts through
+:class:`connectors.crm.store.HubStore` — so a contact written by a callback and re-read by the next
+rescan hashes the same and costs nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from connectors.crm.store import HubStore, UpsertResult
+from mappings.engine import CompiledMapping, MappingError, compile_mapping
+from mappings.spec import load_mapping
+from pipelines.state import Quarantine
+from tongbu.config import DEFAULT_TENANT
+
+MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "wecom_to_crm.yaml"
+CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
+ACCOUNTS_MAPPING = "wecom_contact_companies_to_accounts"
+STREAM = "external_contacts"
+CONTACT_PREFIX = "contact:"
+
+
+def contact_key(external_userid: str) -> str:
+    """The event-path record key of a contact (events of one contact are ordered and coalesced by it)."""
+    return CONTACT_PREFIX + external_userid
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class MappedContacts:
+    """Records mapped for the hub: contact rows, account rows and what the mapping rejected."""
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: external_userids of every record mapped or quarantined: what the source holds
+    seen: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WriteResult:
+    """What one write did in the hub."""
+
+    contacts: UpsertResult = field(default_factory=UpsertResult)
+    accounts: UpsertResult = field(default_factory=UpsertResult)
+    quarantined: int = 0
+    deleted: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        """Accumulate another result."""
+        self.contacts.add(other.contacts)
+        self.accounts.add(other.accounts)
+        self.quarantined += other.quarantined
+        self.deleted += other.deleted
+
+
+class WeComHubWriter:
+    """Maps WeCom contact records and writes them (and deletions) to the hub for one tenant.
+
+    ``source_system`` is the connection name (``wecom`` by default), the same value the batch runner
+    stores, so rows from the runner, the rescan and the event path are one and the same.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        source_system: str = "wecom",
+        pipeline: str = "wecom_contacts",
+        mapping_file: str | Path = MAPPING_FILE,
+    ) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.source_system = source_system
+        self.pipeline = pipeline
+        self.hub = HubStore(engine, tenant)
+        self.quarantine = Quarantine(engine, tenant)
+        self.contacts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, CONTACTS_MAPPING))
+        self.accounts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, ACCOUNTS_MAPPING))
+
+    def map(self, records: Iterable[dict[str, Any]], *, run_id: int | None = None) -> MappedContacts:
+        """Map records; a record the contacts mapping rejects is quarantined with the reason."""
+        out = MappedContacts()
+        accounts: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            out.seen.append(str(rec.get("external_userid")))
+            try:
+                out.contacts.append(self.contacts_mapping.apply(rec))
+            except MappingError as exc:
+                out.quarantined.append({
+                    "pipeline": self.pipeline, "connection": self.source_system, "stream": STREAM,
+                    "source_id": str(rec.get("external_userid")), "stage": "mapping", "reason": str(exc),
+                    "payload": _jsonable(rec), "run_id": run_id,
+                })
+                continue
+            if rec.get("corp_full_name"):
+                try:
+                    row = self.accounts_mapping.apply(rec)
+                except MappingError:
+                    continue  # the contact is fine; a company that does not map is simply not linked
+                accounts.setdefault(row["source_id"], row)  # several contacts, one company row
+        out.accounts = list(accounts.values())
+        return out
+
+    def write(self, conn: Connection, mapped: MappedContacts) -> WriteResult:
+        """Upsert mapped rows and store quarantined ones, in the caller's transaction."""
+        res = WriteResult()
+        if mapped.accounts:
+            res.accounts = self.hub.upsert(conn, "accounts", mapped.accounts, source_system=self.source_system)
+        if mapped.contacts:
+            res.contacts = self.hub.upsert(conn, "contacts", mapped.contacts, source_system=self.source_system)
+        if mapped.quarantined:
+            self.quarantine.add_many(conn, mapped.quarantined)
+            res.quarantined = len(mapped.quarantined)
+        return res
+
+    def delete(self, conn: Connection, external_userids: Sequence[str]) -> WriteResult:
+        """Soft-delete contacts that no longer exist in WeCom (no follow user left)."""
+        res = WriteResult()
+        res.deleted = self.hub.mark_deleted(conn, "contacts", list(external_userids), source_system=self.source_system)
+        return res
+
+    def touched_by_events(self, conn: Connection, external_userids: Sequence[str], since: float) -> set[str]:
+        """Which contacts the real-time path applied at or after ``since`` (epoch seconds)."""
+        from tongbu.serve import applied_since  # the inbox lives with the generic event path
+
+        keys = [contact_key(e) for e in external_userids]
+        found = applied_since(conn, tenant=self.tenant, source=self.source_system, record_keys=keys, since=since)
+        return {k[len(CONTACT_PREFIX):] for k in found}
