@@ -292,7 +292,9 @@ def test_rotation_survives_sigkill_at_random_points(isolated: Path) -> None:
         "--batch-size",
         "6",
     ]
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    # Random kill points; TONGBU_KILL_SEED replays a failing plan (the seed is in every failure message).
+    seed = int(os.environ.get("TONGBU_KILL_SEED") or int.from_bytes(os.urandom(4), "big"))
+    rng = random.Random(seed)
     kills: list[str] = []
     mid_rotation_kills = 0
     # The kill plan: random progress points across the whole run (1,000 = after the last batch, in or
@@ -342,8 +344,9 @@ def test_rotation_survives_sigkill_at_random_points(isolated: Path) -> None:
         dispose_engines()
         if progress is not None and progress[0] == "done":
             break
-    assert _rotation_progress(db) == ("done", 1000, 1000), kills
-    assert mid_rotation_kills >= 5, f"too few kills landed mid-rotation: {kills}"
+    assert _rotation_progress(db) == ("done", 1000, 1000), (seed, kills)
+    # On a loaded machine a progress kill can land just after a batch ends; demand a few, not all.
+    assert mid_rotation_kills >= 3, f"too few kills landed mid-rotation (seed {seed}): {kills}"
     after = Vault(url, key_source=new)
     _read_all(after, values)
     report = after.verify()
