@@ -56,20 +56,20 @@ class UpsertResult:
 
 @dataclass
 class PreparedBatch:
-    """Rows of one object ready to write: final SQLite tuples, or mapped rows for other paths."""
+    """Rows of one object ready to write: SQLite ``(source_id, converted values)`` pairs, or mapped rows."""
 
     object_name: str
     source_system: str
     received: int
     sql: str | None = None
-    tuples: list[tuple[Any, ...]] | None = None
+    tuples: list[tuple[str, Any]] | None = None
     rows: list[dict[str, Any]] | None = None
 
     @property
     def source_ids(self) -> list[str]:
         """Source ids of the batch's rows."""
         if self.tuples is not None:
-            return [t[2] for t in self.tuples]
+            return [t[0] for t in self.tuples]
         return [str(r["source_id"]) for r in self.rows or ()]
 
 
@@ -151,9 +151,14 @@ class HubStore:
         """Write a prepared batch in the caller's transaction."""
         result = UpsertResult(received=batch.received)
         if batch.tuples is not None:
+            # The row hash is computed here rather than in ``prepare``: with a reader process this
+            # balances the Python work between the two processes.
+            tenant, system, md5 = self.tenant, batch.source_system, hashlib.md5
+            params = [(tenant, system, sid, md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals)
+                      for sid, vals in batch.tuples]
             cursor = conn.connection.driver_connection.cursor()  # same connection, same transaction
             try:
-                cursor.executemany(batch.sql, batch.tuples)
+                cursor.executemany(batch.sql, params)
                 result.written = max(cursor.rowcount, 0)
             finally:
                 cursor.close()
@@ -314,7 +319,7 @@ class HubStore:
         return max(conn.execute(stmt, params).rowcount, 0)
 
     def _sqlite_tuples(self, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]],
-                       source_system: str) -> tuple[str, list[tuple[Any, ...]]]:
+                       source_system: str) -> tuple[str, list[tuple[str, Any]]]:
         # The hot path. SQLAlchemy's per-row parameter handling costs more than SQLite's own insert,
         # so the statement is built once per column set and positional tuples go straight to the
         # driver (``write``), on the same connection and therefore in the caller's transaction. Values pass
@@ -339,8 +344,6 @@ class HubStore:
             plan = (sql, getter, converters, list(zip(columns, procs, strict=True)))
             self._raw[key] = plan
         sql, getter, converters, by_name = plan
-        tenant = self.tenant
-        md5 = hashlib.md5
         out = []
         append = out.append
         for r in rows:
@@ -355,8 +358,7 @@ class HubStore:
                     if v is not None:
                         vals[i] = proc(v)
             sid = r["source_id"]
-            append((tenant, source_system, sid if type(sid) is str else str(sid),
-                    md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals))
+            append((sid if type(sid) is str else str(sid), vals))
         return sql, out
 
     def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
@@ -413,7 +415,8 @@ class HubStore:
 
 def _sqlite_datetime(value: dt.datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), about 3x faster."""
-    if value.tzinfo is not None:
+    tz = value.tzinfo
+    if tz is not None and tz is not dt.UTC:
         value = value.astimezone(dt.UTC)
     return value.isoformat(" ", "microseconds")[:26]
 
