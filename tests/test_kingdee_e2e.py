@@ -27,6 +27,7 @@ FORMS = {"kingdee_customers": ("BD_Customer", "FCUSTID", "accounts"),
 def write_project(tmp_path: Path, sim: KingdeeSimulator, **config) -> Path:
     creds = sim.credentials()
     project = yaml.safe_load((ROOT / "tongbu.yaml").read_text(encoding="utf-8"))
+    project["connections"] = {"kingdee": project["connections"]["kingdee"]}  # the ERP only
     project["connections"]["kingdee"]["config"].update({
         "base_url": sim.base_url, "acct_id": creds["acct_id"], "username": creds["username"],
         "password": "${KINGDEE_TEST_PASSWORD}", **config,
