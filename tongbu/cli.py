@@ -211,9 +211,10 @@ def simulate(
         _fail(str(exc.args[0]))
     sim = cls(records=records, faults=faults, seed=seed)
     url = sim.start(host, port)
-    console.print(f"{system} simulator listening on [bold]{url}[/] with {records:,} records"
-                  + (f", faults: {faults}" if faults else ""))
-    console.print("demo credentials: " + json.dumps(sim.credentials(), ensure_ascii=False))
+    # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
+    print(f"{system} simulator listening on {url} with {records:,} records"
+          + (f", faults: {faults}" if faults else ""))
+    print("demo credentials: " + json.dumps(sim.credentials(), ensure_ascii=False))
     sys.stdout.flush()
     try:
         _wait(sim)
