@@ -46,7 +46,11 @@ def _project(records: int, changed: int = 0):
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of this process and its children (the runner's reader process, the pipe's tap and
+    # target), so forking work out cannot hide memory.
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
 
 
 def phase_runner(db: str, records: int, changed: int, full_refresh: bool, mode: str) -> dict:
