@@ -137,3 +137,22 @@ def test_quarantine_roundtrip(hub_engine) -> None:
         assert q.count(conn, "p") == 1
     [row] = q.list("p")
     assert row["payload"] == {"FNumber": "9"} and "check digit" in row["reason"]
+
+
+def test_record_links_keep_external_ids_and_last_snapshot(hub_engine) -> None:
+    from sqlalchemy import select
+
+    from connectors.crm.models import RecordLink
+
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "accounts", [{"source_id": "A1", "name": "甲"}], source_system="crm")
+        hub_id = hub.get(conn, "accounts", "crm", "A1")["id"]
+        hub.link(conn, "accounts", hub_id, "kingdee", "100234", {"FName": "甲"})
+        hub.link(conn, "accounts", hub_id, "kingdee", "100234", {"FName": "甲公司"})
+        hub.link(conn, "accounts", hub_id, "wecom", "wmABC", None)
+        t = RecordLink.__table__
+        links = conn.execute(select(t.c.system, t.c.external_id, t.c.snapshot, t.c.version)
+                             .where(t.c.hub_id == hub_id).order_by(t.c.system)).all()
+    assert [(s, e, v) for s, e, _, v in links] == [("kingdee", "100234", 2), ("wecom", "wmABC", 1)]
+    assert links[0].snapshot == {"FName": "甲公司"}
