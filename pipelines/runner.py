@@ -34,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine
 
 from connectors.crm.store import HubStore, PreparedBatch
 from connectors.registry import connector, load_class
@@ -43,7 +43,7 @@ from mappings.spec import load_mappings
 from pipelines.models import SyncRun
 from pipelines.project import PipelineSpec, Project
 from pipelines.secrets import resolve_secrets
-from pipelines.state import PipelineLock, Quarantine, StateStore
+from pipelines.state import PipelineLock, Quarantine, RunHistory, StateStore
 from tongbu.db import get_engine
 
 log = logging.getLogger("tongbu.runner")
@@ -364,23 +364,14 @@ class Runner:
 
     # -- run history ----------------------------------------------------------------------------
     def _start_run(self, result: RunResult) -> int:
-        with self.engine.begin() as conn:
-            return int(conn.execute(insert(_RUNS).values(
-                tenant_id=self.tenant, pipeline=result.pipeline, status="running",
-                full_refresh=int(result.full_refresh), started_at=dt.datetime.now(dt.UTC),
-            )).inserted_primary_key[0])
+        return RunHistory(self.engine, self.tenant).start(result.pipeline, full_refresh=result.full_refresh)
 
     def _finish_run(self, result: RunResult) -> None:
-        if result.run_id is None:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(update(_RUNS).where(_RUNS.c.id == result.run_id).values(
-                status=result.status, finished_at=dt.datetime.now(dt.UTC), rows_read=result.rows_read,
-                rows_written=result.rows_written, rows_unchanged=result.rows_unchanged,
-                rows_quarantined=result.rows_quarantined, cursor_before=result.cursor_before,
-                cursor_after=result.cursor_after, duration_s=result.duration_s,
-                error=None if result.error is None else result.error[:4000],
-            ))
+        RunHistory(self.engine, self.tenant).finish(
+            result.run_id, status=result.status, error=result.error, rows_read=result.rows_read,
+            rows_written=result.rows_written, rows_unchanged=result.rows_unchanged,
+            rows_quarantined=result.rows_quarantined, cursor_before=result.cursor_before,
+            cursor_after=result.cursor_after, duration_s=result.duration_s)
 
 
 class _BatchWriter:

@@ -18,12 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pipelines.models import PipelineLock, QuarantinedRecord, SyncState
+from pipelines.models import PipelineLock, QuarantinedRecord, SyncRun, SyncState
 from tongbu.config import DEFAULT_TENANT
 
 _STATE = SyncState.__table__
 _LOCKS = PipelineLock.__table__
 _QUAR = QuarantinedRecord.__table__
+_RUNS = SyncRun.__table__
 
 
 def _now() -> dt.datetime:
@@ -178,6 +179,30 @@ def _holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+class RunHistory:
+    """The ``sync_runs`` table: one row per run of a pipeline (or rescan), for operations."""
+
+    def __init__(self, engine: Engine, tenant: str = DEFAULT_TENANT) -> None:
+        self.engine = engine
+        self.tenant = tenant
+
+    def start(self, pipeline: str, *, full_refresh: bool = False) -> int:
+        """Record a run as started; returns its id."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(insert(_RUNS).values(
+                tenant_id=self.tenant, pipeline=pipeline, status="running", full_refresh=int(full_refresh),
+                started_at=_now(),
+            )).inserted_primary_key[0])
+
+    def finish(self, run_id: int | None, *, status: str, error: str | None = None, **figures: Any) -> None:
+        """Record how a run ended (rows_read, rows_written, … cursor_after, duration_s)."""
+        if run_id is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(
+                status=status, finished_at=_now(), error=None if error is None else error[:4000], **figures))
 
 
 class Quarantine:

@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select
 
 from connectors.crm.store import hub_table
 from connectors.wecom.client import WeComClient
 from connectors.wecom.hub import WeComHubWriter, WriteResult
 from connectors.wecom.scan import ScanReport, scan_external_contacts
 from pipelines.models import SyncRun
-from pipelines.state import PipelineLock
+from pipelines.state import PipelineLock, RunHistory
 
 log = logging.getLogger("tongbu.wecom.rescan")
 _RUNS = SyncRun.__table__
@@ -186,20 +186,11 @@ def _db_now(conn: Any) -> dt.datetime:
 
 
 def _start_run(engine: Engine, tenant: str, pipeline: str) -> int:
-    with engine.begin() as conn:
-        return int(conn.execute(insert(_RUNS).values(
-            tenant_id=tenant, pipeline=pipeline, status="running", full_refresh=1,
-            started_at=dt.datetime.now(dt.UTC),
-        )).inserted_primary_key[0])
+    return RunHistory(engine, tenant).start(pipeline, full_refresh=True)
 
 
 def _finish_run(engine: Engine, result: RescanResult) -> None:
-    if result.run_id is None:
-        return
-    with engine.begin() as conn:
-        conn.execute(update(_RUNS).where(_RUNS.c.id == result.run_id).values(
-            status=result.status, finished_at=dt.datetime.now(dt.UTC), rows_read=result.contacts_seen,
-            rows_written=result.written, rows_unchanged=result.unchanged, rows_quarantined=result.quarantined,
-            duration_s=result.duration_s, cursor_after={"complete": result.complete, "deleted": result.deleted},
-            error=None if result.error is None else result.error[:4000],
-        ))
+    RunHistory(engine).finish(  # finish addresses the run by its id
+        result.run_id, status=result.status, error=result.error, rows_read=result.contacts_seen,
+        rows_written=result.written, rows_unchanged=result.unchanged, rows_quarantined=result.quarantined,
+        duration_s=result.duration_s, cursor_after={"complete": result.complete, "deleted": result.deleted})
