@@ -360,7 +360,9 @@ class Runner:
             reader.join(10)
             err = "".join(errors)
             if rc_tap != 0 or rc_target != 0:
-                raise RuntimeError(f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {err[-2000:]}")
+                from tongbu.vault import redact  # the subprocesses cannot mask what this process resolved
+
+                raise RuntimeError(f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {redact(err[-2000:])}")
 
     # -- run history ----------------------------------------------------------------------------
     def _start_run(self, result: RunResult) -> int:
