@@ -46,6 +46,16 @@ _mount_serve()
 ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")]
 
 
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` with secret values masked (the text may come from a source's error)."""
+    text = str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
+    try:
+        from tongbu.vault import redact
+    except ImportError:  # pragma: no cover
+        return text
+    return redact(text)
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
@@ -95,8 +105,8 @@ def run(
                 results.append(runner.run(name, full_refresh=full_refresh, mode=mode))
     except PipelineLocked as exc:
         _fail(str(exc), 3)
-    except (ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
-        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure is one actionable line, never a traceback
+        _fail(_one_line(exc))
     if as_json:
         print(json.dumps([r.as_dict() for r in results], default=str, ensure_ascii=False))
     else:
@@ -188,8 +198,8 @@ def quarantine_replay(
 
     try:
         res = replay(_runner(project), pipeline=pipeline, ids=ids)
-    except (ValueError, KeyError) as exc:
-        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one actionable line
+        _fail(_one_line(exc))
     console.print(f"replayed {res['replayed']}, still failing {res['failed']}")
 
 
@@ -242,8 +252,8 @@ def demo(
 
     try:
         run_demo(records=records, change=change, faults=faults, console=console)
-    except (ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - one actionable line
+        _fail(_one_line(exc))
 
 
 def main() -> None:
