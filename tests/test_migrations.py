@@ -30,4 +30,4 @@ def test_upgrade_from_the_foundation_keeps_existing_rows(tmp_path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM accounts")).scalar_one() == "老客户有限公司"
         heads = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
-    assert heads == {"0004_event_inbox"}
+    assert heads == {"0005_account_name_index"}

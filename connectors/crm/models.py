@@ -67,7 +67,9 @@ class Account(HubRecord, Base):
 
     __tablename__ = "accounts"
     number: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(255), index=True)
+    # No index on name: no sync looks accounts up by name (credit code and source id do that), and
+    # every changed name would rewrite an index page too, doubling the cost of an incremental update.
+    name: Mapped[str | None] = mapped_column(String(255))
     short_name: Mapped[str | None] = mapped_column(String(128))
     credit_code: Mapped[str | None] = mapped_column(String(18), index=True)  # 统一社会信用代码
     grade: Mapped[str | None] = mapped_column(String(32))
