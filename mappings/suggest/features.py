@@ -233,7 +233,7 @@ class FieldViewer:
                     primary.append(s)
         for terms in (leaf_terms, label_terms):
             if terms:
-                for s in sorted(g.render(terms, limit=24), key=len):
+                for s in sorted(g.render(terms, limit=24), key=lambda r: (len(r), r)):  # stable across hash seeds
                     if s not in primary:
                         primary.append(s)
                 fp = g.full_pinyin(terms)
@@ -292,7 +292,7 @@ def soft_cover(a: list[str], b: list[str], wa: dict[str, float], g: Glossary) ->
     if not a or not b:
         return 0.0
     num = den = 0.0
-    for t in set(a):
+    for t in sorted(set(a)):  # fixed order: sums must not depend on the hash seed
         w = wa.get(t, 0.5)
         den += w
         best = 0.0
