@@ -304,7 +304,9 @@ def test_rotation_survives_sigkill_at_random_points(isolated: Path) -> None:
         ("progress", t) for t in sorted(rng.sample(range(1, len(values) + 1), 10))
     ]
     for _ in range(4):
-        plan.insert(rng.randrange(len(plan) + 1), ("time", rng.uniform(0.0, 1.5)))
+        # Short delays: they land in start-up and the first batches; a long one could let a whole
+        # rotation finish before any progress kill (1,000 secrets rotate in well under a second).
+        plan.insert(rng.randrange(len(plan) + 1), ("time", rng.uniform(0.0, 0.4)))
     plan.append(("progress", len(values)))
     for _attempt in range(len(plan) + 5):
         before = _rotation_progress(db)
@@ -346,7 +348,7 @@ def test_rotation_survives_sigkill_at_random_points(isolated: Path) -> None:
             break
     assert _rotation_progress(db) == ("done", 1000, 1000), (seed, kills)
     # On a loaded machine a progress kill can land just after a batch ends; demand a few, not all.
-    assert mid_rotation_kills >= 3, f"too few kills landed mid-rotation (seed {seed}): {kills}"
+    assert mid_rotation_kills >= 2, f"too few kills landed mid-rotation (seed {seed}): {kills}"
     after = Vault(url, key_source=new)
     _read_all(after, values)
     report = after.verify()
