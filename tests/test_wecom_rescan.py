@@ -146,3 +146,20 @@ def test_events_applied_during_a_scan_win(sim: WeComSimulator) -> None:
     assert result.skipped_newer == 1
     with engine.connect() as conn:
         assert writer.hub.get(conn, "contacts", "wecom", ext)["name"] != "扫描时读到的旧名字"
+
+
+def test_each_follow_relation_becomes_one_activity(sim: WeComSimulator) -> None:
+    writer = WeComHubWriter(get_engine())
+    rescan_external_contacts(client_for(sim), writer)
+    rescan_external_contacts(client_for(sim), writer)  # idempotent: no duplicate history
+    with writer.engine.connect() as conn:
+        assert writer.hub.count(conn, "activities", source_system="wecom") == sim.follow_pair_count
+        a = next(iter(sim.external_userids()))
+        from sqlalchemy import select
+
+        from connectors.crm.store import hub_table
+
+        t = hub_table("activities")
+        rows = conn.execute(select(t.c.kind, t.c.subject, t.c.owner, t.c.occurred_at)
+                            .where(t.c.contact_ref == a)).all()
+    assert rows and all(r.kind == "wecom" and r.subject and r.owner and r.occurred_at for r in rows)

@@ -9,6 +9,7 @@ rescan hashes the same and costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from tongbu.config import DEFAULT_TENANT
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "wecom_to_crm.yaml"
 CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
 ACCOUNTS_MAPPING = "wecom_contact_companies_to_accounts"
+ACTIVITIES_MAPPING = "wecom_follow_relations_to_activities"
 STREAM = "external_contacts"
 CONTACT_PREFIX = "contact:"
 
@@ -51,6 +53,7 @@ class MappedContacts:
 
     contacts: list[dict[str, Any]] = field(default_factory=list)
     accounts: list[dict[str, Any]] = field(default_factory=list)
+    activities: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     #: external_userids of every record mapped or quarantined: what the source holds
     seen: list[str] = field(default_factory=list)
@@ -62,6 +65,7 @@ class WriteResult:
 
     contacts: UpsertResult = field(default_factory=UpsertResult)
     accounts: UpsertResult = field(default_factory=UpsertResult)
+    activities: UpsertResult = field(default_factory=UpsertResult)
     quarantined: int = 0
     deleted: int = 0
 
@@ -69,6 +73,7 @@ class WriteResult:
         """Accumulate another result."""
         self.contacts.add(other.contacts)
         self.accounts.add(other.accounts)
+        self.activities.add(other.activities)
         self.quarantined += other.quarantined
         self.deleted += other.deleted
 
@@ -97,6 +102,7 @@ class WeComHubWriter:
         self.quarantine = Quarantine(engine, tenant)
         self.contacts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, CONTACTS_MAPPING))
         self.accounts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, ACCOUNTS_MAPPING))
+        self.activities_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, ACTIVITIES_MAPPING))
 
     def map(self, records: Iterable[dict[str, Any]], *, run_id: int | None = None) -> MappedContacts:
         """Map records; a record the contacts mapping rejects is quarantined with the reason."""
@@ -113,6 +119,12 @@ class WeComHubWriter:
                     "payload": _jsonable(rec), "run_id": run_id,
                 })
                 continue
+            for follow in rec.get("follow_user") or ():
+                # Each relation's start is an activity (who added the customer, when, how). The contact
+                # is fine even if a relation does not map (no user id): it is just not an activity.
+                with contextlib.suppress(MappingError):
+                    out.activities.append(self.activities_mapping.apply(
+                        {**follow, "external_userid": rec.get("external_userid")}))
             if rec.get("corp_full_name"):
                 try:
                     row = self.accounts_mapping.apply(rec)
@@ -129,6 +141,9 @@ class WeComHubWriter:
             res.accounts = self.hub.upsert(conn, "accounts", mapped.accounts, source_system=self.source_system)
         if mapped.contacts:
             res.contacts = self.hub.upsert(conn, "contacts", mapped.contacts, source_system=self.source_system)
+        if mapped.activities:
+            res.activities = self.hub.upsert(conn, "activities", mapped.activities,
+                                             source_system=self.source_system)
         if mapped.quarantined:
             self.quarantine.add_many(conn, mapped.quarantined)
             res.quarantined = len(mapped.quarantined)
