@@ -242,7 +242,7 @@ def wecom_definitions(project: Project, *, rescan_schedule: str | None = None) -
         contacts = dg.AssetKey([conn, "external_contacts"])
         parts.assets += [_rescan_asset(conn), _tags_asset(conn), _chats_asset(conn), _writeback_asset(conn)]
         parts.asset_checks += [_hub_check(conn), _events_check(conn)]
-        for obj in ("contacts", "accounts"):
+        for obj in ("contacts", "accounts", "activities"):
             parts.hub_feeds.setdefault(obj, []).append(contacts)
         job = dg.define_asset_job(f"{conn}_rescan", selection=dg.AssetSelection.assets(
             contacts, dg.AssetKey([conn, "corp_tags"]), dg.AssetKey([conn, "group_chats"])))

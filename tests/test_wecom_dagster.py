@@ -36,8 +36,8 @@ def test_parts_and_schedule(tmp_path: Path, sim: WeComSimulator) -> None:
     parts = wecom_definitions(load_project(project_file(tmp_path, sim)))
     keys = {a.key.to_user_string() for a in parts.assets}
     assert keys == {"wecom/external_contacts", "wecom/corp_tags", "wecom/group_chats", "wecom/contact_grade_tags"}
-    assert parts.hub_feeds == {"contacts": [dg.AssetKey(["wecom", "external_contacts"])],
-                               "accounts": [dg.AssetKey(["wecom", "external_contacts"])]}
+    assert parts.hub_feeds == {obj: [dg.AssetKey(["wecom", "external_contacts"])]
+                               for obj in ("contacts", "accounts", "activities")}
     [schedule] = parts.schedules
     assert schedule.cron_schedule == "30 */4 * * *" and schedule.name == "wecom_rescan_schedule"
     defs = standalone_definitions(load_project(project_file(tmp_path, sim)))
