@@ -95,3 +95,15 @@ def test_reranker_configuration_and_auth_errors(server: str, monkeypatch: pytest
     rr.low, rr.high = 0.0, 1.01
     with pytest.raises(RerankError, match="chat endpoint failed"):
         rr.rerank(Suggester().score(SRC, TGT))
+
+
+def test_reranker_key_comes_from_the_vault(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tongbu.vault import Vault
+    from tongbu.vault.keys import default_key_file, write_key_file
+
+    write_key_file(default_key_file())
+    Vault.initialize().set("llm.api_key", "sk-canary-7f3a9")
+    monkeypatch.setenv("TONGBU_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("TONGBU_LLM_API_KEY", raising=False)
+    r = Reranker.from_env()
+    assert r.api_key == "sk-canary-7f3a9" and "sk-canary" not in repr(r)

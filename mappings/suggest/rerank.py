@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -36,7 +36,7 @@ class Reranker:
     """Asks a chat model to choose among the top candidates of uncertain source fields."""
 
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)  # never in a repr, a log line or an error
     model: str = "gpt-4o-mini"
     top_k: int = 4
     max_fields: int = 40
@@ -50,11 +50,20 @@ class Reranker:
     def from_env(cls, api_key: str | None = None) -> Reranker:
         """Configuration from the environment (``TONGBU_LLM_BASE_URL``, ``TONGBU_LLM_API_KEY``, ``TONGBU_LLM_MODEL``)."""
         base = os.environ.get("TONGBU_LLM_BASE_URL")
-        key = api_key or os.environ.get("TONGBU_LLM_API_KEY")
+        # The key is a vault reference by default (`tongbu vault set llm.api_key`); a plain value in
+        # TONGBU_LLM_API_KEY is accepted for local stand-ins.
+        key = api_key or os.environ.get("TONGBU_LLM_API_KEY") or "vault:llm.api_key"
         if not base:
             raise RerankError("TONGBU_LLM_BASE_URL is not set")
-        if not key:
-            raise RerankError("no API key: set TONGBU_LLM_API_KEY (resolved from the vault in production)")
+        if key.startswith("vault:"):
+            from pipelines.secrets import resolve_secrets
+
+            try:
+                key = resolve_secrets({"api_key": key})["api_key"]
+            except Exception as exc:  # noqa: BLE001 - one clear message, the vault's own text has no value
+                raise RerankError(
+                    f"cannot read the re-ranker key {key!r} from the vault ({exc}); store it with "
+                    f"`tongbu vault set {key.removeprefix('vault:')}` or set TONGBU_LLM_API_KEY") from None
         return cls(base_url=base.rstrip("/"), api_key=key, model=os.environ.get("TONGBU_LLM_MODEL", "gpt-4o-mini"))
 
     def uncertain_rows(self, sp: ScoredPair) -> list[int]:
