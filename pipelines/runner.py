@@ -235,12 +235,19 @@ class Runner:
             if self.progress is not None:
                 self.progress(result)
 
-        def batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
+        parent_pid = os.getpid()
+        resolver: _LazyHubResolver | None = None
+
+        def read_batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
             # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
             # for sorted streams (the cursor is taken from the last record of each batch).
             records = stream.get_records(None)
             if post is not None:
                 records = (r for r in (post(rec, None) for rec in records) if r is not None)
+            # Hub lookups (``lookup: {object, by, return}``) read through this process's own connection,
+            # opened on the first lookup only; in a forked reader the parent's pooled connections are
+            # dropped first, never shared.
+            mapping.set_resolver(resolver)
             apply, prepare, batch_size = mapping.apply, self.hub.prepare, spec.batch_size
             rows: list[dict[str, Any]] = []
             quarantined: list[dict[str, Any]] = []
@@ -268,6 +275,14 @@ class Runner:
                 last = record
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
             yield prepare(obj, rows, source_system=conn_name), quarantined, final, read
+
+        def batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
+            nonlocal resolver
+            resolver = _LazyHubResolver(self.hub, forked=os.getpid() != parent_pid)
+            try:
+                yield from read_batches()
+            finally:
+                resolver.close()
 
         with _gc_tuned_for_streaming():
             if _reader_mode() == "process":
@@ -376,6 +391,31 @@ class Runner:
             rows_written=result.rows_written, rows_unchanged=result.rows_unchanged,
             rows_quarantined=result.rows_quarantined, cursor_before=result.cursor_before,
             cursor_after=result.cursor_after, duration_s=result.duration_s)
+
+
+class _LazyHubResolver:
+    """``(object, by, value[, returning]) -> value`` against the hub, connecting on first use."""
+
+    def __init__(self, hub: HubStore, *, forked: bool) -> None:
+        self._hub = hub
+        self._forked = forked
+        self._conn: Any = None
+        self._resolve: Callable[..., Any] | None = None
+
+    def __call__(self, object_name: str, by: str, value: Any, returning: str = "id") -> Any:
+        if self._resolve is None:
+            if self._forked:
+                self._hub.engine.dispose(close=False)  # the parent's connections stay the parent's
+            self._conn = self._hub.engine.connect()
+            self._resolve = self._hub.resolver(self._conn)
+        return self._resolve(object_name, by, value, returning)
+
+    def close(self) -> None:
+        """Give the connection back (if one was opened)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            self._resolve = None
 
 
 class _BatchWriter:

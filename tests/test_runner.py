@@ -154,3 +154,22 @@ def test_the_shipped_project_file_loads() -> None:
     p = load_project(ROOT / "tongbu.yaml")
     assert {"kingdee_customers", "kingdee_sales_orders", "kingdee_receivables"} <= set(p.pipelines)
     assert p.connection("kingdee").config["password"].startswith("vault:")
+
+
+def test_hub_lookups_resolve_during_a_run(tmp_path: Path, hub_engine) -> None:
+    """A ``lookup`` step reads the hub through the reader's own connection (also in a forked reader)."""
+    with hub_engine.begin() as conn:
+        HubStore(hub_engine).upsert(conn, "products", [
+            {"source_id": f"P{i}", "name": region, "code": f"R{i}"}
+            for i, region in enumerate(("华东", "华南", "华北", "西南", "华中", "西北", "东北"))],
+            source_system="catalog")
+    mapping = tmp_path / "lookup.yaml"
+    mapping.write_text(MAPPING.read_text(encoding="utf-8") + (
+        "  - {target: extra.region_code, source: region,"
+        " transform: [{lookup: {object: products, by: name, return: code, on_missing: error}}]}\n"),
+        encoding="utf-8")
+    r = Runner(project(1200, mapping=mapping), hub_engine).run("synth_accounts")
+    assert (r.rows_written, r.rows_quarantined) == (1200, 0)
+    with hub_engine.connect() as conn:
+        row = HubStore(hub_engine).get(conn, "accounts", "synth", "1")
+    assert row["region"] == "华南" and row["extra"] == {"region_code": "R1"}
