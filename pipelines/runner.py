@@ -15,7 +15,6 @@ sees, so the same guarantee holds.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gc
 import json
 import logging
@@ -31,7 +30,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ from mappings.spec import load_mappings
 from pipelines.models import SyncRun
 from pipelines.project import PipelineSpec, Project
 from pipelines.secrets import resolve_secrets
-from pipelines.state import PipelineLock, Quarantine, RunHistory, StateStore
+from pipelines.state import PipelineLock, Quarantine, RunHistory, StateStore, jsonable
 from tongbu.db import get_engine
 
 log = logging.getLogger("tongbu.runner")
@@ -84,21 +82,6 @@ class RunResult:
         d = asdict(self)
         d["records_per_second"] = round(self.records_per_second, 1)
         return d
-
-
-def jsonable(value: Any) -> Any:
-    """Make a source record storable as JSON (quarantine payloads, snapshots)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
 
 
 def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -299,7 +282,7 @@ class Runner:
         return {
             "pipeline": spec.name, "connection": spec.source.connection, "stream": spec.source.stream,
             "source_id": None if source_id is None else str(source_id), "stage": stage, "reason": reason,
-            "payload": jsonable(record), "run_id": run_id,
+            "payload": record, "run_id": run_id,
         }
 
     # -- pipe mode ------------------------------------------------------------------------------

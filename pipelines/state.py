@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -25,6 +26,21 @@ _STATE = SyncState.__table__
 _LOCKS = PipelineLock.__table__
 _QUAR = QuarantinedRecord.__table__
 _RUNS = SyncRun.__table__
+
+
+def jsonable(value: Any) -> Any:
+    """Make a source record storable as JSON (quarantine payloads, cursors, snapshots)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def _now() -> dt.datetime:
@@ -220,6 +236,8 @@ class Quarantine:
         """
         if not rows:
             return
+        # Payloads are raw source records (datetimes, Decimals): made JSON-safe here, for every caller.
+        rows = [{**r, "payload": jsonable(r.get("payload"))} for r in rows]
         keyed = [r for r in rows if r.get("source_id") is not None]
         existing: dict[tuple[str, str], tuple[int, int]] = {}
         for pipeline in {r["pipeline"] for r in keyed}:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,20 +36,6 @@ from tongbu.vault.testing import key_text, new_key_source, postgres_schema, requ
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("TONGBU_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in (
-        "TONGBU_MASTER_KEY",
-        "TONGBU_MASTER_KEY_FILE",
-        "TONGBU_VAULT_PASSPHRASE",
-        "TONGBU_DATABASE_URL",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    yield tmp_path
-    dispose_engines()
 
 
 def _values(n: int, tenants: int = 3) -> dict[tuple[str, str], str]:

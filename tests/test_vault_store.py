@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from tongbu.db import Base, dispose_engines, get_engine
+from tongbu.db import Base, get_engine
 from tongbu.vault import (
     ConcurrentUpdateError,
     FileKeySource,
@@ -49,16 +49,6 @@ _ENV_VARS = (
     "TONGBU_ACTOR",
 )
 
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private TONGBU_HOME and config folder; no master key from the developer's machine leaks in."""
-    monkeypatch.setenv("TONGBU_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in _ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    yield tmp_path
-    dispose_engines()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,20 +29,6 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("TONGBU_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in (
-        "TONGBU_MASTER_KEY",
-        "TONGBU_MASTER_KEY_FILE",
-        "TONGBU_VAULT_PASSPHRASE",
-        "TONGBU_DATABASE_URL",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    yield tmp_path
-    dispose_engines()
 
 
 @pytest.fixture

@@ -53,7 +53,6 @@ class CRMSink(BatchSink):
         """Map, upsert and quarantine one batch in one transaction."""
         target: TargetCRM = self.crm_target  # type: ignore[assignment]
         from mappings.engine import MappingError
-        from pipelines.runner import jsonable
 
         mapping = target.mapping_for(self.stream_name)
         rows: list[dict[str, Any]] = []
@@ -72,7 +71,7 @@ class CRMSink(BatchSink):
                 "pipeline": pipeline, "connection": source_system, "stream": self.stream_name,
                 "source_id": str(mapping.source_id_of(record)) if mapping else record.get("source_id"),
                 "stage": "schema" if reason.startswith("schema:") else "mapping", "reason": reason,
-                "payload": jsonable(record),
+                "payload": record,
             })
         obj = mapping.target_object if mapping else self.stream_name
         with target.engine.begin() as conn:

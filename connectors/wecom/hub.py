@@ -10,7 +10,6 @@ rescan hashes the same and costs nothing.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +34,6 @@ CONTACT_PREFIX = "contact:"
 def contact_key(external_userid: str) -> str:
     """The event-path record key of a contact (events of one contact are ordered and coalesced by it)."""
     return CONTACT_PREFIX + external_userid
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
 
 
 @dataclass
@@ -116,7 +105,7 @@ class WeComHubWriter:
                 out.quarantined.append({
                     "pipeline": self.pipeline, "connection": self.source_system, "stream": STREAM,
                     "source_id": str(rec.get("external_userid")), "stage": "mapping", "reason": str(exc),
-                    "payload": _jsonable(rec), "run_id": run_id,
+                    "payload": rec, "run_id": run_id,
                 })
                 continue
             for follow in rec.get("follow_user") or ():
