@@ -227,18 +227,9 @@ def simulate(
     print("demo credentials: " + json.dumps(sim.credentials(), ensure_ascii=False))
     sys.stdout.flush()
     try:
-        _wait(sim)
+        sim.wait()
     finally:
         sim.stop()
-
-
-def _wait(sim: Any) -> None:
-    # The server runs in the simulator's thread; the foreground only waits for Ctrl-C.
-    try:
-        while sim._thread is not None and sim._thread.is_alive():
-            sim._thread.join(0.5)
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()

@@ -115,12 +115,17 @@ class Simulator:
         """Run in the foreground until interrupted (``tongbu simulate``)."""
         self.start(host, port)
         try:
+            self.wait()
+        finally:
+            self.stop()
+
+    def wait(self) -> None:
+        """Block until the server stops or Ctrl-C (the server itself runs in its own thread)."""
+        try:
             while self._thread and self._thread.is_alive():
                 self._thread.join(0.5)
         except KeyboardInterrupt:
             pass
-        finally:
-            self.stop()
 
     def stop(self) -> None:
         if self._server is not None:
