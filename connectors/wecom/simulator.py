@@ -1281,10 +1281,7 @@ def main(argv: list[str] | None = None) -> None:
     url = sim.start(a.host, a.port)
     print(json.dumps({"base_url": url, **sim.credentials()}), flush=True)
     try:
-        while sim._thread is not None and sim._thread.is_alive():
-            sim._thread.join(0.5)
-    except KeyboardInterrupt:
-        pass
+        sim.wait()
     finally:
         sim.stop()
 
