@@ -89,8 +89,7 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     return _asset
 
 
-def _source_count(tongbu: TongbuResource, spec: PipelineSpec) -> int | None:
-    runner = tongbu.runner()
+def _source_count(runner: Any, spec: PipelineSpec) -> int | None:
     tap = runner.make_tap(spec.source.connection)
     stream = tap.streams[spec.source.stream]
     counter = getattr(stream, "source_count", None)
@@ -109,8 +108,9 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
         engine = get_engine()
         project = tongbu.project()
         hub = HubStore(engine, project.tenant)
-        mapping = tongbu.runner().mapping(spec)
-        source = _source_count(tongbu, spec)
+        runner = tongbu.runner()
+        mapping = runner.mapping(spec)
+        source = _source_count(runner, spec)
         q = QuarantinedRecord.__table__
         with engine.connect() as conn:
             in_hub = hub.count(conn, mapping.target_object, source_system=spec.source.connection)

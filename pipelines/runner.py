@@ -119,6 +119,7 @@ class Runner:
         self.config_overrides = config_overrides or {}
         self.progress = progress
         self._mappings: dict[str, CompiledMapping] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
 
     # -- public ---------------------------------------------------------------------------------
     def mapping(self, spec: PipelineSpec) -> CompiledMapping:
@@ -129,9 +130,15 @@ class Runner:
         return self._mappings[spec.name]
 
     def connection_config(self, connection: str) -> dict[str, Any]:
-        """Connection config with env and vault references resolved (never logged)."""
-        cfg = self.project.resolved_config(connection, self.config_overrides.get(connection))
-        return resolve_secrets(cfg, tenant=self.tenant, engine=self.engine)
+        """Connection config with env and vault references resolved (never logged).
+
+        Resolved once per runner: each vault read decrypts and writes an audit row, and a run needs
+        the config more than once (the tap, and the subprocess config in pipe mode).
+        """
+        if connection not in self._configs:
+            cfg = self.project.resolved_config(connection, self.config_overrides.get(connection))
+            self._configs[connection] = resolve_secrets(cfg, tenant=self.tenant, engine=self.engine)
+        return dict(self._configs[connection])
 
     def make_tap(self, connection: str, state: dict[str, Any] | None = None) -> Any:
         """Instantiate the singer-sdk tap of a connection, in process."""
