@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, Table, and_, bindparam, func, null, select, update
+from sqlalchemy import Connection, DateTime, Engine, Table, and_, bindparam, func, null, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
@@ -26,6 +26,12 @@ from tongbu.config import DEFAULT_TENANT
 LINES_KEY = "__lines__"
 _KEY_COLUMNS = ("tenant_id", "source_system", "source_id")
 _NOT_HASHED = frozenset({"tenant_id", "source_system", "source_id", "row_hash", LINES_KEY})
+
+
+# SQLite keeps DATETIME as text and compares it as text, so hub timestamps must be written in the
+# exact form SQLAlchemy binds ("YYYY-MM-DD HH:MM:SS.ffffff"); CURRENT_TIMESTAMP has no fraction and
+# would compare wrongly against bound values (tap-crm's (updated_at, id) bookmark relies on this).
+_SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
 class HubError(ValueError):
@@ -191,7 +197,7 @@ class HubStore:
                     table.c.source_id.in_(chunk),
                     table.c.deleted_at.is_(None),
                 )
-                .values(deleted_at=func.current_timestamp(), updated_at=func.current_timestamp())
+                .values(deleted_at=self._now(), updated_at=self._now())
             ).rowcount
         return done
 
@@ -298,9 +304,10 @@ class HubStore:
         all_cols = (*_KEY_COLUMNS, "row_hash", *columns)
         values: dict[str, Any] = {c: bindparam(c) for c in all_cols}
         values.update(extra or {})
+        values.update(created_at=self._now(), updated_at=self._now())
         ins = insert(table).values(values)
         set_ = {c: ins.excluded[c] for c in ("row_hash", *columns, *(extra or {}))}
-        set_["updated_at"] = func.current_timestamp()
+        set_["updated_at"] = self._now()
         set_["deleted_at"] = null()  # a literal NULL, not a bound parameter
         stmt = ins.on_conflict_do_update(
             index_elements=list(_KEY_COLUMNS), set_=set_, where=table.c.row_hash != ins.excluded.row_hash
@@ -335,9 +342,10 @@ class HubStore:
             names = ", ".join(f'"{c}"' for c in ("tenant_id", "source_system", "source_id", "row_hash", *columns))
             marks = ", ".join("?" * (4 + len(columns)))
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in ("row_hash", *columns))
-            sql = (f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) '
+            sql = (f'INSERT INTO "{table.name}" ({names}, created_at, updated_at) '
+                   f'VALUES ({marks}, {_SQLITE_NOW}, {_SQLITE_NOW}) '
                    f'ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET {sets}, '
-                   f'updated_at = CURRENT_TIMESTAMP, deleted_at = NULL '
+                   f'updated_at = {_SQLITE_NOW}, deleted_at = NULL '
                    f'WHERE "{table.name}".row_hash IS NOT excluded.row_hash')
             converters = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
             getter = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r, c=columns[0]: (r[c],))
@@ -361,6 +369,17 @@ class HubStore:
             append((sid if type(sid) is str else str(sid), vals))
         return sql, out
 
+    def db_now(self, conn: Connection) -> dt.datetime:
+        """The database's clock, at the precision hub timestamps are written with (aware, UTC)."""
+        value = conn.execute(select(self._now())).scalar()
+        if isinstance(value, str):  # SQLite returns text
+            value = dt.datetime.fromisoformat(value)
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+    def _now(self) -> Any:
+        """SQL for "now" in the form the dialect compares correctly with bound datetimes."""
+        return text(_SQLITE_NOW) if self._dialect == "sqlite" else func.current_timestamp()
+
     def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
         written = 0
         for p in params:
@@ -371,7 +390,7 @@ class HubStore:
                 written += 1
             elif existing.row_hash != p["row_hash"]:
                 conn.execute(table.update().where(table.c.id == existing.id).values(
-                    **p, updated_at=func.current_timestamp(), deleted_at=None))
+                    **p, updated_at=self._now(), deleted_at=None))
                 written += 1
         return written
 

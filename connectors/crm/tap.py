@@ -47,8 +47,10 @@ class HubObjectStream(Stream):
 
         engine = get_engine(self.config.get("database_url") or None)
         t = self.table
+        # The bookmark is read from the stream state itself (as tap-kingdee does), so a run started
+        # in process from a stored cursor and one started by `--state` resume the same way.
         state = self.get_context_state(context)
-        start = self.get_starting_replication_key_value(context)
+        start = state.get("replication_key_value") or self.get_starting_replication_key_value(context)
         last_id = int(state.get("id") or 0) if start else 0
         ts = _parse(start) if start else None
         tenant = self.config.get("tenant") or DEFAULT_TENANT
@@ -81,9 +83,7 @@ def _out(v: Any) -> Any:
         return (v if v.tzinfo else v.replace(tzinfo=dt.UTC)).isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
-    if hasattr(v, "as_tuple"):  # Decimal → JSON number without float rounding surprises for money
-        return float(v)
-    return v
+    return v  # Decimals stay exact: singer-sdk writes them as JSON numbers without float rounding
 
 
 class TapCRM(Tap):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from connectors.crm.store import hub_table
 from connectors.wecom.client import WeComClient
@@ -98,7 +98,7 @@ def rescan_external_contacts(
         result.run_id = _start_run(engine, writer.tenant, pipeline)
         scan_start = time.time() - _CLOCK_SLACK_S
         with engine.connect() as conn:
-            db_scan_start = _db_now(conn)
+            db_scan_start = writer.hub.db_now(conn)
         report = ScanReport("external_contacts")
         batch: list[dict[str, Any]] = []
 
@@ -174,15 +174,6 @@ def _delete_unseen(writer: WeComHubWriter, seen: set[str], scan_start: float, db
     with writer.engine.begin() as conn:
         result.deleted = writer.delete(conn, gone).deleted
         lock.renew(conn)
-
-
-def _db_now(conn: Any) -> dt.datetime:
-    value = conn.execute(select(func.current_timestamp())).scalar()
-    if isinstance(value, str):  # SQLite returns text
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def _start_run(engine: Engine, tenant: str, pipeline: str) -> int:
