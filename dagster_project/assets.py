@@ -165,6 +165,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     assets: list[Any] = []
     checks: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
+    jobs: list[Any] = []
     feeds: dict[str, list[dg.AssetKey]] = defaultdict(list)
     for spec in project.pipelines.values():
         if not spec.enabled:
@@ -172,9 +173,12 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         assets.append(_sync_asset(spec))
         checks.append(_check(spec))
         feeds[spec.target.object].append(stream_key(spec))
+        # The job exists with or without a schedule: a pipeline whose schedule is switched off
+        # (``schedule: null``) is still run on demand from the UI or ``dagster job launch``.
+        job = dg.define_asset_job(f"sync_{spec.name}", selection=dg.AssetSelection.assets(
+            stream_key(spec), object_key(spec.target.object)))
+        jobs.append(job)
         if spec.schedule:
-            job = dg.define_asset_job(f"sync_{spec.name}", selection=dg.AssetSelection.assets(
-                stream_key(spec), object_key(spec.target.object)))
             schedules.append(dg.ScheduleDefinition(
                 name=f"{spec.name}_schedule", job=job, cron_schedule=spec.schedule,
                 default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -193,7 +197,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(
         assets=assets, asset_checks=checks, schedules=schedules,
-        jobs=[*pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
+        jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
     )
 

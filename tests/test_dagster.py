@@ -36,6 +36,19 @@ def test_definitions_have_assets_checks_and_schedules(tmp_path: Path, monkeypatc
     assert len(list(graph.asset_check_keys)) == 1
 
 
+def test_unscheduled_pipeline_still_has_its_job(tmp_path: Path, monkeypatch) -> None:
+    path = write_project(tmp_path, 10)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["pipelines"]["synth_accounts"]["schedule"] = None
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("TONGBU_PROJECT", str(path))
+    defs = build_definitions()
+    assert not list(defs.schedules or [])
+    # Run on demand: the same job the schedule would launch.
+    result = defs.resolve_job_def("sync_synth_accounts").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+
+
 def test_materialising_runs_the_sync_and_records_metadata(tmp_path: Path, monkeypatch) -> None:
     project = write_project(tmp_path, 1200)
     monkeypatch.setenv("TONGBU_PROJECT", str(project))

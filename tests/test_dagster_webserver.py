@@ -36,7 +36,11 @@ def test_webserver_lists_assets_and_a_launched_run_syncs(tmp_path: Path) -> None
         "connections": {"synth": {"connector": "synthetic", "config": {"records": 700}}},
         "pipelines": {"synth_accounts": {"source": {"connection": "synth", "stream": "records"},
                                          "mapping": str(ROOT / "mappings/library/synthetic_to_crm.yaml"),
-                                         "target": {"object": "accounts"}}},
+                                         "target": {"object": "accounts"},
+                                         # No schedule: the daemon must not start a run of its own at a
+                                         # quarter-hour tick while the test runs (that run would sync
+                                         # first and leave ours with nothing to read).
+                                         "schedule": None}},
     }), encoding="utf-8")
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
@@ -59,7 +63,7 @@ def test_webserver_lists_assets_and_a_launched_run_syncs(tmp_path: Path) -> None
         nodes = _gql(url, "{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
         assert {("/".join(n["assetKey"]["path"]), n["groupName"]) for n in nodes} == {
             ("synth/records", "synth"), ("crm/accounts", "crm")}
-        # Wait until the code location is loaded, then launch the job the schedule would run.
+        # Launch the pipeline's job, as the UI's "Materialize" button or a schedule would.
         launched = _gql(url, """
             mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
               __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
@@ -75,9 +79,11 @@ def test_webserver_lists_assets_and_a_launched_run_syncs(tmp_path: Path) -> None
                           {"id": run_id})["runOrError"]["status"]
         assert status == "SUCCESS"
         mats = _gql(url, """{ assetOrError(assetKey: {path: ["synth", "records"]}) { ... on Asset {
-              assetMaterializations(limit: 1) { metadataEntries { label
+              assetMaterializations(limit: 1) { runId metadataEntries { label
                 ... on IntMetadataEntry { intValue } ... on JsonMetadataEntry { jsonString } } } } } }""")
-        entries = {e["label"]: e for e in mats["assetOrError"]["assetMaterializations"][0]["metadataEntries"]}
+        [mat] = mats["assetOrError"]["assetMaterializations"]
+        assert mat["runId"] == run_id
+        entries = {e["label"]: e for e in mat["metadataEntries"]}
         assert entries["rows_read"]["intValue"] == 700 and entries["rows_written"]["intValue"] == 700
         assert "replication_key_value" in entries["cursor_after"]["jsonString"]
     finally:
