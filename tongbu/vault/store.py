@@ -417,16 +417,7 @@ class Vault:
                 )
             row, material = matched
             if row.status in ("retired", "aborted"):
-                raise MasterKeyRetiredError(
-                    f"the master key from {source.description} was "
-                    + (
-                        "retired by a key rotation"
-                        if row.status == "retired"
-                        else "dropped by an aborted rotation"
-                    )
-                    + (f" on {row.retired_at:%Y-%m-%d %H:%M}" if row.retired_at else ""),
-                    hint="use the new master key given to `tongbu vault rotate`",
-                )
+                raise _retired(source, row)
             self._vault_id = vault_id
             self._master_version = row.version
             self._wrap_key = _wrap_key(material, vault_id)
@@ -445,6 +436,9 @@ class Vault:
                     )
                 ).first()
             if row is None:
+                # A process that sat idle through a whole rotation still holds the old master key:
+                # say that plainly rather than "data key not available".
+                self._raise_if_master_retired()
                 raise KeyVersionUnavailableError(
                     f"data key version {key_version} is not available to the master key from "
                     f"{self.key_source.description}",
@@ -484,6 +478,13 @@ class Vault:
 
     def _manifest_key(self, key_version: int) -> bytes:
         return self._subkey(key_version, "manifest")
+
+    def _raise_if_master_retired(self) -> None:
+        """Raise :class:`MasterKeyRetiredError` if a rotation retired the master key we unlocked with."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(master_t).where(master_t.c.version == self._master_version)).first()
+        if row is not None and row.status in ("retired", "aborted"):
+            raise _retired(self.key_source, row)
 
     def _forget_keys(self) -> None:
         """Drop cached key material (after a rotation changed the key table)."""
@@ -1276,6 +1277,16 @@ def _wrap(wrap_key: bytes, data_key: bytes, vault_id: str, *, key_version: int, 
         data_key,
         _wrap_aad(vault_id, key_version=key_version, wrapped_by=wrapped_by),
         key_version=wrapped_by,
+    )
+
+
+def _retired(source: MasterKeySource, row: Any) -> MasterKeyRetiredError:
+    """The error for a master key that a finished (or aborted) rotation took out of use."""
+    return MasterKeyRetiredError(
+        f"the master key from {source.description} was "
+        + ("retired by a key rotation" if row.status == "retired" else "dropped by an aborted rotation")
+        + (f" on {row.retired_at:%Y-%m-%d %H:%M}" if row.retired_at else ""),
+        hint="use the new master key given to `tongbu vault rotate`",
     )
 
 
