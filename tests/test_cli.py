@@ -96,3 +96,27 @@ def test_simulate_prints_url_and_credentials_and_serves(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
+
+
+def test_suggest_path_does_not_load_the_hub_or_web_stack(tmp_path: Path) -> None:
+    # `tongbu mappings suggest` on profile files runs once per table pair (and per scorer case); it
+    # must not pay for SQLAlchemy or Starlette unless a hub with review history exists.
+    profile = {"system": "a", "object": "t", "fields": [{"name": "customer_name", "type": "string"}]}
+    src, tgt = tmp_path / "s.json", tmp_path / "t.json"
+    src.write_text(json.dumps(profile), encoding="utf-8")
+    tgt.write_text(json.dumps({**profile, "system": "b"}), encoding="utf-8")
+    code = ("import sys\nfrom tongbu.cli import main\nsys.argv = ['tongbu', 'mappings', 'suggest', '--source', sys.argv[1],"
+            " '--target', sys.argv[2], '--format', 'json']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "heavy = sorted(m for m in ('sqlalchemy', 'starlette', 'dagster') if m in sys.modules)\n"
+            "print('HEAVY', heavy, file=sys.stderr)\n")
+    env = {**os.environ, "TONGBU_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", code, str(src), str(tgt)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mapping"][0]["source"] == "customer_name"
+    assert "HEAVY []" in done.stderr
+    # The vault's public names still resolve (loaded on first use).
+    import tongbu.vault as vault
+
+    assert callable(vault.rotate) and vault.Vault.__name__ == "Vault"

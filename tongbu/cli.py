@@ -36,7 +36,7 @@ for _module, _name in (("tongbu.vault.cli", "vault"), ("mappings.suggest.cli", "
             raise
 
 def _mount_serve() -> None:
-    from tongbu.serve import serve_command
+    from tongbu.serve_cli import serve_command
 
     app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(serve_command)
 

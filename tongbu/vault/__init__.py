@@ -14,6 +14,11 @@ See ``docs/security.md`` for the threat model and ``tongbu vault --help`` for th
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from tongbu.vault.errors import (
     AuditError,
     ConcurrentUpdateError,
@@ -40,41 +45,81 @@ from tongbu.vault.errors import (
     VaultNotInitializedError,
     WrongMasterKeyError,
 )
-from tongbu.vault.keys import (
-    EnvKeySource,
-    FileKeySource,
-    MasterKeySource,
-    PassphraseKeySource,
-    RawKeySource,
-    default_key_file,
-    default_key_source,
-    write_key_file,
-)
-from tongbu.vault.redact import (
-    RedactedError,
-    RedactingFilter,
-    contains_secret,
-    format_exception_redacted,
-    install_redaction,
-    redact,
-    redact_value,
-    redacting_errors,
-    register_secret,
-    scrub_exception,
-    scrub_mapping,
-)
-from tongbu.vault.refs import (
-    Secret,
-    SecretConfigModel,
-    find_refs,
-    is_ref,
-    parse_ref,
-    resolve_ref,
-    resolve_refs,
-)
-from tongbu.vault.rotate import RotationStatus, abort_rotation, rotate, rotation_status
-from tongbu.vault.store import Problem, SecretInfo, SecretName, Vault, VerifyReport
-from tongbu.vault.tokens import TokenCache, TokenGrant
+
+if TYPE_CHECKING:
+    from tongbu.vault.keys import (
+        EnvKeySource,
+        FileKeySource,
+        MasterKeySource,
+        PassphraseKeySource,
+        RawKeySource,
+        default_key_file,
+        default_key_source,
+        write_key_file,
+    )
+    from tongbu.vault.redact import (
+        RedactedError,
+        RedactingFilter,
+        contains_secret,
+        format_exception_redacted,
+        install_redaction,
+        redact,
+        redact_value,
+        redacting_errors,
+        register_secret,
+        scrub_exception,
+        scrub_mapping,
+    )
+    from tongbu.vault.refs import (
+        Secret,
+        SecretConfigModel,
+        find_refs,
+        is_ref,
+        parse_ref,
+        resolve_ref,
+        resolve_refs,
+    )
+    from tongbu.vault.rotate import RotationStatus, abort_rotation, rotate, rotation_status
+    from tongbu.vault.store import Problem, SecretInfo, SecretName, Vault, VerifyReport
+    from tongbu.vault.tokens import TokenCache, TokenGrant
+
+# The store, rotation and token cache pull in SQLAlchemy (about half a second of start-up on a
+# small machine), redaction and references pydantic; load them on first use so that commands which
+# never touch the vault (``tongbu mappings suggest``, ``--help``) start fast.
+_MODULES = {
+    "keys": ("EnvKeySource", "FileKeySource", "MasterKeySource", "PassphraseKeySource", "RawKeySource",
+             "default_key_file", "default_key_source", "write_key_file"),
+    "redact": ("RedactedError", "RedactingFilter", "contains_secret", "format_exception_redacted",
+               "install_redaction", "redact", "redact_value", "redacting_errors", "register_secret",
+               "scrub_exception", "scrub_mapping"),
+    "refs": ("Secret", "SecretConfigModel", "find_refs", "is_ref", "parse_ref", "resolve_ref", "resolve_refs"),
+    "rotate": ("RotationStatus", "abort_rotation", "rotate", "rotation_status"),
+    "store": ("Problem", "SecretInfo", "SecretName", "Vault", "VerifyReport"),
+    "tokens": ("TokenCache", "TokenGrant"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """Keeps ``tongbu.vault.rotate`` the function: importing the submodule of the same name would
+    otherwise rebind the package attribute to the module (the submodule stays in ``sys.modules``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AuditError",

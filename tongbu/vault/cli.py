@@ -32,7 +32,6 @@ from tongbu.vault.keys import (
     ensure_outside_data_dirs,
     write_key_file,
 )
-from tongbu.vault.redact import install_redaction, redact
 
 NEW_PASSPHRASE_ENV = "TONGBU_NEW_VAULT_PASSPHRASE"
 
@@ -68,12 +67,16 @@ def _callback(
     ] = None,
 ) -> None:
     """Encrypted credential vault."""
+    from tongbu.vault.redact import install_redaction
+
     install_redaction()
     _opts.database_url = database_url
     _opts.actor = actor
 
 
 def _fail(message: str, code: int) -> None:
+    from tongbu.vault.redact import redact
+
     typer.echo(f"error: {redact(message)}", err=True)
     raise typer.Exit(code)
 
@@ -91,6 +94,8 @@ def _handled(func: F) -> F:
             _fail(str(exc), exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
             if os.environ.get("TONGBU_DEBUG"):
+                from tongbu.vault.redact import redact
+
                 typer.echo(redact("".join(traceback.format_exception(exc))), err=True)
             _fail(f"unexpected {type(exc).__name__}: {exc} (set TONGBU_DEBUG=1 for details)", 1)
 
