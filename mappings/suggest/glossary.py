@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from mappings.suggest.text import STOP_WORDS, exact_pinyin, has_cjk, pinyin_forms, set_pinyin_phrases
+from mappings.suggest.text import (
+    INFLECTIONS,
+    STOP_WORDS,
+    exact_pinyin,
+    has_cjk,
+    pinyin_forms,
+    set_pinyin_phrases,
+)
 
 DATA_FILE = Path(__file__).parent / "data" / "glossary.txt"
 PINYIN_CACHE = DATA_FILE.with_name("pinyin_cache.json")
@@ -126,7 +133,7 @@ class Glossary:
         w = word.lower()
         if w in self.word_term:
             return self.word_term[w]
-        for suffix, repl in (("ies", "y"), ("ses", "s"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e")):
+        for suffix, repl in INFLECTIONS:
             if w.endswith(suffix) and len(w) - len(suffix) >= 3:
                 stem = w[: len(w) - len(suffix)] + repl
                 if stem in self.word_term:

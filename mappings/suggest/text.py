@@ -20,6 +20,11 @@ _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _KINGDEE_CUSTOM_RE = re.compile(r"^F_[A-Z][A-Z0-9]{1,7}_(?=.)")
 _KINGDEE_F_RE = re.compile(r"^F(?=[A-Z])")
 _HUNGARIAN_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][a-z])")
+# Once a table is known to be Hungarian, the prefix also comes off before an all-caps code
+# (U8 ``cCCCode`` customer class code, ``cDCCode`` region code), which detection alone would not trust.
+_HUNGARIAN_STRIP_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][A-Za-z])")
+# English inflections and the stem each leaves (``entries`` → entry, ``addresses`` → address).
+INFLECTIONS = (("ies", "y"), ("ses", "s"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
 _SF_SUFFIX_RE = re.compile(r"__(c|s|r|pc|x|mdt|e)$", re.IGNORECASE)
 _PATH_SPLIT_RE = re.compile(r"[./\\\[\]]+")
 _SEP_RE = re.compile(r"[\s_\-:#@$%&*+=|,;()\[\]{}<>'\"?!~`^]+")
@@ -83,7 +88,7 @@ def _strip_part(part: str, conv: NamingConventions) -> tuple[str, str | None]:
             pieces.append(_KINGDEE_F_RE.sub("", piece) if len(piece) > 2 else piece)
         part = "_".join(pieces)
     if conv.hungarian:
-        m = _HUNGARIAN_RE.match(part)
+        m = _HUNGARIAN_STRIP_RE.match(part)
         if m:
             hint = m.group(0)
             part = part[1:]
@@ -123,11 +128,20 @@ class WordSplitter:
         self.vocab = {w for w in vocabulary if w and w.isascii() and w.isalpha() and len(w) > 1}
         self.max_len = max((len(w) for w in self.vocab), default=1)
 
+    def _inflected(self, word: str) -> bool:
+        """An inflected known word (``reports``, ``orders``, ``shipped``) stays whole: left to the DP it
+        would shatter into short vocabulary fragments (``rep`` + ``or`` + ``ts``)."""
+        for suffix, repl in INFLECTIONS:
+            stem = word[: len(word) - len(suffix)] + repl
+            if word.endswith(suffix) and len(stem) >= 4 and stem in self.vocab:
+                return True
+        return False
+
     @lru_cache(maxsize=20000)  # noqa: B019 - one splitter per process, cache is the point
     def split(self, word: str) -> tuple[str, ...]:
         """Return the best split of ``word`` (lower-case ASCII) into vocabulary words."""
         n = len(word)
-        if n < 4 or word in self.vocab or not word.isalpha():
+        if n < 4 or word in self.vocab or not word.isalpha() or self._inflected(word):
             return (word,)
         inf = float("inf")
         best = [inf] * (n + 1)
