@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/mapping_accuracy.py --json out.json      # also machine-readable
     .venv/bin/python benchmarks/mapping_accuracy.py --baseline-python /path/to/venv/bin/python
 
-* Every tool runs through ``../shared/mapping-bench/score.py`` (the scorer's own numbers, same pairs).
+* Every tool runs through ``../shared/mapping-bench/score.py`` (the scorer's own numbers, same pairs),
+  on the dev set and then on ``benchmarks/data/heldout_pairs`` (systems outside the dev set).
 * Baselines (``baselines.py fuzzy | coma | coma_inst | jaccard``) need pandas, rapidfuzz and
   valentine==1.0.1; give a Python that has them with ``--baseline-python`` (or ``MAPPING_BASELINE_PYTHON``).
   A baseline whose dependencies are missing is reported as skipped, not silently dropped.
@@ -185,27 +186,14 @@ def transfer(pairs: Path, first: str, second: str) -> dict[str, Any]:
     return {"reviewed": fa.name, "next": fb.name, "decisions": len(decisions), "top1_before": top1(before), "top1_after": top1(after)}
 
 
-# ----------------------------------------------------------------------------- main
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", default=str(BENCH / "pairs"))
-    ap.add_argument("--cmd", default=f"{shlex.quote(sys.executable)} -m mappings.suggest.cli suggest --source {{source}} --target {{target}} --format json --no-history",
-                    help="command template for our suggester")
-    ap.add_argument("--baseline-python", default=os.environ.get("MAPPING_BASELINE_PYTHON", sys.executable))
-    ap.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated subset of " + ", ".join(BASELINES))
-    ap.add_argument("--json", dest="json_out", default=None, help="write all results as JSON here")
-    ap.add_argument("--skip-learning", action="store_true")
-    a = ap.parse_args(argv)
-    pairs = Path(a.pairs)
-    os.chdir(ROOT)
-    results: dict[str, Any] = {"pairs": str(pairs), "tools": {}, "skipped": {}}
-    t0 = time.time()
+def compare(pairs: Path, a: argparse.Namespace, results: dict[str, Any]) -> bool:
+    """Our suggester and every available baseline through the scorer on ``pairs``; fills ``results``."""
+    results.setdefault("tools", {})
+    results.setdefault("skipped", {})
     ours = run_scorer("tongbu", a.cmd, pairs)
     if "error" in ours:
         print("our suggester failed under the scorer:", ours["error"], file=sys.stderr)
-        return 1
+        return False
     results["tools"]["tongbu"] = summarise(ours)
     results["scorer_table_tongbu"] = ours["table"]
     for method in [m for m in a.baselines.split(",") if m]:
@@ -222,6 +210,36 @@ def main(argv: list[str] | None = None) -> int:
             results["skipped"][method] = "every pair failed: " + rep["failures"][0]["error"][:200]
             continue
         results["tools"][method] = summarise(rep)
+    return True
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", default=str(BENCH / "pairs"))
+    ap.add_argument("--cmd", default=f"{shlex.quote(sys.executable)} -m mappings.suggest.cli suggest --source {{source}} --target {{target}} --format json --no-history",
+                    help="command template for our suggester")
+    ap.add_argument("--baseline-python", default=os.environ.get("MAPPING_BASELINE_PYTHON", sys.executable))
+    ap.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated subset of " + ", ".join(BASELINES))
+    ap.add_argument("--json", dest="json_out", default=None, help="write all results as JSON here")
+    ap.add_argument("--skip-learning", action="store_true")
+    ap.add_argument("--heldout", default=str(ROOT / "benchmarks" / "data" / "heldout_pairs"),
+                    help="a second pair folder of systems outside the dev set, scored the same way ('' to skip)")
+    a = ap.parse_args(argv)
+    pairs = Path(a.pairs)
+    os.chdir(ROOT)
+    results: dict[str, Any] = {"pairs": str(pairs)}
+    t0 = time.time()
+    ok = compare(pairs, a, results)
+    if not ok:
+        return 1
+    if a.heldout and Path(a.heldout).is_dir():
+        # The same tools on systems that are not in the dev set (benchmarks/data/heldout_pairs/README.md).
+        held: dict[str, Any] = {"pairs": a.heldout}
+        if compare(Path(a.heldout), a, held):
+            results["heldout"] = held
     results["latency_inprocess"] = latency(pairs)
     results["latency_cli"] = cli_latency(pairs, a.cmd)
     if not a.skip_learning:
@@ -234,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print(results: dict[str, Any]) -> None:
+def _print_tools(results: dict[str, Any]) -> None:
     tools = results["tools"]
     print(f"{'tool':<12} {'top1':>6} {'r@3':>6} {'MRR':>6} {'P':>6} {'R':>6} {'F1':>6} {'ECE':>6} {'s/pair':>7}")
     for name, r in tools.items():
@@ -255,6 +273,14 @@ def _print(results: dict[str, Any]) -> None:
         print(f"skipped {name}: {why}")
     print("top-1 by naming style:", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_naming_style"].items()))
     print("top-1 by family:      ", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_family"].items()))
+
+
+def _print(results: dict[str, Any]) -> None:
+    print(f"== dev set ({results['pairs']})")
+    _print_tools(results)
+    if "heldout" in results:
+        print(f"== held-out systems ({results['heldout']['pairs']})")
+        _print_tools(results["heldout"])
     print("latency in-process:", ", ".join(f"{k[:7]} {v['fields']} {v['seconds']:.3f}s" for k, v in results["latency_inprocess"].items()))
     cl = results["latency_cli"]
     print(f"latency CLI end-to-end: {cl['pair']} {cl['fields']} {cl['seconds_min']:.2f}-{cl['seconds_max']:.2f}s")
