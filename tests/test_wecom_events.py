@@ -197,7 +197,10 @@ def test_failed_fetches_retry_and_pending_events_survive_a_restart(sim: WeComSim
     app = build_app(serve_config(sim, source_config={"max_attempts": 2}))
     app.state.processor.retry_base_s = 0.05
     with TestClient(app):
-        time.sleep(0.3)
+        # Wait for the processor's first failed attempt (a fixed sleep raced a busy CI machine).
+        deadline = time.monotonic() + 20
+        while app.state.processor.metrics.counts["apply_errors"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert contact_row(ext) is None and app.state.processor.metrics.counts["apply_errors"] >= 1
         sim.set_faults(None)
         assert app.state.processor.drain(10)
