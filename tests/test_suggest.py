@@ -82,6 +82,11 @@ def terms(name: str, conv: NamingConventions | None = None) -> list[str]:
         ("created_at", None, ["create", "time"]),
         ("OriginalOrderId", None, ["original", "order", "id"]),  # not origin + al
         ("completedAt", None, ["completed", "time"]),  # not complete + d
+        ("add_time", None, ["create", "time"]),  # a leading "add" is the verb
+        ("ship_to_add", None, ["shipping"]),  # a closing "add" abbreviates address
+        ("email_add", None, ["email"]),  # = email address
+        ("FReceiveAddress", NamingConventions(kingdee=True), ["shipping"]),
+        ("add_way", None, ["source"]),  # WeCom's 添加方式: how the contact came in
     ],
 )
 def test_name_styles_normalise_to_the_same_terms(name: str, conv: NamingConventions | None, expected: list[str]) -> None:

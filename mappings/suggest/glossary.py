@@ -155,6 +155,10 @@ class Glossary:
     def terms_from_words(self, words: Sequence[str]) -> list[str]:
         """English words → term ids, longest phrase first; unknown words stay as themselves."""
         words = [w for w in self.expand_codes([w.lower() for w in words]) if w and w not in STOP_WORDS and w not in _EXTRA_STOP]
+        if len(words) > 1 and words[-1] == "add":
+            # "add" leads verb phrases (add_time, add_way) but closes noun phrases as the usual
+            # abbreviation of address (ship_to_add, email_add).
+            words[-1] = "address"
         canon = [self.canon_word(w) for w in words]
         out: list[str] = []
         i = 0
