@@ -18,10 +18,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from mappings.suggest.text import (
-    INFLECTIONS,
     STOP_WORDS,
     exact_pinyin,
     has_cjk,
+    inflection_stems,
     pinyin_forms,
     set_pinyin_phrases,
 )
@@ -133,11 +133,9 @@ class Glossary:
         w = word.lower()
         if w in self.word_term:
             return self.word_term[w]
-        for suffix, repl in INFLECTIONS:
-            if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-                stem = w[: len(w) - len(suffix)] + repl
-                if stem in self.word_term:
-                    return self.word_term[stem]
+        for suffix, stem in inflection_stems(w):
+            if len(w) - len(suffix) >= 3 and stem in self.word_term:
+                return self.word_term[stem]
         if w.endswith("s") and len(w) > 3 and not w.endswith("ss"):
             return w[:-1]
         return w

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +25,13 @@ _HUNGARIAN_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][a-z])")
 _HUNGARIAN_STRIP_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][A-Za-z])")
 # English inflections and the stem each leaves (``entries`` → entry, ``addresses`` → address).
 INFLECTIONS = (("ies", "y"), ("ses", "s"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+
+
+def inflection_stems(word: str) -> Iterator[tuple[str, str]]:
+    """``(suffix, stem)`` for every inflection ``word`` ends with, in the order of ``INFLECTIONS``."""
+    for suffix, repl in INFLECTIONS:
+        if word.endswith(suffix):
+            yield suffix, word[: len(word) - len(suffix)] + repl
 _SF_SUFFIX_RE = re.compile(r"__(c|s|r|pc|x|mdt|e)$", re.IGNORECASE)
 _PATH_SPLIT_RE = re.compile(r"[./\\\[\]]+")
 _SEP_RE = re.compile(r"[\s_\-:#@$%&*+=|,;()\[\]{}<>'\"?!~`^]+")
@@ -131,11 +138,7 @@ class WordSplitter:
     def _inflected(self, word: str) -> bool:
         """An inflected known word (``reports``, ``orders``, ``shipped``) stays whole: left to the DP it
         would shatter into short vocabulary fragments (``rep`` + ``or`` + ``ts``)."""
-        for suffix, repl in INFLECTIONS:
-            stem = word[: len(word) - len(suffix)] + repl
-            if word.endswith(suffix) and len(stem) >= 4 and stem in self.vocab:
-                return True
-        return False
+        return any(len(stem) >= 4 and stem in self.vocab for _, stem in inflection_stems(word))
 
     @lru_cache(maxsize=20000)  # noqa: B019 - one splitter per process, cache is the point
     def split(self, word: str) -> tuple[str, ...]:
