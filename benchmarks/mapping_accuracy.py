@@ -39,9 +39,22 @@ def run_scorer(name: str, cmd: str, pairs: Path, timeout: float = 120.0) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"{name}.json"
         proc = subprocess.run(
-            [sys.executable, str(BENCH / "score.py"), "--pairs", str(pairs), "--cmd", cmd, "--json-out", str(out),
-             "--timeout", str(timeout), "--quiet"],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                str(BENCH / "score.py"),
+                "--pairs",
+                str(pairs),
+                "--cmd",
+                cmd,
+                "--json-out",
+                str(out),
+                "--timeout",
+                str(timeout),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0 or not out.exists():
             return {"error": (proc.stderr or proc.stdout).strip()[-500:]}
@@ -54,23 +67,35 @@ def baseline_available(python: str, method: str) -> str | None:
     """None when the baseline's imports work in ``python``; else the reason."""
     mods = "rapidfuzz" if method == "fuzzy" else "pandas, valentine"
     proc = subprocess.run([python, "-c", f"import {mods}"], capture_output=True, text=True, check=False)
-    return None if proc.returncode == 0 else f"missing dependencies in {python}: {proc.stderr.strip().splitlines()[-1]}"
+    return (
+        None
+        if proc.returncode == 0
+        else f"missing dependencies in {python}: {proc.stderr.strip().splitlines()[-1]}"
+    )
 
 
 def summarise(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a scorer report."""
     m = report["micro"]
     return {
-        "top1": m["top1"], "recall_at_3": m["recall_at_3"], "mrr": m["mrr"], "precision": m["precision"],
-        "recall": m["recall"], "f1": m["f1"], "ece_top1": report["calibration"]["ece_top1"],
-        "false_accept_rate": report["false_accept_rate_unmatched"], "sec_per_pair": report["sec_per_pair"],
-        "sec_p95": report["sec_p95"], "failures": len(report["failures"]),
+        "top1": m["top1"],
+        "recall_at_3": m["recall_at_3"],
+        "mrr": m["mrr"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "f1": m["f1"],
+        "ece_top1": report["calibration"]["ece_top1"],
+        "false_accept_rate": report["false_accept_rate_unmatched"],
+        "sec_per_pair": report["sec_per_pair"],
+        "sec_p95": report["sec_p95"],
+        "failures": len(report["failures"]),
         "by_naming_style": {k: v["micro"]["top1"] for k, v in report["by_naming_style"].items()},
         "by_family": {k: v["micro"]["top1"] for k, v in report["by_family"].items()},
     }
 
 
 # ----------------------------------------------------------------------------- latency
+
 
 def latency(pairs: Path, repeats: int = 3) -> dict[str, Any]:
     """In-process seconds per pair for the pairs closest to 50×50 fields, and a synthetic 50×50 pair."""
@@ -82,7 +107,9 @@ def latency(pairs: Path, repeats: int = 3) -> dict[str, Any]:
     sized = []
     for fn in files:
         p = json.loads(fn.read_text(encoding="utf-8"))
-        sized.append((abs(len(p["source"]["fields"]) - 50) + abs(len(p["target"]["fields"]) - 50), fn.name, p))
+        sized.append(
+            (abs(len(p["source"]["fields"]) - 50) + abs(len(p["target"]["fields"]) - 50), fn.name, p)
+        )
     sized.sort()
     out = {}
     for _, name, p in sized[:3]:
@@ -99,7 +126,10 @@ def latency(pairs: Path, repeats: int = 3) -> dict[str, Any]:
 
 def cli_latency(pairs: Path, cmd_tpl: str) -> dict[str, float]:
     """End-to-end seconds of the CLI (interpreter start-up included) on the largest dev pair."""
-    biggest = max(pairs.glob("*.json"), key=lambda fn: sum(len(json.loads(fn.read_text())[k]["fields"]) for k in ("source", "target")))
+    biggest = max(
+        pairs.glob("*.json"),
+        key=lambda fn: sum(len(json.loads(fn.read_text())[k]["fields"]) for k in ("source", "target")),
+    )
     p = json.loads(biggest.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp:
         s, t = Path(tmp) / "s.json", Path(tmp) / "t.json"
@@ -111,13 +141,20 @@ def cli_latency(pairs: Path, cmd_tpl: str) -> dict[str, float]:
             t0 = time.perf_counter()
             subprocess.run(cmd, shell=True, capture_output=True, check=True)
             times.append(time.perf_counter() - t0)
-    return {"pair": biggest.name, "fields": f"{len(p['source']['fields'])}x{len(p['target']['fields'])}",
-            "seconds_min": round(min(times), 3), "seconds_max": round(max(times), 3)}
+    return {
+        "pair": biggest.name,
+        "fields": f"{len(p['source']['fields'])}x{len(p['target']['fields'])}",
+        "seconds_min": round(min(times), 3),
+        "seconds_max": round(max(times), 3),
+    }
 
 
 # ----------------------------------------------------------------------------- learning from review
 
-def learning_curve(pairs: Path, pair_filter: str, steps: tuple[int, ...] = (0, 1, 2, 5, 10, 20), seed: int = 3) -> dict[str, Any]:
+
+def learning_curve(
+    pairs: Path, pair_filter: str, steps: tuple[int, ...] = (0, 1, 2, 5, 10, 20), seed: int = 3
+) -> dict[str, Any]:
     """Top-1 on the not-yet-reviewed fields after k accepted decisions (the reviewer accepts correct pairs).
 
     The fields are reviewed lowest-confidence first, as a reviewer working through the "needs review"
@@ -133,7 +170,12 @@ def learning_curve(pairs: Path, pair_filter: str, steps: tuple[int, ...] = (0, 1
     sug = Suggester()
     scored = sug.score(src, tgt)
     base = sug.decide(scored, [])
-    order = sorted(gt, key=lambda s: next((x.candidates[0].confidence for x in base.suggestions if x.source == s and x.candidates), 0.0))
+    order = sorted(
+        gt,
+        key=lambda s: next(
+            (x.candidates[0].confidence for x in base.suggestions if x.source == s and x.candidates), 0.0
+        ),
+    )
     random.Random(seed).shuffle(order[len(order) // 2 :])
     curve = []
     for k in steps:
@@ -145,17 +187,31 @@ def learning_curve(pairs: Path, pair_filter: str, steps: tuple[int, ...] = (0, 1
         first = {x.source: (x.candidates[0].target if x.candidates else None) for x in res.suggestions}
         hits = sum(first.get(s) == gt[s] for s in rest)
         all_hits = sum(first.get(s) == gt[s] for s in gt)
-        curve.append({"accepted": k, "top1_unreviewed": round(hits / len(rest), 4) if rest else None,
-                      "top1_all": round(all_hits / len(gt), 4), "auto_accepted": len(res.mapping)})
+        curve.append(
+            {
+                "accepted": k,
+                "top1_unreviewed": round(hits / len(rest), 4) if rest else None,
+                "top1_all": round(all_hits / len(gt), 4),
+                "auto_accepted": len(res.mapping),
+            }
+        )
     # Rejections: reject every wrong first choice, then check none of them is first again.
-    wrong = [Decision(x.source, x.candidates[0].target, False) for x in base.suggestions
-             if x.candidates and gt.get(x.source) != x.candidates[0].target]
+    wrong = [
+        Decision(x.source, x.candidates[0].target, False)
+        for x in base.suggestions
+        if x.candidates and gt.get(x.source) != x.candidates[0].target
+    ]
     after = sug.decide(scored, wrong)
     first_after = {x.source: x.candidates[0].target if x.candidates else None for x in after.suggestions}
     still_first = sum(first_after.get(d.source) == d.target for d in wrong)
     fixed = sum(first_after.get(d.source) == gt.get(d.source) for d in wrong if d.source in gt)
-    return {"pair": fn.name, "curve": curve, "rejected": len(wrong), "rejected_still_first": still_first,
-            "fixed_by_rejection": fixed}
+    return {
+        "pair": fn.name,
+        "curve": curve,
+        "rejected": len(wrong),
+        "rejected_still_first": still_first,
+        "fixed_by_rejection": fixed,
+    }
 
 
 def transfer(pairs: Path, first: str, second: str) -> dict[str, Any]:
@@ -171,8 +227,11 @@ def transfer(pairs: Path, first: str, second: str) -> dict[str, Any]:
     ra = sug.decide(sa, [])
     gta = dict(map(tuple, pa["ground_truth"]))
     decisions = [Decision(s, t, True) for s, t in gta.items()]
-    decisions += [Decision(x.source, x.candidates[0].target, False) for x in ra.suggestions
-                  if x.candidates and gta.get(x.source) != x.candidates[0].target]
+    decisions += [
+        Decision(x.source, x.candidates[0].target, False)
+        for x in ra.suggestions
+        if x.candidates and gta.get(x.source) != x.candidates[0].target
+    ]
     gtb = dict(map(tuple, pb["ground_truth"]))
     sb = sug.score(parse_profile(pb["source"]), parse_profile(pb["target"]))
 
@@ -183,7 +242,13 @@ def transfer(pairs: Path, first: str, second: str) -> dict[str, Any]:
     before = sug.decide(sb, [])
     # Decisions about the same objects of the same system pair apply in full.
     after = sug.decide(sb, decisions)
-    return {"reviewed": fa.name, "next": fb.name, "decisions": len(decisions), "top1_before": top1(before), "top1_after": top1(after)}
+    return {
+        "reviewed": fa.name,
+        "next": fb.name,
+        "decisions": len(decisions),
+        "top1_before": top1(before),
+        "top1_after": top1(after),
+    }
 
 
 def compare(pairs: Path, a: argparse.Namespace, results: dict[str, Any]) -> bool:
@@ -215,18 +280,27 @@ def compare(pairs: Path, a: argparse.Namespace, results: dict[str, Any]) -> bool
 
 # ----------------------------------------------------------------------------- main
 
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default=str(BENCH / "pairs"))
-    ap.add_argument("--cmd", default=f"{shlex.quote(sys.executable)} -m mappings.suggest.cli suggest --source {{source}} --target {{target}} --format json --no-history",
-                    help="command template for our suggester")
+    ap.add_argument(
+        "--cmd",
+        default=f"{shlex.quote(sys.executable)} -m mappings.suggest.cli suggest --source {{source}} --target {{target}} --format json --no-history",
+        help="command template for our suggester",
+    )
     ap.add_argument("--baseline-python", default=os.environ.get("MAPPING_BASELINE_PYTHON", sys.executable))
-    ap.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated subset of " + ", ".join(BASELINES))
+    ap.add_argument(
+        "--baselines", default=",".join(BASELINES), help="comma-separated subset of " + ", ".join(BASELINES)
+    )
     ap.add_argument("--json", dest="json_out", default=None, help="write all results as JSON here")
     ap.add_argument("--skip-learning", action="store_true")
-    ap.add_argument("--heldout", default=str(ROOT / "benchmarks" / "data" / "heldout_pairs"),
-                    help="a second pair folder of systems outside the dev set, scored the same way ('' to skip)")
+    ap.add_argument(
+        "--heldout",
+        default=str(ROOT / "benchmarks" / "data" / "heldout_pairs"),
+        help="a second pair folder of systems outside the dev set, scored the same way ('' to skip)",
+    )
     a = ap.parse_args(argv)
     pairs = Path(a.pairs)
     os.chdir(ROOT)
@@ -254,21 +328,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_tools(results: dict[str, Any]) -> None:
     tools = results["tools"]
-    print(f"{'tool':<12} {'top1':>6} {'r@3':>6} {'MRR':>6} {'P':>6} {'R':>6} {'F1':>6} {'ECE':>6} {'s/pair':>7}")
+    print(
+        f"{'tool':<12} {'top1':>6} {'r@3':>6} {'MRR':>6} {'P':>6} {'R':>6} {'F1':>6} {'ECE':>6} {'s/pair':>7}"
+    )
     for name, r in tools.items():
         ece = "  n/a" if r["ece_top1"] is None else f"{r['ece_top1']:.3f}"
-        print(f"{name:<12} {r['top1']:6.3f} {r['recall_at_3']:6.3f} {r['mrr']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} "
-              f"{r['f1']:6.3f} {ece:>6} {r['sec_per_pair']:7.2f}")
+        print(
+            f"{name:<12} {r['top1']:6.3f} {r['recall_at_3']:6.3f} {r['mrr']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} "
+            f"{r['f1']:6.3f} {ece:>6} {r['sec_per_pair']:7.2f}"
+        )
     ours = tools["tongbu"]
     for name, r in tools.items():
         if name == "tongbu":
             continue
         ratio = {k: (ours[k] / r[k] if r[k] else float("inf")) for k in ("top1", "recall_at_3", "f1")}
-        print(f"ratio tongbu/{name}: top1 x{ratio['top1']:.2f}  r@3 x{ratio['recall_at_3']:.2f}  F1 x{ratio['f1']:.2f}")
+        print(
+            f"ratio tongbu/{name}: top1 x{ratio['top1']:.2f}  r@3 x{ratio['recall_at_3']:.2f}  F1 x{ratio['f1']:.2f}"
+        )
     for name, r in tools.items():
         if r["failures"]:
-            print(f"note: {name} failed on {r['failures']} pair(s) (scored all-wrong by the scorer; e.g. Valentine's "
-                  "Coma with instances needs NLTK data that cannot be downloaded offline)")
+            print(
+                f"note: {name} failed on {r['failures']} pair(s) (scored all-wrong by the scorer; e.g. Valentine's "
+                "Coma with instances needs NLTK data that cannot be downloaded offline)"
+            )
     for name, why in results["skipped"].items():
         print(f"skipped {name}: {why}")
     print("top-1 by naming style:", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_naming_style"].items()))
@@ -281,16 +363,30 @@ def _print(results: dict[str, Any]) -> None:
     if "heldout" in results:
         print(f"== held-out systems ({results['heldout']['pairs']})")
         _print_tools(results["heldout"])
-    print("latency in-process:", ", ".join(f"{k[:7]} {v['fields']} {v['seconds']:.3f}s" for k, v in results["latency_inprocess"].items()))
+    print(
+        "latency in-process:",
+        ", ".join(
+            f"{k[:7]} {v['fields']} {v['seconds']:.3f}s" for k, v in results["latency_inprocess"].items()
+        ),
+    )
     cl = results["latency_cli"]
-    print(f"latency CLI end-to-end: {cl['pair']} {cl['fields']} {cl['seconds_min']:.2f}-{cl['seconds_max']:.2f}s")
+    print(
+        f"latency CLI end-to-end: {cl['pair']} {cl['fields']} {cl['seconds_min']:.2f}-{cl['seconds_max']:.2f}s"
+    )
     if "learning_curve" in results:
         lc = results["learning_curve"]
-        print(f"learning curve ({lc['pair']}): " + ", ".join(f"k={c['accepted']}: {c['top1_unreviewed']}" for c in lc["curve"]))
-        print(f"  rejected first choices: {lc['rejected']}, still first after rejection: {lc['rejected_still_first']}, "
-              f"now correct: {lc['fixed_by_rejection']}")
+        print(
+            f"learning curve ({lc['pair']}): "
+            + ", ".join(f"k={c['accepted']}: {c['top1_unreviewed']}" for c in lc["curve"])
+        )
+        print(
+            f"  rejected first choices: {lc['rejected']}, still first after rejection: {lc['rejected_still_first']}, "
+            f"now correct: {lc['fixed_by_rejection']}"
+        )
         tr = results["learning_transfer"]
-        print(f"  review {tr['reviewed'][:7]} → suggest {tr['next'][:7]}: top-1 {tr['top1_before']} → {tr['top1_after']}")
+        print(
+            f"  review {tr['reviewed'][:7]} → suggest {tr['next'][:7]}: top-1 {tr['top1_before']} → {tr['top1_after']}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,15 +34,22 @@ sys.path.insert(0, str(ROOT))
 def _project(records: int, changed: int = 0):
     from pipelines.project import Project
 
-    return Project.model_validate({
-        "connections": {"synthetic": {"connector": "synthetic", "config": {"records": records, "changed": changed}}},
-        "pipelines": {"bench": {
-            "source": {"connection": "synthetic", "stream": "records"},
-            "mapping": str(ROOT / "mappings/library/synthetic_to_crm.yaml"),
-            "target": {"object": "accounts"}, "batch_size": 5000,
-        }},
-        "root": ROOT,
-    })
+    return Project.model_validate(
+        {
+            "connections": {
+                "synthetic": {"connector": "synthetic", "config": {"records": records, "changed": changed}}
+            },
+            "pipelines": {
+                "bench": {
+                    "source": {"connection": "synthetic", "stream": "records"},
+                    "mapping": str(ROOT / "mappings/library/synthetic_to_crm.yaml"),
+                    "target": {"object": "accounts"},
+                    "batch_size": 5000,
+                }
+            },
+            "root": ROOT,
+        }
+    )
 
 
 def _peak_mb() -> float:
@@ -76,9 +83,16 @@ def phase_runner(db: str, records: int, changed: int, full_refresh: bool, mode: 
     t0 = time.perf_counter()
     res = runner.run("bench", full_refresh=full_refresh, mode=mode)
     secs = time.perf_counter() - t0
-    return {"read": res.rows_read, "written": res.rows_written, "unchanged": res.rows_unchanged,
-            "quarantined": res.rows_quarantined, "seconds": secs, "rps": res.rows_read / secs,
-            "peak_rss_mb": _peak_mb(), "warmup_s": cold}
+    return {
+        "read": res.rows_read,
+        "written": res.rows_written,
+        "unchanged": res.rows_unchanged,
+        "quarantined": res.rows_quarantined,
+        "seconds": secs,
+        "rps": res.rows_read / secs,
+        "peak_rss_mb": _peak_mb(),
+        "warmup_s": cold,
+    }
 
 
 def phase_raw(db: str, records: int) -> dict:
@@ -93,20 +107,24 @@ def phase_raw(db: str, records: int) -> dict:
         " row_hash TEXT, name TEXT, credit_code TEXT, grade TEXT, industry TEXT, region TEXT, phone TEXT,"
         " owner TEXT, status TEXT, source_modified_at TEXT, UNIQUE (tenant_id, source_system, source_id))"
     )
-    sql = ("INSERT INTO accounts (tenant_id, source_system, source_id, row_hash, name, credit_code, grade, industry,"
-           " region, phone, owner, status, source_modified_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-           " ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET name=excluded.name,"
-           " credit_code=excluded.credit_code, grade=excluded.grade, industry=excluded.industry,"
-           " region=excluded.region, phone=excluded.phone, owner=excluded.owner, status=excluded.status,"
-           " source_modified_at=excluded.source_modified_at, row_hash=excluded.row_hash"
-           " WHERE accounts.row_hash <> excluded.row_hash")
+    sql = (
+        "INSERT INTO accounts (tenant_id, source_system, source_id, row_hash, name, credit_code, grade, industry,"
+        " region, phone, owner, status, source_modified_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET name=excluded.name,"
+        " credit_code=excluded.credit_code, grade=excluded.grade, industry=excluded.industry,"
+        " region=excluded.region, phone=excluded.phone, owner=excluded.owner, status=excluded.status,"
+        " source_modified_at=excluded.source_modified_at, row_hash=excluded.row_hash"
+        " WHERE accounts.row_hash <> excluded.row_hash"
+    )
     gen = SyntheticRecords.__new__(SyntheticRecords)
     # Pre-build the rows outside the timed region: this phase measures only the database floor.
-    rows = [("default", "synthetic", str(i), "h", *list(r.values())[1:9], r["updated_at"])
-            for i, r in ((i, gen._record(i, i, False)) for i in range(records))]
+    rows = [
+        ("default", "synthetic", str(i), "h", *list(r.values())[1:9], r["updated_at"])
+        for i, r in ((i, gen._record(i, i, False)) for i in range(records))
+    ]
     t0 = time.perf_counter()
     for i in range(0, len(rows), 5000):
-        con.executemany(sql, rows[i:i + 5000])
+        con.executemany(sql, rows[i : i + 5000])
         con.commit()
     secs = time.perf_counter() - t0
     return {"read": records, "seconds": secs, "rps": records / secs, "peak_rss_mb": _peak_mb()}
@@ -122,7 +140,9 @@ def _sub(args: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
-    ap.add_argument("--pipe-records", type=int, default=None, help="Records for the pipe phase (default: same)")
+    ap.add_argument(
+        "--pipe-records", type=int, default=None, help="Records for the pipe phase (default: same)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -144,8 +164,12 @@ def main() -> None:
 
         def say(name: str) -> None:
             x = r[name]
-            print(f"{name:>16}: {x['read']:>9,} records in {x['seconds']:7.2f} s = {x['rps']:>10,.0f} rec/s,"
-                  f" peak RSS {x['peak_rss_mb']:6.1f} MB", file=sys.stderr, flush=True)
+            print(
+                f"{name:>16}: {x['read']:>9,} records in {x['seconds']:7.2f} s = {x['rps']:>10,.0f} rec/s,"
+                f" peak RSS {x['peak_rss_mb']:6.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
 
         main_db = f"{tmp}/hub.db"
         r["raw"] = _sub(["--phase", "raw", "--db", f"{tmp}/raw.db", "--records", str(n)])
@@ -154,13 +178,15 @@ def main() -> None:
         say("inprocess")
         r["reupsert"] = _sub(["--phase", "inprocess", "--db", main_db, "--records", str(n), "--full-refresh"])
         say("reupsert")
-        r["incremental"] = _sub(["--phase", "inprocess", "--db", main_db, "--records", str(n),
-                                 "--changed", str(max(n // 100, 1))])
+        r["incremental"] = _sub(
+            ["--phase", "inprocess", "--db", main_db, "--records", str(n), "--changed", str(max(n // 100, 1))]
+        )
         say("incremental")
         r["pipe"] = _sub(["--phase", "pipe", "--db", f"{tmp}/pipe.db", "--records", str(pipe_n)])
         say("pipe")
-        r["inprocess_small"] = _sub(["--phase", "inprocess", "--db", f"{tmp}/small.db",
-                                     "--records", str(max(n // 10, 1))])
+        r["inprocess_small"] = _sub(
+            ["--phase", "inprocess", "--db", f"{tmp}/small.db", "--records", str(max(n // 10, 1))]
+        )
         say("inprocess_small")
 
     out = {

@@ -53,9 +53,14 @@ def main(argv: list[str] | None = None) -> dict:
     from connectors.wecom.scan import ScanReport, scan_group_chats
     from tongbu.db import get_engine
 
-    proc = subprocess.Popen([sys.executable, "-m", "connectors.wecom.simulator", "--records", str(args.records)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connectors.wecom.simulator", "--records", str(args.records)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
@@ -71,12 +76,16 @@ def main(argv: list[str] | None = None) -> dict:
         say(f"simulated corp: {contacts:,} contacts, {relations:,} follow relations, {chats:,} group chats")
         c1 = client()
         first = rescan_external_contacts(c1, writer)
-        say(f"full sync:   {first.contacts_seen:,} contacts in {first.duration_s:.1f}s = "
-            f"{first.records_per_second:,.0f} records/s; written {first.written:,}, accounts {first.accounts_written:,}")
+        say(
+            f"full sync:   {first.contacts_seen:,} contacts in {first.duration_s:.1f}s = "
+            f"{first.records_per_second:,.0f} records/s; written {first.written:,}, accounts {first.accounts_written:,}"
+        )
         c2 = client()
         second = rescan_external_contacts(c2, writer)
-        say(f"rescan:      {second.contacts_seen:,} contacts in {second.duration_s:.1f}s = "
-            f"{second.records_per_second:,.0f} records/s; written {second.written} (unchanged {second.unchanged:,})")
+        say(
+            f"rescan:      {second.contacts_seen:,} contacts in {second.duration_s:.1f}s = "
+            f"{second.records_per_second:,.0f} records/s; written {second.written} (unchanged {second.unchanged:,})"
+        )
         chat_result: dict = {}
         if not args.skip_chats:
             c3 = client()
@@ -85,10 +94,16 @@ def main(argv: list[str] | None = None) -> dict:
             n = sum(1 for _ in scan_group_chats(c3, report))
             took = time.perf_counter() - t0
             chat_calls = sum(v for k, v in c3.calls.items() if k.startswith("externalcontact/groupchat"))
-            chat_result = {"group_chats": n, "group_chats_per_second": round(n / took, 1),
-                           "group_chat_calls": chat_calls, "group_chat_min_calls": -(-chats // 1000) + chats}
-            say(f"group chats: {n:,} in {took:.1f}s = {n / took:,.0f}/s; calls {chat_calls:,} "
-                f"(minimum {chat_result['group_chat_min_calls']:,})")
+            chat_result = {
+                "group_chats": n,
+                "group_chats_per_second": round(n / took, 1),
+                "group_chat_calls": chat_calls,
+                "group_chat_min_calls": -(-chats // 1000) + chats,
+            }
+            say(
+                f"group chats: {n:,} in {took:.1f}s = {n / took:,.0f}/s; calls {chat_calls:,} "
+                f"(minimum {chat_result['group_chat_min_calls']:,})"
+            )
     finally:
         proc.terminate()
         proc.wait(30)
@@ -97,8 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
     min_calls = 3 + -(-relations // 100)
     naive = first.follow_users + contacts + 1
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    say(f"API calls:   {calls:,} (minimum the page sizes allow: {min_calls:,}; "
-        f"list-then-get per contact: {naive:,}); by endpoint {first.api_calls}")
+    say(
+        f"API calls:   {calls:,} (minimum the page sizes allow: {min_calls:,}; "
+        f"list-then-get per contact: {naive:,}); by endpoint {first.api_calls}"
+    )
     say(f"peak RSS of the syncing process: {peak_mb:.0f} MB")
     result = {
         "records": first.contacts_seen,

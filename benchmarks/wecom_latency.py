@@ -80,10 +80,22 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"hub seeded with {sim.contact_count:,} contacts in {time.perf_counter() - t0:.1f}s")
 
     port = free_port()
-    cfg = {"sources": [{"name": "wecom", "connector": "wecom", "config": {
-        "corp_id": cred["corp_id"], "corp_secret": cred["corp_secret"], "base_url": api_url,
-        "callback_token": cred["callback_token"], "encoding_aes_key": cred["encoding_aes_key"]}}],
-        "workers": args.workers}
+    cfg = {
+        "sources": [
+            {
+                "name": "wecom",
+                "connector": "wecom",
+                "config": {
+                    "corp_id": cred["corp_id"],
+                    "corp_secret": cred["corp_secret"],
+                    "base_url": api_url,
+                    "callback_token": cred["callback_token"],
+                    "encoding_aes_key": cred["encoding_aes_key"],
+                },
+            }
+        ],
+        "workers": args.workers,
+    }
     if args.coalesce_ms is not None:
         cfg["coalesce_ms"] = args.coalesce_ms
     cfg_path = home / "serve.json"
@@ -96,9 +108,22 @@ def main(argv: list[str] | None = None) -> dict:
         dagster_home.mkdir()
         env["DAGSTER_HOME"] = str(dagster_home)
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "tongbu.serve", "--config", str(cfg_path), "--port", str(port),
-         "--dagster", "off" if args.no_dagster else "on"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tongbu.serve",
+            "--config",
+            str(cfg_path),
+            "--port",
+            str(port),
+            "--dagster",
+            "off" if args.no_dagster else "on",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     hook = f"http://127.0.0.1:{port}/hooks/wecom"
     try:
         deadline = time.monotonic() + 30
@@ -109,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or receiver.poll() is not None:
-                raise RuntimeError("tongbu serve did not start: " + (receiver.stderr.read() if receiver.stderr else ""))
+                raise RuntimeError(
+                    "tongbu serve did not start: " + (receiver.stderr.read() if receiver.stderr else "")
+                )
             time.sleep(0.1)
         sim.set_callback(hook)  # WeCom's echostr check, as when an admin saves the URL
 
@@ -153,12 +180,20 @@ def main(argv: list[str] | None = None) -> dict:
             receiver.kill()
 
     def dedup_key(query: dict[str, str]) -> str:  # what the WeCom event source keys deliveries by
-        return hashlib.sha1(f"{query['msg_signature']}:{query['timestamp']}:{query['nonce']}".encode()).hexdigest()
+        return hashlib.sha1(
+            f"{query['msg_signature']}:{query['timestamp']}:{query['nonce']}".encode()
+        ).hexdigest()
 
     sent_at = {dedup_key(r.query): r.first_sent_at for r in sim.callback_log if r.first_sent_at and r.query}
     with engine.connect() as conn:
-        rows = conn.execute(select(event_inbox.c.dedup_key, event_inbox.c.received_at, event_inbox.c.applied_at,
-                                   event_inbox.c.status)).all()
+        rows = conn.execute(
+            select(
+                event_inbox.c.dedup_key,
+                event_inbox.c.received_at,
+                event_inbox.c.applied_at,
+                event_inbox.c.status,
+            )
+        ).all()
     applied = [r for r in rows if r.applied_at is not None]
     receive_lat = [(r.applied_at - r.received_at) * 1000 for r in applied]
     e2e_lat = [(r.applied_at - sent_at[r.dedup_key]) * 1000 for r in applied if r.dedup_key in sent_at]
@@ -174,8 +209,11 @@ def main(argv: list[str] | None = None) -> dict:
                 mismatches += int(row is not None and row["deleted_at"] is None)
                 continue
             want = writer.contacts_mapping.apply(contact_from_get(detail))
-            if row is None or row["deleted_at"] is not None or any(row[k] != v for k, v in want.items()
-                                                                    if k not in ("extra", "source_id")):
+            if (
+                row is None
+                or row["deleted_at"] is not None
+                or any(row[k] != v for k, v in want.items() if k not in ("extra", "source_id"))
+            ):
                 mismatches += 1
     statuses = [r.status for r in rows]
     result = {
@@ -199,8 +237,10 @@ def main(argv: list[str] | None = None) -> dict:
         "records": args.records,
     }
     sim.stop()
-    say(f"received → hub committed: p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
-        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms over {len(applied):,} events")
+    say(
+        f"received → hub committed: p50 {result['p50_ms']} ms, p90 {result['p90_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, max {result['max_ms']} ms over {len(applied):,} events"
+    )
     say(f"callback sent → hub committed: p50 {result['e2e_p50_ms']} ms, p99 {result['e2e_p99_ms']} ms")
     say(f"touched contacts {len(touched):,}, hub mismatches {mismatches}, failed {result['failed']}")
     if args.json:

@@ -23,17 +23,25 @@ class ConnectorInfo:
 
 
 CONNECTORS: dict[str, ConnectorInfo] = {
-    "kingdee": ConnectorInfo("kingdee", tap="connectors.kingdee.tap:TapKingdee", tap_executable="tap-kingdee"),
+    "kingdee": ConnectorInfo(
+        "kingdee", tap="connectors.kingdee.tap:TapKingdee", tap_executable="tap-kingdee"
+    ),
     "crm": ConnectorInfo(
-        "crm", tap="connectors.crm.tap:TapCRM", target="connectors.crm.target:TargetCRM",
-        tap_executable="tap-crm", target_executable="target-crm",
+        "crm",
+        tap="connectors.crm.tap:TapCRM",
+        target="connectors.crm.target:TargetCRM",
+        tap_executable="tap-crm",
+        target_executable="target-crm",
     ),
     "synthetic": ConnectorInfo(
         "synthetic", tap="connectors.synthetic.tap:TapSynthetic", tap_executable="tap-synthetic"
     ),
     "wecom": ConnectorInfo(
-        "wecom", tap="connectors.wecom.tap:TapWeCom", target="connectors.wecom.target:TargetWeCom",
-        tap_executable="tap-wecom", target_executable="target-wecom",
+        "wecom",
+        tap="connectors.wecom.tap:TapWeCom",
+        target="connectors.wecom.target:TargetWeCom",
+        tap_executable="tap-wecom",
+        target_executable="target-wecom",
     ),
 }
 

@@ -12,7 +12,6 @@
 No ``from __future__ import annotations`` here: Dagster inspects the real annotation of ``context``.
 """
 
-
 import os
 from collections import defaultdict
 from typing import Any
@@ -58,33 +57,37 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=stream_key(spec),
         group_name=spec.source.connection,
-        description=spec.description or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
+        description=spec.description
+        or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
         f"crm/{spec.target.object} (pipeline {spec.name})",
         kinds={spec.source.connection, "singer"},
         tags={"tongbu/pipeline": spec.name},
     )
     def _asset(context: dg.AssetExecutionContext, tongbu: TongbuResource) -> dg.MaterializeResult:
         def progress(r: Any) -> None:
-            context.log.info(f"{spec.name}: read {r.rows_read} written {r.rows_written} "
-                             f"quarantined {r.rows_quarantined}")
+            context.log.info(
+                f"{spec.name}: read {r.rows_read} written {r.rows_written} quarantined {r.rows_quarantined}"
+            )
 
         from tongbu.vault import redacting_errors
 
         # A failure's text becomes a Dagster event: mask any secret value that leaked into it.
         with redacting_errors():
             result = tongbu.runner(progress).run(spec.name)
-        return dg.MaterializeResult(metadata={
-            "rows_read": result.rows_read,
-            "rows_written": result.rows_written,
-            "rows_unchanged": result.rows_unchanged,
-            "rows_quarantined": result.rows_quarantined,
-            "order_lines_written": result.lines_written,
-            "cursor_before": _json(result.cursor_before),
-            "cursor_after": _json(result.cursor_after),
-            "duration_s": round(result.duration_s, 3),
-            "records_per_second": round(result.records_per_second, 1),
-            "tongbu_run_id": result.run_id or 0,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "rows_read": result.rows_read,
+                "rows_written": result.rows_written,
+                "rows_unchanged": result.rows_unchanged,
+                "rows_quarantined": result.rows_quarantined,
+                "order_lines_written": result.lines_written,
+                "cursor_before": _json(result.cursor_before),
+                "cursor_after": _json(result.cursor_after),
+                "duration_s": round(result.duration_s, 3),
+                "records_per_second": round(result.records_per_second, 1),
+                "tongbu_run_id": result.run_id or 0,
+            }
+        )
 
     return _asset
 
@@ -97,9 +100,12 @@ def _source_count(runner: Any, spec: PipelineSpec) -> int | None:
 
 
 def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=stream_key(spec), name="hub_matches_source",
-                    description="The hub holds exactly the source's records (counted on both sides); open "
-                    "quarantine entries are reported as a warning.")
+    @dg.asset_check(
+        asset=stream_key(spec),
+        name="hub_matches_source",
+        description="The hub holds exactly the source's records (counted on both sides); open "
+        "quarantine entries are reported as a warning.",
+    )
     def _check_fn(tongbu: TongbuResource) -> dg.AssetCheckResult:
         from connectors.crm.store import HubStore
         from pipelines.models import QuarantinedRecord
@@ -114,13 +120,24 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
         q = QuarantinedRecord.__table__
         with engine.connect() as conn:
             in_hub = hub.count(conn, mapping.target_object, source_system=spec.source.connection)
-            open_q = int(conn.execute(select(func.count()).select_from(q).where(
-                q.c.tenant_id == project.tenant, q.c.pipeline == spec.name, q.c.status == "open")).scalar_one())
-        meta = {"source_count": source if source is not None else -1, "hub_count": in_hub,
-                "quarantined_open": open_q}
+            open_q = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(q)
+                    .where(q.c.tenant_id == project.tenant, q.c.pipeline == spec.name, q.c.status == "open")
+                ).scalar_one()
+            )
+        meta = {
+            "source_count": source if source is not None else -1,
+            "hub_count": in_hub,
+            "quarantined_open": open_q,
+        }
         if source is None:
-            return dg.AssetCheckResult(passed=True, metadata={**meta, "note": "source cannot count records"},
-                                       severity=dg.AssetCheckSeverity.WARN)
+            return dg.AssetCheckResult(
+                passed=True,
+                metadata={**meta, "note": "source cannot count records"},
+                severity=dg.AssetCheckSeverity.WARN,
+            )
         missing = source - in_hub
         if missing == 0:
             return dg.AssetCheckResult(passed=True, metadata={**meta, "missing": 0})
@@ -128,9 +145,11 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
         # replay); anything else is an error (lost or duplicated rows).
         explained = missing == open_q
         return dg.AssetCheckResult(
-            passed=False, metadata={**meta, "missing": missing},
+            passed=False,
+            metadata={**meta, "missing": missing},
             severity=dg.AssetCheckSeverity.WARN if explained else dg.AssetCheckSeverity.ERROR,
-            description="missing rows are quarantined: run `tongbu quarantine list`" if explained
+            description="missing rows are quarantined: run `tongbu quarantine list`"
+            if explained
             else "hub and source disagree: run a --full-refresh of this pipeline",
         )
 
@@ -138,8 +157,13 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
 
 
 def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    @dg.asset(key=object_key(obj), group_name="crm", deps=upstream, kinds={"sqlalchemy"},
-              description=f"CRM hub object '{obj}': row counts per source system.")
+    @dg.asset(
+        key=object_key(obj),
+        group_name="crm",
+        deps=upstream,
+        kinds={"sqlalchemy"},
+        description=f"CRM hub object '{obj}': row counts per source system.",
+    )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.crm.store import hub_table
         from tongbu.db import get_engine
@@ -147,14 +171,19 @@ def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         t = hub_table(obj)
         tenant = tongbu.project().tenant
         with get_engine().connect() as conn:
-            rows = conn.execute(select(t.c.source_system, func.count(), func.count(t.c.deleted_at))
-                                .where(t.c.tenant_id == tenant).group_by(t.c.source_system)).all()
+            rows = conn.execute(
+                select(t.c.source_system, func.count(), func.count(t.c.deleted_at))
+                .where(t.c.tenant_id == tenant)
+                .group_by(t.c.source_system)
+            ).all()
         per_system = {r[0]: int(r[1]) for r in rows}
-        return dg.MaterializeResult(metadata={
-            "rows_total": sum(per_system.values()),
-            "rows_deleted": sum(int(r[2]) for r in rows),
-            "rows_by_source_system": dg.MetadataValue.json(per_system),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "rows_total": sum(per_system.values()),
+                "rows_deleted": sum(int(r[2]) for r in rows),
+                "rows_by_source_system": dg.MetadataValue.json(per_system),
+            }
+        )
 
     return _asset
 
@@ -175,14 +204,21 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
         # (``schedule: null``) is still run on demand from the UI or ``dagster job launch``.
-        job = dg.define_asset_job(f"sync_{spec.name}", selection=dg.AssetSelection.assets(
-            stream_key(spec), object_key(spec.target.object)))
+        job = dg.define_asset_job(
+            f"sync_{spec.name}",
+            selection=dg.AssetSelection.assets(stream_key(spec), object_key(spec.target.object)),
+        )
         jobs.append(job)
         if spec.schedule:
-            schedules.append(dg.ScheduleDefinition(
-                name=f"{spec.name}_schedule", job=job, cron_schedule=spec.schedule,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
-                description=f"Incremental sync of {spec.name} ({spec.schedule})"))
+            schedules.append(
+                dg.ScheduleDefinition(
+                    name=f"{spec.name}_schedule",
+                    job=job,
+                    cron_schedule=spec.schedule,
+                    default_status=dg.DefaultScheduleStatus.RUNNING,
+                    description=f"Incremental sync of {spec.name} ({spec.schedule})",
+                )
+            )
     # Connectors that are rescanned and pushed rather than pulled by a pipeline (WeCom) add their own
     # assets, checks and schedules, and feed the same crm/<object> assets.
     from dagster_project.wecom import wecom_definitions
@@ -196,7 +232,9 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(
-        assets=assets, asset_checks=checks, schedules=schedules,
+        assets=assets,
+        asset_checks=checks,
+        schedules=schedules,
         jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
     )

@@ -54,28 +54,38 @@ def wecom_connections(project: Project) -> list[str]:
 def _client(tongbu: TongbuResource, connection: str) -> Any:
     from connectors.wecom.client import client_from_config
 
-    return client_from_config(tongbu.runner().connection_config(connection), connection=connection,
-                              tenant=tongbu.project().tenant)
+    return client_from_config(
+        tongbu.runner().connection_config(connection), connection=connection, tenant=tongbu.project().tenant
+    )
 
 
 def _writer(tongbu: TongbuResource, connection: str) -> Any:
     from connectors.wecom.hub import WeComHubWriter
     from tongbu.db import get_engine
 
-    return WeComHubWriter(get_engine(), tenant=tongbu.project().tenant, source_system=connection,
-                          pipeline=f"{connection}_rescan")
+    return WeComHubWriter(
+        get_engine(),
+        tenant=tongbu.project().tenant,
+        source_system=connection,
+        pipeline=f"{connection}_rescan",
+    )
 
 
 def _rescan_asset(connection: str) -> dg.AssetsDefinition:
-    @dg.asset(key=dg.AssetKey([connection, "external_contacts"]), group_name=connection,
-              kinds={"wecom"}, tags={"tongbu/pipeline": f"{connection}_rescan"},
-              description="WeCom 外部联系人: full rescan into crm/contacts (+ crm/accounts); finds what "
-              "callbacks missed and soft-deletes contacts no longer in WeCom after a complete scan.")
+    @dg.asset(
+        key=dg.AssetKey([connection, "external_contacts"]),
+        group_name=connection,
+        kinds={"wecom"},
+        tags={"tongbu/pipeline": f"{connection}_rescan"},
+        description="WeCom 外部联系人: full rescan into crm/contacts (+ crm/accounts); finds what "
+        "callbacks missed and soft-deletes contacts no longer in WeCom after a complete scan.",
+    )
     def _asset(context: dg.AssetExecutionContext, tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.wecom.rescan import rescan_external_contacts
 
         client = _client(tongbu, connection)
         try:
+
             def progress(r: Any) -> None:
                 context.log.info(f"{connection} rescan: {r.contacts_seen} contacts, {r.written} written")
 
@@ -84,30 +94,36 @@ def _rescan_asset(connection: str) -> dg.AssetsDefinition:
             client.close()
         if result.deletion_skipped:
             context.log.warning(f"deletion step skipped: {result.deletion_skipped}")
-        return dg.MaterializeResult(metadata={
-            "contacts_seen": result.contacts_seen,
-            "rows_written": result.written,
-            "rows_unchanged": result.unchanged,
-            "rows_skipped_newer_event": result.skipped_newer,
-            "rows_quarantined": result.quarantined,
-            "accounts_written": result.accounts_written,
-            "rows_deleted": result.deleted,
-            "deletion_skipped": result.deletion_skipped or "",
-            "scan_complete": result.complete,
-            "follow_users": result.follow_users,
-            "relations": result.relations,
-            "api_calls": dg.MetadataValue.json(result.api_calls),
-            "duration_s": round(result.duration_s, 3),
-            "records_per_second": round(result.records_per_second, 1),
-            "tongbu_run_id": result.run_id or 0,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "contacts_seen": result.contacts_seen,
+                "rows_written": result.written,
+                "rows_unchanged": result.unchanged,
+                "rows_skipped_newer_event": result.skipped_newer,
+                "rows_quarantined": result.quarantined,
+                "accounts_written": result.accounts_written,
+                "rows_deleted": result.deleted,
+                "deletion_skipped": result.deletion_skipped or "",
+                "scan_complete": result.complete,
+                "follow_users": result.follow_users,
+                "relations": result.relations,
+                "api_calls": dg.MetadataValue.json(result.api_calls),
+                "duration_s": round(result.duration_s, 3),
+                "records_per_second": round(result.records_per_second, 1),
+                "tongbu_run_id": result.run_id or 0,
+            }
+        )
 
     return _asset
 
 
 def _tags_asset(connection: str) -> dg.AssetsDefinition:
-    @dg.asset(key=dg.AssetKey([connection, "corp_tags"]), group_name=connection, kinds={"wecom"},
-              description="WeCom 企业客户标签 (corp tags by group).")
+    @dg.asset(
+        key=dg.AssetKey([connection, "corp_tags"]),
+        group_name=connection,
+        kinds={"wecom"},
+        description="WeCom 企业客户标签 (corp tags by group).",
+    )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.wecom.scan import scan_corp_tags
 
@@ -119,14 +135,20 @@ def _tags_asset(connection: str) -> dg.AssetsDefinition:
         groups: dict[str, int] = {}
         for r in rows:
             groups[r["group_name"]] = groups.get(r["group_name"], 0) + 1
-        return dg.MaterializeResult(metadata={"tags": len(rows), "tags_by_group": dg.MetadataValue.json(groups)})
+        return dg.MaterializeResult(
+            metadata={"tags": len(rows), "tags_by_group": dg.MetadataValue.json(groups)}
+        )
 
     return _asset
 
 
 def _chats_asset(connection: str) -> dg.AssetsDefinition:
-    @dg.asset(key=dg.AssetKey([connection, "group_chats"]), group_name=connection, kinds={"wecom"},
-              description="WeCom 客户群 (customer group chats) with their members.")
+    @dg.asset(
+        key=dg.AssetKey([connection, "group_chats"]),
+        group_name=connection,
+        kinds={"wecom"},
+        description="WeCom 客户群 (customer group chats) with their members.",
+    )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.wecom.scan import ScanReport, scan_group_chats
 
@@ -140,41 +162,60 @@ def _chats_asset(connection: str) -> dg.AssetsDefinition:
                 external += chat["external_member_count"]
         finally:
             client.close()
-        return dg.MaterializeResult(metadata={
-            "group_chats": chats, "members": members, "external_members": external,
-            "duration_s": round(report.duration_s, 3), "api_calls": dg.MetadataValue.json(dict(client.calls)),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "group_chats": chats,
+                "members": members,
+                "external_members": external,
+                "duration_s": round(report.duration_s, 3),
+                "api_calls": dg.MetadataValue.json(dict(client.calls)),
+            }
+        )
 
     return _asset
 
 
 def _writeback_asset(connection: str) -> dg.AssetsDefinition:
-    @dg.asset(key=dg.AssetKey([connection, "contact_grade_tags"]), group_name=connection, kinds={"wecom"},
-              deps=[object_key("contacts"), object_key("accounts")],
-              description="Write-back: each WeCom contact's company grade from the CRM becomes its "
-              "客户等级 corp tag (mark_tag only where it differs).")
+    @dg.asset(
+        key=dg.AssetKey([connection, "contact_grade_tags"]),
+        group_name=connection,
+        kinds={"wecom"},
+        deps=[object_key("contacts"), object_key("accounts")],
+        description="Write-back: each WeCom contact's company grade from the CRM becomes its "
+        "客户等级 corp tag (mark_tag only where it differs).",
+    )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.wecom.target import write_back_grades
         from tongbu.db import get_engine
 
         client = _client(tongbu, connection)
         try:
-            stats = write_back_grades(get_engine(), client, tenant=tongbu.project().tenant, source_system=connection)
+            stats = write_back_grades(
+                get_engine(), client, tenant=tongbu.project().tenant, source_system=connection
+            )
         finally:
             client.close()
-        return dg.MaterializeResult(metadata={
-            "contacts": stats.records, "relations_checked": stats.relations_checked,
-            "mark_tag_calls": stats.mark_tag_calls, "unchanged": stats.unchanged,
-            "contacts_gone": stats.contacts_gone, "failed": stats.failed,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "contacts": stats.records,
+                "relations_checked": stats.relations_checked,
+                "mark_tag_calls": stats.mark_tag_calls,
+                "unchanged": stats.unchanged,
+                "contacts_gone": stats.contacts_gone,
+                "failed": stats.failed,
+            }
+        )
 
     return _asset
 
 
 def _hub_check(connection: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey([connection, "external_contacts"]), name="hub_matches_last_rescan",
-                    description="crm/contacts from this connection holds exactly the contacts the last "
-                    "complete rescan saw (changes applied by callbacks since then are allowed for).")
+    @dg.asset_check(
+        asset=dg.AssetKey([connection, "external_contacts"]),
+        name="hub_matches_last_rescan",
+        description="crm/contacts from this connection holds exactly the contacts the last "
+        "complete rescan saw (changes applied by callbacks since then are allowed for).",
+    )
     def _check(tongbu: TongbuResource) -> dg.AssetCheckResult:
         from connectors.crm.store import HubStore
         from pipelines.models import SyncRun
@@ -184,30 +225,51 @@ def _hub_check(connection: str) -> dg.AssetChecksDefinition:
         tenant = tongbu.project().tenant
         runs = SyncRun.__table__
         with engine.connect() as conn:
-            last = conn.execute(select(runs.c.rows_read, runs.c.rows_quarantined, runs.c.finished_at).where(
-                runs.c.tenant_id == tenant, runs.c.pipeline == f"{connection}_rescan", runs.c.status == "success",
-            ).order_by(runs.c.id.desc()).limit(1)).first()
+            last = conn.execute(
+                select(runs.c.rows_read, runs.c.rows_quarantined, runs.c.finished_at)
+                .where(
+                    runs.c.tenant_id == tenant,
+                    runs.c.pipeline == f"{connection}_rescan",
+                    runs.c.status == "success",
+                )
+                .order_by(runs.c.id.desc())
+                .limit(1)
+            ).first()
             in_hub = HubStore(engine, tenant).count(conn, "contacts", source_system=connection)
         if last is None:
-            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                       metadata={"hub_count": in_hub, "note": "no complete rescan yet"})
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"hub_count": in_hub, "note": "no complete rescan yet"},
+            )
         expected = int(last.rows_read) - int(last.rows_quarantined)
-        meta = {"last_rescan_contacts": int(last.rows_read), "quarantined": int(last.rows_quarantined),
-                "hub_count": in_hub, "difference": in_hub - expected}
+        meta = {
+            "last_rescan_contacts": int(last.rows_read),
+            "quarantined": int(last.rows_quarantined),
+            "hub_count": in_hub,
+            "difference": in_hub - expected,
+        }
         if in_hub == expected:
             return dg.AssetCheckResult(passed=True, metadata=meta)
         # Callbacks add and delete contacts between rescans, so a gap is a warning until the next rescan.
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=meta,
-                                   description="hub differs from the last rescan (callbacks since, or lost "
-                                   "events): the next rescan reconciles it")
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=meta,
+            description="hub differs from the last rescan (callbacks since, or lost "
+            "events): the next rescan reconciles it",
+        )
 
     return _check
 
 
 def _events_check(connection: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey([connection, "external_contacts"]), name="event_path_healthy",
-                    description="tongbu serve keeps up: no callback pending longer than 60 s and no event "
-                    "that failed after all retries in the last 24 h.")
+    @dg.asset_check(
+        asset=dg.AssetKey([connection, "external_contacts"]),
+        name="event_path_healthy",
+        description="tongbu serve keeps up: no callback pending longer than 60 s and no event "
+        "that failed after all retries in the last 24 h.",
+    )
     def _check(tongbu: TongbuResource) -> dg.AssetCheckResult:
         from tongbu.db import get_engine
         from tongbu.serve import ensure_inbox, event_inbox
@@ -219,18 +281,38 @@ def _events_check(connection: str) -> dg.AssetChecksDefinition:
         t = event_inbox
         with engine.connect() as conn:
             base = (t.c.tenant_id == tenant, t.c.source == connection)
-            stale = int(conn.execute(select(func.count()).select_from(t).where(
-                *base, t.c.status == "pending", t.c.received_at < now - BACKLOG_STALE_S)).scalar_one())
-            failed = int(conn.execute(select(func.count()).select_from(t).where(
-                *base, t.c.status == "failed", t.c.received_at >= now - 86_400)).scalar_one())
-            applied = int(conn.execute(select(func.count()).select_from(t).where(
-                *base, t.c.status.in_(("applied", "quarantined")), t.c.received_at >= now - 86_400)).scalar_one())
+            stale = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t)
+                    .where(*base, t.c.status == "pending", t.c.received_at < now - BACKLOG_STALE_S)
+                ).scalar_one()
+            )
+            failed = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t)
+                    .where(*base, t.c.status == "failed", t.c.received_at >= now - 86_400)
+                ).scalar_one()
+            )
+            applied = int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t)
+                    .where(*base, t.c.status.in_(("applied", "quarantined")), t.c.received_at >= now - 86_400)
+                ).scalar_one()
+            )
         meta = {"pending_over_60s": stale, "failed_24h": failed, "applied_24h": applied}
         ok = stale == 0 and failed == 0
         return dg.AssetCheckResult(
-            passed=ok, metadata=meta, severity=dg.AssetCheckSeverity.WARN,
-            description=None if ok else "events are stuck or failed: check `tongbu serve` logs; the next "
-            "rescan repairs the hub either way")
+            passed=ok,
+            metadata=meta,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=None
+            if ok
+            else "events are stuck or failed: check `tongbu serve` logs; the next "
+            "rescan repairs the hub either way",
+        )
 
     return _check
 
@@ -244,14 +326,27 @@ def wecom_definitions(project: Project, *, rescan_schedule: str | None = None) -
         parts.asset_checks += [_hub_check(conn), _events_check(conn)]
         for obj in ("contacts", "accounts", "activities"):
             parts.hub_feeds.setdefault(obj, []).append(contacts)
-        job = dg.define_asset_job(f"{conn}_rescan", selection=dg.AssetSelection.assets(
-            contacts, dg.AssetKey([conn, "corp_tags"]), dg.AssetKey([conn, "group_chats"])))
-        cron = rescan_schedule or project.connections[conn].config.get("rescan_schedule") or DEFAULT_RESCAN_SCHEDULE
+        job = dg.define_asset_job(
+            f"{conn}_rescan",
+            selection=dg.AssetSelection.assets(
+                contacts, dg.AssetKey([conn, "corp_tags"]), dg.AssetKey([conn, "group_chats"])
+            ),
+        )
+        cron = (
+            rescan_schedule
+            or project.connections[conn].config.get("rescan_schedule")
+            or DEFAULT_RESCAN_SCHEDULE
+        )
         parts.jobs.append(job)
-        parts.schedules.append(dg.ScheduleDefinition(
-            name=f"{conn}_rescan_schedule", job=job, cron_schedule=cron,
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=f"Full WeCom rescan of {conn} ({cron}): repairs lost callbacks, finds deletions"))
+        parts.schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{conn}_rescan_schedule",
+                job=job,
+                cron_schedule=cron,
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description=f"Full WeCom rescan of {conn} ({cron}): repairs lost callbacks, finds deletions",
+            )
+        )
     return parts
 
 
@@ -261,6 +356,10 @@ def standalone_definitions(project: Project) -> dg.Definitions:
 
     parts = wecom_definitions(project)
     objects = [_object_asset(obj, keys) for obj, keys in parts.hub_feeds.items()]
-    return dg.Definitions(assets=[*parts.assets, *objects], asset_checks=parts.asset_checks,
-                          schedules=parts.schedules, jobs=parts.jobs,
-                          resources={"tongbu": TongbuResource()})
+    return dg.Definitions(
+        assets=[*parts.assets, *objects],
+        asset_checks=parts.asset_checks,
+        schedules=parts.schedules,
+        jobs=parts.jobs,
+        resources={"tongbu": TongbuResource()},
+    )

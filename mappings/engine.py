@@ -55,7 +55,12 @@ class MappingError(ValueError):
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly description for a quarantine row."""
-        return {"mapping": self.mapping, "field": self.field, "reason": self.reason, "value": tf._show(self.value)}
+        return {
+            "mapping": self.mapping,
+            "field": self.field,
+            "reason": self.reason,
+            "value": tf._show(self.value),
+        }
 
 
 class MappingFailure(NamedTuple):
@@ -93,7 +98,9 @@ def _path_getter(path: str) -> Callable[[Any], Any]:
                 index = int(part)
                 value = value[index] if -len(value) <= index < len(value) else None
             else:
-                raise tf.TransformError(f"cannot read '{part}' of path '{path}' from a {type(value).__name__}")
+                raise tf.TransformError(
+                    f"cannot read '{part}' of path '{path}' from a {type(value).__name__}"
+                )
         return value
 
     return get_path
@@ -202,9 +209,17 @@ class CompiledMapping:
     parent_key: str | None
     source_code: str
 
-    def __init__(self, spec: MappingSpec, target_object: str, plans: list[_FieldPlan], *,
-                 lookups: tf.LookupCache, lines: CompiledMapping | None = None,
-                 lines_source: str | None = None, parent_key: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: MappingSpec,
+        target_object: str,
+        plans: list[_FieldPlan],
+        *,
+        lookups: tf.LookupCache,
+        lines: CompiledMapping | None = None,
+        lines_source: str | None = None,
+        parent_key: str | None = None,
+    ) -> None:
         self.spec = spec
         self.target_object = target_object
         self.lines = lines
@@ -212,10 +227,15 @@ class CompiledMapping:
         self._lookups = lookups
         self._plans = plans
         self._lines_source = lines_source
-        self._lines_getter = None if lines_source is None else (
-            _key_getter(lines_source) if "." not in lines_source else _path_getter(lines_source))
+        self._lines_getter = (
+            None
+            if lines_source is None
+            else (_key_getter(lines_source) if "." not in lines_source else _path_getter(lines_source))
+        )
         columns = [p.target for p in plans if not p.target.startswith(EXTRA_PREFIX)]
-        self.extra_fields = tuple(p.target[len(EXTRA_PREFIX):] for p in plans if p.target.startswith(EXTRA_PREFIX))
+        self.extra_fields = tuple(
+            p.target[len(EXTRA_PREFIX) :] for p in plans if p.target.startswith(EXTRA_PREFIX)
+        )
         if self.extra_fields:
             columns.append("extra")
         self.target_fields = tuple(columns)
@@ -236,7 +256,9 @@ class CompiledMapping:
         """Map one source record to a hub row; raises :class:`MappingError` naming the field at fault."""
         raise NotImplementedError  # pragma: no cover
 
-    def apply_many(self, records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[MappingFailure]]:
+    def apply_many(
+        self, records: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[MappingFailure]]:
         """Map a batch; records that fail are returned (with index and reason) instead of raising."""
         apply = self.apply
         rows: list[dict[str, Any]] = []
@@ -288,7 +310,9 @@ class CompiledMapping:
         """Interpret the plan field by field; the reference semantics, and the error reporter."""
         name = self.spec.name
         if not isinstance(record, Mapping):
-            raise MappingError("<record>", f"expected an object, got a {type(record).__name__}", record, mapping=name)
+            raise MappingError(
+                "<record>", f"expected an object, got a {type(record).__name__}", record, mapping=name
+            )
         row: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for plan in self._plans:
@@ -312,11 +336,16 @@ class CompiledMapping:
                         raise
                     except tf.TransformError as exc:
                         # Name the step's own input only when an earlier step changed the source value.
-                        shown = "" if exc.value is None or exc.value is raw else f" (got {tf._show(exc.value)})"
-                        raise MappingError(label, f"{step_name}: {exc.reason}{shown}", raw, mapping=name) from exc
+                        shown = (
+                            "" if exc.value is None or exc.value is raw else f" (got {tf._show(exc.value)})"
+                        )
+                        raise MappingError(
+                            label, f"{step_name}: {exc.reason}{shown}", raw, mapping=name
+                        ) from exc
                     except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:
-                        raise MappingError(label, f"{step_name}: {type(exc).__name__}: {exc}", raw,
-                                           mapping=name) from exc
+                        raise MappingError(
+                            label, f"{step_name}: {type(exc).__name__}: {exc}", raw, mapping=name
+                        ) from exc
             if plan.is_id:
                 try:
                     value = _as_id(value)
@@ -329,7 +358,7 @@ class CompiledMapping:
                     reason = "required, but the mapped value is empty"
                 raise MappingError(label, reason, raw, mapping=name)
             if plan.target.startswith(EXTRA_PREFIX):
-                extra[plan.target[len(EXTRA_PREFIX):]] = _json_safe(value)
+                extra[plan.target[len(EXTRA_PREFIX) :]] = _json_safe(value)
             else:
                 row[plan.target] = value
         if self.extra_fields:
@@ -352,15 +381,21 @@ class CompiledMapping:
         parent_key, parent_id = child.parent_key, parent["source_id"]
         modified = parent.get("source_modified_at")
         # Every line of a batch must have the same keys (the hub upserts them as one statement).
-        inherit = "source_modified_at" in self.target_fields and "source_modified_at" not in child.target_fields
+        inherit = (
+            "source_modified_at" in self.target_fields and "source_modified_at" not in child.target_fields
+        )
         apply = child._map_slowly if slow else child.apply
         out = []
         for index, line in enumerate(lines):
             try:
                 row = apply(line)
             except MappingError as exc:
-                raise MappingError(f"{self._lines_source}[{index}].{exc.field}", exc.reason, exc.value,
-                                   mapping=self.spec.name) from exc
+                raise MappingError(
+                    f"{self._lines_source}[{index}].{exc.field}",
+                    exc.reason,
+                    exc.value,
+                    mapping=self.spec.name,
+                ) from exc
             if parent_key is not None:
                 row[parent_key] = parent_id
             if inherit:
@@ -371,8 +406,13 @@ class CompiledMapping:
     # -- code generation ----------------------------------------------------------------------------
 
     def _generate(self) -> tuple[str, Callable[[Any], dict[str, Any]]]:
-        namespace: dict[str, Any] = {"_Missing": _Missing, "_slow": self._map_slowly, "_as_id": _as_id,
-                                     "_json_safe": _json_safe, "_MISSING": tf._MISSING}
+        namespace: dict[str, Any] = {
+            "_Missing": _Missing,
+            "_slow": self._map_slowly,
+            "_as_id": _as_id,
+            "_json_safe": _json_safe,
+            "_MISSING": tf._MISSING,
+        }
         required_lines: list[str] = []
         required_names: list[str] = []
         columns: list[str] = []
@@ -387,7 +427,7 @@ class CompiledMapping:
             if plan.target.startswith(EXTRA_PREFIX):
                 if plan.output_type not in _JSON_NATIVE:
                     expr = f"_json_safe({expr})"
-                extras.append(f"{plan.target[len(EXTRA_PREFIX):]!r}: {expr}")
+                extras.append(f"{plan.target[len(EXTRA_PREFIX) :]!r}: {expr}")
             else:
                 columns.append(f"{plan.target!r}: {expr}")
         if extras:
@@ -476,23 +516,34 @@ def compile_mapping(spec: MappingSpec, *, resolver: tf.Resolver | None = None) -
         lines = spec.lines
         fields = list(lines.fields)
         if lines.key:
-            key_field = FieldSpec(target="source_id", source=lines.key, transform=[TransformStep.model_validate("str")])
+            key_field = FieldSpec(
+                target="source_id", source=lines.key, transform=[TransformStep.model_validate("str")]
+            )
             key_field._line = lines.line
             fields.insert(0, key_field)
         parent_key = resolve_parent_key(spec)
         if parent_key is None:
-            raise MappingSpecError([spec.problem(
-                f"set `parent_key`: the field of '{lines.target}' that holds the parent's source_id",
-                "lines", lines.line)])
+            raise MappingSpecError(
+                [
+                    spec.problem(
+                        f"set `parent_key`: the field of '{lines.target}' that holds the parent's source_id",
+                        "lines",
+                        lines.line,
+                    )
+                ]
+            )
         child_plans = _plans(spec, fields, system, lookups, "lines.")
         child = CompiledMapping(spec, lines.target, child_plans, lookups=lookups, parent_key=parent_key)
         lines_source = lines.source
     plans = _plans(spec, spec.fields, system, lookups, "")
-    return CompiledMapping(spec, spec.target.object, plans, lookups=lookups, lines=child, lines_source=lines_source)
+    return CompiledMapping(
+        spec, spec.target.object, plans, lookups=lookups, lines=child, lines_source=lines_source
+    )
 
 
-def _plans(spec: MappingSpec, fields: list[FieldSpec], system: str, lookups: tf.LookupCache,
-           prefix: str) -> list[_FieldPlan]:
+def _plans(
+    spec: MappingSpec, fields: list[FieldSpec], system: str, lookups: tf.LookupCache, prefix: str
+) -> list[_FieldPlan]:
     problems = []
     plans: list[_FieldPlan] = []
     targets = {f.target for f in fields}
@@ -504,14 +555,31 @@ def _plans(spec: MappingSpec, fields: list[FieldSpec], system: str, lookups: tf.
         except (tf.TransformParamsError, ValueError) as exc:
             problems.append(spec.problem(str(exc), field, prefix=prefix))
     if "source_id" not in targets:
-        problems.append(spec.problem("a mapping must map a 'source_id' target (the upsert key)",
-                                     prefix + "source_id" if prefix else None))
+        problems.append(
+            spec.problem(
+                "a mapping must map a 'source_id' target (the upsert key)",
+                prefix + "source_id" if prefix else None,
+            )
+        )
     if problems:
         raise MappingSpecError(problems)
     if "source_system" not in targets:
         # The spec already says which system the records come from; no need to repeat it as a const.
-        plans.append(_FieldPlan("source_system", "source_system", None, None, "", [], [], True, False,
-                                const=system, folded=True))
+        plans.append(
+            _FieldPlan(
+                "source_system",
+                "source_system",
+                None,
+                None,
+                "",
+                [],
+                [],
+                True,
+                False,
+                const=system,
+                folded=True,
+            )
+        )
     return plans
 
 
@@ -531,8 +599,10 @@ def _plan_origin(field: FieldSpec, lookups: tf.LookupCache) -> _FieldPlan:
     required = field.required or is_id
     if field.has_const:
         value = field.const
-        foldable = all(s.name != "lookup" or (s.params is not None and s.params.table is not None)
-                       for s in field.transform)
+        foldable = all(
+            s.name != "lookup" or (s.params is not None and s.params.table is not None)
+            for s in field.transform
+        )
         if foldable:
             for _name, step in steps:
                 value = step(value)  # TransformError here is reported as a spec problem
@@ -540,8 +610,19 @@ def _plan_origin(field: FieldSpec, lookups: tf.LookupCache) -> _FieldPlan:
                 value = _as_id(value)
             if value is None and required:
                 raise ValueError("required, but the constant maps to null")
-        plan = _FieldPlan(field.target, field.target, None, None, "", steps, inlines, required, is_id,
-                          const=value if foldable else field.const, folded=foldable)
+        plan = _FieldPlan(
+            field.target,
+            field.target,
+            None,
+            None,
+            "",
+            steps,
+            inlines,
+            required,
+            is_id,
+            const=value if foldable else field.const,
+            folded=foldable,
+        )
         base = value if foldable else field.const
         if not isinstance(base, _IMMUTABLE):
             # Each row gets its own copy of a list/dict constant, so a consumer editing one row's
@@ -551,12 +632,42 @@ def _plan_origin(field: FieldSpec, lookups: tf.LookupCache) -> _FieldPlan:
     if field.concat is not None:
         concat = field.concat
         getter = _concat_getter(concat.sources, concat.sep, concat.skip_empty)
-        return _FieldPlan(field.target, field.target, None, getter, "", steps, inlines, required, is_id,
-                          sources=tuple(concat.sources))
+        return _FieldPlan(
+            field.target,
+            field.target,
+            None,
+            getter,
+            "",
+            steps,
+            inlines,
+            required,
+            is_id,
+            sources=tuple(concat.sources),
+        )
     path = field.source or ""
     if "." in path:
-        return _FieldPlan(field.target, field.target, path, _path_getter(path), "", steps, inlines, required, is_id,
-                          sources=(path,))
+        return _FieldPlan(
+            field.target,
+            field.target,
+            path,
+            _path_getter(path),
+            "",
+            steps,
+            inlines,
+            required,
+            is_id,
+            sources=(path,),
+        )
     # The hot path: a plain key is read inline as g('FName') in the generated function.
-    return _FieldPlan(field.target, field.target, path, _key_getter(path), f"g({path!r})", steps, inlines, required,
-                      is_id, sources=(path,))
+    return _FieldPlan(
+        field.target,
+        field.target,
+        path,
+        _key_getter(path),
+        f"g({path!r})",
+        steps,
+        inlines,
+        required,
+        is_id,
+        sources=(path,),
+    )

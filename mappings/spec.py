@@ -131,9 +131,11 @@ _SpecLoader.yaml_implicit_resolvers = {}
 for _tag, _pattern, _first in (
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-    ("tag:yaml.org,2002:float",
-     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-     "-+0123456789."),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),
 ):
@@ -164,7 +166,10 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _LineDict:
             ) from None
         if key in data:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}' (first on line {data.key_lines[key]})", key_node.start_mark
+                None,
+                None,
+                f"duplicate key '{key}' (first on line {data.key_lines[key]})",
+                key_node.start_mark,
             )
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[key] = key_node.start_mark.line + 1
@@ -285,7 +290,7 @@ class FieldSpec(_Model):
     @classmethod
     def _target_name(cls, target: str) -> str:
         if target.startswith(EXTRA_PREFIX):
-            if not target[len(EXTRA_PREFIX):]:
+            if not target[len(EXTRA_PREFIX) :]:
                 raise ValueError("extra.<name> needs a name after 'extra.'")
         elif not _IDENTIFIER.fullmatch(target):
             raise ValueError(f"target '{target}' is not a column name (letters, digits, _) or extra.<name>")
@@ -294,7 +299,9 @@ class FieldSpec(_Model):
     @field_validator("source")
     @classmethod
     def _source_path(cls, source: str | None) -> str | None:
-        if source is not None and (not source or source.startswith(".") or source.endswith(".") or ".." in source):
+        if source is not None and (
+            not source or source.startswith(".") or source.endswith(".") or ".." in source
+        ):
             raise ValueError(f"source path '{source}' is malformed (use a key or a dotted path a.b.c)")
         return source
 
@@ -307,8 +314,11 @@ class FieldSpec(_Model):
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldSpec:
-        origins = [k for k in ("source", "const", "concat") if k in self.model_fields_set and (
-            k == "const" or getattr(self, k) is not None)]
+        origins = [
+            k
+            for k in ("source", "const", "concat")
+            if k in self.model_fields_set and (k == "const" or getattr(self, k) is not None)
+        ]
         if len(origins) != 1:
             given = ", ".join(origins) if origins else "none"
             raise ValueError(f"give exactly one of source, const or concat (given: {given})")
@@ -339,7 +349,9 @@ class LinesSpec(_Model):
     source: str = Field(description="path of the array of lines in the source record")
     target: str = Field(description="child hub object, e.g. sales_order_lines")
     key: str | None = Field(None, description="line field that becomes the child's source_id (e.g. FEntryID)")
-    parent_key: str | None = Field(None, description="child field set to the parent's source_id (default from the hub)")
+    parent_key: str | None = Field(
+        None, description="child field set to the parent's source_id (default from the hub)"
+    )
     fields: list[FieldSpec] = Field(default_factory=list)
     _line: int | None = PrivateAttr(default=None)
     _key_lines: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -389,8 +401,9 @@ class MappingSpec(_Model):
         """Line of one top-level key (``fields``, ``target``...), else where the mapping starts."""
         return self._key_lines.get(key) or self._line
 
-    def problem(self, message: str, field: FieldSpec | str | None = None, line: int | None = None,
-                prefix: str = "") -> SpecProblem:
+    def problem(
+        self, message: str, field: FieldSpec | str | None = None, line: int | None = None, prefix: str = ""
+    ) -> SpecProblem:
         """A :class:`SpecProblem` located in this spec's file (at ``field``'s line when given)."""
         if isinstance(field, FieldSpec):
             return SpecProblem(self._file, line or field.line or self._line, prefix + field.target, message)
@@ -422,7 +435,9 @@ def load_mappings(path: str | Path) -> list[MappingSpec]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingSpecError([SpecProblem(_display(path), None, None, f"cannot read the file: {exc}")]) from None
+        raise MappingSpecError(
+            [SpecProblem(_display(path), None, None, f"cannot read the file: {exc}")]
+        ) from None
     return parse_mappings(text, _display(path))
 
 
@@ -448,12 +463,21 @@ def parse_mappings(text: str, filename: str = "<mapping>") -> list[MappingSpec]:
         if isinstance(doc, dict) and "mappings" in doc:
             extra = set(doc) - {"mappings", "description"}
             if extra:
-                raise MappingSpecError([SpecProblem(
-                    filename, _line_of(doc), None,
-                    f"a file with a 'mappings:' list may only have 'description' beside it, not {sorted(extra)}")])
+                raise MappingSpecError(
+                    [
+                        SpecProblem(
+                            filename,
+                            _line_of(doc),
+                            None,
+                            f"a file with a 'mappings:' list may only have 'description' beside it, not {sorted(extra)}",
+                        )
+                    ]
+                )
             items = doc["mappings"]
             if not isinstance(items, list):
-                raise MappingSpecError([SpecProblem(filename, _line_of(doc), None, "'mappings' must be a list")])
+                raise MappingSpecError(
+                    [SpecProblem(filename, _line_of(doc), None, "'mappings' must be a list")]
+                )
             raws.extend(items)
         else:
             raws.append(doc)
@@ -491,25 +515,42 @@ def _pick(specs: list[MappingSpec], name: str | None, filename: str) -> MappingS
             if spec.name == name:
                 return spec
         names = ", ".join(s.name for s in specs)
-        raise MappingSpecError([SpecProblem(filename, None, None, f"no mapping named '{name}' (found: {names})")])
+        raise MappingSpecError(
+            [SpecProblem(filename, None, None, f"no mapping named '{name}' (found: {names})")]
+        )
     if len(specs) != 1:
         names = ", ".join(s.name for s in specs)
-        raise MappingSpecError([SpecProblem(
-            filename, None, None, f"the file holds {len(specs)} mappings ({names}); pass name= or use load_mappings()")])
+        raise MappingSpecError(
+            [
+                SpecProblem(
+                    filename,
+                    None,
+                    None,
+                    f"the file holds {len(specs)} mappings ({names}); pass name= or use load_mappings()",
+                )
+            ]
+        )
     return specs[0]
 
 
 def _build(raw: Any, filename: str) -> tuple[MappingSpec | None, list[SpecProblem]]:
     if not isinstance(raw, dict):
-        return None, [SpecProblem(filename, _line_of(raw), None, "a mapping must be a YAML mapping (key: value)")]
+        return None, [
+            SpecProblem(filename, _line_of(raw), None, "a mapping must be a YAML mapping (key: value)")
+        ]
     try:
         spec = MappingSpec.model_validate(raw)
     except ValidationError as exc:
         problems = [_problem_from_error(err, raw, filename) for err in exc.errors()]
         # The model did not build, but duplicate or missing targets are still worth reporting now.
         system = raw.get("source", {}).get("system") if isinstance(raw.get("source"), dict) else None
-        problems += _raw_target_problems(raw.get("fields"), filename, "", raw.key_lines.get("fields", raw.line),
-                                         system if isinstance(system, str) else "the source system")
+        problems += _raw_target_problems(
+            raw.get("fields"),
+            filename,
+            "",
+            raw.key_lines.get("fields", raw.line),
+            system if isinstance(system, str) else "the source system",
+        )
         raw_lines = raw.get("lines")
         if isinstance(raw_lines, dict):
             problems += _raw_target_problems(raw_lines.get("fields"), filename, "lines.", None, None)
@@ -529,8 +570,9 @@ def _by_line(problems: list[SpecProblem]) -> list[SpecProblem]:
     return sorted(problems, key=lambda p: p.line or 0)
 
 
-def _raw_target_problems(raw_fields: Any, filename: str, prefix: str, line: int | None,
-                         system: str | None) -> list[SpecProblem]:
+def _raw_target_problems(
+    raw_fields: Any, filename: str, prefix: str, line: int | None, system: str | None
+) -> list[SpecProblem]:
     if not isinstance(raw_fields, _LineList):
         return []
     problems: list[SpecProblem] = []
@@ -541,8 +583,9 @@ def _raw_target_problems(raw_fields: Any, filename: str, prefix: str, line: int 
             continue
         if target in first:
             where = f" on line {first[target]}" if first[target] else ""
-            problems.append(SpecProblem(filename, item_line, prefix + target,
-                                        f"target is mapped twice (first{where})"))
+            problems.append(
+                SpecProblem(filename, item_line, prefix + target, f"target is mapped twice (first{where})")
+            )
         else:
             first[target] = item_line
     if system is not None and "source_id" not in first:
@@ -592,7 +635,7 @@ def _problem_from_error(err: Mapping[str, Any], raw: Any, filename: str) -> Spec
             line = _line_of(node) or line
     message = str(err["msg"]).removeprefix("Value error, ")
     kind = err["type"]
-    tail = loc[field_depth + 1:] if field_depth is not None else loc
+    tail = loc[field_depth + 1 :] if field_depth is not None else loc
     if kind == "extra_forbidden":
         if field_depth is not None:
             allowed = _FIELD_KEYS if len(tail) == 1 else None
@@ -624,33 +667,49 @@ def structural_problems(spec: MappingSpec) -> list[SpecProblem]:
         lines = spec.lines
         has_id = any(f.target == "source_id" for f in lines.fields)
         if not has_id and not lines.key:
-            problems.append(spec.problem(
-                "lines need their own source_id: set `key` (e.g. FEntryID) or map a source_id field",
-                "lines", lines.line))
+            problems.append(
+                spec.problem(
+                    "lines need their own source_id: set `key` (e.g. FEntryID) or map a source_id field",
+                    "lines",
+                    lines.line,
+                )
+            )
         if has_id and lines.key:
-            problems.append(spec.problem(
-                "lines have both `key` and a source_id field; keep one", "lines", lines.line))
+            problems.append(
+                spec.problem("lines have both `key` and a source_id field; keep one", "lines", lines.line)
+            )
         problems.extend(_field_list_problems(spec, lines.fields, "lines.", False))
     return problems
 
 
-def _field_list_problems(spec: MappingSpec, fields: list[FieldSpec], prefix: str,
-                         needs_id: bool) -> list[SpecProblem]:
+def _field_list_problems(
+    spec: MappingSpec, fields: list[FieldSpec], prefix: str, needs_id: bool
+) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     seen: dict[str, FieldSpec] = {}
     for field in fields:
         if field.target in seen:
             first = seen[field.target].line
-            problems.append(spec.problem(
-                f"target is mapped twice (first{' on line ' + str(first) if first else ''})", field, prefix=prefix))
+            problems.append(
+                spec.problem(
+                    f"target is mapped twice (first{' on line ' + str(first) if first else ''})",
+                    field,
+                    prefix=prefix,
+                )
+            )
         seen[field.target] = field
     if needs_id and "source_id" not in seen:
         problems.append(spec.problem(_NO_ID.format(system=spec.source.system), None, spec.line_of("fields")))
     if "extra" in seen and any(t.startswith(EXTRA_PREFIX) for t in seen):
-        problems.append(spec.problem("map either the whole 'extra' or extra.<name> fields, not both",
-                                     seen["extra"], prefix=prefix))
+        problems.append(
+            spec.problem(
+                "map either the whole 'extra' or extra.<name> fields, not both", seen["extra"], prefix=prefix
+            )
+        )
     if "__lines__" in seen:
-        problems.append(spec.problem("'__lines__' is reserved for nested lines", seen["__lines__"], prefix=prefix))
+        problems.append(
+            spec.problem("'__lines__' is reserved for nested lines", seen["__lines__"], prefix=prefix)
+        )
     return problems
 
 
@@ -792,38 +851,64 @@ def check(
         item_schema: Mapping[str, Any] | None = None
         if not found:
             props = source_schema.get("properties") or {}
-            problems.append(spec.problem(
-                f"unknown source path '{lines.source}' for lines{_did_you_mean(lines.source, props)}",
-                "lines", lines.line_of("source")))
+            problems.append(
+                spec.problem(
+                    f"unknown source path '{lines.source}' for lines{_did_you_mean(lines.source, props)}",
+                    "lines",
+                    lines.line_of("source"),
+                )
+            )
         elif array_prop is not None:
             if schema_type(array_prop) not in (None, tf.ARRAY):
-                problems.append(spec.problem(f"lines source '{lines.source}' is not an array", "lines",
-                                             lines.line_of("source")))
+                problems.append(
+                    spec.problem(
+                        f"lines source '{lines.source}' is not an array", "lines", lines.line_of("source")
+                    )
+                )
             item_schema = array_prop.get("items")
         if line_target_schema is None:
-            problems.append(spec.problem(
-                f"cannot check lines: no schema given for the child object '{lines.target}'", "lines", lines.line))
+            problems.append(
+                spec.problem(
+                    f"cannot check lines: no schema given for the child object '{lines.target}'",
+                    "lines",
+                    lines.line,
+                )
+            )
         else:
             filled = set(auto_filled) | {"source_id"} if lines.key else set(auto_filled)
             parent_key = resolve_parent_key(spec)
             if parent_key is None:
-                problems.append(spec.problem(
-                    f"set `parent_key`: the child field of '{lines.target}' that holds the parent's source_id",
-                    "lines", lines.line))
+                problems.append(
+                    spec.problem(
+                        f"set `parent_key`: the child field of '{lines.target}' that holds the parent's source_id",
+                        "lines",
+                        lines.line,
+                    )
+                )
             else:
                 filled.add(parent_key)
                 if parent_key not in (line_target_schema.get("properties") or {}):
-                    problems.append(spec.problem(
-                        f"parent_key '{parent_key}' is not a field of '{lines.target}'", "lines",
-                        lines.line_of("parent_key")))
-            problems += _check_fields(spec, lines.fields, item_schema or {}, line_target_schema, "lines.", filled)
+                    problems.append(
+                        spec.problem(
+                            f"parent_key '{parent_key}' is not a field of '{lines.target}'",
+                            "lines",
+                            lines.line_of("parent_key"),
+                        )
+                    )
+            problems += _check_fields(
+                spec, lines.fields, item_schema or {}, line_target_schema, "lines.", filled
+            )
             if lines.key and item_schema is not None:
                 found, _ = _source_property(item_schema, lines.key)
                 if not found:
                     props = item_schema.get("properties") or {}
-                    problems.append(spec.problem(
-                        f"unknown line key '{lines.key}'{_did_you_mean(lines.key, props)}", "lines",
-                        lines.line_of("key")))
+                    problems.append(
+                        spec.problem(
+                            f"unknown line key '{lines.key}'{_did_you_mean(lines.key, props)}",
+                            "lines",
+                            lines.line_of("key"),
+                        )
+                    )
     return _by_line(problems)
 
 
@@ -861,14 +946,27 @@ def validate_for_hub(spec: MappingSpec, source_schema: Mapping[str, Any]) -> Non
     from connectors.crm.schema import object_names, object_schema  # the hub is one possible target
 
     if spec.target.object not in object_names():
-        raise MappingSpecError([spec.problem(
-            f"unknown hub object '{spec.target.object}' (known: {', '.join(object_names())})", "target",
-            spec.line_of("target"))])
+        raise MappingSpecError(
+            [
+                spec.problem(
+                    f"unknown hub object '{spec.target.object}' (known: {', '.join(object_names())})",
+                    "target",
+                    spec.line_of("target"),
+                )
+            ]
+        )
     child = None
     if spec.lines is not None:
         if spec.lines.target not in object_names():
-            raise MappingSpecError([spec.problem(
-                f"unknown hub object '{spec.lines.target}' for lines", "lines", spec.lines.line_of("target"))])
+            raise MappingSpecError(
+                [
+                    spec.problem(
+                        f"unknown hub object '{spec.lines.target}' for lines",
+                        "lines",
+                        spec.lines.line_of("target"),
+                    )
+                ]
+            )
         child = object_schema(spec.lines.target)
     validate(spec, source_schema, object_schema(spec.target.object), line_target_schema=child)
 
@@ -891,8 +989,11 @@ def _check_fields(
         for path in field.source_paths():
             found, prop = _source_property(source_schema, path)
             if not found:
-                problems.append(spec.problem(
-                    f"unknown source path '{path}'{_path_hint(source_schema, path)}", field, prefix=prefix))
+                problems.append(
+                    spec.problem(
+                        f"unknown source path '{path}'{_path_hint(source_schema, path)}", field, prefix=prefix
+                    )
+                )
             elif field.source is not None:
                 input_type = schema_type(prop)
         if field.concat is not None:
@@ -904,41 +1005,63 @@ def _check_fields(
         for step in field.transform:
             accepts = step.definition.accepts
             if current is not None and accepts is not None and current not in accepts:
-                problems.append(spec.problem(
-                    f"transform '{step.name}' takes {'/'.join(sorted(accepts))} but gets {current}"
-                    + (" (add 'str' before it)" if tf.STRING in accepts else ""),
-                    field, line=step._line, prefix=prefix))
+                problems.append(
+                    spec.problem(
+                        f"transform '{step.name}' takes {'/'.join(sorted(accepts))} but gets {current}"
+                        + (" (add 'str' before it)" if tf.STRING in accepts else ""),
+                        field,
+                        line=step._line,
+                        prefix=prefix,
+                    )
+                )
             current = step.definition.output_type(step.params, current)
         # 3. the target side
         target = field.target
         if target.startswith(EXTRA_PREFIX):
             if "extra" not in target_props:
-                problems.append(spec.problem(
-                    f"'{spec.target.object}' has no 'extra' field to hold {target}", field, prefix=prefix))
+                problems.append(
+                    spec.problem(
+                        f"'{spec.target.object}' has no 'extra' field to hold {target}", field, prefix=prefix
+                    )
+                )
             continue
         prop = target_props.get(target)
         if prop is None and target in target_schema.get("x-system-fields", ()):
-            problems.append(spec.problem(f"'{target}' is filled by the framework, not by mappings",
-                                         field, prefix=prefix))
+            problems.append(
+                spec.problem(f"'{target}' is filled by the framework, not by mappings", field, prefix=prefix)
+            )
             continue
         if prop is None:
-            problems.append(spec.problem(
-                f"unknown target field '{target}' in '{_object_of(spec, prefix)}'"
-                f"{_did_you_mean(target, target_props)}", field, prefix=prefix))
+            problems.append(
+                spec.problem(
+                    f"unknown target field '{target}' in '{_object_of(spec, prefix)}'"
+                    f"{_did_you_mean(target, target_props)}",
+                    field,
+                    prefix=prefix,
+                )
+            )
             continue
         wanted = schema_type(prop)
         if target == "source_id" and current in (tf.INTEGER, tf.NUMBER):
             continue  # the engine always turns the id into text (100234 -> "100234")
         if not _compatible(current, wanted):
             hint = _HINTS.get((wanted or "", current or ""))
-            problems.append(spec.problem(
-                f"target is {wanted} but the mapping produces {current}" + (f"; {hint}" if hint else ""),
-                field, prefix=prefix))
+            problems.append(
+                spec.problem(
+                    f"target is {wanted} but the mapping produces {current}" + (f"; {hint}" if hint else ""),
+                    field,
+                    prefix=prefix,
+                )
+            )
     for name in target_schema.get("required", []):
         if name not in mapped and name not in filled:
-            problems.append(spec.problem(
-                f"required target field '{name}' of '{_object_of(spec, prefix)}' is not mapped",
-                prefix + name if prefix else name, line=spec.lines.line if prefix and spec.lines else None))
+            problems.append(
+                spec.problem(
+                    f"required target field '{name}' of '{_object_of(spec, prefix)}' is not mapped",
+                    prefix + name if prefix else name,
+                    line=spec.lines.line if prefix and spec.lines else None,
+                )
+            )
     return problems
 
 
@@ -960,7 +1083,9 @@ def dump_mapping(spec: MappingSpec) -> str:
         if field.has_const:
             out["const"] = field.const
         if field.concat is not None:
-            out["concat"] = field.concat.model_dump(exclude_defaults=True, include={"sources", "sep", "skip_empty"})
+            out["concat"] = field.concat.model_dump(
+                exclude_defaults=True, include={"sources", "sep", "skip_empty"}
+            )
             out["concat"].setdefault("sources", field.concat.sources)
         if field.transform:
             out["transform"] = [s.to_yaml() for s in field.transform]
@@ -992,5 +1117,7 @@ def dump_mapping(spec: MappingSpec) -> str:
 
 
 def _flow(value: Any) -> str:
-    text = yaml.safe_dump(_plain(value), default_flow_style=True, allow_unicode=True, width=10_000, sort_keys=False)
+    text = yaml.safe_dump(
+        _plain(value), default_flow_style=True, allow_unicode=True, width=10_000, sort_keys=False
+    )
     return text.strip().removesuffix("...").strip()

@@ -251,9 +251,7 @@ def _takes_fourth_argument(func: Callable[..., Any]) -> bool:
     return len(positional) >= 4 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
-def build_step(
-    name: str, params: Any = None, *, lookups: LookupCache | None = None
-) -> Step:
+def build_step(name: str, params: Any = None, *, lookups: LookupCache | None = None) -> Step:
     """Build one step from its name and raw or validated parameters (validates raw parameters)."""
     tdef = TRANSFORMS.get(name)
     if tdef is None:
@@ -290,8 +288,12 @@ def chain(steps: Iterable[Step]) -> Step | None:
 # casts
 
 
-@_register("str", output=STRING, summary="text; numbers without float noise, dates as ISO 8601",
-           inline=lambda _p: ("({v} if type({v} := {x}) is str else {S}({v}))", None))
+@_register(
+    "str",
+    output=STRING,
+    summary="text; numbers without float noise, dates as ISO 8601",
+    inline=lambda _p: ("({v} if type({v} := {x}) is str else {S}({v}))", None),
+)
 def _str_factory(_params: None, _ctx: BuildContext) -> Step:
     def to_str(value: Any) -> Any:
         if value is None:
@@ -311,7 +313,9 @@ def _str_factory(_params: None, _ctx: BuildContext) -> Step:
         if isinstance(value, dt.date | dt.time):
             return value.isoformat()
         if isinstance(value, dict | list | tuple):
-            raise TransformError("value is an object/array; use the 'json' transform to keep it as text", value)
+            raise TransformError(
+                "value is an object/array; use the 'json' transform to keep it as text", value
+            )
         return str(value)
 
     return to_str
@@ -416,8 +420,13 @@ class DecimalParams(Params):
     places: int | None = Field(None, ge=0, le=18, description="round half up to this many decimal places")
 
 
-@_register("decimal", params=DecimalParams, primary="places", output=NUMBER,
-           summary="exact Decimal; rejects 'abc', NaN and Infinity; optional rounding")
+@_register(
+    "decimal",
+    params=DecimalParams,
+    primary="places",
+    output=NUMBER,
+    summary="exact Decimal; rejects 'abc', NaN and Infinity; optional rounding",
+)
 def _decimal_factory(params: DecimalParams, _ctx: BuildContext) -> Step:
     if params.places is None:
 
@@ -474,8 +483,13 @@ def _need_text(name: str, value: Any) -> str:
     raise TransformError(f"'{name}' works on text, got a {type(value).__name__} (add 'str' before it)", value)
 
 
-@_register("strip", output=STRING, accepts=_TEXTUAL, summary="trim surrounding whitespace (incl. full-width)",
-           inline=lambda _p: ("({v}.strip() if type({v} := {x}) is str else {S}({v}))", None))
+@_register(
+    "strip",
+    output=STRING,
+    accepts=_TEXTUAL,
+    summary="trim surrounding whitespace (incl. full-width)",
+    inline=lambda _p: ("({v}.strip() if type({v} := {x}) is str else {S}({v}))", None),
+)
 def _strip_factory(_params: None, _ctx: BuildContext) -> Step:
     def strip(value: Any) -> Any:
         if value is None:
@@ -507,8 +521,14 @@ class TruncateParams(Params):
     length: int = Field(ge=1, description="maximum number of characters (not bytes)")
 
 
-@_register("truncate", params=TruncateParams, primary="length", output=STRING, accepts=_TEXTUAL,
-           summary="cut text to at most N characters")
+@_register(
+    "truncate",
+    params=TruncateParams,
+    primary="length",
+    output=STRING,
+    accepts=_TEXTUAL,
+    summary="cut text to at most N characters",
+)
 def _truncate_factory(params: TruncateParams, _ctx: BuildContext) -> Step:
     length = params.length
 
@@ -536,8 +556,14 @@ def _split_output(params: SplitParams, _input: str | None) -> str:
     return ARRAY if params.index is None else STRING
 
 
-@_register("split", params=SplitParams, primary="sep", output=_split_output, accepts=_TEXTUAL,
-           summary="split text and keep one part (missing part -> null) or all parts")
+@_register(
+    "split",
+    params=SplitParams,
+    primary="sep",
+    output=_split_output,
+    accepts=_TEXTUAL,
+    summary="split text and keep one part (missing part -> null) or all parts",
+)
 def _split_factory(params: SplitParams, _ctx: BuildContext) -> Step:
     sep, index = params.sep, params.index
 
@@ -557,7 +583,9 @@ def _split_factory(params: SplitParams, _ctx: BuildContext) -> Step:
 
 class RegexParams(Params):
     pattern: str
-    group: int | str | None = Field(None, description="group to return; default: 1 if the pattern has groups, else 0")
+    group: int | str | None = Field(
+        None, description="group to return; default: 1 if the pattern has groups, else 0"
+    )
     strict: bool = Field(False, description="raise when the pattern does not match (default: null)")
 
     @field_validator("pattern")
@@ -580,8 +608,14 @@ class RegexParams(Params):
         return self
 
 
-@_register("regex", params=RegexParams, primary="pattern", output=STRING, accepts=_TEXTUAL,
-           summary="first match of a regular expression (a group of it); no match -> null")
+@_register(
+    "regex",
+    params=RegexParams,
+    primary="pattern",
+    output=STRING,
+    accepts=_TEXTUAL,
+    summary="first match of a regular expression (a group of it); no match -> null",
+)
 def _regex_factory(params: RegexParams, _ctx: BuildContext) -> Step:
     compiled = re.compile(params.pattern)
     group = params.group if params.group is not None else (1 if compiled.groups else 0)
@@ -605,8 +639,13 @@ class ReplaceParams(Params):
     new: str = ""
 
 
-@_register("replace", params=ReplaceParams, output=STRING, accepts=_TEXTUAL,
-           summary="replace every occurrence of a substring")
+@_register(
+    "replace",
+    params=ReplaceParams,
+    output=STRING,
+    accepts=_TEXTUAL,
+    summary="replace every occurrence of a substring",
+)
 def _replace_factory(params: ReplaceParams, _ctx: BuildContext) -> Step:
     old, new = params.old, params.new
 
@@ -616,7 +655,9 @@ def _replace_factory(params: ReplaceParams, _ctx: BuildContext) -> Step:
     return replace
 
 
-@_register("json", output=STRING, summary="serialise any value as compact JSON text (UTF-8, not ASCII-escaped)")
+@_register(
+    "json", output=STRING, summary="serialise any value as compact JSON text (UTF-8, not ASCII-escaped)"
+)
 def _json_factory(_params: None, _ctx: BuildContext) -> Step:
     def default(obj: Any) -> Any:
         if isinstance(obj, Decimal):
@@ -657,7 +698,9 @@ def parse_tz(name: str) -> dt.tzinfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone '{name}' (use an offset like +08:00 or a name like Asia/Shanghai)") from None
+        raise ValueError(
+            f"unknown time zone '{name}' (use an offset like +08:00 or a name like Asia/Shanghai)"
+        ) from None
 
 
 # "2024/5/1 9:05", "2024.05.01", "2024年5月1日 10:20:30", with optional fraction and offset: the
@@ -676,8 +719,9 @@ def _parse_loose(text: str) -> dt.datetime:
     year, month, day, hour, minute, second, fraction, offset = found.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
-        value = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-                            int(second or 0), micro)
+        value = dt.datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro
+        )
     except ValueError as exc:
         raise TransformError(f"not a valid date/time ({exc})", text) from None
     if offset:
@@ -688,7 +732,9 @@ def _parse_loose(text: str) -> dt.datetime:
 class DateTimeParams(Params):
     tz: str = Field("+08:00", description="zone of times that carry no offset (Kingdee: +08:00)")
     format: str | None = Field(None, description="strptime format; default: ISO 8601 and common variants")
-    nulls: list[str] = Field(default_factory=list, description="sentinel values meaning 'no date', e.g. 1900-01-01")
+    nulls: list[str] = Field(
+        default_factory=list, description="sentinel values meaning 'no date', e.g. 1900-01-01"
+    )
 
     _check_tz = field_validator("tz")(lambda tz: _valid_tz(tz))
     _check_nulls = field_validator("nulls")(lambda nulls: _valid_nulls(nulls))
@@ -735,8 +781,13 @@ def _datetime_parser(fmt: str | None) -> Callable[[str], dt.datetime]:
     return by_iso
 
 
-@_register("datetime", params=DateTimeParams, primary="tz", output=DATETIME,
-           summary="aware UTC datetime; naive times are read in `tz` (default +08:00)")
+@_register(
+    "datetime",
+    params=DateTimeParams,
+    primary="tz",
+    output=DATETIME,
+    summary="aware UTC datetime; naive times are read in `tz` (default +08:00)",
+)
 def _datetime_factory(params: DateTimeParams, _ctx: BuildContext) -> Step:
     zone = parse_tz(params.tz)
     parse = _datetime_parser(params.format)
@@ -813,8 +864,12 @@ class DateParams(Params):
     _check_nulls = field_validator("nulls")(lambda nulls: _valid_nulls(nulls))
 
 
-@_register("date", params=DateParams, output=DATE,
-           summary="calendar date (datetime.date); times with an offset are first moved into `tz`")
+@_register(
+    "date",
+    params=DateParams,
+    output=DATE,
+    summary="calendar date (datetime.date); times with an offset are first moved into `tz`",
+)
 def _date_factory(params: DateParams, _ctx: BuildContext) -> Step:
     zone = parse_tz(params.tz)
     parse = _datetime_parser(params.format)
@@ -851,12 +906,18 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _UNIT_NAME = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 
 
-@_register("epoch", params=EpochParams, primary="unit", output=DATETIME,
-           summary="aware UTC datetime from a Unix timestamp in s/ms/us/ns")
+@_register(
+    "epoch",
+    params=EpochParams,
+    primary="unit",
+    output=DATETIME,
+    summary="aware UTC datetime from a Unix timestamp in s/ms/us/ns",
+)
 def _epoch_factory(params: EpochParams, _ctx: BuildContext) -> Step:
     unit = params.unit
     # Integer arithmetic on timedelta keeps milliseconds exact (float seconds would round them).
     if unit == "ns":
+
         def delta(number: Any) -> dt.timedelta:
             return dt.timedelta(microseconds=int(number) // 1000)
     else:
@@ -883,7 +944,9 @@ def _epoch_factory(params: EpochParams, _ctx: BuildContext) -> Step:
         try:
             return _EPOCH + delta(number)
         except (OverflowError, ValueError):
-            raise TransformError(f"timestamp out of range for unit '{unit}' (is the unit right?)", value) from None
+            raise TransformError(
+                f"timestamp out of range for unit '{unit}' (is the unit right?)", value
+            ) from None
 
     return epoch
 
@@ -988,8 +1051,13 @@ def _enum_inline(params: EnumParams) -> tuple[str, Any] | None:
     return "({w} if ({w} := {P}.get({v} := {x}, _MISSING)) is not _MISSING else {S}({v}))", table
 
 
-@_register("enum", params=EnumParams, output=_enum_output, inline=_enum_inline,
-           summary="code table: map source codes to target values; unknown code -> error unless default")
+@_register(
+    "enum",
+    params=EnumParams,
+    output=_enum_output,
+    inline=_enum_inline,
+    summary="code table: map source codes to target values; unknown code -> error unless default",
+)
 def _enum_factory(params: EnumParams, _ctx: BuildContext) -> Step:
     table = _code_table(params.map)
     known = ", ".join(str(k) for k in params.map)
@@ -1016,7 +1084,9 @@ class LookupParams(Params):
     by: str | None = Field(None, description="hub field to match the value against, e.g. number")
     return_: str = Field("source_id", alias="return", description="hub field to return")
     default: Any = Field(None, description="value when nothing matches (with on_missing: null)")
-    on_missing: Literal["null", "error", "keep"] = Field("null", description="no match -> null/default, error, or keep the value")
+    on_missing: Literal["null", "error", "keep"] = Field(
+        "null", description="no match -> null/default, error, or keep the value"
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> LookupParams:
@@ -1053,8 +1123,12 @@ def _pick(found: Any, field: str) -> Any:
     return found  # the resolver answered with the value itself
 
 
-@_register("lookup", params=LookupParams, output=_lookup_output,
-           summary="static `table`, or find a hub record (`object`, `by`) and return one of its fields")
+@_register(
+    "lookup",
+    params=LookupParams,
+    output=_lookup_output,
+    summary="static `table`, or find a hub record (`object`, `by`) and return one of its fields",
+)
 def _lookup_factory(params: LookupParams, ctx: BuildContext) -> Step:
     on_missing, fallback = params.on_missing, params.default
 
@@ -1103,8 +1177,13 @@ class ScaleParams(Params):
         return factor
 
 
-@_register("scale", params=ScaleParams, primary="factor", output=NUMBER,
-           summary="multiply exactly (Decimal) by a unit factor, e.g. 万元 -> 元")
+@_register(
+    "scale",
+    params=ScaleParams,
+    primary="factor",
+    output=NUMBER,
+    summary="multiply exactly (Decimal) by a unit factor, e.g. 万元 -> 元",
+)
 def _scale_factory(params: ScaleParams, _ctx: BuildContext) -> Step:
     factor = params.factor
     quantum = None if params.places is None else Decimal(1).scaleb(-params.places)
@@ -1141,8 +1220,13 @@ def _default_output(params: DefaultParams, input_type: str | None) -> str | None
     return None
 
 
-@_register("default", params=DefaultParams, primary="value", output=_default_output,
-           summary="replace null with a value (the only step that acts on null)")
+@_register(
+    "default",
+    params=DefaultParams,
+    primary="value",
+    output=_default_output,
+    summary="replace null with a value (the only step that acts on null)",
+)
 def _default_factory(params: DefaultParams, _ctx: BuildContext) -> Step:
     fallback = params.value
 
@@ -1170,8 +1254,14 @@ def _null_if_inline(params: NullIfParams) -> tuple[str, Any]:
     return "(None if ({v} := {x}) in {P} else {v})", _null_if_set(params)
 
 
-@_register("null_if", params=NullIfParams, primary="values", output=_same,
-           summary="turn placeholder values ('', '-', 'N/A', 0) into null", inline=_null_if_inline)
+@_register(
+    "null_if",
+    params=NullIfParams,
+    primary="values",
+    output=_same,
+    summary="turn placeholder values ('', '-', 'N/A', 0) into null",
+    inline=_null_if_inline,
+)
 def _null_if_factory(params: NullIfParams, _ctx: BuildContext) -> Step:
     hashable = _null_if_set(params)
 
@@ -1216,8 +1306,13 @@ class PhoneParams(Params):
     strict: bool = Field(True, description="raise on numbers that are not Chinese (else keep them trimmed)")
 
 
-@_register("phone", params=PhoneParams, output=STRING, accepts=_TEXTUAL | {INTEGER},
-           summary="Chinese phone: 11-digit mobile, landline as area-number, +86/spaces/dashes removed")
+@_register(
+    "phone",
+    params=PhoneParams,
+    output=STRING,
+    accepts=_TEXTUAL | {INTEGER},
+    summary="Chinese phone: 11-digit mobile, landline as area-number, +86/spaces/dashes removed",
+)
 def _phone_factory(params: PhoneParams, _ctx: BuildContext) -> Step:
     strict = params.strict
 
@@ -1271,8 +1366,12 @@ def _phone_factory(params: PhoneParams, _ctx: BuildContext) -> Step:
     return phone
 
 
-@_register("uscc", output=STRING, accepts=_TEXTUAL,
-           summary="统一社会信用代码: trimmed, upper-cased, check character verified")
+@_register(
+    "uscc",
+    output=STRING,
+    accepts=_TEXTUAL,
+    summary="统一社会信用代码: trimmed, upper-cased, check character verified",
+)
 def _uscc_factory(_params: None, _ctx: BuildContext) -> Step:
     def uscc(value: Any) -> Any:
         if value is None:
@@ -1286,7 +1385,9 @@ def _uscc_factory(_params: None, _ctx: BuildContext) -> Step:
         if uscc_code.is_valid(code):
             return code
         if len(code) != 18:
-            raise TransformError(f"unified social credit code must have 18 characters, has {len(code)}", value)
+            raise TransformError(
+                f"unified social credit code must have 18 characters, has {len(code)}", value
+            )
         bad = sorted({c for c in code if c not in uscc_code.ALPHABET})
         if bad:
             raise TransformError(f"unified social credit code has invalid characters {''.join(bad)}", value)

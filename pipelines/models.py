@@ -79,7 +79,9 @@ class QuarantinedRecord(Base):
     stage: Mapped[str] = mapped_column(String(32), nullable=False)  # source | mapping | target
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="open", nullable=False)  # open | replayed | resolved | dropped
+    status: Mapped[str] = mapped_column(
+        String(16), default="open", nullable=False
+    )  # open | replayed | resolved | dropped
     run_id: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(

@@ -96,7 +96,9 @@ class Project(BaseModel):
         try:
             return self.connections[name]
         except KeyError:
-            raise ProjectError(f"no connection {name!r}; known: {', '.join(sorted(self.connections))}") from None
+            raise ProjectError(
+                f"no connection {name!r}; known: {', '.join(sorted(self.connections))}"
+            ) from None
 
     def mapping_path(self, pipeline: PipelineSpec) -> tuple[Path, str | None]:
         """File and optional mapping name a pipeline's ``mapping`` points at."""
@@ -120,10 +122,13 @@ def _package_root() -> Path:
 
 def _expand_env(value: Any) -> Any:
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             env = os.environ.get(m.group(1))
             if env is None and m.group(2) is None:
-                raise ProjectError(f"environment variable {m.group(1)} is not set (referenced in tongbu.yaml)")
+                raise ProjectError(
+                    f"environment variable {m.group(1)} is not set (referenced in tongbu.yaml)"
+                )
             return env if env is not None else m.group(2)
 
         return _ENV.sub(sub, value)
@@ -163,5 +168,7 @@ def load_project(path: str | Path | None = None) -> Project:
     for name, spec in project.pipelines.items():
         spec.name = name
         if spec.source.connection not in project.connections:
-            raise ProjectError(f"{p}: pipelines.{name}.source.connection: no connection {spec.source.connection!r}")
+            raise ProjectError(
+                f"{p}: pipelines.{name}.source.connection: no connection {spec.source.connection!r}"
+            )
     return project

@@ -38,8 +38,11 @@ def replay(runner: Runner, *, pipeline: str | None = None, ids: list[int] | None
                     good_ids.append(item["id"])
                 except MappingError as exc:
                     failed += 1
-                    conn.execute(update(_QUAR).where(_QUAR.c.id == item["id"]).values(
-                        reason=str(exc), attempts=item["attempts"] + 1))
+                    conn.execute(
+                        update(_QUAR)
+                        .where(_QUAR.c.id == item["id"])
+                        .values(reason=str(exc), attempts=item["attempts"] + 1)
+                    )
             if good:
                 runner.hub.upsert(conn, mapping.target_object, good, source_system=spec.source.connection)
                 runner.quarantine.mark(conn, good_ids, "replayed")

@@ -146,8 +146,13 @@ class Runner:
         if not info.tap:
             raise ValueError(f"connector {info.name!r} has no tap")
         tap_cls = load_class(info.tap)
-        return tap_cls(config=self.connection_config(connection), state=state or {}, parse_env_config=False,
-                       validate_config=True, setup_mapper=False)
+        return tap_cls(
+            config=self.connection_config(connection),
+            state=state or {},
+            parse_env_config=False,
+            validate_config=True,
+            setup_mapper=False,
+        )
 
     def run(self, pipeline: str, *, full_refresh: bool = False, mode: str = "inprocess") -> RunResult:
         """Run one pipeline to completion; raises on failure after recording it."""
@@ -180,7 +185,9 @@ class Runner:
         return result
 
     # -- in-process -----------------------------------------------------------------------------
-    def _run_inprocess(self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool) -> None:
+    def _run_inprocess(
+        self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool
+    ) -> None:
         mapping = self.mapping(spec)
         conn_name, stream_name = spec.source.connection, spec.source.stream
         start = None if full_refresh else result.cursor_before
@@ -189,10 +196,14 @@ class Runner:
         try:
             stream = tap.streams[stream_name]
         except KeyError:
-            raise ValueError(f"connection {conn_name!r} has no stream {stream_name!r}; "
-                             f"streams: {', '.join(sorted(tap.streams))}") from None
+            raise ValueError(
+                f"connection {conn_name!r} has no stream {stream_name!r}; "
+                f"streams: {', '.join(sorted(tap.streams))}"
+            ) from None
         if getattr(stream, "partitions", None):
-            raise NotImplementedError(f"stream {stream_name!r} is partitioned; partitioned streams run in pipe mode")
+            raise NotImplementedError(
+                f"stream {stream_name!r} is partitioned; partitioned streams run in pipe mode"
+            )
         if hasattr(stream, "_write_starting_replication_value"):
             stream._write_starting_replication_value(None)
         post = stream.post_process if _overrides(stream, "post_process") else None
@@ -202,8 +213,12 @@ class Runner:
         with self.engine.connect() as conn:
             resolve_quarantine = self.quarantine.has_open(conn, spec.name)
 
-        def commit(batch: PreparedBatch, batch_quarantined: list[dict[str, Any]],
-                   cursor: dict[str, Any] | None, read: int) -> None:
+        def commit(
+            batch: PreparedBatch,
+            batch_quarantined: list[dict[str, Any]],
+            cursor: dict[str, Any] | None,
+            read: int,
+        ) -> None:
             # Rows, quarantined records, cursor and lease renewal: one transaction, all or nothing.
             with self.engine.begin() as conn:
                 if batch.received:
@@ -228,7 +243,9 @@ class Runner:
         parent_pid = os.getpid()
         resolver: _LazyHubResolver | None = None
 
-        def read_batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
+        def read_batches() -> Iterator[
+            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]
+        ]:
             # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
             # for sorted streams (the cursor is taken from the last record of each batch).
             records = stream.get_records(None)
@@ -280,20 +297,28 @@ class Runner:
             else:
                 _commit_with_writer_thread(batches(), commit)
 
-    def _quarantine_row(self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str,
-                        run_id: int | None) -> dict[str, Any]:
+    def _quarantine_row(
+        self, spec: PipelineSpec, record: dict[str, Any], stage: str, reason: str, run_id: int | None
+    ) -> dict[str, Any]:
         mapping = self._mappings.get(spec.name)
         source_id = None
         if mapping is not None:
             source_id = mapping.source_id_of(record)
         return {
-            "pipeline": spec.name, "connection": spec.source.connection, "stream": spec.source.stream,
-            "source_id": None if source_id is None else str(source_id), "stage": stage, "reason": reason,
-            "payload": record, "run_id": run_id,
+            "pipeline": spec.name,
+            "connection": spec.source.connection,
+            "stream": spec.source.stream,
+            "source_id": None if source_id is None else str(source_id),
+            "stage": stage,
+            "reason": reason,
+            "payload": record,
+            "run_id": run_id,
         }
 
     # -- pipe mode ------------------------------------------------------------------------------
-    def _run_pipe(self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool) -> None:
+    def _run_pipe(
+        self, spec: PipelineSpec, result: RunResult, lock: PipelineLock, full_refresh: bool
+    ) -> None:
         conn_name, stream_name = spec.source.connection, spec.source.stream
         info = connector(self.project.connection(conn_name).connector)
         start = None if full_refresh else result.cursor_before
@@ -312,8 +337,12 @@ class Runner:
                 "state.json": {"bookmarks": {stream_name: start}} if start else {},
                 "target.json": {
                     "database_url": str(self.engine.url.render_as_string(hide_password=False)),
-                    "source_system": conn_name, "mapping_file": str(path), "mapping_name": name,
-                    "tenant": self.tenant, "pipeline": spec.name, "batch_size": spec.batch_size,
+                    "source_system": conn_name,
+                    "mapping_file": str(path),
+                    "mapping_name": name,
+                    "tenant": self.tenant,
+                    "pipeline": spec.name,
+                    "batch_size": spec.batch_size,
                     "emit_metrics": True,
                 },
             }
@@ -321,13 +350,26 @@ class Runner:
                 fd = os.open(Path(tmp) / fname, os.O_WRONLY | os.O_CREAT, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     json.dump(content, fh, default=str)
-            tap_cmd = [_exe(info.tap_executable or f"tap-{info.name}"), "--config", f"{tmp}/tap.json",
-                       "--catalog", f"{tmp}/catalog.json", "--state", f"{tmp}/state.json"]
+            tap_cmd = [
+                _exe(info.tap_executable or f"tap-{info.name}"),
+                "--config",
+                f"{tmp}/tap.json",
+                "--catalog",
+                f"{tmp}/catalog.json",
+                "--state",
+                f"{tmp}/state.json",
+            ]
             target_cmd = [_exe("target-crm"), "--config", f"{tmp}/target.json"]
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             tap_proc = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-            target_proc = subprocess.Popen(target_cmd, stdin=tap_proc.stdout, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, env=env, text=True)
+            target_proc = subprocess.Popen(
+                target_cmd,
+                stdin=tap_proc.stdout,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
             assert tap_proc.stdout is not None and target_proc.stdout is not None
             tap_proc.stdout.close()  # the target owns the read end now
             errors: list[str] = []
@@ -369,7 +411,9 @@ class Runner:
             if rc_tap != 0 or rc_target != 0:
                 from tongbu.vault import redact  # the subprocesses cannot mask what this process resolved
 
-                raise RuntimeError(f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {redact(err[-2000:])}")
+                raise RuntimeError(
+                    f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {redact(err[-2000:])}"
+                )
 
     # -- run history ----------------------------------------------------------------------------
     def _start_run(self, result: RunResult) -> int:
@@ -377,10 +421,17 @@ class Runner:
 
     def _finish_run(self, result: RunResult) -> None:
         RunHistory(self.engine, self.tenant).finish(
-            result.run_id, status=result.status, error=result.error, rows_read=result.rows_read,
-            rows_written=result.rows_written, rows_unchanged=result.rows_unchanged,
-            rows_quarantined=result.rows_quarantined, cursor_before=result.cursor_before,
-            cursor_after=result.cursor_after, duration_s=result.duration_s)
+            result.run_id,
+            status=result.status,
+            error=result.error,
+            rows_read=result.rows_read,
+            rows_written=result.rows_written,
+            rows_unchanged=result.rows_unchanged,
+            rows_quarantined=result.rows_quarantined,
+            cursor_before=result.cursor_before,
+            cursor_after=result.cursor_after,
+            duration_s=result.duration_s,
+        )
 
 
 class _LazyHubResolver:
@@ -545,12 +596,21 @@ def select_mapping(specs: list[Any], pipeline: PipelineSpec, name: str | None, p
     if name:
         found = [m for m in specs if m.name == name]
     else:
-        found = [m for m in specs if m.source.stream == pipeline.source.stream
-                 and m.target.object == pipeline.target.object] or (specs if len(specs) == 1 else [])
+        found = [
+            m
+            for m in specs
+            if m.source.stream == pipeline.source.stream and m.target.object == pipeline.target.object
+        ] or (specs if len(specs) == 1 else [])
     if len(found) != 1:
         known = ", ".join(f"{m.name} ({m.source.stream}→{m.target.object})" for m in specs)
-        want = f"named {name!r}" if name else f"for stream {pipeline.source.stream!r} → {pipeline.target.object!r}"
-        raise ValueError(f"{path}: {'no' if not found else 'more than one'} mapping {want}; file has: {known}")
+        want = (
+            f"named {name!r}"
+            if name
+            else f"for stream {pipeline.source.stream!r} → {pipeline.target.object!r}"
+        )
+        raise ValueError(
+            f"{path}: {'no' if not found else 'more than one'} mapping {want}; file has: {known}"
+        )
     return found[0]
 
 

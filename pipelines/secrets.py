@@ -20,7 +20,9 @@ def has_refs(value: Any) -> bool:
     return False
 
 
-def resolve_secrets(config: dict[str, Any], *, tenant: str = DEFAULT_TENANT, engine: Any = None) -> dict[str, Any]:
+def resolve_secrets(
+    config: dict[str, Any], *, tenant: str = DEFAULT_TENANT, engine: Any = None
+) -> dict[str, Any]:
     """Return ``config`` with every ``vault:<connection>.<field>`` replaced by the secret's value.
 
     ``engine`` is the hub database whose vault holds the secrets (default: the configured hub).

@@ -58,32 +58,54 @@ class StateStore:
         self.engine = engine
         self.tenant = tenant
 
-    def get(self, conn: Connection, connection: str, stream: str, partition: str = "") -> dict[str, Any] | None:
+    def get(
+        self, conn: Connection, connection: str, stream: str, partition: str = ""
+    ) -> dict[str, Any] | None:
         """The committed cursor, or None when the stream never synced (or was reset)."""
         return conn.execute(
             select(_STATE.c.cursor).where(
-                _STATE.c.tenant_id == self.tenant, _STATE.c.connection == connection,
-                _STATE.c.stream == stream, _STATE.c.partition == partition,
+                _STATE.c.tenant_id == self.tenant,
+                _STATE.c.connection == connection,
+                _STATE.c.stream == stream,
+                _STATE.c.partition == partition,
             )
         ).scalar()
 
-    def put(self, conn: Connection, connection: str, stream: str, cursor: dict[str, Any] | None,
-            partition: str = "") -> None:
+    def put(
+        self,
+        conn: Connection,
+        connection: str,
+        stream: str,
+        cursor: dict[str, Any] | None,
+        partition: str = "",
+    ) -> None:
         """Write a cursor in the caller's transaction."""
         key = (
-            _STATE.c.tenant_id == self.tenant, _STATE.c.connection == connection,
-            _STATE.c.stream == stream, _STATE.c.partition == partition,
+            _STATE.c.tenant_id == self.tenant,
+            _STATE.c.connection == connection,
+            _STATE.c.stream == stream,
+            _STATE.c.partition == partition,
         )
         done = conn.execute(update(_STATE).where(*key).values(cursor=cursor, updated_at=_now())).rowcount
         if not done:
-            conn.execute(insert(_STATE).values(
-                tenant_id=self.tenant, connection=connection, stream=stream, partition=partition,
-                cursor=cursor, updated_at=_now(),
-            ))
+            conn.execute(
+                insert(_STATE).values(
+                    tenant_id=self.tenant,
+                    connection=connection,
+                    stream=stream,
+                    partition=partition,
+                    cursor=cursor,
+                    updated_at=_now(),
+                )
+            )
 
     def all(self, connection: str | None = None) -> list[dict[str, Any]]:
         """Every cursor of this tenant (for ``tongbu state show``)."""
-        q = select(_STATE).where(_STATE.c.tenant_id == self.tenant).order_by(_STATE.c.connection, _STATE.c.stream)
+        q = (
+            select(_STATE)
+            .where(_STATE.c.tenant_id == self.tenant)
+            .order_by(_STATE.c.connection, _STATE.c.stream)
+        )
         if connection:
             q = q.where(_STATE.c.connection == connection)
         with self.engine.connect() as conn:
@@ -105,7 +127,9 @@ class PipelineLock:
     the pipeline forever; a live run renews it with every committed batch.
     """
 
-    def __init__(self, engine: Engine, pipeline: str, *, tenant: str = DEFAULT_TENANT, lease_s: float = 600) -> None:
+    def __init__(
+        self, engine: Engine, pipeline: str, *, tenant: str = DEFAULT_TENANT, lease_s: float = 600
+    ) -> None:
         self.engine = engine
         self.pipeline = pipeline
         self.tenant = tenant
@@ -119,17 +143,23 @@ class PipelineLock:
         with self.engine.begin() as conn:
             # Take over an expired lease atomically (the WHERE on expires_at makes it a compare-and-swap).
             taken = conn.execute(
-                update(_LOCKS).where(*key, _LOCKS.c.expires_at < now)
+                update(_LOCKS)
+                .where(*key, _LOCKS.c.expires_at < now)
                 .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
             ).rowcount
         if taken:
             return
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(_LOCKS).values(
-                    tenant_id=self.tenant, pipeline=self.pipeline, holder=self.holder,
-                    acquired_at=now, expires_at=now + self.lease,
-                ))
+                conn.execute(
+                    insert(_LOCKS).values(
+                        tenant_id=self.tenant,
+                        pipeline=self.pipeline,
+                        holder=self.holder,
+                        acquired_at=now,
+                        expires_at=now + self.lease,
+                    )
+                )
         except IntegrityError:
             with self.engine.connect() as conn:
                 row = conn.execute(select(_LOCKS.c.holder, _LOCKS.c.expires_at).where(*key)).first()
@@ -139,7 +169,8 @@ class PipelineLock:
                 # take its lease over at once instead of waiting for it to expire.
                 with self.engine.begin() as conn:
                     taken = conn.execute(
-                        update(_LOCKS).where(*key, _LOCKS.c.holder == holder)
+                        update(_LOCKS)
+                        .where(*key, _LOCKS.c.holder == holder)
                         .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
                     ).rowcount
                 if taken:
@@ -152,22 +183,30 @@ class PipelineLock:
     def renew(self, conn: Connection) -> None:
         """Extend the lease (called inside each batch's transaction)."""
         done = conn.execute(
-            update(_LOCKS).where(
-                _LOCKS.c.tenant_id == self.tenant, _LOCKS.c.pipeline == self.pipeline,
+            update(_LOCKS)
+            .where(
+                _LOCKS.c.tenant_id == self.tenant,
+                _LOCKS.c.pipeline == self.pipeline,
                 _LOCKS.c.holder == self.holder,
-            ).values(expires_at=_now() + self.lease)
+            )
+            .values(expires_at=_now() + self.lease)
         ).rowcount
         if not done:
             # Someone took over our expired lease: stop before we write interleaved state.
-            raise PipelineLocked(f"lost the lock of pipeline {self.pipeline!r} (lease expired and was taken over)")
+            raise PipelineLocked(
+                f"lost the lock of pipeline {self.pipeline!r} (lease expired and was taken over)"
+            )
 
     def release(self) -> None:
         """Give the lock back (only if we still hold it)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(_LOCKS).where(
-                _LOCKS.c.tenant_id == self.tenant, _LOCKS.c.pipeline == self.pipeline,
-                _LOCKS.c.holder == self.holder,
-            ))
+            conn.execute(
+                delete(_LOCKS).where(
+                    _LOCKS.c.tenant_id == self.tenant,
+                    _LOCKS.c.pipeline == self.pipeline,
+                    _LOCKS.c.holder == self.holder,
+                )
+            )
 
     @contextmanager
     def held(self) -> Iterator[PipelineLock]:
@@ -207,18 +246,33 @@ class RunHistory:
     def start(self, pipeline: str, *, full_refresh: bool = False) -> int:
         """Record a run as started; returns its id."""
         with self.engine.begin() as conn:
-            return int(conn.execute(insert(_RUNS).values(
-                tenant_id=self.tenant, pipeline=pipeline, status="running", full_refresh=int(full_refresh),
-                started_at=_now(),
-            )).inserted_primary_key[0])
+            return int(
+                conn.execute(
+                    insert(_RUNS).values(
+                        tenant_id=self.tenant,
+                        pipeline=pipeline,
+                        status="running",
+                        full_refresh=int(full_refresh),
+                        started_at=_now(),
+                    )
+                ).inserted_primary_key[0]
+            )
 
     def finish(self, run_id: int | None, *, status: str, error: str | None = None, **figures: Any) -> None:
         """Record how a run ended (rows_read, rows_written, … cursor_after, duration_s)."""
         if run_id is None:
             return
         with self.engine.begin() as conn:
-            conn.execute(update(_RUNS).where(_RUNS.c.id == run_id).values(
-                status=status, finished_at=_now(), error=None if error is None else error[:4000], **figures))
+            conn.execute(
+                update(_RUNS)
+                .where(_RUNS.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=_now(),
+                    error=None if error is None else error[:4000],
+                    **figures,
+                )
+            )
 
 
 class Quarantine:
@@ -243,9 +297,14 @@ class Quarantine:
         for pipeline in {r["pipeline"] for r in keyed}:
             ids = [r["source_id"] for r in keyed if r["pipeline"] == pipeline]
             for i in range(0, len(ids), 500):
-                for qid, sid, attempts in conn.execute(select(_QUAR.c.id, _QUAR.c.source_id, _QUAR.c.attempts).where(
-                        _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open",
-                        _QUAR.c.source_id.in_(ids[i:i + 500]))):
+                for qid, sid, attempts in conn.execute(
+                    select(_QUAR.c.id, _QUAR.c.source_id, _QUAR.c.attempts).where(
+                        _QUAR.c.tenant_id == self.tenant,
+                        _QUAR.c.pipeline == pipeline,
+                        _QUAR.c.status == "open",
+                        _QUAR.c.source_id.in_(ids[i : i + 500]),
+                    )
+                ):
                     existing[(pipeline, sid)] = (qid, attempts)
         fresh = []
         for r in rows:
@@ -253,28 +312,52 @@ class Quarantine:
             if hit is None:
                 fresh.append({"tenant_id": self.tenant, "status": "open", **r})
             else:
-                conn.execute(update(_QUAR).where(_QUAR.c.id == hit[0]).values(
-                    reason=r["reason"], stage=r["stage"], payload=r.get("payload"), run_id=r.get("run_id"),
-                    attempts=hit[1] + 1))
+                conn.execute(
+                    update(_QUAR)
+                    .where(_QUAR.c.id == hit[0])
+                    .values(
+                        reason=r["reason"],
+                        stage=r["stage"],
+                        payload=r.get("payload"),
+                        run_id=r.get("run_id"),
+                        attempts=hit[1] + 1,
+                    )
+                )
         if fresh:
             conn.execute(insert(_QUAR), fresh)
 
     def has_open(self, conn: Connection, pipeline: str) -> bool:
         """Whether a pipeline has open quarantine entries (cheap check before resolving any)."""
-        return conn.execute(select(_QUAR.c.id).where(
-            _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open").limit(1)
-        ).first() is not None
+        return (
+            conn.execute(
+                select(_QUAR.c.id)
+                .where(
+                    _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open"
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
 
     def resolve_landed(self, conn: Connection, pipeline: str, source_ids: list[str]) -> int:
         """Close open entries of records that have now landed (the source fixed them)."""
         done = 0
         for i in range(0, len(source_ids), 500):
-            done += conn.execute(update(_QUAR).where(
-                _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == "open",
-                _QUAR.c.source_id.in_(source_ids[i:i + 500])).values(status="resolved", resolved_at=_now())).rowcount
+            done += conn.execute(
+                update(_QUAR)
+                .where(
+                    _QUAR.c.tenant_id == self.tenant,
+                    _QUAR.c.pipeline == pipeline,
+                    _QUAR.c.status == "open",
+                    _QUAR.c.source_id.in_(source_ids[i : i + 500]),
+                )
+                .values(status="resolved", resolved_at=_now())
+            ).rowcount
         return done
 
-    def list(self, pipeline: str | None = None, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+    def list(
+        self, pipeline: str | None = None, status: str | None = "open", limit: int = 100
+    ) -> list[dict[str, Any]]:
         """Quarantined records, newest first."""
         q = select(_QUAR).where(_QUAR.c.tenant_id == self.tenant).order_by(_QUAR.c.id.desc()).limit(limit)
         if pipeline:
@@ -288,9 +371,17 @@ class Quarantine:
         """How many records of a pipeline are quarantined."""
         from sqlalchemy import func
 
-        return int(conn.execute(select(func.count()).select_from(_QUAR).where(
-            _QUAR.c.tenant_id == self.tenant, _QUAR.c.pipeline == pipeline, _QUAR.c.status == status,
-        )).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(_QUAR)
+                .where(
+                    _QUAR.c.tenant_id == self.tenant,
+                    _QUAR.c.pipeline == pipeline,
+                    _QUAR.c.status == status,
+                )
+            ).scalar_one()
+        )
 
     def mark(self, conn: Connection, ids: list[int], status: str, reason: str | None = None) -> None:
         """Close (``replayed``/``dropped``) or re-open quarantine rows."""

@@ -73,7 +73,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A bare folder with ``home/`` as TONGBU_HOME and no master key configured (vault tests)."""
     monkeypatch.setenv("TONGBU_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in ("TONGBU_MASTER_KEY", "TONGBU_MASTER_KEY_FILE", "TONGBU_VAULT_PASSPHRASE", "TONGBU_DATABASE_URL"):
+    for var in (
+        "TONGBU_MASTER_KEY",
+        "TONGBU_MASTER_KEY_FILE",
+        "TONGBU_VAULT_PASSPHRASE",
+        "TONGBU_DATABASE_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield tmp_path
     dispose_engines()

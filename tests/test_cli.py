@@ -25,11 +25,21 @@ def write_project(tmp_path: Path, records: int, strict: bool = False) -> Path:
         mapping = mapping.replace(', "1": active', "")  # odd records fail: status 1 has no code
     (tmp_path / "m.yaml").write_text(mapping, encoding="utf-8")
     path = tmp_path / "tongbu.yaml"
-    path.write_text(yaml.safe_dump({
-        "connections": {"synth": {"connector": "synthetic", "config": {"records": records}}},
-        "pipelines": {"synth_accounts": {"source": {"connection": "synth", "stream": "records"},
-                                         "mapping": "m.yaml", "target": {"object": "accounts"}}},
-    }), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "connections": {"synth": {"connector": "synthetic", "config": {"records": records}}},
+                "pipelines": {
+                    "synth_accounts": {
+                        "source": {"connection": "synth", "stream": "records"},
+                        "mapping": "m.yaml",
+                        "target": {"object": "accounts"},
+                    }
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -72,19 +82,46 @@ def test_errors_are_one_actionable_line(tmp_path: Path) -> None:
 
 def test_every_command_has_help() -> None:
     cli = CliRunner()
-    for args in (["--help"], ["run", "--help"], ["state", "--help"], ["state", "show", "--help"],
-                 ["state", "reset", "--help"], ["quarantine", "list", "--help"], ["quarantine", "replay", "--help"],
-                 ["simulate", "--help"], ["demo", "--help"], ["serve", "--help"], ["vault", "--help"],
-                 ["mappings", "--help"]):
+    for args in (
+        ["--help"],
+        ["run", "--help"],
+        ["state", "--help"],
+        ["state", "show", "--help"],
+        ["state", "reset", "--help"],
+        ["quarantine", "list", "--help"],
+        ["quarantine", "replay", "--help"],
+        ["simulate", "--help"],
+        ["demo", "--help"],
+        ["serve", "--help"],
+        ["vault", "--help"],
+        ["mappings", "--help"],
+    ):
         res = cli.invoke(app, args)
         assert res.exit_code == 0 and "Usage" in res.output, args
 
 
 def test_simulate_prints_url_and_credentials_and_serves(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tongbu.cli", "simulate", "kingdee", "--host", "127.0.0.1",
-                             "--port", "0", "--records", "25", "--faults", "throttle=0.0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tongbu.cli",
+            "simulate",
+            "kingdee",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--records",
+            "25",
+            "--faults",
+            "throttle=0.0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     try:
         assert proc.stdout is not None
         head = proc.stdout.readline() + proc.stdout.readline()
@@ -105,14 +142,17 @@ def test_suggest_path_does_not_load_the_hub_or_web_stack(tmp_path: Path) -> None
     src, tgt = tmp_path / "s.json", tmp_path / "t.json"
     src.write_text(json.dumps(profile), encoding="utf-8")
     tgt.write_text(json.dumps({**profile, "system": "b"}), encoding="utf-8")
-    code = ("import sys\nfrom tongbu.cli import main\nsys.argv = ['tongbu', 'mappings', 'suggest', '--source', sys.argv[1],"
-            " '--target', sys.argv[2], '--format', 'json']\n"
-            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-            "heavy = sorted(m for m in ('sqlalchemy', 'starlette', 'dagster') if m in sys.modules)\n"
-            "print('HEAVY', heavy, file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom tongbu.cli import main\nsys.argv = ['tongbu', 'mappings', 'suggest', '--source', sys.argv[1],"
+        " '--target', sys.argv[2], '--format', 'json']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('sqlalchemy', 'starlette', 'dagster') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
     env = {**os.environ, "TONGBU_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-c", code, str(src), str(tgt)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(tgt)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["mapping"][0]["source"] == "customer_name"
     assert "HEAVY []" in done.stderr

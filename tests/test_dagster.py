@@ -14,13 +14,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_project(tmp_path: Path, records: int) -> Path:
     path = tmp_path / "tongbu.yaml"
-    path.write_text(yaml.safe_dump({
-        "connections": {"synth": {"connector": "synthetic", "config": {"records": records}}},
-        "pipelines": {"synth_accounts": {
-            "source": {"connection": "synth", "stream": "records"},
-            "mapping": str(ROOT / "mappings/library/synthetic_to_crm.yaml"),
-            "target": {"object": "accounts"}, "schedule": "*/15 * * * *"}},
-    }), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "connections": {"synth": {"connector": "synthetic", "config": {"records": records}}},
+                "pipelines": {
+                    "synth_accounts": {
+                        "source": {"connection": "synth", "stream": "records"},
+                        "mapping": str(ROOT / "mappings/library/synthetic_to_crm.yaml"),
+                        "target": {"object": "accounts"},
+                        "schedule": "*/15 * * * *",
+                    }
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -45,7 +54,9 @@ def test_unscheduled_pipeline_still_has_its_job(tmp_path: Path, monkeypatch) -> 
     defs = build_definitions()
     assert not list(defs.schedules or [])
     # Run on demand: the same job the schedule would launch.
-    result = defs.resolve_job_def("sync_synth_accounts").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = defs.resolve_job_def("sync_synth_accounts").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
     assert result.success
 
 
@@ -54,12 +65,16 @@ def test_materialising_runs_the_sync_and_records_metadata(tmp_path: Path, monkey
     monkeypatch.setenv("TONGBU_PROJECT", str(project))
     defs = build_definitions()
     # The job the schedule launches: the stream asset, then the hub object downstream of it.
-    result = defs.resolve_job_def("sync_synth_accounts").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = defs.resolve_job_def("sync_synth_accounts").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
     assert result.success
     [sync] = [m for m in result.asset_materializations_for_node("synth__records")]
     md = {k: v.value for k, v in sync.metadata.items()}
     assert md["rows_read"] == 1200 and md["rows_written"] == 1200 and md["rows_quarantined"] == 0
-    assert md["cursor_before"] == {} and md["cursor_after"]["replication_key_value"].startswith("2024-01-01T00:19:59")
+    assert md["cursor_before"] == {} and md["cursor_after"]["replication_key_value"].startswith(
+        "2024-01-01T00:19:59"
+    )
     assert md["duration_s"] >= 0
     [hub] = result.asset_materializations_for_node("crm__accounts")
     assert hub.metadata["rows_by_source_system"].value == {"synth": 1200}
@@ -68,7 +83,13 @@ def test_materialising_runs_the_sync_and_records_metadata(tmp_path: Path, monkey
 def test_asset_check_reconciles_hub_with_source(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TONGBU_PROJECT", str(write_project(tmp_path, 300)))
     defs = build_definitions()
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
     assert result.success
     [check] = result.get_asset_check_evaluations()
-    assert check.passed and check.metadata["hub_count"].value == 300 and check.metadata["source_count"].value == 300
+    assert (
+        check.passed
+        and check.metadata["hub_count"].value == 300
+        and check.metadata["source_count"].value == 300
+    )

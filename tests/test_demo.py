@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_runs_and_never_shows_the_erp_password(tmp_path: Path) -> None:
     env = {**os.environ, "TONGBU_PROJECT": str(ROOT / "tongbu.yaml"), "COLUMNS": "120"}
-    out = subprocess.run([sys.executable, "-m", "tongbu.cli", "-v", "demo", "--records", "400", "--change", "20"],
-                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "tongbu.cli", "-v", "demo", "--records", "400", "--change", "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "hub vs ERP truth" in out.stdout and "NO" not in out.stdout
     assert out.stdout.count("yes") == 3

@@ -14,7 +14,9 @@ from pipelines.state import PipelineLock, PipelineLocked, Quarantine, StateStore
 
 def _order(sid: str, lines: list[tuple[str, int]], amount: str = "10.50") -> dict:
     return {
-        "source_id": sid, "order_no": f"SO{sid}", "amount": Decimal(amount),
+        "source_id": sid,
+        "order_no": f"SO{sid}",
+        "amount": Decimal(amount),
         "order_date": dt.datetime(2024, 5, 1, 2, 3, 4, tzinfo=dt.UTC),
         "__lines__": [{"source_id": lid, "qty": Decimal(q), "product_code": "P1"} for lid, q in lines],
     }
@@ -132,8 +134,20 @@ def test_lock_under_contention_admits_exactly_one(hub_engine) -> None:
 def test_quarantine_roundtrip(hub_engine) -> None:
     q = Quarantine(hub_engine)
     with hub_engine.begin() as conn:
-        q.add_many(conn, [{"pipeline": "p", "connection": "k", "stream": "s", "source_id": "9", "stage": "mapping",
-                           "reason": "field 'credit_code': invalid check digit", "payload": {"FNumber": "9"}}])
+        q.add_many(
+            conn,
+            [
+                {
+                    "pipeline": "p",
+                    "connection": "k",
+                    "stream": "s",
+                    "source_id": "9",
+                    "stage": "mapping",
+                    "reason": "field 'credit_code': invalid check digit",
+                    "payload": {"FNumber": "9"},
+                }
+            ],
+        )
         assert q.count(conn, "p") == 1
     [row] = q.list("p")
     assert row["payload"] == {"FNumber": "9"} and "check digit" in row["reason"]
@@ -152,7 +166,10 @@ def test_record_links_keep_external_ids_and_last_snapshot(hub_engine) -> None:
         hub.link(conn, "accounts", hub_id, "kingdee", "100234", {"FName": "甲公司"})
         hub.link(conn, "accounts", hub_id, "wecom", "wmABC", None)
         t = RecordLink.__table__
-        links = conn.execute(select(t.c.system, t.c.external_id, t.c.snapshot, t.c.version)
-                             .where(t.c.hub_id == hub_id).order_by(t.c.system)).all()
+        links = conn.execute(
+            select(t.c.system, t.c.external_id, t.c.snapshot, t.c.version)
+            .where(t.c.hub_id == hub_id)
+            .order_by(t.c.system)
+        ).all()
     assert [(s, e, v) for s, e, _, v in links] == [("kingdee", "100234", 2), ("wecom", "wmABC", 1)]
     assert links[0].snapshot == {"FName": "甲公司"}

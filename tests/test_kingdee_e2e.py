@@ -19,19 +19,26 @@ from pipelines.runner import Runner
 from tongbu.db import get_engine
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMS = {"kingdee_customers": ("BD_Customer", "FCUSTID", "accounts"),
-         "kingdee_sales_orders": ("SAL_SaleOrder", "FID", "sales_orders"),
-         "kingdee_receivables": ("AR_receivable", "FID", "receivables")}
+FORMS = {
+    "kingdee_customers": ("BD_Customer", "FCUSTID", "accounts"),
+    "kingdee_sales_orders": ("SAL_SaleOrder", "FID", "sales_orders"),
+    "kingdee_receivables": ("AR_receivable", "FID", "receivables"),
+}
 
 
 def write_project(tmp_path: Path, sim: KingdeeSimulator, **config) -> Path:
     creds = sim.credentials()
     project = yaml.safe_load((ROOT / "tongbu.yaml").read_text(encoding="utf-8"))
     project["connections"] = {"kingdee": project["connections"]["kingdee"]}  # the ERP only
-    project["connections"]["kingdee"]["config"].update({
-        "base_url": sim.base_url, "acct_id": creds["acct_id"], "username": creds["username"],
-        "password": "${KINGDEE_TEST_PASSWORD}", **config,
-    })
+    project["connections"]["kingdee"]["config"].update(
+        {
+            "base_url": sim.base_url,
+            "acct_id": creds["acct_id"],
+            "username": creds["username"],
+            "password": "${KINGDEE_TEST_PASSWORD}",
+            **config,
+        }
+    )
     for spec in project["pipelines"].values():
         spec["mapping"] = str(ROOT / spec["mapping"])
     path = tmp_path / "tongbu.yaml"
@@ -51,8 +58,12 @@ def hub_ids(engine, obj: str) -> list[str]:
 
     t = hub_table(obj)
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(t.select().with_only_columns(t.c.source_id)
-                                           .where(t.c.source_system == "kingdee"))]
+        return [
+            r[0]
+            for r in conn.execute(
+                t.select().with_only_columns(t.c.source_id).where(t.c.source_system == "kingdee")
+            )
+        ]
 
 
 def quarantined_ids(runner: Runner, pipeline: str) -> set[str]:
@@ -60,11 +71,21 @@ def quarantined_ids(runner: Runner, pipeline: str) -> set[str]:
 
 
 def test_sync_with_every_fault_injected_lands_exact_counts(tmp_path: Path) -> None:
-    faults = "throttle=0.08,session_expiry=6,http_5xx=0.05,timeout=0.03,slow=0.05,same_second=0.3,malformed=0.02"
+    faults = (
+        "throttle=0.08,session_expiry=6,http_5xx=0.05,timeout=0.03,slow=0.05,same_second=0.3,malformed=0.02"
+    )
     with KingdeeSimulator(records=1500, faults=faults, seed=11) as sim:
-        project = load_project(write_project(tmp_path, sim, page_size=200, request_timeout=1.0,
-                                             backoff_base_seconds=0.01, backoff_max_seconds=0.05,
-                                             max_retries=30))
+        project = load_project(
+            write_project(
+                tmp_path,
+                sim,
+                page_size=200,
+                request_timeout=1.0,
+                backoff_base_seconds=0.01,
+                backoff_max_seconds=0.05,
+                max_retries=30,
+            )
+        )
         engine = get_engine()
         runner = Runner(project, engine)
         for pipeline in FORMS:
@@ -120,13 +141,20 @@ def test_dagster_materialises_kingdee_assets_and_checks_reconcile(tmp_path: Path
         monkeypatch.setenv("TONGBU_PROJECT", str(write_project(tmp_path, sim, page_size=100)))
         defs = build_definitions()
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=dg.DagsterInstance.ephemeral())
+            instance=dg.DagsterInstance.ephemeral()
+        )
         assert result.success
         _, broken = truth_ids(sim, "BD_Customer", "FCUSTID")
     events = result.get_asset_materialization_events()
     mats = {e.asset_key.to_user_string(): e.event_specific_data.materialization for e in events}
-    assert {"kingdee/customers", "kingdee/sales_orders", "kingdee/receivables", "crm/accounts",
-            "crm/sales_orders", "crm/receivables"} <= set(mats)
+    assert {
+        "kingdee/customers",
+        "kingdee/sales_orders",
+        "kingdee/receivables",
+        "crm/accounts",
+        "crm/sales_orders",
+        "crm/receivables",
+    } <= set(mats)
     md = mats["kingdee/customers"].metadata
     assert md["rows_read"].value == 300 and md["rows_quarantined"].value == len(broken)
     assert md["cursor_after"].value["tiebreak_key"] == "FCUSTID"

@@ -40,8 +40,13 @@ def sim() -> Iterator[KingdeeSimulator]:
 def http(sim: KingdeeSimulator, *, login: bool = True) -> httpx.Client:
     client = httpx.Client(base_url=sim.base_url, timeout=10)
     if login:
-        body = {"format": 1, "useragent": "ApiClient", "rid": {}, "v": "1.0",
-                "parameters": [sim.ACCT_ID, sim.USERNAME, sim.PASSWORD, 2052]}
+        body = {
+            "format": 1,
+            "useragent": "ApiClient",
+            "rid": {},
+            "v": "1.0",
+            "parameters": [sim.ACCT_ID, sim.USERNAME, sim.PASSWORD, 2052],
+        }
         assert client.post(LOGIN, json=body).json()["LoginResultType"] == 1
     return client
 
@@ -76,7 +81,9 @@ def test_validate_user_sets_both_session_cookies(sim: KingdeeSimulator) -> None:
 
 def test_login_by_app_secret_and_refusals(sim: KingdeeSimulator) -> None:
     client = http(sim, login=False)
-    ok = client.post(LOGIN_APP, json={"parameters": [sim.ACCT_ID, sim.USERNAME, sim.APP_ID, sim.APP_SECRET, 2052]})
+    ok = client.post(
+        LOGIN_APP, json={"parameters": [sim.ACCT_ID, sim.USERNAME, sim.APP_ID, sim.APP_SECRET, 2052]}
+    )
     assert ok.json()["LoginResultType"] == 1
     bad = client.post(LOGIN, json={"parameters": [sim.ACCT_ID, sim.USERNAME, "wrong", 2052]}).json()
     assert bad["LoginResultType"] == 0 and "密码" in bad["Message"] and bad["KDSVCSessionId"] is None
@@ -94,8 +101,13 @@ def test_query_without_a_session_is_the_nested_session_lost_error(sim: KingdeeSi
 
 # -- ExecuteBillQuery ---------------------------------------------------------------------------------
 def test_rows_are_arrays_in_fieldkeys_order(sim: KingdeeSimulator) -> None:
-    rows = query(http(sim), FormId="BD_Customer", FieldKeys="FNumber,FCUSTID,FSELLER.FName,FModifyDate",
-                 OrderString="FCUSTID ASC", Limit=5)
+    rows = query(
+        http(sim),
+        FormId="BD_Customer",
+        FieldKeys="FNumber,FCUSTID,FSELLER.FName,FModifyDate",
+        OrderString="FCUSTID ASC",
+        Limit=5,
+    )
     truth = sim.truth("BD_Customer", limit=5)
     assert rows == [[t["FNumber"], t["FCUSTID"], t["FSELLER.FName"], t["FModifyDate"]] for t in truth]
     assert "T" in rows[0][3] and "+" not in rows[0][3]  # naive local time, as Kingdee sends it
@@ -104,8 +116,11 @@ def test_rows_are_arrays_in_fieldkeys_order(sim: KingdeeSimulator) -> None:
 @pytest.mark.parametrize("style", ["sdk", "string", "classic"])
 def test_request_styles_are_all_accepted(sim: KingdeeSimulator, style: str) -> None:
     data = {"FormId": "BD_Customer", "FieldKeys": "FCUSTID", "Limit": 3, "OrderString": "FCUSTID"}
-    body = {"sdk": {"data": data}, "string": {"FormId": "BD_Customer", "data": json.dumps(data)},
-            "classic": {"format": 1, "parameters": [json.dumps(data)]}}[style]
+    body = {
+        "sdk": {"data": data},
+        "string": {"FormId": "BD_Customer", "data": json.dumps(data)},
+        "classic": {"format": 1, "parameters": [json.dumps(data)]},
+    }[style]
     assert http(sim).post(QUERY, json=body).json() == [[100000], [100001], [100002]]
 
 
@@ -120,31 +135,53 @@ def test_malformed_json_gets_the_response_error_prefix(sim: KingdeeSimulator) ->
 
 
 def _where(sim: KingdeeSimulator, filter_string: str) -> list[int]:
-    rows = query(http(sim), FormId="BD_Customer", FieldKeys="FCUSTID", FilterString=filter_string,
-                 OrderString="FCUSTID", Limit=10000)
+    rows = query(
+        http(sim),
+        FormId="BD_Customer",
+        FieldKeys="FCUSTID",
+        FilterString=filter_string,
+        OrderString="FCUSTID",
+        Limit=10000,
+    )
     return [r[0] for r in rows]
 
 
-@pytest.mark.parametrize(("filter_string", "predicate"), [
-    ("FDocumentStatus = 'C'", lambda t: t["FDocumentStatus"] == "C"),
-    ("FDocumentStatus <> 'C'", lambda t: t["FDocumentStatus"] != "C"),
-    ("fdocumentstatus != 'C' and FForbidStatus = 'A'", lambda t: t["FDocumentStatus"] != "C" and t["FForbidStatus"] == "A"),
-    ("FNumber like 'CUST000001%'", lambda t: t["FNumber"].startswith("CUST000001")),
-    ("FNumber NOT LIKE 'CUST000001%'", lambda t: not t["FNumber"].startswith("CUST000001")),
-    ("FNumber IN ('CUST0000001', 'CUST0000005','CUST0000059')", lambda t: t["FNumber"] in {"CUST0000001", "CUST0000005", "CUST0000059"}),
-    ("FCUSTID >= 100010 AND FCUSTID < 100020", lambda t: 100010 <= t["FCUSTID"] < 100020),
-    ("FCUSTID BETWEEN 100010 AND 100012", lambda t: 100010 <= t["FCUSTID"] <= 100012),
-    ("(FGroup.FNumber = 'A' OR FGroup.FNumber = 'B') AND NOT FForbidStatus = 'B'",
-     lambda t: t["FGroup.FNumber"] in ("A", "B") and t["FForbidStatus"] != "B"),
-    ("FModifyDate >= '2024-01-01 00:00:00'", lambda t: t["FModifyDate"] >= "2024-01-01"),
-    ("FModifyDate < '2024-01-01'", lambda t: t["FModifyDate"] < "2024-01-01"),
-    ("FApproveDate IS NULL", lambda t: t["FApproveDate"] is None),
-    ("FApproveDate IS NOT NULL", lambda t: t["FApproveDate"] is not None),
-    ("FName LIKE N'%有限%'", lambda t: "有限" in (t["FName"] or "")),
-    ("FPROVINCIAL.FName = '广东省' OR FPROVINCIAL.FName = '上海市'", lambda t: t["FPROVINCIAL.FName"] in ("广东省", "上海市")),
-    ("", lambda t: True),
-])
-def test_filter_string_subset_matches_the_ground_truth(sim: KingdeeSimulator, filter_string: str, predicate: Any) -> None:
+@pytest.mark.parametrize(
+    ("filter_string", "predicate"),
+    [
+        ("FDocumentStatus = 'C'", lambda t: t["FDocumentStatus"] == "C"),
+        ("FDocumentStatus <> 'C'", lambda t: t["FDocumentStatus"] != "C"),
+        (
+            "fdocumentstatus != 'C' and FForbidStatus = 'A'",
+            lambda t: t["FDocumentStatus"] != "C" and t["FForbidStatus"] == "A",
+        ),
+        ("FNumber like 'CUST000001%'", lambda t: t["FNumber"].startswith("CUST000001")),
+        ("FNumber NOT LIKE 'CUST000001%'", lambda t: not t["FNumber"].startswith("CUST000001")),
+        (
+            "FNumber IN ('CUST0000001', 'CUST0000005','CUST0000059')",
+            lambda t: t["FNumber"] in {"CUST0000001", "CUST0000005", "CUST0000059"},
+        ),
+        ("FCUSTID >= 100010 AND FCUSTID < 100020", lambda t: 100010 <= t["FCUSTID"] < 100020),
+        ("FCUSTID BETWEEN 100010 AND 100012", lambda t: 100010 <= t["FCUSTID"] <= 100012),
+        (
+            "(FGroup.FNumber = 'A' OR FGroup.FNumber = 'B') AND NOT FForbidStatus = 'B'",
+            lambda t: t["FGroup.FNumber"] in ("A", "B") and t["FForbidStatus"] != "B",
+        ),
+        ("FModifyDate >= '2024-01-01 00:00:00'", lambda t: t["FModifyDate"] >= "2024-01-01"),
+        ("FModifyDate < '2024-01-01'", lambda t: t["FModifyDate"] < "2024-01-01"),
+        ("FApproveDate IS NULL", lambda t: t["FApproveDate"] is None),
+        ("FApproveDate IS NOT NULL", lambda t: t["FApproveDate"] is not None),
+        ("FName LIKE N'%有限%'", lambda t: "有限" in (t["FName"] or "")),
+        (
+            "FPROVINCIAL.FName = '广东省' OR FPROVINCIAL.FName = '上海市'",
+            lambda t: t["FPROVINCIAL.FName"] in ("广东省", "上海市"),
+        ),
+        ("", lambda t: True),
+    ],
+)
+def test_filter_string_subset_matches_the_ground_truth(
+    sim: KingdeeSimulator, filter_string: str, predicate: Any
+) -> None:
     expected = [t["FCUSTID"] for t in sim.truth("BD_Customer") if predicate(t)]
     assert _where(sim, filter_string) == expected
 
@@ -153,9 +190,15 @@ def test_keyset_filter_on_millisecond_timestamps(sim: KingdeeSimulator) -> None:
     truth = sorted(sim.truth("BD_Customer"), key=lambda t: (t["FModifyDate"], t["FCUSTID"]))
     pivot = truth[20]
     ts = pivot["FModifyDate"].replace("T", " ")
-    fs = (f"FModifyDate >= '{ts}' AND (FModifyDate > '{ts}' OR (FModifyDate = '{ts}' AND FCUSTID > {pivot['FCUSTID']}))")
-    rows = query(http(sim), FormId="BD_Customer", FieldKeys="FCUSTID", FilterString=fs,
-                 OrderString="FModifyDate ASC, FCUSTID ASC", Limit=10000)
+    fs = f"FModifyDate >= '{ts}' AND (FModifyDate > '{ts}' OR (FModifyDate = '{ts}' AND FCUSTID > {pivot['FCUSTID']}))"
+    rows = query(
+        http(sim),
+        FormId="BD_Customer",
+        FieldKeys="FCUSTID",
+        FilterString=fs,
+        OrderString="FModifyDate ASC, FCUSTID ASC",
+        Limit=10000,
+    )
     assert [r[0] for r in rows] == [t["FCUSTID"] for t in truth[21:]]
 
 
@@ -167,21 +210,46 @@ def test_translator_produces_parameterised_sql() -> None:
     assert kd_format(tr.params[1]) == "2024-05-01T10:20:30.5"
 
 
-@pytest.mark.parametrize("bad", [
-    "FName = ", "FName = 'x' AND", "(FName = 'x'", "FName ~ 'x'", "FModifyDate > 'yesterday'",
-    "FCUSTID = 'abc'", "FNope = 1", "FName = 'x')", "FName LIKE 5",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "FName = ",
+        "FName = 'x' AND",
+        "(FName = 'x'",
+        "FName ~ 'x'",
+        "FModifyDate > 'yesterday'",
+        "FCUSTID = 'abc'",
+        "FNope = 1",
+        "FName = 'x')",
+        "FName LIKE 5",
+    ],
+)
 def test_translator_rejects_bad_filters_with_a_query_error(bad: str) -> None:
     with pytest.raises(QueryError):
         FilterTranslator(FORMS["bd_customer"]).translate(bad)
 
 
 def test_array_filter_form_is_accepted(sim: KingdeeSimulator) -> None:
-    items = [{"Left": "(", "FieldName": "FDocumentStatus", "Compare": "=", "Value": "C", "Right": "", "Logic": "0"},
-             {"Left": "", "FieldName": "FForbidStatus", "Compare": "=", "Value": "A", "Right": ")", "Logic": "0"}]
+    items = [
+        {
+            "Left": "(",
+            "FieldName": "FDocumentStatus",
+            "Compare": "=",
+            "Value": "C",
+            "Right": "",
+            "Logic": "0",
+        },
+        {"Left": "", "FieldName": "FForbidStatus", "Compare": "=", "Value": "A", "Right": ")", "Logic": "0"},
+    ]
     assert filter_array_to_string(items) == "(FDocumentStatus = 'C' AND FForbidStatus = 'A')"
-    rows = query(http(sim), FormId="BD_Customer", FieldKeys="FCUSTID", FilterString=items, OrderString="FCUSTID")
-    expected = [t["FCUSTID"] for t in sim.truth("BD_Customer") if t["FDocumentStatus"] == "C" and t["FForbidStatus"] == "A"]
+    rows = query(
+        http(sim), FormId="BD_Customer", FieldKeys="FCUSTID", FilterString=items, OrderString="FCUSTID"
+    )
+    expected = [
+        t["FCUSTID"]
+        for t in sim.truth("BD_Customer")
+        if t["FDocumentStatus"] == "C" and t["FForbidStatus"] == "A"
+    ]
     assert [r[0] for r in rows] == expected
     with pytest.raises(QueryError):
         filter_array_to_string([{"FieldName": "FNumber", "Compare": "67", "Value": "x"}])
@@ -189,16 +257,33 @@ def test_array_filter_form_is_accepted(sim: KingdeeSimulator) -> None:
 
 def test_order_string_start_row_limit_and_top_row_count(sim: KingdeeSimulator) -> None:
     client = http(sim)
-    all_desc = [r[0] for r in query(client, FormId="BD_Customer", FieldKeys="FCUSTID", OrderString="FNumber DESC",
-                                    Limit=100)]
+    all_desc = [
+        r[0]
+        for r in query(
+            client, FormId="BD_Customer", FieldKeys="FCUSTID", OrderString="FNumber DESC", Limit=100
+        )
+    ]
     assert all_desc == sorted(all_desc, reverse=True) and len(all_desc) == 60
-    pages = [query(client, FormId="BD_Customer", FieldKeys="FCUSTID", OrderString="FNumber DESC", StartRow=s, Limit=7)
-             for s in range(0, 70, 7)]
+    pages = [
+        query(
+            client, FormId="BD_Customer", FieldKeys="FCUSTID", OrderString="FNumber DESC", StartRow=s, Limit=7
+        )
+        for s in range(0, 70, 7)
+    ]
     assert [r[0] for page in pages for r in page] == all_desc
-    top = query(client, FormId="BD_Customer", FieldKeys="FCUSTID", OrderString="FCUSTID", StartRow=10, Limit=50,
-                TopRowCount=15)
+    top = query(
+        client,
+        FormId="BD_Customer",
+        FieldKeys="FCUSTID",
+        OrderString="FCUSTID",
+        StartRow=10,
+        Limit=50,
+        TopRowCount=15,
+    )
     assert [r[0] for r in top] == list(range(100010, 100015))  # TopRowCount is an absolute end row
-    assert len(query(client, FormId="BD_Customer", FieldKeys="FCUSTID", Limit=50_000)) == 60  # capped, not refused
+    assert (
+        len(query(client, FormId="BD_Customer", FieldKeys="FCUSTID", Limit=50_000)) == 60
+    )  # capped, not refused
 
 
 def test_entry_fields_return_one_row_per_line(sim: KingdeeSimulator) -> None:
@@ -206,11 +291,26 @@ def test_entry_fields_return_one_row_per_line(sim: KingdeeSimulator) -> None:
     truth = sim.truth("SAL_SaleOrder")
     heads = query(client, FormId="SAL_SaleOrder", FieldKeys="FID,FBillNo", Limit=10000)
     assert len(heads) == len(truth) == 60
-    rows = query(client, FormId="SAL_SaleOrder", OrderString="FID,FSaleOrderEntry_FEntryID", Limit=10000,
-                 FieldKeys="FID,FCustId.FNumber,FSaleOrderEntry_FEntryID,FEntryID,FMaterialId.FNumber,FQty,FAllAmount")
-    expected = [[t["FID"], None, ln["FSaleOrderEntry_FEntryID"], ln["FSaleOrderEntry_FEntryID"],
-                 ln["FSaleOrderEntry_FMaterialId.FNumber"], ln["FSaleOrderEntry_FQty"], ln["FSaleOrderEntry_FAllAmount"]]
-                for t in truth for ln in t["lines"]]
+    rows = query(
+        client,
+        FormId="SAL_SaleOrder",
+        OrderString="FID,FSaleOrderEntry_FEntryID",
+        Limit=10000,
+        FieldKeys="FID,FCustId.FNumber,FSaleOrderEntry_FEntryID,FEntryID,FMaterialId.FNumber,FQty,FAllAmount",
+    )
+    expected = [
+        [
+            t["FID"],
+            None,
+            ln["FSaleOrderEntry_FEntryID"],
+            ln["FSaleOrderEntry_FEntryID"],
+            ln["FSaleOrderEntry_FMaterialId.FNumber"],
+            ln["FSaleOrderEntry_FQty"],
+            ln["FSaleOrderEntry_FAllAmount"],
+        ]
+        for t in truth
+        for ln in t["lines"]
+    ]
     assert [r[:1] + r[2:] for r in rows] == [e[:1] + e[2:] for e in expected]
     customers = {c["FCUSTID"]: c["FNumber"] for c in sim.truth("BD_Customer")}
     by_order = {t["FID"]: customers[t["FCustId"]] for t in truth}
@@ -222,24 +322,43 @@ def test_entry_fields_return_one_row_per_line(sim: KingdeeSimulator) -> None:
 
 
 def test_bill_query_returns_objects(sim: KingdeeSimulator) -> None:
-    rows = http(sim).post(BILL_QUERY, json={"data": {"FormId": "AR_receivable", "FieldKeys": "FBillNo,FALLAMOUNTFOR",
-                                                    "OrderString": "FID", "Limit": 2}}).json()
+    rows = (
+        http(sim)
+        .post(
+            BILL_QUERY,
+            json={
+                "data": {
+                    "FormId": "AR_receivable",
+                    "FieldKeys": "FBillNo,FALLAMOUNTFOR",
+                    "OrderString": "FID",
+                    "Limit": 2,
+                }
+            },
+        )
+        .json()
+    )
     truth = sim.truth("AR_receivable", limit=2)
     assert rows == [{"FBillNo": t["FBillNo"], "FALLAMOUNTFOR": t["FALLAMOUNTFOR"]} for t in truth]
 
 
 def test_view_returns_the_orm_entity(sim: KingdeeSimulator) -> None:
     client = http(sim)
-    body = client.post(VIEW, json={"formid": "SAL_SaleOrder", "data": {"CreateOrgId": 0, "Number": "XSDD00000001",
-                                                                        "Id": ""}}).json()
+    body = client.post(
+        VIEW, json={"formid": "SAL_SaleOrder", "data": {"CreateOrgId": 0, "Number": "XSDD00000001", "Id": ""}}
+    ).json()
     assert body["Result"]["ResponseStatus"]["IsSuccess"] is True
     entity = body["Result"]["Result"]
     truth = sim.truth("SAL_SaleOrder", limit=1)[0]
     assert entity["Id"] == truth["FID"] and entity["BillNo"] == "XSDD00000001"
     assert entity["CustId"]["Name"][0]["Key"] == 2052
-    assert [e["Seq"] for e in entity["SaleOrderEntry"]] == [ln["FSaleOrderEntry_FSeq"] for ln in truth["lines"]]
+    assert [e["Seq"] for e in entity["SaleOrderEntry"]] == [
+        ln["FSaleOrderEntry_FSeq"] for ln in truth["lines"]
+    ]
     missing = client.post(VIEW, json={"formid": "BD_Customer", "data": {"Number": "NOPE"}}).json()
-    assert missing["Result"]["ResponseStatus"]["IsSuccess"] is False and missing["Result"]["ResponseStatus"]["MsgCode"] == 10
+    assert (
+        missing["Result"]["ResponseStatus"]["IsSuccess"] is False
+        and missing["Result"]["ResponseStatus"]["MsgCode"] == 10
+    )
 
 
 # -- realistic, deterministic data ----------------------------------------------------------------------
@@ -251,8 +370,10 @@ def test_data_is_realistic_and_valid(sim: KingdeeSimulator) -> None:
     assert all(c["FDocumentStatus"] in "ABCDZ" and c["FForbidStatus"] in "AB" for c in customers)
     orders = sim.truth("SAL_SaleOrder")
     assert all(o["FLinkPhone"].startswith("1") and len(o["FLinkPhone"]) == 11 for o in orders)
-    assert all(r["FWRITTENOFFAMOUNTFOR"] + r["FNOTWRITTENOFFAMOUNTFOR"] == pytest.approx(r["FALLAMOUNTFOR"])
-               for r in sim.truth("AR_receivable"))
+    assert all(
+        r["FWRITTENOFFAMOUNTFOR"] + r["FNOTWRITTENOFFAMOUNTFOR"] == pytest.approx(r["FALLAMOUNTFOR"])
+        for r in sim.truth("AR_receivable")
+    )
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
@@ -272,9 +393,15 @@ def test_control_api_modify_insert_counts_truth_stats() -> None:
         assert api.get("/_sim/counts").json()["BD_Customer"] == 20
         changed = api.post("/_sim/modify", json={"form": "customers", "count": 4}).json()
         assert len(changed["ids"]) == 4
-        truth = {t["FCUSTID"]: t for t in api.get("/_sim/truth", params={"form": "BD_Customer"}).json()["records"]}
-        assert {i for i, t in truth.items() if t["FModifyDate"] == changed["FModifyDate"]} == set(changed["ids"])
-        assert max(t["FModifyDate"] for t in truth.values()) == changed["FModifyDate"]  # one bulk stamp, newest
+        truth = {
+            t["FCUSTID"]: t for t in api.get("/_sim/truth", params={"form": "BD_Customer"}).json()["records"]
+        }
+        assert {i for i, t in truth.items() if t["FModifyDate"] == changed["FModifyDate"]} == set(
+            changed["ids"]
+        )
+        assert (
+            max(t["FModifyDate"] for t in truth.values()) == changed["FModifyDate"]
+        )  # one bulk stamp, newest
         inserted = api.post("/_sim/insert", json={"form": "SAL_SaleOrder", "count": 3}).json()
         assert inserted["ids"] == [100020, 100021, 100022]
         assert api.get("/_sim/counts").json()["SAL_SaleOrder"] == 23
@@ -285,7 +412,9 @@ def test_control_api_modify_insert_counts_truth_stats() -> None:
         assert api.post("/_sim/modify", json={"form": "nope", "count": 1}).status_code == 400
         stats = api.get("/_sim/stats").json()
         assert stats["requests"] == 0 and "throttled" in stats  # control calls are not WebAPI traffic
-        assert api.post("/_sim/faults", json={"faults": "throttle=0.5"}).json() == {"faults": {"throttle": 0.5}}
+        assert api.post("/_sim/faults", json={"faults": "throttle=0.5"}).json() == {
+            "faults": {"throttle": 0.5}
+        }
 
 
 # -- faults -------------------------------------------------------------------------------------------------
@@ -363,12 +492,16 @@ def test_malformed_rows_carry_bad_values_and_are_named_in_the_truth() -> None:
                 assert not uscc.is_valid(c["FSOCIALCRECODE"])
             else:
                 assert c["FFoundDate"] == "2019-02-30T00:00:00"
-        bad_amounts = [r for r in s.truth("AR_receivable") if (r["_malformed"] or "").startswith("FALLAMOUNTFOR")]
+        bad_amounts = [
+            r for r in s.truth("AR_receivable") if (r["_malformed"] or "").startswith("FALLAMOUNTFOR")
+        ]
         assert bad_amounts and all(isinstance(r["FALLAMOUNTFOR"], str) for r in bad_amounts)
         # Raw bad values come back through the WebAPI as they are stored.
         client = http(s)
         ids = ",".join(str(r["FID"]) for r in bad_amounts)
-        rows = query(client, FormId="AR_receivable", FieldKeys="FID,FALLAMOUNTFOR", FilterString=f"FID IN ({ids})")
+        rows = query(
+            client, FormId="AR_receivable", FieldKeys="FID,FALLAMOUNTFOR", FilterString=f"FID IN ({ids})"
+        )
         assert {r[1] for r in rows} == {"￥12,000.00"}
         # Rows without a defect are unaffected by the switch.
         clean = KingdeeSimulator(records=120, seed=4)

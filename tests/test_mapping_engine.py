@@ -48,27 +48,59 @@ def compiled(body: str, head: str = "accounts", **kw: Any) -> CompiledMapping:
 
 def customer(i: int) -> dict[str, Any]:
     return {
-        "FCUSTID": 100_000 + i, "FNumber": f"CUST{i:07d}", "FName": f" 上海某某机电有限公司{i} ",
-        "FShortName": "某某机电", "FADDRESS": "上海市浦东新区xx路1号", "FTEL": "021-55550000", "FLevel": str(i % 5),
-        "FModifyDate": f"2024-05-02T10:11:{i % 60:02d}.347", "FForbidStatus": "AB"[i % 2],
+        "FCUSTID": 100_000 + i,
+        "FNumber": f"CUST{i:07d}",
+        "FName": f" 上海某某机电有限公司{i} ",
+        "FShortName": "某某机电",
+        "FADDRESS": "上海市浦东新区xx路1号",
+        "FTEL": "021-55550000",
+        "FLevel": str(i % 5),
+        "FModifyDate": f"2024-05-02T10:11:{i % 60:02d}.347",
+        "FForbidStatus": "AB"[i % 2],
     }
 
 
 # -- mapping records -------------------------------------------------------------------------------
 
+
 def test_ten_field_mapping() -> None:
     mapping = compile_mapping(parse_mapping(TEN_FIELDS, "bench.yaml"))
     assert mapping.apply(customer(3)) == {
-        "source_id": "100003", "number": "CUST0000003", "name": "上海某某机电有限公司3", "short_name": "某某机电",
-        "address": "上海市浦东新区xx路1号", "phone": "021-55550000", "grade": 3,
-        "source_modified_at": dt.datetime(2024, 5, 2, 2, 11, 3, 347000, tzinfo=UTC), "status": "disabled",
+        "source_id": "100003",
+        "number": "CUST0000003",
+        "name": "上海某某机电有限公司3",
+        "short_name": "某某机电",
+        "address": "上海市浦东新区xx路1号",
+        "phone": "021-55550000",
+        "grade": 3,
+        "source_modified_at": dt.datetime(2024, 5, 2, 2, 11, 3, 347000, tzinfo=UTC),
+        "status": "disabled",
         "source_system": "kingdee",
     }
     assert mapping.target_object == "accounts"
-    assert mapping.target_fields == ("source_id", "number", "name", "short_name", "address", "phone", "grade",
-                                     "source_modified_at", "status", "source_system")
-    assert mapping.source_fields == ("FCUSTID", "FNumber", "FName", "FShortName", "FADDRESS", "FTEL", "FLevel",
-                                     "FModifyDate", "FForbidStatus")
+    assert mapping.target_fields == (
+        "source_id",
+        "number",
+        "name",
+        "short_name",
+        "address",
+        "phone",
+        "grade",
+        "source_modified_at",
+        "status",
+        "source_system",
+    )
+    assert mapping.source_fields == (
+        "FCUSTID",
+        "FNumber",
+        "FName",
+        "FShortName",
+        "FADDRESS",
+        "FTEL",
+        "FLevel",
+        "FModifyDate",
+        "FForbidStatus",
+    )
     assert mapping.spec.name == "bench_customers"
     # The generated function reads plain keys inline; nothing consults the spec per record.
     assert "g('FName')" in mapping.source_code and "spec" not in mapping.source_code
@@ -88,12 +120,27 @@ def test_paths_concat_constants_and_extra() -> None:
           - {target: extra.amount, source: amt, transform: [decimal]}
           - {target: extra.seen, source: ts, transform: [epoch]}
         """)
-    record = {"id": 7, "FCustId.FNumber": "C7", "company": {"name": " 某某 "}, "phones": ["1", "2"],
-              "province": "上海市", "city": None, "street": "  ", "amt": "12.5", "ts": 0}
+    record = {
+        "id": 7,
+        "FCustId.FNumber": "C7",
+        "company": {"name": " 某某 "},
+        "phones": ["1", "2"],
+        "province": "上海市",
+        "city": None,
+        "street": "  ",
+        "amt": "12.5",
+        "ts": 0,
+    }
     row = mapping.apply(record)
     assert row == {
-        "source_id": "7", "number": "C7", "name": "某某", "phone": "2", "address": "上海市", "status": "active",
-        "grade": "A", "source_system": "kingdee",
+        "source_id": "7",
+        "number": "C7",
+        "name": "某某",
+        "phone": "2",
+        "address": "上海市",
+        "status": "active",
+        "grade": "A",
+        "source_system": "kingdee",
         "extra": {"tags": ["x"], "amount": 12.5, "seen": "1970-01-01T00:00:00+00:00"},  # JSON-storable
     }
     assert mapping.extra_fields == ("tags", "amount", "seen")
@@ -124,7 +171,11 @@ def test_errors_name_field_reason_and_value() -> None:
     with pytest.raises(MappingError) as info:
         mapping.apply(bad_date)
     err = info.value
-    assert (err.field, err.value, err.mapping) == ("source_modified_at", "2024-13-45T00:00:00", "bench_customers")
+    assert (err.field, err.value, err.mapping) == (
+        "source_modified_at",
+        "2024-13-45T00:00:00",
+        "bench_customers",
+    )
     assert err.reason.startswith("datetime: not a valid date/time")
     assert str(err).startswith("bench_customers: field 'source_modified_at': datetime: not a valid date/time")
     assert err.as_dict()["field"] == "source_modified_at"
@@ -154,8 +205,10 @@ def test_errors_name_field_reason_and_value() -> None:
 
 
 def test_error_shows_the_step_input_when_an_earlier_step_changed_it() -> None:
-    mapping = compiled("fields:\n  - {target: source_id, source: id}\n"
-                       "  - {target: grade, source: g, transform: [strip, int]}\n")
+    mapping = compiled(
+        "fields:\n  - {target: source_id, source: id}\n"
+        "  - {target: grade, source: g, transform: [strip, int]}\n"
+    )
     with pytest.raises(MappingError) as info:
         mapping.apply({"id": 1, "g": " x "})
     assert info.value.reason == "int: not a number (got 'x')" and info.value.value == " x "
@@ -189,6 +242,7 @@ def test_generated_code_and_the_slow_path_agree() -> None:
           - {target: city, source: addr.city}
           - {target: extra.k, source: k}
         """)
+
     def outcome(fn: Any, record: dict[str, Any]) -> Any:
         try:
             return fn(record)
@@ -197,10 +251,14 @@ def test_generated_code_and_the_slow_path_agree() -> None:
 
     rng = random.Random(5)
     for i in range(500):
-        record = {"id": rng.choice([i, str(i), "", None, 1.0]),
-                  "n": rng.choice([None, "", " x ", "名", 5, ["list"]]), "g": rng.choice([1, "2", 3, None, [1], " 1"]),
-                  "a": rng.choice(["1.5", 2, None, "x"]), "addr": rng.choice([None, {"city": "杭州"}, {}]),
-                  "k": rng.choice([None, 1, Decimal("1.25"), dt.date(2024, 1, 1)])}
+        record = {
+            "id": rng.choice([i, str(i), "", None, 1.0]),
+            "n": rng.choice([None, "", " x ", "名", 5, ["list"]]),
+            "g": rng.choice([1, "2", 3, None, [1], " 1"]),
+            "a": rng.choice(["1.5", 2, None, "x"]),
+            "addr": rng.choice([None, {"city": "杭州"}, {}]),
+            "k": rng.choice([None, 1, Decimal("1.25"), dt.date(2024, 1, 1)]),
+        }
         assert outcome(mapping.apply, record) == outcome(mapping._map_slowly, record), record
 
 
@@ -224,16 +282,37 @@ lines:
 
 def test_nested_lines_become_child_rows() -> None:
     mapping = compiled(ORDER, head="sales_orders")
-    row = mapping.apply({"FID": 9, "FBillNo": "XSDD1", "FModifyDate": "2024-05-01 08:00:00", "lines": [
-        {"FEntryID": 501, "FSeq": 1, "FQty": 2.0, "FEntryTaxRate": 13},
-        {"FEntryID": 502, "FSeq": "2", "FQty": "1.5", "FEntryTaxRate": None},
-    ]})
+    row = mapping.apply(
+        {
+            "FID": 9,
+            "FBillNo": "XSDD1",
+            "FModifyDate": "2024-05-01 08:00:00",
+            "lines": [
+                {"FEntryID": 501, "FSeq": 1, "FQty": 2.0, "FEntryTaxRate": 13},
+                {"FEntryID": 502, "FSeq": "2", "FQty": "1.5", "FEntryTaxRate": None},
+            ],
+        }
+    )
     modified = dt.datetime(2024, 5, 1, tzinfo=UTC)
     assert row["__lines__"] == [
-        {"source_id": "501", "line_no": 1, "qty": Decimal("2.0"), "tax_rate": Decimal("0.13"),
-         "source_system": "kingdee", "order_source_id": "9", "source_modified_at": modified},
-        {"source_id": "502", "line_no": 2, "qty": Decimal("1.5"), "tax_rate": None,
-         "source_system": "kingdee", "order_source_id": "9", "source_modified_at": modified},
+        {
+            "source_id": "501",
+            "line_no": 1,
+            "qty": Decimal("2.0"),
+            "tax_rate": Decimal("0.13"),
+            "source_system": "kingdee",
+            "order_source_id": "9",
+            "source_modified_at": modified,
+        },
+        {
+            "source_id": "502",
+            "line_no": 2,
+            "qty": Decimal("1.5"),
+            "tax_rate": None,
+            "source_system": "kingdee",
+            "order_source_id": "9",
+            "source_modified_at": modified,
+        },
     ]
     assert "__lines__" not in mapping.target_fields
     assert mapping.lines is not None and mapping.lines.target_object == "sales_order_lines"
@@ -245,10 +324,18 @@ def test_nested_lines_become_child_rows() -> None:
 
 def test_a_bad_line_fails_the_order_naming_the_line() -> None:
     mapping = compiled(ORDER, head="sales_orders")
-    order = {"FID": 9, "FBillNo": "XSDD1", "lines": [{"FEntryID": 1, "FQty": 1}, {"FEntryID": 2, "FQty": "N/A"}]}
+    order = {
+        "FID": 9,
+        "FBillNo": "XSDD1",
+        "lines": [{"FEntryID": 1, "FQty": 1}, {"FEntryID": 2, "FQty": "N/A"}],
+    }
     with pytest.raises(MappingError) as info:
         mapping.apply(order)
-    assert (info.value.field, info.value.reason, info.value.value) == ("lines[1].qty", "decimal: not a number", "N/A")
+    assert (info.value.field, info.value.reason, info.value.value) == (
+        "lines[1].qty",
+        "decimal: not a number",
+        "N/A",
+    )
     with pytest.raises(MappingError, match=r"field 'lines\[0\].source_id': required"):
         mapping.apply({"FID": 9, "FBillNo": "X", "lines": [{"FQty": 1}]})
     with pytest.raises(MappingError, match="field 'lines': lines must be an array"):
@@ -256,7 +343,8 @@ def test_a_bad_line_fails_the_order_naming_the_line() -> None:
 
 
 def test_lines_with_an_explicit_source_id_and_parent_key() -> None:
-    mapping = compiled("""\
+    mapping = compiled(
+        """\
         fields:
           - {target: source_id, source: id}
         lines:
@@ -265,7 +353,9 @@ def test_lines_with_an_explicit_source_id_and_parent_key() -> None:
           parent_key: order_source_id
           fields:
             - {target: source_id, concat: {sources: [order, seq], sep: "-"}}
-        """, head="sales_orders")
+        """,
+        head="sales_orders",
+    )
     row = mapping.apply({"id": "A", "detail": {"rows": [{"order": "A", "seq": 1}]}})
     assert row["__lines__"] == [{"source_id": "A-1", "source_system": "kingdee", "order_source_id": "A"}]
 
@@ -321,7 +411,8 @@ def test_lookup_in_lines_shares_the_cache() -> None:
         seen.append(value)
         return {"name": f"P-{value}"}
 
-    mapping = compiled("""\
+    mapping = compiled(
+        """\
         fields:
           - {target: source_id, source: id}
         lines:
@@ -330,7 +421,10 @@ def test_lookup_in_lines_shares_the_cache() -> None:
           key: eid
           fields:
             - {target: product_name, source: code, transform: [{lookup: {object: products, by: code, return: name}}]}
-        """, head="sales_orders", resolver=resolver)
+        """,
+        head="sales_orders",
+        resolver=resolver,
+    )
     row = mapping.apply({"id": 1, "lines": [{"eid": 1, "code": "M1"}, {"eid": 2, "code": "M1"}]})
     assert [line["product_name"] for line in row["__lines__"]] == ["P-M1", "P-M1"]
     assert seen == ["M1"]
@@ -338,20 +432,32 @@ def test_lookup_in_lines_shares_the_cache() -> None:
 
 # -- compile-time checks ---------------------------------------------------------------------------
 
+
 def test_compile_requires_a_source_id() -> None:
-    spec = MappingSpec(version=1, name="py", source={"system": "k", "stream": "s"},  # type: ignore[arg-type]
-                       target={"object": "accounts"}, fields=[FieldSpec(target="name", source="n")])  # type: ignore[arg-type]
+    spec = MappingSpec(
+        version=1,
+        name="py",
+        source={"system": "k", "stream": "s"},  # type: ignore[arg-type]
+        target={"object": "accounts"},
+        fields=[FieldSpec(target="name", source="n")],
+    )  # type: ignore[arg-type]
     with pytest.raises(MappingSpecError, match="must map a 'source_id' target"):
         compile_mapping(spec)
 
 
 def test_constants_are_transformed_once_at_compile_time() -> None:
-    mapping = compiled("fields:\n  - {target: source_id, source: id}\n"
-                       "  - {target: source_modified_at, const: '2024-01-01', transform: [datetime]}\n")
+    mapping = compiled(
+        "fields:\n  - {target: source_id, source: id}\n"
+        "  - {target: source_modified_at, const: '2024-01-01', transform: [datetime]}\n"
+    )
     assert "C1" in mapping.source_code and "S1_0" not in mapping.source_code
     assert mapping.apply({"id": 1})["source_modified_at"] == dt.datetime(2023, 12, 31, 16, tzinfo=UTC)
-    with pytest.raises(MappingSpecError, match=r"t.yaml:7: field 'grade': constant cannot be transformed: not a number"):
-        compiled("fields:\n  - {target: source_id, source: id}\n  - {target: grade, const: x, transform: [int]}\n")
+    with pytest.raises(
+        MappingSpecError, match=r"t.yaml:7: field 'grade': constant cannot be transformed: not a number"
+    ):
+        compiled(
+            "fields:\n  - {target: source_id, source: id}\n  - {target: grade, const: x, transform: [int]}\n"
+        )
 
 
 def test_the_library_mappings_compile() -> None:
@@ -361,10 +467,14 @@ def test_the_library_mappings_compile() -> None:
 
     library = Path(__file__).resolve().parents[1] / "mappings/library/kingdee_to_crm.yaml"
     assert {compile_mapping(s).target_object for s in load_mappings(library)} == {
-        "accounts", "sales_orders", "receivables"}
+        "accounts",
+        "sales_orders",
+        "receivables",
+    }
 
 
 # -- speed (a smoke test: measured and printed, never asserted) ------------------------------------
+
 
 def test_throughput_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     mapping = compile_mapping(parse_mapping(TEN_FIELDS, "bench.yaml"))

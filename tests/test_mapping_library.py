@@ -15,8 +15,11 @@ from mappings.engine import compile_mapping
 from mappings.spec import MappingSpec, load_mappings, validate_for_hub
 
 LIBRARY = Path(__file__).resolve().parents[1] / "mappings/library/kingdee_to_crm.yaml"
-FORMS = {"customers": ("BD_Customer", "FCUSTID"), "sales_orders": ("SAL_SaleOrder", "FID"),
-         "receivables": ("AR_receivable", "FID")}
+FORMS = {
+    "customers": ("BD_Customer", "FCUSTID"),
+    "sales_orders": ("SAL_SaleOrder", "FID"),
+    "receivables": ("AR_receivable", "FID"),
+}
 
 # The simulator's injected defects and the hub field each one must be quarantined under.
 DEFECT_FIELDS = {
@@ -40,15 +43,23 @@ def tap_streams() -> dict[str, Any]:
     try:
         from connectors.kingdee.tap import TapKingdee
     except ImportError as exc:  # pragma: no cover - the tap ships with the package
-        pytest.skip(f"connectors/kingdee/tap.py is not importable ({exc}); cannot check the Kingdee stream schemas")
-    tap = TapKingdee(config={"base_url": "http://127.0.0.1:9", "acct_id": "a", "username": "u", "password": "p"},
-                     parse_env_config=False, validate_config=False)
+        pytest.skip(
+            f"connectors/kingdee/tap.py is not importable ({exc}); cannot check the Kingdee stream schemas"
+        )
+    tap = TapKingdee(
+        config={"base_url": "http://127.0.0.1:9", "acct_id": "a", "username": "u", "password": "p"},
+        parse_env_config=False,
+        validate_config=False,
+    )
     return tap.streams
 
 
 def test_library_has_the_three_kingdee_mappings() -> None:
     assert [(s.source.stream, s.target.object) for s in specs()] == [
-        ("customers", "accounts"), ("sales_orders", "sales_orders"), ("receivables", "receivables")]
+        ("customers", "accounts"),
+        ("sales_orders", "sales_orders"),
+        ("receivables", "receivables"),
+    ]
     orders = specs()[1]
     assert orders.lines is not None and orders.lines.target == "sales_order_lines"
 

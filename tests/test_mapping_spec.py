@@ -63,10 +63,15 @@ def errors_of(text: str, filename: str = "mappings/library/x.yaml") -> list[str]
 
 # -- the format ------------------------------------------------------------------------------------
 
+
 def test_the_suggester_format_parses_as_is() -> None:
     spec = parse_mapping(SUGGESTER_EXAMPLE, "suggested.yaml")
     assert spec.name == "kingdee_customers_to_accounts"
-    assert (spec.source.system, spec.source.stream, spec.target.object) == ("kingdee", "customers", "accounts")
+    assert (spec.source.system, spec.source.stream, spec.target.object) == (
+        "kingdee",
+        "customers",
+        "accounts",
+    )
     by_target = {f.target: f for f in spec.fields}
     assert by_target["source_id"].transform[0].name == "str"
     assert by_target["name"].required is True
@@ -76,7 +81,9 @@ def test_the_suggester_format_parses_as_is() -> None:
 
 
 def test_transform_step_forms() -> None:
-    spec = parse_mapping(HEAD + textwrap.dedent("""\
+    spec = parse_mapping(
+        HEAD
+        + textwrap.dedent("""\
         fields:
           - {target: source_id, source: FID}
           - target: a
@@ -84,7 +91,9 @@ def test_transform_step_forms() -> None:
             transform: strip
           - {target: b, source: B, transform: [{default: 0}, {decimal: {places: 2}}, {scale: 10000}]}
           - {target: c, source: C, transform: [{datetime: {tz: "+08:00"}}]}
-        """), "forms.yaml")
+        """),
+        "forms.yaml",
+    )
     a, b, c = spec.fields[1:]
     assert [s.name for s in a.transform] == ["strip"]
     assert [s.name for s in b.transform] == ["default", "decimal", "scale"]
@@ -94,7 +103,9 @@ def test_transform_step_forms() -> None:
 
 
 def test_yaml_1_2_scalars_keep_codes_intact() -> None:
-    spec = parse_mapping(HEAD + textwrap.dedent("""\
+    spec = parse_mapping(
+        HEAD
+        + textwrap.dedent("""\
         fields:
           - {target: source_id, source: FID}
           - {target: a, source: A, transform: [{enum: {map: {yes: 是, no: 否, on: 开, off: 关, Y: y, N: n}}}]}
@@ -102,7 +113,9 @@ def test_yaml_1_2_scalars_keep_codes_intact() -> None:
           - {target: c, const: 2024-05-01}
           - {target: d, const: true}
           - {target: e, const: 1:20}
-        """), "scalars.yaml")
+        """),
+        "scalars.yaml",
+    )
     table = spec.fields[1].transform[0].params.map
     assert set(table) == {"yes", "no", "on", "off", "Y", "N"}  # YAML 1.1 would have made booleans
     consts = {f.target: f.const for f in spec.fields[2:]}
@@ -112,8 +125,13 @@ def test_yaml_1_2_scalars_keep_codes_intact() -> None:
 def test_several_mappings_per_file(tmp_path: Path) -> None:
     listed = tmp_path / "listed.yaml"
     body = SUGGESTER_EXAMPLE.replace("\n", "\n    ").rstrip()
-    listed.write_text("mappings:\n  - " + body.replace("name: kingdee_customers_to_accounts", "name: one") +
-                      "\n  - " + body.replace("name: kingdee_customers_to_accounts", "name: two") + "\n")
+    listed.write_text(
+        "mappings:\n  - "
+        + body.replace("name: kingdee_customers_to_accounts", "name: one")
+        + "\n  - "
+        + body.replace("name: kingdee_customers_to_accounts", "name: two")
+        + "\n"
+    )
     assert [s.name for s in load_mappings(listed)] == ["one", "two"]
     assert load_mapping(listed, "two").name == "two"
     with pytest.raises(MappingSpecError, match="holds 2 mappings"):
@@ -121,22 +139,31 @@ def test_several_mappings_per_file(tmp_path: Path) -> None:
     with pytest.raises(MappingSpecError, match="no mapping named 'three'"):
         load_mapping(listed, "three")
 
-    documents = SUGGESTER_EXAMPLE + "---\n" + SUGGESTER_EXAMPLE.replace("kingdee_customers_to_accounts", "other")
-    assert [s.name for s in parse_mappings(documents, "docs.yaml")] == ["kingdee_customers_to_accounts", "other"]
+    documents = (
+        SUGGESTER_EXAMPLE + "---\n" + SUGGESTER_EXAMPLE.replace("kingdee_customers_to_accounts", "other")
+    )
+    assert [s.name for s in parse_mappings(documents, "docs.yaml")] == [
+        "kingdee_customers_to_accounts",
+        "other",
+    ]
     with pytest.raises(MappingSpecError, match="used twice"):
         parse_mappings(SUGGESTER_EXAMPLE + "---\n" + SUGGESTER_EXAMPLE, "dup.yaml")
 
 
 def test_dump_round_trips() -> None:
-    spec = load_mapping(Path(__file__).resolve().parents[1] / "mappings/library/kingdee_to_crm.yaml",
-                        "kingdee_sales_orders_to_sales_orders")
+    spec = load_mapping(
+        Path(__file__).resolve().parents[1] / "mappings/library/kingdee_to_crm.yaml",
+        "kingdee_sales_orders_to_sales_orders",
+    )
     again = parse_mapping(dump_mapping(spec), "dumped.yaml")
-    assert again.model_dump(exclude={"fields": {"__all__": {"transform": {"__all__": {"params"}}}}}) == \
-        spec.model_dump(exclude={"fields": {"__all__": {"transform": {"__all__": {"params"}}}}})
+    assert again.model_dump(
+        exclude={"fields": {"__all__": {"transform": {"__all__": {"params"}}}}}
+    ) == spec.model_dump(exclude={"fields": {"__all__": {"transform": {"__all__": {"params"}}}}})
     assert len(again.lines.fields) == len(spec.lines.fields)  # type: ignore[union-attr]
 
 
 # -- errors name file, line and field --------------------------------------------------------------
+
 
 def test_unknown_transform_names_file_line_field_and_the_known_ones() -> None:
     text = HEAD + textwrap.dedent("""\
@@ -146,7 +173,9 @@ def test_unknown_transform_names_file_line_field_and_the_known_ones() -> None:
           - {target: credit_code, source: FSOCIALCRECODE, transform: [uscc2]}
         """)
     (problem,) = errors_of(text)
-    assert problem.startswith("mappings/library/x.yaml:8: field 'credit_code': unknown transform 'uscc2' (known: ")
+    assert problem.startswith(
+        "mappings/library/x.yaml:8: field 'credit_code': unknown transform 'uscc2' (known: "
+    )
     assert "uscc" in problem and "did you mean 'uscc'?" in problem
 
 
@@ -180,14 +209,17 @@ def test_all_problems_are_reported_at_once_in_line_order() -> None:
         ("bad.yaml:18: field 'bad name':", "target 'bad name' is not a column name"),
     ]
     assert len(problems) == len(expected), problems
-    for problem, (where, what) in zip(sorted(problems, key=lambda p: int(p.split(":")[1])), expected, strict=True):
+    for problem, (where, what) in zip(
+        sorted(problems, key=lambda p: int(p.split(":")[1])), expected, strict=True
+    ):
         assert problem.startswith(where) and what in problem, (problem, where, what)
 
 
 def test_structural_errors() -> None:
     no_id = HEAD + "fields:\n  - {target: name, source: FName}\n"
     assert errors_of(no_id, "m.yaml") == [
-        "m.yaml:5: a mapping must map a 'source_id' target (the record's id in kingdee); it is the upsert key"]
+        "m.yaml:5: a mapping must map a 'source_id' target (the record's id in kingdee); it is the upsert key"
+    ]
     both_extra = HEAD + textwrap.dedent("""\
         fields:
           - {target: source_id, source: FID}
@@ -210,22 +242,29 @@ def test_structural_errors() -> None:
 
 def test_yaml_and_shape_errors() -> None:
     assert errors_of("version: 1\nname: a\nname: b\n", "d.yaml") == [
-        "d.yaml:3: invalid YAML: duplicate key 'name' (first on line 2)"]
+        "d.yaml:3: invalid YAML: duplicate key 'name' (first on line 2)"
+    ]
     assert errors_of("a: [1,\n", "s.yaml")[0].startswith("s.yaml:")
     assert "invalid YAML" in errors_of("a: [1,\n")[0]
     assert errors_of("- 1\n- 2\n", "l.yaml") == ["l.yaml:1: a mapping must be a YAML mapping (key: value)"]
-    problems = errors_of("version: 2\nname: x\nsource: {system: k}\ntarget: {object: accounts}\nfields: []\n", "v.yaml")
+    problems = errors_of(
+        "version: 2\nname: x\nsource: {system: k}\ntarget: {object: accounts}\nfields: []\n", "v.yaml"
+    )
     assert any(p.startswith("v.yaml:1: version:") for p in problems)
     assert any(p.startswith("v.yaml:3: missing required key 'stream'") for p in problems)
     assert any(p.startswith("v.yaml:5: fields:") for p in problems)
     typo = errors_of(SUGGESTER_EXAMPLE + "fileds: []\n", "k.yaml")
-    assert typo == ["k.yaml:10: unknown key 'fileds' (allowed: version, name, description, source, target, fields, lines)"]
+    assert typo == [
+        "k.yaml:10: unknown key 'fileds' (allowed: version, name, description, source, target, fields, lines)"
+    ]
 
 
 def test_load_mapping_reports_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lib").mkdir()
-    (tmp_path / "lib/bad.yaml").write_text(HEAD + "fields:\n  - {target: source_id, source: X, transform: [nope]}\n")
+    (tmp_path / "lib/bad.yaml").write_text(
+        HEAD + "fields:\n  - {target: source_id, source: X, transform: [nope]}\n"
+    )
     with pytest.raises(MappingSpecError) as info:
         load_mapping(tmp_path / "lib/bad.yaml")
     assert str(info.value).startswith("lib/bad.yaml:6: field 'source_id': unknown transform 'nope'")
@@ -234,6 +273,7 @@ def test_load_mapping_reports_relative_paths(tmp_path: Path, monkeypatch: pytest
 
 
 # -- validation against the source and target schemas ----------------------------------------------
+
 
 def test_schema_type() -> None:
     assert schema_type({"type": ["string", "null"], "format": "date-time"}) == "date-time"
@@ -278,10 +318,14 @@ def test_validate_reports_every_schema_problem() -> None:
 
 
 def test_validate_required_fields_and_auto_source_system() -> None:
-    spec = parse_mapping(HEAD + "fields:\n  - {target: name, source: FName}\n  - {target: source_id, source: FCUSTID}\n")
+    spec = parse_mapping(
+        HEAD + "fields:\n  - {target: name, source: FName}\n  - {target: source_id, source: FCUSTID}\n"
+    )
     assert check(spec, CUSTOMER_SCHEMA, object_schema("accounts")) == []  # source_system comes from the spec
     problems = check(spec, CUSTOMER_SCHEMA, object_schema("accounts"), auto_filled=())
-    assert [p.message for p in problems] == ["required target field 'source_system' of 'accounts' is not mapped"]
+    assert [p.message for p in problems] == [
+        "required target field 'source_system' of 'accounts' is not mapped"
+    ]
 
 
 def test_validate_nested_lines() -> None:
@@ -298,11 +342,24 @@ def test_validate_nested_lines() -> None:
             - {target: line_no, source: FSeq, transform: [int]}
             - {target: price, source: FPrice, transform: [decimal]}
         """)
-    source = {"properties": {
-        "FID": {"type": "integer"}, "FBillAllAmount": {"type": ["number", "null"]},
-        "lines": {"type": ["array", "null"], "items": {"type": "object", "properties": {
-            "FEntryID": {"type": "integer"}, "FQty": {"type": ["string", "null"]}, "FSeq": {"type": "integer"},
-            "FPrice": {"type": ["number", "null"]}}}}}}
+    source = {
+        "properties": {
+            "FID": {"type": "integer"},
+            "FBillAllAmount": {"type": ["number", "null"]},
+            "lines": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "FEntryID": {"type": "integer"},
+                        "FQty": {"type": ["string", "null"]},
+                        "FSeq": {"type": "integer"},
+                        "FPrice": {"type": ["number", "null"]},
+                    },
+                },
+            },
+        }
+    }
     spec = parse_mapping(text, "o.yaml")
     with pytest.raises(MappingSpecError) as info:
         validate_for_hub(spec, source)
@@ -322,6 +379,7 @@ def test_validate_for_hub_unknown_object() -> None:
 
 # -- the hub schema the target side is checked against ---------------------------------------------
 
+
 def test_hub_object_schemas() -> None:
     assert "accounts" in object_names() and "sales_order_lines" in object_names()
     accounts = object_schema("accounts")
@@ -340,7 +398,10 @@ def test_hub_object_schemas() -> None:
     assert lines["properties"]["qty"] == {"type": ["number", "null"]}
     assert lines["properties"]["line_no"] == {"type": ["integer", "null"]}
     assert object_schema("contacts")["properties"]["tags"] == {"type": ["array", "null"]}
-    assert object_schema("sales_orders")["x-children"] == {"object": "sales_order_lines", "parent_key": "order_source_id"}
+    assert object_schema("sales_orders")["x-children"] == {
+        "object": "sales_order_lines",
+        "parent_key": "order_source_id",
+    }
     object_schema("accounts")["properties"].clear()  # callers get a copy
     assert object_schema("accounts")["properties"]
     with pytest.raises(KeyError, match="unknown hub object 'nope'"):

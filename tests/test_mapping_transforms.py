@@ -21,8 +21,15 @@ def step(name: str, params: Any = None, **kw: Any) -> tf.Step:
 
 def test_every_transform_passes_none_through_except_default() -> None:
     samples: dict[str, Any] = {
-        "enum": {"map": {"A": 1}}, "scale": 10, "split": ",", "regex": "a", "lookup": {"table": {"a": 1}},
-        "truncate": 3, "replace": {"old": "a"}, "null_if": [""], "default": 5,
+        "enum": {"map": {"A": 1}},
+        "scale": 10,
+        "split": ",",
+        "regex": "a",
+        "lookup": {"table": {"a": 1}},
+        "truncate": 3,
+        "replace": {"old": "a"},
+        "null_if": [""],
+        "default": 5,
     }
     for name in tf.known_transforms():
         result = step(name, samples.get(name))(None)
@@ -30,6 +37,7 @@ def test_every_transform_passes_none_through_except_default() -> None:
 
 
 # -- casts -----------------------------------------------------------------------------------------
+
 
 def test_str() -> None:
     to_str = step("str")
@@ -96,6 +104,7 @@ def test_bool() -> None:
 
 # -- text ------------------------------------------------------------------------------------------
 
+
 def test_strip_upper_lower_truncate_replace() -> None:
     assert step("strip")("\u3000 上海 \t") == "上海"  # full-width space too
     assert step("upper")("ab") == "AB"
@@ -132,18 +141,30 @@ def test_regex() -> None:
 
 def test_json() -> None:
     to_json = step("json")
-    assert to_json({"城市": "上海", "n": Decimal("1.50"), "d": dt.date(2024, 1, 2)}) == \
-        '{"城市":"上海","n":"1.50","d":"2024-01-02"}'
+    assert (
+        to_json({"城市": "上海", "n": Decimal("1.50"), "d": dt.date(2024, 1, 2)})
+        == '{"城市":"上海","n":"1.50","d":"2024-01-02"}'
+    )
     with pytest.raises(TransformError, match="JSON"):
         to_json({"x": object()})
 
 
 # -- dates and times -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "2024-05-01T10:20:30", "2024-05-01 10:20:30", " 2024-05-01T10:20:30 ", "2024/05/01 10:20:30",
-    "2024-05-01T02:20:30Z", "2024-05-01T10:20:30+08:00", "2024-05-01T04:20:30+02:00", "2024年5月1日 10时20分30秒",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T10:20:30",
+        "2024-05-01 10:20:30",
+        " 2024-05-01T10:20:30 ",
+        "2024/05/01 10:20:30",
+        "2024-05-01T02:20:30Z",
+        "2024-05-01T10:20:30+08:00",
+        "2024-05-01T04:20:30+02:00",
+        "2024年5月1日 10时20分30秒",
+    ],
+)
 def test_datetime_reads_kingdee_naive_times_as_beijing_time(text: str) -> None:
     assert step("datetime", {"tz": "+08:00"})(text) == dt.datetime(2024, 5, 1, 2, 20, 30, tzinfo=UTC)
 
@@ -159,14 +180,25 @@ def test_datetime_fractions_dates_zones_and_formats() -> None:
     assert kd("2024-05-01T10:20:30").tzinfo is UTC
     assert step("datetime", "Asia/Shanghai")("2024-05-01 08:00:00") == dt.datetime(2024, 5, 1, tzinfo=UTC)
     assert step("datetime", "UTC")("2024-05-01 08:00:00") == dt.datetime(2024, 5, 1, 8, tzinfo=UTC)
-    assert step("datetime", {"format": "%d.%m.%Y %H:%M"})("01.05.2024 08:00") == dt.datetime(2024, 5, 1, tzinfo=UTC)
+    assert step("datetime", {"format": "%d.%m.%Y %H:%M"})("01.05.2024 08:00") == dt.datetime(
+        2024, 5, 1, tzinfo=UTC
+    )
     sentinel = step("datetime", {"nulls": ["1900-01-01"]})
     assert sentinel("1900-01-01T00:00:00") is None
     assert sentinel("1900-01-02") is not None
 
 
-@pytest.mark.parametrize("bad", ["2024-13-45T00:00:00", "0000-00-00", "2024-02-30T00:00:00", "yesterday", 1714500000,
-                                 "0001-01-01T00:00:00"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2024-13-45T00:00:00",
+        "0000-00-00",
+        "2024-02-30T00:00:00",
+        "yesterday",
+        1714500000,
+        "0001-01-01T00:00:00",
+    ],
+)
 def test_datetime_rejects_impossible_dates(bad: Any) -> None:
     with pytest.raises(TransformError):
         step("datetime")(bad)
@@ -205,6 +237,7 @@ def test_epoch() -> None:
 
 
 # -- codes, tables, lookups ------------------------------------------------------------------------
+
 
 def test_enum_strict_default_and_key_types() -> None:
     gender = step("enum", {"map": {0: "unknown", 1: "male", 2: "female"}})  # WeCom gender
@@ -263,11 +296,17 @@ def test_lookup_hub_resolver_forms_and_failures() -> None:
         return f"{returning}:{value}"
 
     cache = tf.LookupCache(with_field)
-    assert step("lookup", {"object": "accounts", "by": "number", "return": "name"}, lookups=cache)("C") == "name:C"
+    assert (
+        step("lookup", {"object": "accounts", "by": "number", "return": "name"}, lookups=cache)("C")
+        == "name:C"
+    )
     assert four == ["name"]
 
-    strict = step("lookup", {"object": "accounts", "by": "number", "on_missing": "error"},
-                  lookups=tf.LookupCache(lambda o, b, v: None))
+    strict = step(
+        "lookup",
+        {"object": "accounts", "by": "number", "on_missing": "error"},
+        lookups=tf.LookupCache(lambda o, b, v: None),
+    )
     with pytest.raises(TransformError, match="no match in hub 'accounts' by 'number'"):
         strict("C")
 
@@ -281,6 +320,7 @@ def test_lookup_hub_resolver_forms_and_failures() -> None:
 
 
 # -- numbers with units, defaults, nulls -----------------------------------------------------------
+
 
 def test_scale() -> None:
     assert step("scale", 10000)("12.3456") == Decimal("123456.0000")  # 万元 -> 元, exact
@@ -306,29 +346,35 @@ def test_default_and_null_if() -> None:
 
 # -- Chinese identifiers ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("13812345678", "13812345678"),
-    (13812345678, "13812345678"),
-    ("+86 138-1234-5678", "13812345678"),
-    ("8613812345678", "13812345678"),
-    ("138 1234 5678", "13812345678"),
-    ("１３８１２３４５６７８", "13812345678"),  # full-width digits
-    ("010-12345678", "010-12345678"),
-    ("01012345678", "010-12345678"),
-    ("(021) 5555 0000", "021-55550000"),
-    ("0571 8765 4321", "0571-87654321"),
-    ("+86 10 1234 5678", "010-12345678"),
-    ("0086-21-55550000", "021-55550000"),
-    ("010-12345678-801", "010-12345678-801"),
-    ("0571-88886666 转 12", "0571-88886666-12"),
-    ("400-800-1234", "4008001234"),
-    ("55550000", "55550000"),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13812345678", "13812345678"),
+        (13812345678, "13812345678"),
+        ("+86 138-1234-5678", "13812345678"),
+        ("8613812345678", "13812345678"),
+        ("138 1234 5678", "13812345678"),
+        ("１３８１２３４５６７８", "13812345678"),  # full-width digits
+        ("010-12345678", "010-12345678"),
+        ("01012345678", "010-12345678"),
+        ("(021) 5555 0000", "021-55550000"),
+        ("0571 8765 4321", "0571-87654321"),
+        ("+86 10 1234 5678", "010-12345678"),
+        ("0086-21-55550000", "021-55550000"),
+        ("010-12345678-801", "010-12345678-801"),
+        ("0571-88886666 转 12", "0571-88886666-12"),
+        ("400-800-1234", "4008001234"),
+        ("55550000", "55550000"),
+    ],
+)
 def test_phone_normalises_chinese_numbers(raw: Any, expected: str) -> None:
     assert step("phone")(raw) == expected
 
 
-@pytest.mark.parametrize("bad", ["abc", "+1 415 555 1234", "123", "0571-123", "12345678901", "13812345678 转 1"])
+@pytest.mark.parametrize(
+    "bad", ["abc", "+1 415 555 1234", "123", "0571-123", "12345678901", "13812345678 转 1"]
+)
 def test_phone_rejects_non_chinese_numbers(bad: str) -> None:
     with pytest.raises(TransformError, match="not a Chinese"):
         step("phone")(bad)
@@ -360,6 +406,7 @@ def test_uscc() -> None:
 
 # -- registry --------------------------------------------------------------------------------------
 
+
 def test_registry_errors_and_output_types() -> None:
     with pytest.raises(TransformParamsError, match="unknown transform 'uscc2'.*did you mean 'uscc'"):
         tf.validate_params("uscc2", None)
@@ -373,8 +420,28 @@ def test_registry_errors_and_output_types() -> None:
     assert tf.TRANSFORMS["datetime"].output_type(None, "string") == "date-time"
     assert tf.TRANSFORMS["null_if"].output_type(None, "integer") == "integer"
     assert set(tf.known_transforms()) >= {
-        "str", "int", "float", "decimal", "bool", "strip", "upper", "lower", "datetime", "date", "epoch", "enum",
-        "scale", "phone", "uscc", "split", "default", "regex", "lookup", "truncate", "json"}
+        "str",
+        "int",
+        "float",
+        "decimal",
+        "bool",
+        "strip",
+        "upper",
+        "lower",
+        "datetime",
+        "date",
+        "epoch",
+        "enum",
+        "scale",
+        "phone",
+        "uscc",
+        "split",
+        "default",
+        "regex",
+        "lookup",
+        "truncate",
+        "json",
+    }
 
 
 def test_chain_composes_left_to_right() -> None:

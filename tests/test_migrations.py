@@ -24,8 +24,12 @@ def test_upgrade_from_the_foundation_keeps_existing_rows(tmp_path) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001_foundation")
-        conn.execute(text("INSERT INTO accounts (tenant_id, source_system, source_id, row_hash, name) "
-                          "VALUES ('default', 'kingdee', '1', 'h', '老客户有限公司')"))
+        conn.execute(
+            text(
+                "INSERT INTO accounts (tenant_id, source_system, source_id, row_hash, name) "
+                "VALUES ('default', 'kingdee', '1', 'h', '老客户有限公司')"
+            )
+        )
     upgrade_to_head(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM accounts")).scalar_one() == "老客户有限公司"

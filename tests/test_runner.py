@@ -40,13 +40,22 @@ def test_a_failing_source_fails_the_run_with_its_message(hub_engine, monkeypatch
 
 
 def project(records: int, changed: int = 0, mapping: Path = MAPPING, batch: int = 1000) -> Project:
-    p = Project.model_validate({
-        "connections": {"synth": {"connector": "synthetic", "config": {"records": records, "changed": changed}}},
-        "pipelines": {"synth_accounts": {"source": {"connection": "synth", "stream": "records"},
-                                         "mapping": str(mapping), "target": {"object": "accounts"},
-                                         "batch_size": batch}},
-        "root": ROOT,
-    })
+    p = Project.model_validate(
+        {
+            "connections": {
+                "synth": {"connector": "synthetic", "config": {"records": records, "changed": changed}}
+            },
+            "pipelines": {
+                "synth_accounts": {
+                    "source": {"connection": "synth", "stream": "records"},
+                    "mapping": str(mapping),
+                    "target": {"object": "accounts"},
+                    "batch_size": batch,
+                }
+            },
+            "root": ROOT,
+        }
+    )
     for name, spec in p.pipelines.items():
         spec.name = name
     return p
@@ -91,7 +100,9 @@ def test_bad_records_are_quarantined_and_replayed_after_the_fix(tmp_path: Path, 
     assert hub_count(fixed) == 1000 and fixed.quarantine.list("synth_accounts") == []
 
 
-def test_a_crash_mid_run_keeps_cursor_and_rows_consistent(hub_engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_mid_run_keeps_cursor_and_rows_consistent(
+    hub_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = Runner(project(5000), hub_engine)
     calls = {"n": 0}
     real = HubStore.write
@@ -144,8 +155,11 @@ def test_pipe_mode_gives_the_same_result(hub_engine) -> None:
 
 def test_project_file_errors_name_file_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "tongbu.yaml"
-    bad.write_text("pipelines:\n  p:\n    source: {connection: nope, stream: s}\n    mapping: m.yaml\n"
-                   "    target: {object: accounts}\n    schedule: every 5 minutes\n", encoding="utf-8")
+    bad.write_text(
+        "pipelines:\n  p:\n    source: {connection: nope, stream: s}\n    mapping: m.yaml\n"
+        "    target: {object: accounts}\n    schedule: every 5 minutes\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ValueError, match=r"tongbu.yaml: pipelines.p.schedule"):
         load_project(bad)
 
@@ -159,15 +173,24 @@ def test_the_shipped_project_file_loads() -> None:
 def test_hub_lookups_resolve_during_a_run(tmp_path: Path, hub_engine) -> None:
     """A ``lookup`` step reads the hub through the reader's own connection (also in a forked reader)."""
     with hub_engine.begin() as conn:
-        HubStore(hub_engine).upsert(conn, "products", [
-            {"source_id": f"P{i}", "name": region, "code": f"R{i}"}
-            for i, region in enumerate(("华东", "华南", "华北", "西南", "华中", "西北", "东北"))],
-            source_system="catalog")
+        HubStore(hub_engine).upsert(
+            conn,
+            "products",
+            [
+                {"source_id": f"P{i}", "name": region, "code": f"R{i}"}
+                for i, region in enumerate(("华东", "华南", "华北", "西南", "华中", "西北", "东北"))
+            ],
+            source_system="catalog",
+        )
     mapping = tmp_path / "lookup.yaml"
-    mapping.write_text(MAPPING.read_text(encoding="utf-8") + (
-        "  - {target: extra.region_code, source: region,"
-        " transform: [{lookup: {object: products, by: name, return: code, on_missing: error}}]}\n"),
-        encoding="utf-8")
+    mapping.write_text(
+        MAPPING.read_text(encoding="utf-8")
+        + (
+            "  - {target: extra.region_code, source: region,"
+            " transform: [{lookup: {object: products, by: name, return: code, on_missing: error}}]}\n"
+        ),
+        encoding="utf-8",
+    )
     r = Runner(project(1200, mapping=mapping), hub_engine).run("synth_accounts")
     assert (r.rows_written, r.rows_quarantined) == (1200, 0)
     with hub_engine.connect() as conn:

@@ -56,6 +56,7 @@ def suggester() -> Suggester:
 
 # ----------------------------------------------------------------------------- names and glossary
 
+
 def terms(name: str, conv: NamingConventions | None = None) -> list[str]:
     g = default_glossary()
     parts = parse_name(name, conv or NamingConventions(), WordSplitter(g.vocab))
@@ -74,7 +75,11 @@ def terms(name: str, conv: NamingConventions | None = None) -> list[str]:
         ("F_ABCD_Email", NamingConventions(kingdee=True), ["email"]),
         ("cCusName", NamingConventions(hungarian=True), ["customer", "name"]),
         ("iCusCreLine", NamingConventions(hungarian=True), ["credit_limit"]),
-        ("cCCCode", NamingConventions(hungarian=True), ["customer", "category", "code"]),  # all-caps code after the prefix
+        (
+            "cCCCode",
+            NamingConventions(hungarian=True),
+            ["customer", "category", "code"],
+        ),  # all-caps code after the prefix
         ("cDCCode", NamingConventions(hungarian=True), ["region", "code"]),
         ("KUNNR", None, ["customer", "number"]),
         ("unified_social_credit_code", None, ["uscc"]),
@@ -89,7 +94,9 @@ def terms(name: str, conv: NamingConventions | None = None) -> list[str]:
         ("add_way", None, ["source"]),  # WeCom's 添加方式: how the contact came in
     ],
 )
-def test_name_styles_normalise_to_the_same_terms(name: str, conv: NamingConventions | None, expected: list[str]) -> None:
+def test_name_styles_normalise_to_the_same_terms(
+    name: str, conv: NamingConventions | None, expected: list[str]
+) -> None:
     assert terms(name, conv) == expected
 
 
@@ -116,6 +123,7 @@ def test_conventions_are_detected_per_table() -> None:
 
 
 # ----------------------------------------------------------------------------- value profiles
+
 
 @pytest.mark.parametrize(
     "value,kind",
@@ -161,6 +169,7 @@ def test_profiles_see_through_lookups_and_find_enums_and_date_formats() -> None:
 
 # ----------------------------------------------------------------------------- profile files
 
+
 def write(tmp_path: Path, name: str, content: str) -> Path:
     p = tmp_path / name
     p.write_text(content, encoding="utf-8")
@@ -181,7 +190,9 @@ def write(tmp_path: Path, name: str, content: str) -> Path:
         ('{"fields": [{"name": "a", "label": 3}]}', "'label' must be a string or null"),
     ],
 )
-def test_malformed_profiles_get_a_clear_error_naming_the_file(tmp_path: Path, content: str, fragment: str) -> None:
+def test_malformed_profiles_get_a_clear_error_naming_the_file(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
     path = write(tmp_path, "bad.json", content)
     with pytest.raises(ProfileError) as exc:
         load_profile(path)
@@ -196,8 +207,20 @@ def test_missing_profile_file(tmp_path: Path) -> None:
 
 def test_profile_from_records_flattens_and_keeps_distinct_samples() -> None:
     records = [
-        {"id": 1, "name": "甲", "owner": {"userid": "u1", "name": "A"}, "ref": {"FNumber": "X1"}, "empty": ""},
-        {"id": 2, "name": "甲", "owner": {"userid": "u2", "name": "B"}, "ref": {"FNumber": "X2"}, "empty": None},
+        {
+            "id": 1,
+            "name": "甲",
+            "owner": {"userid": "u1", "name": "A"},
+            "ref": {"FNumber": "X1"},
+            "empty": "",
+        },
+        {
+            "id": 2,
+            "name": "甲",
+            "owner": {"userid": "u2", "name": "B"},
+            "ref": {"FNumber": "X2"},
+            "empty": None,
+        },
     ]
     prof = profile_from_records(records, system="wecom", object="contacts")
     by = {f.name: f for f in prof.fields}
@@ -210,9 +233,13 @@ def test_profile_from_records_flattens_and_keeps_distinct_samples() -> None:
 
 def test_profile_from_schema_takes_types_labels_and_enums() -> None:
     prof = profile_from_schema(
-        {"properties": {"name": {"type": "string", "title": "客户名称"},
-                        "created": {"type": ["null", "string"], "format": "date-time"},
-                        "gender": {"type": "string", "enum": ["male", "female", None]}}},
+        {
+            "properties": {
+                "name": {"type": "string", "title": "客户名称"},
+                "created": {"type": ["null", "string"], "format": "date-time"},
+                "gender": {"type": "string", "enum": ["male", "female", None]},
+            }
+        },
         object="accounts",
     )
     by = {f.name: f for f in prof.fields}
@@ -226,7 +253,8 @@ def test_profile_from_schema_takes_types_labels_and_enums() -> None:
 # ----------------------------------------------------------------------------- suggestions
 
 SRC = table(
-    "kingdee", "BD_Customer",
+    "kingdee",
+    "BD_Customer",
     ("FName", "string", "客户名称", ["辽宁联创仪器仪表有限公司", "南京联创化工有限公司"]),
     ("FSOCIALCRECODE", "string", None, ["91350100M000100Y43"]),
     ("F_PAEZ_Mobile", "string", "联系人手机", ["13858231903", "13295399861"]),
@@ -234,7 +262,8 @@ SRC = table(
     ("FDocumentStatus", "string", "单据状态", ["A", "C"]),
 )
 TGT = table(
-    "crm", "accounts",
+    "crm",
+    "accounts",
     ("khmc", "string", None, []),
     ("tyshxydm", "string", None, []),
     ("lxrsj", "string", None, []),
@@ -286,9 +315,17 @@ def test_empty_tables_and_no_possible_match_give_an_empty_mapping(suggester: Sug
     empty = TableProfile("a", "b", [])
     assert suggester.suggest(empty, TGT).to_json()["mapping"] == []
     assert suggester.suggest(SRC, empty).to_json()["mapping"] == []
-    assert suggester.suggest(empty, empty).to_json() == {"suggestions": [], "mapping": [], "threshold": suggester.model.accept_threshold}
-    unrelated = table("iot", "telemetry", ("values.temperature", "number", None, [21.5, 22.0]),
-                      ("values.voltage", "number", None, [380.2]))
+    assert suggester.suggest(empty, empty).to_json() == {
+        "suggestions": [],
+        "mapping": [],
+        "threshold": suggester.model.accept_threshold,
+    }
+    unrelated = table(
+        "iot",
+        "telemetry",
+        ("values.temperature", "number", None, [21.5, 22.0]),
+        ("values.voltage", "number", None, [380.2]),
+    )
     res = suggester.suggest(SRC, unrelated)
     assert res.mapping == []
     assert all(len(s.candidates) <= 2 for s in res.suggestions)
@@ -318,7 +355,10 @@ def test_an_accepted_decision_wins_its_row_and_column(suggester: Suggester) -> N
 def test_decisions_about_another_object_are_a_soft_hint(suggester: Suggester) -> None:
     scored = suggester.score(SRC, TGT)
     base = {s.source: s for s in suggester.decide(scored, []).suggestions}
-    hinted = {s.source: s for s in suggester.decide(scored, [Decision("FDocumentStatus", "bz", True, 0.5)]).suggestions}
+    hinted = {
+        s.source: s
+        for s in suggester.decide(scored, [Decision("FDocumentStatus", "bz", True, 0.5)]).suggestions
+    }
     p_base = next((c.probability for c in base["FDocumentStatus"].candidates if c.target == "bz"), 0.0)
     p_hint = next(c.probability for c in hinted["FDocumentStatus"].candidates if c.target == "bz")
     assert p_hint > p_base
@@ -328,7 +368,11 @@ def test_decisions_about_another_object_are_a_soft_hint(suggester: Suggester) ->
 def test_dev_pair_quality_and_speed(suggester: Suggester) -> None:
     import time
 
-    p = json.loads((BENCH / "dev_001_erp_to_crm_kingdee-BD_Customer__fxiaoke-AccountObj.json").read_text(encoding="utf-8"))
+    p = json.loads(
+        (BENCH / "dev_001_erp_to_crm_kingdee-BD_Customer__fxiaoke-AccountObj.json").read_text(
+            encoding="utf-8"
+        )
+    )
     src, tgt = parse_profile(p["source"]), parse_profile(p["target"])
     t0 = time.perf_counter()
     res = suggester.suggest(src, tgt)
@@ -342,6 +386,7 @@ def test_dev_pair_quality_and_speed(suggester: Suggester) -> None:
 
 # ----------------------------------------------------------------------------- transforms
 
+
 def view(f: FieldProfile, conv: NamingConventions | None = None):
     return FieldViewer(default_glossary()).field(f, conv or NamingConventions())
 
@@ -349,16 +394,45 @@ def view(f: FieldProfile, conv: NamingConventions | None = None):
 @pytest.mark.parametrize(
     "src,tgt,expected",
     [
-        (FieldProfile("createtime", "integer", None, [1572742856]), FieldProfile("create_time", "datetime"), [{"epoch": {"unit": "s"}}]),
-        (FieldProfile("ts", "integer", None, [1728962295453]), FieldProfile("last_seen", "date"), [{"epoch": {"unit": "ms"}}, "date"]),
-        (FieldProfile("found", "string", None, ["2020-02-22"]), FieldProfile("establishment_date", "date"),
-         [{"datetime": {"format": "%Y-%m-%d", "tz": "+08:00"}}, "date"]),
-        (FieldProfile("fund", "string", "注册资本", ["300万元", "1000万元"]), FieldProfile("registered_capital", "number"),
-         [{"regex": {"pattern": r"([0-9][0-9,]*\.?[0-9]*)", "group": 1}}, "decimal", {"scale": {"factor": 10000}}]),
-        (FieldProfile("gender", "integer", None, [0, 1, 2]), FieldProfile("gender", "string"),
-         [{"enum": {"map": {"0": "unknown", "1": "male", "2": "female"}, "default": None}}]),
-        (FieldProfile("mobile", "string", None, ["13858231903"]), FieldProfile("MobilePhone", "string"), ["phone"]),
-        (FieldProfile("uscc", "string", None, ["91350100M000100Y43"]), FieldProfile("credit_code", "string"), ["strip", "upper", "uscc"]),
+        (
+            FieldProfile("createtime", "integer", None, [1572742856]),
+            FieldProfile("create_time", "datetime"),
+            [{"epoch": {"unit": "s"}}],
+        ),
+        (
+            FieldProfile("ts", "integer", None, [1728962295453]),
+            FieldProfile("last_seen", "date"),
+            [{"epoch": {"unit": "ms"}}, "date"],
+        ),
+        (
+            FieldProfile("found", "string", None, ["2020-02-22"]),
+            FieldProfile("establishment_date", "date"),
+            [{"datetime": {"format": "%Y-%m-%d", "tz": "+08:00"}}, "date"],
+        ),
+        (
+            FieldProfile("fund", "string", "注册资本", ["300万元", "1000万元"]),
+            FieldProfile("registered_capital", "number"),
+            [
+                {"regex": {"pattern": r"([0-9][0-9,]*\.?[0-9]*)", "group": 1}},
+                "decimal",
+                {"scale": {"factor": 10000}},
+            ],
+        ),
+        (
+            FieldProfile("gender", "integer", None, [0, 1, 2]),
+            FieldProfile("gender", "string"),
+            [{"enum": {"map": {"0": "unknown", "1": "male", "2": "female"}, "default": None}}],
+        ),
+        (
+            FieldProfile("mobile", "string", None, ["13858231903"]),
+            FieldProfile("MobilePhone", "string"),
+            ["phone"],
+        ),
+        (
+            FieldProfile("uscc", "string", None, ["91350100M000100Y43"]),
+            FieldProfile("credit_code", "string"),
+            ["strip", "upper", "uscc"],
+        ),
     ],
 )
 def test_value_transform_suggestions(src: FieldProfile, tgt: FieldProfile, expected: list) -> None:
@@ -374,6 +448,7 @@ def test_wecom_gender_codes_map_to_target_values() -> None:
 
 
 # ----------------------------------------------------------------------------- assignment, model, calibration
+
 
 def test_numpy_hungarian_matches_scipy() -> None:
     from scipy.optimize import linear_sum_assignment
@@ -463,9 +538,15 @@ def test_accept_threshold_is_the_stricter_of_held_out_and_seen() -> None:
 def test_inner_folds_hold_out_whole_source_systems() -> None:
     def pair(pid: str, system: str) -> PairData:
         t = TableProfile(system, "o", [])
-        return PairData(pid, "erp_to_crm", {}, t, t, [], np.zeros((0, 0, len(FEATURE_NAMES))), np.zeros((0, 0)))
+        return PairData(
+            pid, "erp_to_crm", {}, t, t, [], np.zeros((0, 0, len(FEATURE_NAMES))), np.zeros((0, 0))
+        )
 
-    pairs = [pair(f"a{i}", "a") for i in range(5)] + [pair(f"b{i}", "b") for i in range(3)] + [pair("c0", "c"), pair("d0", "d")]
+    pairs = (
+        [pair(f"a{i}", "a") for i in range(5)]
+        + [pair(f"b{i}", "b") for i in range(3)]
+        + [pair("c0", "c"), pair("d0", "d")]
+    )
     folds = inner_folds_of(pairs, 3)
     assert sorted(i for f in folds for i in f) == sorted(p.id for p in pairs)  # each pair held out once
     system_of = {p.id: p.source_system for p in pairs}
@@ -475,13 +556,24 @@ def test_inner_folds_hold_out_whole_source_systems() -> None:
     assert few == [{"a0", "a3"}, {"a1"}, {"a2"}]
 
 
-def test_cross_validation_trains_on_extra_pairs_but_never_on_the_held_out_system(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cross_validation_trains_on_extra_pairs_but_never_on_the_held_out_system(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import mappings.suggest.training as training
 
     def pair(pid: str, system: str) -> PairData:
         src = TableProfile(system, "customer", [FieldProfile("khmc", "string", None, ["华为"])])
         tgt = TableProfile("crm", "account", [FieldProfile("name", "string", None, ["华为"])])
-        return PairData(pid, "erp_to_crm", {}, src, tgt, [("khmc", "name")], np.zeros((1, 1, len(FEATURE_NAMES))), np.ones((1, 1)))
+        return PairData(
+            pid,
+            "erp_to_crm",
+            {},
+            src,
+            tgt,
+            [("khmc", "name")],
+            np.zeros((1, 1, len(FEATURE_NAMES))),
+            np.ones((1, 1)),
+        )
 
     seen: list[set[str]] = []
 
@@ -497,20 +589,50 @@ def test_cross_validation_trains_on_extra_pairs_but_never_on_the_held_out_system
     pairs = [pair("dev_001", "a"), pair("dev_002", "b"), pair("dev_003", "c")]
     extra = [pair("h_1", "a"), pair("h_2", "z")]
     training.cross_validate(pairs, lambda p: p.source_system, verbose=False, extra=extra)
-    assert seen == [{"dev_002", "dev_003", "h_2"}, {"dev_001", "h_1", "dev_003", "h_2"}, {"dev_001", "h_1", "dev_002", "h_2"}]
+    assert seen == [
+        {"dev_002", "dev_003", "h_2"},
+        {"dev_001", "h_1", "dev_003", "h_2"},
+        {"dev_001", "h_1", "dev_002", "h_2"},
+    ]
     assert training._pair_number("dev_017_x#nolabels") == 17
     assert training._pair_number("h_a01_sap") == training._pair_number("h_a01_sap#coldstart")
 
 
 def test_augment_makes_harder_copies_of_a_pair() -> None:
-    src = TableProfile("erp", "customer", [FieldProfile("khmc", "string", "客户名称", ["华为"]), FieldProfile("dh", "string", None, ["13800000000"])])
-    tgt = TableProfile("crm", "account", [FieldProfile("name", "string", "Name", ["华为"]), FieldProfile("phone", "string", None, ["13900000000"])])
+    src = TableProfile(
+        "erp",
+        "customer",
+        [
+            FieldProfile("khmc", "string", "客户名称", ["华为"]),
+            FieldProfile("dh", "string", None, ["13800000000"]),
+        ],
+    )
+    tgt = TableProfile(
+        "crm",
+        "account",
+        [
+            FieldProfile("name", "string", "Name", ["华为"]),
+            FieldProfile("phone", "string", None, ["13900000000"]),
+        ],
+    )
     y = np.eye(2)
-    pair = PairData("p1", "erp_to_crm", {}, src, tgt, [("khmc", "name"), ("dh", "phone")], np.zeros((2, 2, len(FEATURE_NAMES))), y)
+    pair = PairData(
+        "p1",
+        "erp_to_crm",
+        {},
+        src,
+        tgt,
+        [("khmc", "name"), ("dh", "phone")],
+        np.zeros((2, 2, len(FEATURE_NAMES))),
+        y,
+    )
     copies = augment([pair])
     tags = {c.id.split("#")[1]: c for c in copies}
     assert set(tags) == {"nolabels", "coldstart"}
-    assert all(c.augmented and c.source_system == "erp" and c.y is y and c.x.shape == (2, 2, len(FEATURE_NAMES)) for c in copies)
+    assert all(
+        c.augmented and c.source_system == "erp" and c.y is y and c.x.shape == (2, 2, len(FEATURE_NAMES))
+        for c in copies
+    )
     assert all(f.label is None for f in tags["nolabels"].source.fields + tags["nolabels"].target.fields)
     assert all(f.samples == [] for f in tags["coldstart"].target.fields)
     assert tags["coldstart"].source.fields[0].samples == ["华为"]
@@ -562,8 +684,14 @@ def test_features_do_not_depend_on_the_hash_seed() -> None:
     )
     root = Path(__file__).resolve().parents[1]
     outs = {
-        subprocess.run([sys.executable, "-c", code, str(pair)], capture_output=True, text=True, check=True, cwd=root,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code, str(pair)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(outs) == 1

@@ -16,12 +16,31 @@ SOURCE = {
     "system": "wecom",
     "object": "external_contact",
     "fields": [
-        {"name": "external_contact.external_userid", "type": "string", "label": "外部联系人userid",
-         "samples": ["wm1WzEqabHbLlD_e2ND2MzjctEhQthZD", "wmfyCD4m1a6J2mDSJxSSNiWROke-HzCD"]},
-        {"name": "external_contact.name", "type": "string", "label": "外部联系人名称", "samples": ["顾建华", "王磊"]},
+        {
+            "name": "external_contact.external_userid",
+            "type": "string",
+            "label": "外部联系人userid",
+            "samples": ["wm1WzEqabHbLlD_e2ND2MzjctEhQthZD", "wmfyCD4m1a6J2mDSJxSSNiWROke-HzCD"],
+        },
+        {
+            "name": "external_contact.name",
+            "type": "string",
+            "label": "外部联系人名称",
+            "samples": ["顾建华", "王磊"],
+        },
         {"name": "external_contact.gender", "type": "integer", "label": "性别", "samples": [0, 1, 2]},
-        {"name": "follow_info.createtime", "type": "integer", "label": "添加时间", "samples": [1572742856, 1719381920]},
-        {"name": "follow_info.remark_mobiles", "type": "array", "label": "备注手机号", "samples": [["13858231903"]]},
+        {
+            "name": "follow_info.createtime",
+            "type": "integer",
+            "label": "添加时间",
+            "samples": [1572742856, 1719381920],
+        },
+        {
+            "name": "follow_info.remark_mobiles",
+            "type": "array",
+            "label": "备注手机号",
+            "samples": [["13858231903"]],
+        },
         {"name": "errcode", "type": "integer", "label": "错误码", "samples": [0]},
     ],
 }
@@ -69,7 +88,9 @@ def test_suggest_json_shape(env: Path) -> None:
 
 
 def test_malformed_profile_is_a_clear_error(env: Path) -> None:
-    (env / "bad.json").write_text('{"system": "x", "fields": [{"name": "a", "type": "text"}]}', encoding="utf-8")
+    (env / "bad.json").write_text(
+        '{"system": "x", "fields": [{"name": "a", "type": "text"}]}', encoding="utf-8"
+    )
     res = run("suggest", "--source", "bad.json", "--target", "tgt.json", "--format", "json")
     assert res.exit_code == 2
     assert "bad.json" in res.output and "type 'text' is not one of" in res.output
@@ -97,7 +118,17 @@ def test_table_and_yaml_formats(env: Path) -> None:
 
 def test_write_review_and_learn(env: Path) -> None:
     draft = env / "mappings" / "wecom_contacts.yaml"
-    res = run("suggest", "--source", "src.json", "--target", "tgt.json", "--write", str(draft), "--threshold", "0.99")
+    res = run(
+        "suggest",
+        "--source",
+        "src.json",
+        "--target",
+        "tgt.json",
+        "--write",
+        str(draft),
+        "--threshold",
+        "0.99",
+    )
     assert res.exit_code == 0, res.output
     text = draft.read_text(encoding="utf-8")
     doc = yaml.safe_load(text)
@@ -113,7 +144,9 @@ def test_write_review_and_learn(env: Path) -> None:
     acc, rej, alt = "follow_info.createtime", "external_contact.name", "external_contact.gender"
     assert {acc, rej, alt} <= set(todo)
     answers = {acc: "a", rej: "r", alt: "2"}  # accept, reject, choose the second candidate; skip the rest
-    res = run("review", str(draft), "--reviewer", "alice", input="\n".join(answers.get(s, "s") for s in todo) + "\n")
+    res = run(
+        "review", str(draft), "--reviewer", "alice", input="\n".join(answers.get(s, "s") for s in todo) + "\n"
+    )
     assert res.exit_code == 0, res.output
     assert "3 decision(s) stored" in res.output
     doc = yaml.safe_load(draft.read_text(encoding="utf-8"))
@@ -126,7 +159,10 @@ def test_write_review_and_learn(env: Path) -> None:
 
     from mappings.suggest.store import SystemPair, decisions_for
 
-    decided = {(r.source_field, r.target_field): r for r in decisions_for(SystemPair("wecom", "crm", "external_contact", "contacts"))}
+    decided = {
+        (r.source_field, r.target_field): r
+        for r in decisions_for(SystemPair("wecom", "crm", "external_contact", "contacts"))
+    }
     assert decided[(acc, top[acc])].accepted and decided[(acc, top[acc])].decided_by == "alice"
     assert not decided[(rej, top[rej])].accepted
     assert not decided[(alt, top[alt])].accepted and decided[(alt, second[alt])].accepted
@@ -141,7 +177,9 @@ def test_write_review_and_learn(env: Path) -> None:
     assert (order[2], second[order[2]]) in {(m["source"], m["target"]) for m in out["mapping"]}
     # ... unless asked to ignore history
     res = run("suggest", "--source", "src.json", "--target", "tgt.json", "--format", "json", "--no-history")
-    assert {s["source"]: s["candidates"][0]["target"] for s in json.loads(res.stdout)["suggestions"]}[order[1]] == top[order[1]]
+    assert {s["source"]: s["candidates"][0]["target"] for s in json.loads(res.stdout)["suggestions"]}[
+        order[1]
+    ] == top[order[1]]
 
     # refit the correction layer from the stored decisions
     res = run("refit")

@@ -58,14 +58,22 @@ def server() -> Iterator[str]:
     thread.join(timeout=5)
 
 
-SRC = TableProfile("erp", "customers", [
-    FieldProfile("cust_abbr", "string", None, ["联创仪器", "奥维新材"]),
-    FieldProfile("cust_title", "string", None, ["辽宁联创仪器仪表有限公司"]),
-])
-TGT = TableProfile("crm", "accounts", [
-    FieldProfile("name", "string", None, []),
-    FieldProfile("short_name", "string", None, []),
-])
+SRC = TableProfile(
+    "erp",
+    "customers",
+    [
+        FieldProfile("cust_abbr", "string", None, ["联创仪器", "奥维新材"]),
+        FieldProfile("cust_title", "string", None, ["辽宁联创仪器仪表有限公司"]),
+    ],
+)
+TGT = TableProfile(
+    "crm",
+    "accounts",
+    [
+        FieldProfile("name", "string", None, []),
+        FieldProfile("short_name", "string", None, []),
+    ],
+)
 
 
 def test_reranker_blends_the_chat_models_choice(server: str) -> None:

@@ -46,17 +46,28 @@ def module_simulator() -> Iterator[KingdeeSimulator]:
     SIM.close()
 
 
-TestTapKingdeeStandard = get_tap_test_class(TapKingdee, config=CONFIG, suite_config=SuiteConfig(max_records_limit=500))
+TestTapKingdeeStandard = get_tap_test_class(
+    TapKingdee, config=CONFIG, suite_config=SuiteConfig(max_records_limit=500)
+)
 
 
 def fast(sim: KingdeeSimulator, **overrides: Any) -> dict[str, Any]:
     """Config for a fault test: short timeouts and backoff so recovery is quick."""
-    return sim.tap_config(**{"lookback_seconds": 0, "request_timeout": 0.5, "backoff_base_seconds": 0.01,
-                             "backoff_max_seconds": 0.05, "max_retries": 12, **overrides})
+    return sim.tap_config(
+        **{
+            "lookback_seconds": 0,
+            "request_timeout": 0.5,
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+            "max_retries": 12,
+            **overrides,
+        }
+    )
 
 
-def read(config: dict[str, Any], stream: str, cursor: Any = "unset", state: dict[str, Any] | None = None
-         ) -> list[dict[str, Any]]:
+def read(
+    config: dict[str, Any], stream: str, cursor: Any = "unset", state: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     tap = TapKingdee(config=config, state=state)
     st = tap.streams[stream]
     if cursor != "unset":
@@ -88,7 +99,10 @@ def test_full_read_equals_the_source(stream: str) -> None:
         t = truth[r[ID[stream]]]
         assert r["FModifyDate"] == normalize_kingdee_datetime(t["FModifyDate"])
         assert r["FModifyDate"].endswith("+08:00")
-        assert r["FBillNo" if stream != "customers" else "FNumber"] == t["FBillNo" if stream != "customers" else "FNumber"]
+        assert (
+            r["FBillNo" if stream != "customers" else "FNumber"]
+            == t["FBillNo" if stream != "customers" else "FNumber"]
+        )
 
 
 def test_sales_order_lines_are_whole_across_page_boundaries() -> None:
@@ -127,11 +141,17 @@ def test_resume_from_any_record_loses_and_repeats_nothing() -> None:
         cfg = fast(sim, page_size=7)
         for stream in STREAMS:
             full = read(cfg, stream)
-            assert len(full) == 60 and sum(r["FModifyDate"] == "2024-06-28T18:00:00.000+08:00" for r in full) == 30
+            assert (
+                len(full) == 60
+                and sum(r["FModifyDate"] == "2024-06-28T18:00:00.000+08:00" for r in full) == 30
+            )
             tap = TapKingdee(config=cfg)
             for cut in (0, 13, 29, 30, 44, 59):  # inside and at the edges of the same-second block
                 rest = read(cfg, stream, cursor=tap.streams[stream].cursor_for_record(full[cut]))
-                assert [r[ID[stream]] for r in rest] == [r[ID[stream]] for r in full[cut + 1:]], (stream, cut)
+                assert [r[ID[stream]] for r in rest] == [r[ID[stream]] for r in full[cut + 1 :]], (
+                    stream,
+                    cut,
+                )
 
 
 def test_lookback_window_catches_a_late_commit() -> None:
@@ -139,7 +159,9 @@ def test_lookback_window_catches_a_late_commit() -> None:
         full = read(fast(sim), "customers")
         cursor = TapKingdee(config=fast(sim)).streams["customers"].cursor_for_record(full[-1])
         # A transaction stamped 2 s before the bookmark that committed after the last read.
-        late = to_filter_literal(dt.datetime.fromisoformat(cursor["replication_key_value"]) - dt.timedelta(seconds=2))
+        late = to_filter_literal(
+            dt.datetime.fromisoformat(cursor["replication_key_value"]) - dt.timedelta(seconds=2)
+        )
         changed = sim.modify("customers", 1, modified_at=late)
         assert read(fast(sim, lookback_seconds=0), "customers", cursor=cursor) == []
         seen = read(fast(sim, lookback_seconds=5), "customers", cursor=cursor)
@@ -152,9 +174,12 @@ def test_start_date_and_stream_filters() -> None:
     cut = sorted(t["FModifyDate"] for t in truth)[20]
     records = read({**CONFIG, "start_date": cut.replace("T", " ")[:19] + "+08:00"}, "customers")
     assert sorted(r["FCUSTID"] for r in records) == sorted(
-        t["FCUSTID"] for t in truth if t["FModifyDate"][:19] >= cut[:19])
+        t["FCUSTID"] for t in truth if t["FModifyDate"][:19] >= cut[:19]
+    )
     audited = read({**CONFIG, "filters": {"customers": "FDocumentStatus = 'C'"}}, "customers")
-    assert sorted(r["FCUSTID"] for r in audited) == sorted(t["FCUSTID"] for t in truth if t["FDocumentStatus"] == "C")
+    assert sorted(r["FCUSTID"] for r in audited) == sorted(
+        t["FCUSTID"] for t in truth if t["FDocumentStatus"] == "C"
+    )
 
 
 def test_singer_state_keeps_both_cursor_parts_and_never_goes_back() -> None:
@@ -169,7 +194,10 @@ def test_singer_state_keeps_both_cursor_parts_and_never_goes_back() -> None:
     # A second run from that state (with a lookback that re-reads old rows) keeps the bookmark.
     again = TapKingdee(config={**CONFIG, "lookback_seconds": 3600 * 24 * 365}, state=tap.state)
     again.sync_all()
-    assert again.state["bookmarks"]["customers"]["tiebreak_value"] == tap.state["bookmarks"]["customers"]["tiebreak_value"]
+    assert (
+        again.state["bookmarks"]["customers"]["tiebreak_value"]
+        == tap.state["bookmarks"]["customers"]["tiebreak_value"]
+    )
 
 
 # -- faults --------------------------------------------------------------------------------------------------
@@ -192,7 +220,9 @@ def test_sync_completes_with_exact_counts_under_every_fault(caplog: pytest.LogCa
 
 def test_client_relogs_in_once_when_the_session_is_lost() -> None:
     with KingdeeSimulator(records=5) as sim:
-        client = KingdeeClient(sim.base_url, acct_id=sim.ACCT_ID, username=sim.USERNAME, password=sim.PASSWORD)
+        client = KingdeeClient(
+            sim.base_url, acct_id=sim.ACCT_ID, username=sim.USERNAME, password=sim.PASSWORD
+        )
         assert len(client.execute_bill_query("BD_Customer", ["FNumber"])) == 5
         sim.expire_sessions()
         assert len(client.execute_bill_query("BD_Customer", ["FNumber"])) == 5
@@ -202,8 +232,16 @@ def test_client_relogs_in_once_when_the_session_is_lost() -> None:
 def test_client_gives_up_with_a_clear_error() -> None:
     with KingdeeSimulator(records=5, faults="throttle=1") as sim:
         sleeps: list[float] = []
-        client = KingdeeClient(sim.base_url, acct_id=sim.ACCT_ID, username=sim.USERNAME, password=sim.PASSWORD,
-                               max_retries=3, backoff_base=1, backoff_max=3, sleep=sleeps.append)
+        client = KingdeeClient(
+            sim.base_url,
+            acct_id=sim.ACCT_ID,
+            username=sim.USERNAME,
+            password=sim.PASSWORD,
+            max_retries=3,
+            backoff_base=1,
+            backoff_max=3,
+            sleep=sleeps.append,
+        )
         with pytest.raises(KingdeeError) as err:
             client.execute_bill_query("BD_Customer", ["FNumber"])
         assert "giving up after 4 attempts" in str(err.value) and "MsgCode 14" in str(err.value)
@@ -213,8 +251,13 @@ def test_client_gives_up_with_a_clear_error() -> None:
 
 def test_client_does_not_retry_a_bad_query() -> None:
     with KingdeeSimulator(records=5) as sim:
-        client = KingdeeClient(sim.base_url, acct_id=sim.ACCT_ID, username=sim.USERNAME, app_id=sim.APP_ID,
-                               app_secret=sim.APP_SECRET)
+        client = KingdeeClient(
+            sim.base_url,
+            acct_id=sim.ACCT_ID,
+            username=sim.USERNAME,
+            app_id=sim.APP_ID,
+            app_secret=sim.APP_SECRET,
+        )
         with pytest.raises(KingdeeError, match="字段不存在") as err:
             client.execute_bill_query("BD_Customer", ["FNope"])
         assert err.value.msg_code == 9 and client.stats["retries"] == 0
@@ -228,8 +271,13 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
         with pytest.raises(KingdeeAuthError) as err:
             client.login()
         assert "S3cret" not in str(err.value) and "demo" in str(err.value)
-        app = KingdeeClient(sim.base_url, acct_id=sim.ACCT_ID, username=sim.USERNAME, app_id=sim.APP_ID,
-                            app_secret="topsecret-value")
+        app = KingdeeClient(
+            sim.base_url,
+            acct_id=sim.ACCT_ID,
+            username=sim.USERNAME,
+            app_id=sim.APP_ID,
+            app_secret="topsecret-value",
+        )
         assert "topsecret" not in repr(app)
     with pytest.raises(ValueError, match="password, or app_id and app_secret"):
         KingdeeClient("http://x", acct_id="a", username="u")
@@ -238,18 +286,29 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
 def test_malformed_rows_pass_through_and_stay_schema_valid() -> None:
     with KingdeeSimulator(records=60, seed=4, faults="malformed=0.3") as sim:
         tap = TapKingdee(config=fast(sim))
-        raw_bad = {"2019-02-30T00:00:00", "￥12,000.00", "N/A", "1,2O4.5", "0000-00-00", "2024-13-45T00:00:00",
-                   "2024-02-30T00:00:00"}
+        raw_bad = {
+            "2019-02-30T00:00:00",
+            "￥12,000.00",
+            "N/A",
+            "1,2O4.5",
+            "0000-00-00",
+            "2024-13-45T00:00:00",
+            "2024-02-30T00:00:00",
+        }
         for stream in STREAMS:
             st = tap.streams[stream]
-            validator = jsonschema.Draft7Validator(st.schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+            validator = jsonschema.Draft7Validator(
+                st.schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+            )
             records = list(st.get_records(None))
             truth = {t[ID[stream]]: t for t in sim.truth(FORM[stream])}
             assert len(records) == len(truth)
             seen_bad = 0
             for r in records:
                 assert not list(validator.iter_errors(r)), r
-                values = set(map(str, r.values())) | {str(v) for ln in r.get("lines", []) for v in ln.values()}
+                values = set(map(str, r.values())) | {
+                    str(v) for ln in r.get("lines", []) for v in ln.values()
+                }
                 if truth[r[ID[stream]]]["_malformed"] and values & raw_bad:
                     seen_bad += 1
             assert seen_bad > 0
@@ -284,11 +343,15 @@ def test_cli_sync_emits_records_and_resumable_state(tmp_path: Path) -> None:
     messages = [json.loads(line) for line in out.splitlines() if line.strip()]
     records = [m for m in messages if m["type"] == "RECORD"]
     for stream in STREAMS:
-        assert sorted(m["record"][ID[stream]] for m in records if m["stream"] == stream) == truth_ids(SIM, stream)
+        assert sorted(m["record"][ID[stream]] for m in records if m["stream"] == stream) == truth_ids(
+            SIM, stream
+        )
     states = [m["value"] for m in messages if m["type"] == "STATE"]
     final = states[-1]["bookmarks"]
     assert set(final) >= set(STREAMS) and all("tiebreak_value" in final[s] for s in STREAMS)
     state = tmp_path / "state.json"
     state.write_text(json.dumps(states[-1]))
-    rerun = [json.loads(line) for line in run_tap("--config", str(cfg), "--state", str(state)).stdout.splitlines()]
+    rerun = [
+        json.loads(line) for line in run_tap("--config", str(cfg), "--state", str(state)).stdout.splitlines()
+    ]
     assert [m for m in rerun if m["type"] == "RECORD"] == []

@@ -37,7 +37,6 @@ from tongbu.vault.testing import key_text, new_key_source, postgres_schema, requ
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _values(n: int, tenants: int = 3) -> dict[tuple[str, str], str]:
     return {
         (f"t{i % tenants}", f"conn{i // 10}.field{i % 10}"): f"value-{i}-{os.urandom(6).hex()}"

@@ -50,7 +50,6 @@ _ENV_VARS = (
 )
 
 
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, isolated: Path) -> Iterator[str]:
     """The same tests against SQLite and (when available) PostgreSQL in a private schema."""

@@ -30,7 +30,6 @@ class FakeClock:
         return self.now
 
 
-
 @pytest.fixture
 def vault(isolated: Path) -> Vault:
     return Vault.initialize(f"sqlite:///{isolated / 'home' / 'hub.db'}", key_source=new_key_source())

@@ -29,9 +29,15 @@ def sim() -> Iterator[WeComSimulator]:
 
 def make(sim: WeComSimulator, **kw) -> WeComClient:
     sleeps: list[float] = []
-    client = WeComClient(sim.corp_id, sim.credentials()["corp_secret"], base_url=sim.base_url + "/cgi-bin/",
-                         token_cache=MemoryTokenCache(), sleep=sleeps.append,
-                         retry=kw.pop("retry", RetryPolicy(max_attempts=5, base_delay=0.01)), **kw)
+    client = WeComClient(
+        sim.corp_id,
+        sim.credentials()["corp_secret"],
+        base_url=sim.base_url + "/cgi-bin/",
+        token_cache=MemoryTokenCache(),
+        sleep=sleeps.append,
+        retry=kw.pop("retry", RetryPolicy(max_attempts=5, base_delay=0.01)),
+        **kw,
+    )
     client.sleeps = sleeps  # type: ignore[attr-defined]
     return client
 
@@ -67,8 +73,9 @@ def test_backoff_on_limits_then_give_up(sim: WeComSimulator) -> None:
     assert len(client2.get_follow_user_list()) == sim.n_users
 
 
-def test_errors_are_typed_and_never_carry_secrets(sim: WeComSimulator, caplog: pytest.LogCaptureFixture,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_are_typed_and_never_carry_secrets(
+    sim: WeComSimulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Another test's logging setup may have silenced httpx's logger; this test needs its request lines.
     monkeypatch.setattr(logging.getLogger("httpx"), "disabled", False)
     monkeypatch.setattr(logging.getLogger("httpx"), "propagate", True)
@@ -104,4 +111,3 @@ def test_vault_shares_one_token_between_processes(sim: WeComSimulator, tmp_path,
     b.get_follow_user_list()  # b sees 40014, invalidates exactly that token, fetches once
     a.get_follow_user_list()
     assert sim.calls["gettoken"] == 2
-

@@ -53,10 +53,13 @@ def test_url_verification_vector(crypt: WXBizMsgCrypt) -> None:
 
 
 def test_decrypt_vector(crypt: WXBizMsgCrypt) -> None:
-    assert signature(TOKEN, "1411525903", "461056294", parse_envelope(POSTED)["Encrypt"]) == \
-        "74d92dfeb87ba7c714f89d98870ae5eb62dff26d"
-    msg = xmltodict.parse(crypt.decrypt_message(POSTED, "74d92dfeb87ba7c714f89d98870ae5eb62dff26d",
-                                                "1411525903", "461056294"))["xml"]
+    assert (
+        signature(TOKEN, "1411525903", "461056294", parse_envelope(POSTED)["Encrypt"])
+        == "74d92dfeb87ba7c714f89d98870ae5eb62dff26d"
+    )
+    msg = xmltodict.parse(
+        crypt.decrypt_message(POSTED, "74d92dfeb87ba7c714f89d98870ae5eb62dff26d", "1411525903", "461056294")
+    )["xml"]
     assert msg["Content"] == "test" and msg["FromUserName"] == "messense"
 
 
@@ -67,9 +70,11 @@ def test_encrypt_vector_with_fixed_random(crypt: WXBizMsgCrypt) -> None:
 
 
 def test_wechatpy_decrypts_what_we_encrypt(crypt: WXBizMsgCrypt) -> None:
-    event = "<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName><Event><![CDATA[change_external_contact]]>" \
-            "</Event><ChangeType><![CDATA[edit_external_contact]]></ChangeType><UserID><![CDATA[zhangwei]]></UserID>" \
-            "<ExternalUserID><![CDATA[wmAbc]]></ExternalUserID><Remark><![CDATA[王总——采购]]></Remark></xml>"
+    event = (
+        "<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName><Event><![CDATA[change_external_contact]]>"
+        "</Event><ChangeType><![CDATA[edit_external_contact]]></ChangeType><UserID><![CDATA[zhangwei]]></UserID>"
+        "<ExternalUserID><![CDATA[wmAbc]]></ExternalUserID><Remark><![CDATA[王总——采购]]></Remark></xml>"
+    )
     msg = crypt.encrypt_message(event, timestamp=1700000000, nonce="12345")
     theirs = WeChatCrypto(TOKEN, AES_KEY, CORP)
     plain = theirs.decrypt_message(msg.body, msg.msg_signature, msg.timestamp, msg.nonce)
@@ -78,20 +83,26 @@ def test_wechatpy_decrypts_what_we_encrypt(crypt: WXBizMsgCrypt) -> None:
 
 def test_we_decrypt_what_wechatpy_encrypts(crypt: WXBizMsgCrypt) -> None:
     theirs = WeChatCrypto(TOKEN, AES_KEY, CORP)
-    envelope = xmltodict.parse(theirs.encrypt_message("<xml><Content>你好 WeCom</Content></xml>", "998877",
-                                                      "1700000001"))["xml"]
+    envelope = xmltodict.parse(
+        theirs.encrypt_message("<xml><Content>你好 WeCom</Content></xml>", "998877", "1700000001")
+    )["xml"]
     body = f"<xml><Encrypt><![CDATA[{envelope['Encrypt']}]]></Encrypt></xml>"
     assert "你好 WeCom" in crypt.decrypt_message(body, envelope["MsgSignature"], "1700000001", "998877")
     # and wechatpy's verification of our echostr
     echo = crypt.echostr("8675309", timestamp=1700000002, nonce="1")
-    assert theirs.check_signature(echo.msg_signature, echo.timestamp, echo.nonce, echo.encrypt) in ("8675309", b"8675309")
+    assert theirs.check_signature(echo.msg_signature, echo.timestamp, echo.nonce, echo.encrypt) in (
+        "8675309",
+        b"8675309",
+    )
 
 
 def test_tampering_and_wrong_keys_are_rejected(crypt: WXBizMsgCrypt) -> None:
     msg = crypt.encrypt_message("<xml><a>1</a></xml>", timestamp=1, nonce="n", random_prefix=b"0" * 16)
     flipped = msg.encrypt[:10] + ("A" if msg.encrypt[10] != "A" else "B") + msg.encrypt[11:]
     with pytest.raises(InvalidSignature):  # signature covers the ciphertext
-        crypt.decrypt_message(msg.body.replace(msg.encrypt, flipped), msg.msg_signature, msg.timestamp, msg.nonce)
+        crypt.decrypt_message(
+            msg.body.replace(msg.encrypt, flipped), msg.msg_signature, msg.timestamp, msg.nonce
+        )
     # Without the signature CBC is malleable (a flipped byte garbles one block silently), which is why
     # the receiver checks msg_signature first; a damaged last block is caught by the padding check.
     import base64
@@ -107,8 +118,9 @@ def test_tampering_and_wrong_keys_are_rejected(crypt: WXBizMsgCrypt) -> None:
     with pytest.raises(WeComCryptoError):
         other_key.decrypt(msg.encrypt)
     with pytest.raises(InvalidSignatureException):  # wechatpy agrees: another Token does not verify
-        WeChatCrypto("other-token", AES_KEY, CORP).decrypt_message(msg.body, msg.msg_signature, msg.timestamp,
-                                                                   msg.nonce)
+        WeChatCrypto("other-token", AES_KEY, CORP).decrypt_message(
+            msg.body, msg.msg_signature, msg.timestamp, msg.nonce
+        )
 
 
 def test_wechatpy_rejects_a_forged_signature(crypt: WXBizMsgCrypt) -> None:

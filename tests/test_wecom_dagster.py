@@ -26,23 +26,47 @@ def sim() -> Iterator[WeComSimulator]:
 def project_file(tmp_path: Path, sim: WeComSimulator) -> Path:
     cred = sim.credentials()
     path = tmp_path / "tongbu.yaml"
-    path.write_text(yaml.safe_dump({"connections": {"wecom": {"connector": "wecom", "config": {
-        "corp_id": cred["corp_id"], "corp_secret": cred["corp_secret"], "base_url": sim.base_url,
-        "rescan_schedule": "30 */4 * * *"}}}}, allow_unicode=True), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "connections": {
+                    "wecom": {
+                        "connector": "wecom",
+                        "config": {
+                            "corp_id": cred["corp_id"],
+                            "corp_secret": cred["corp_secret"],
+                            "base_url": sim.base_url,
+                            "rescan_schedule": "30 */4 * * *",
+                        },
+                    }
+                }
+            },
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
 def test_parts_and_schedule(tmp_path: Path, sim: WeComSimulator) -> None:
     parts = wecom_definitions(load_project(project_file(tmp_path, sim)))
     keys = {a.key.to_user_string() for a in parts.assets}
-    assert keys == {"wecom/external_contacts", "wecom/corp_tags", "wecom/group_chats", "wecom/contact_grade_tags"}
-    assert parts.hub_feeds == {obj: [dg.AssetKey(["wecom", "external_contacts"])]
-                               for obj in ("contacts", "accounts", "activities")}
+    assert keys == {
+        "wecom/external_contacts",
+        "wecom/corp_tags",
+        "wecom/group_chats",
+        "wecom/contact_grade_tags",
+    }
+    assert parts.hub_feeds == {
+        obj: [dg.AssetKey(["wecom", "external_contacts"])] for obj in ("contacts", "accounts", "activities")
+    }
     [schedule] = parts.schedules
     assert schedule.cron_schedule == "30 */4 * * *" and schedule.name == "wecom_rescan_schedule"
     defs = standalone_definitions(load_project(project_file(tmp_path, sim)))
     graph = defs.resolve_asset_graph()
-    assert dg.AssetKey(["wecom", "external_contacts"]) in graph.get(dg.AssetKey(["crm", "contacts"])).parent_keys
+    assert (
+        dg.AssetKey(["wecom", "external_contacts"]) in graph.get(dg.AssetKey(["crm", "contacts"])).parent_keys
+    )
     assert len(list(graph.asset_check_keys)) == 2
 
 
@@ -50,7 +74,9 @@ def test_materialising_the_rescan_and_checks(tmp_path: Path, sim: WeComSimulator
     path = project_file(tmp_path, sim)
     parts = wecom_definitions(load_project(path))
     rescan = next(a for a in parts.assets if a.key == dg.AssetKey(["wecom", "external_contacts"]))
-    result = dg.materialize([rescan, *parts.asset_checks], resources={"tongbu": TongbuResource(project_file=str(path))})
+    result = dg.materialize(
+        [rescan, *parts.asset_checks], resources={"tongbu": TongbuResource(project_file=str(path))}
+    )
     assert result.success
     [mat] = result.asset_materializations_for_node("wecom__external_contacts")
     md = {k: v.value for k, v in mat.metadata.items()}

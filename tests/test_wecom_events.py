@@ -33,15 +33,23 @@ def sim() -> Iterator[WeComSimulator]:
     s.stop()
 
 
-def event_xml(sim: WeComSimulator, ext: str, change: str = "edit_external_contact", created: int | None = None) -> str:
-    userid = (sim.contact_detail(ext) or {"follow_user": [{"userid": sim.users[0]["userid"]}]})["follow_user"][0]["userid"]
-    return (f"<xml><ToUserName><![CDATA[{sim.corp_id}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
-            f"<CreateTime>{created or int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-            f"<Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[{change}]]></ChangeType>"
-            f"<UserID><![CDATA[{userid}]]></UserID><ExternalUserID><![CDATA[{ext}]]></ExternalUserID></xml>")
+def event_xml(
+    sim: WeComSimulator, ext: str, change: str = "edit_external_contact", created: int | None = None
+) -> str:
+    userid = (sim.contact_detail(ext) or {"follow_user": [{"userid": sim.users[0]["userid"]}]})[
+        "follow_user"
+    ][0]["userid"]
+    return (
+        f"<xml><ToUserName><![CDATA[{sim.corp_id}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
+        f"<CreateTime>{created or int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[{change}]]></ChangeType>"
+        f"<UserID><![CDATA[{userid}]]></UserID><ExternalUserID><![CDATA[{ext}]]></ExternalUserID></xml>"
+    )
 
 
-def signed(sim: WeComSimulator, xml: str, *, token: str | None = None, timestamp: int | None = None) -> dict[str, Any]:
+def signed(
+    sim: WeComSimulator, xml: str, *, token: str | None = None, timestamp: int | None = None
+) -> dict[str, Any]:
     cred = sim.credentials()
     crypt = WXBizMsgCrypt(token or cred["callback_token"], cred["encoding_aes_key"], cred["corp_id"])
     msg = crypt.encrypt_message(xml, timestamp=timestamp if timestamp is not None else int(time.time()))
@@ -70,7 +78,9 @@ def test_url_verification(sim: WeComSimulator) -> None:
         r = client.get("/hooks/wecom", params={**msg.query, "echostr": msg.encrypt})
         assert r.status_code == 200 and r.text == "1616140317555161061"  # plaintext, no quotes or newline
         forged = WXBizMsgCrypt("not-the-token", cred["encoding_aes_key"], cred["corp_id"]).echostr("1")
-        assert client.get("/hooks/wecom", params={**forged.query, "echostr": forged.encrypt}).status_code == 403
+        assert (
+            client.get("/hooks/wecom", params={**forged.query, "echostr": forged.encrypt}).status_code == 403
+        )
 
 
 def test_forged_tampered_stale_and_malformed_callbacks_change_nothing(sim: WeComSimulator) -> None:
@@ -87,7 +97,9 @@ def test_forged_tampered_stale_and_malformed_callbacks_change_nothing(sim: WeCom
         stale = signed(sim, event_xml(sim, ext), timestamp=int(time.time()) - 3600)
         assert client.post("/hooks/wecom", **stale).status_code == 403
         assert client.post("/hooks/wecom", content=good["content"]).status_code == 400
-        other_corp = WXBizMsgCrypt(sim.credentials()["callback_token"], sim.credentials()["encoding_aes_key"], "wwother")
+        other_corp = WXBizMsgCrypt(
+            sim.credentials()["callback_token"], sim.credentials()["encoding_aes_key"], "wwother"
+        )
         msg = other_corp.encrypt_message(event_xml(sim, ext))
         assert client.post("/hooks/wecom", params=msg.query, content=msg.body.encode()).status_code == 403
         assert client.post("/hooks/wecom", params=good["params"], content=b"x" * 70_000).status_code == 413
@@ -120,20 +132,36 @@ def test_simulator_callbacks_flow_into_the_hub(sim: WeComSimulator) -> None:
     app = build_app(serve_config(sim))
     with BackgroundServer(app) as server:
         sim.set_callback(server.url + "/hooks/wecom")  # the echostr handshake an admin triggers
-        ext = sim.add_external_contact(sim.users[1]["userid"], name="郑海燕", position="采购经理",
-                                       corp_full_name="宁波远航包装材料有限公司", corp_name="远航包装",
-                                       type=2, remark="郑经理", tags=[sim.tag_id("客户等级", "B类客户")])
+        ext = sim.add_external_contact(
+            sim.users[1]["userid"],
+            name="郑海燕",
+            position="采购经理",
+            corp_full_name="宁波远航包装材料有限公司",
+            corp_name="远航包装",
+            type=2,
+            remark="郑经理",
+            tags=[sim.tag_id("客户等级", "B类客户")],
+        )
         sim.add_external_contact(sim.users[2]["userid"], ext, remark="海燕姐", tags=[])
         assert sim.wait_callbacks(10) and app.state.processor.drain(10)
         row = contact_row(ext)
-        assert row["name"] == "郑海燕" and row["title"] == "采购经理" and row["account_ref"] == "宁波远航包装材料有限公司"
+        assert (
+            row["name"] == "郑海燕"
+            and row["title"] == "采购经理"
+            and row["account_ref"] == "宁波远航包装材料有限公司"
+        )
         assert row["owner"] == sim.users[1]["userid"] and row["tags"] == ["B类客户"]
         assert row["extra"]["follow_userids"] == sorted([sim.users[1]["userid"], sim.users[2]["userid"]])
         engine = get_engine()
         with engine.connect() as conn:
-            assert HubStore(engine).get(conn, "accounts", "wecom", "宁波远航包装材料有限公司")["short_name"] == "远航包装"
+            assert (
+                HubStore(engine).get(conn, "accounts", "wecom", "宁波远航包装材料有限公司")["short_name"]
+                == "远航包装"
+            )
 
-        sim.edit_external_contact(ext, sim.users[1]["userid"], remark="郑总", add_tags=[sim.tag_id("意向产品", "工业软件")])
+        sim.edit_external_contact(
+            ext, sim.users[1]["userid"], remark="郑总", add_tags=[sim.tag_id("意向产品", "工业软件")]
+        )
         sim.del_follow_user(ext, sim.users[2]["userid"])  # the customer removed one rep
         assert sim.wait_callbacks(10) and app.state.processor.drain(10)
         row = contact_row(ext)
@@ -189,10 +217,19 @@ def test_failed_fetches_retry_and_pending_events_survive_a_restart(sim: WeComSim
     ensure_inbox(engine)
     # An event a previous server stored but never applied (killed right after the ack).
     with engine.begin() as conn:
-        conn.execute(event_inbox.insert().values(
-            tenant_id="default", source="wecom", dedup_key="left-over", record_key=contact_key(ext),
-            kind="change_external_contact/edit_external_contact", payload={}, received_at=time.time(),
-            status="pending", attempts=0))
+        conn.execute(
+            event_inbox.insert().values(
+                tenant_id="default",
+                source="wecom",
+                dedup_key="left-over",
+                record_key=contact_key(ext),
+                kind="change_external_contact/edit_external_contact",
+                payload={},
+                received_at=time.time(),
+                status="pending",
+                attempts=0,
+            )
+        )
     sim.set_faults("busy=1")  # WeCom answers -1 (system busy) to everything for a while
     app = build_app(serve_config(sim, source_config={"max_attempts": 2}))
     app.state.processor.retry_base_s = 0.05
@@ -220,7 +257,11 @@ def test_applied_events_are_reported_to_dagster(sim: WeComSimulator) -> None:
     # closing the app stopped the observer, which flushed what it held (in one or more batches)
     records = instance.fetch_materializations(dg.AssetKey(["crm", "contacts"]), limit=10).records
     metas = [r.asset_materialization.metadata for r in records]
-    assert metas and sum(md["events"].value for md in metas) == 3 and sum(md["written"].value for md in metas) == 3
+    assert (
+        metas
+        and sum(md["events"].value for md in metas) == 3
+        and sum(md["written"].value for md in metas) == 3
+    )
     reported = sorted(d["record"] for md in metas for d in md["events_detail"].value)
     assert reported == sorted(contact_key(e) for e in exts)
     observations = instance.fetch_observations(dg.AssetKey(["wecom", "external_contacts"]), limit=10)

@@ -21,8 +21,12 @@ FAULTS = "token_expiry=9,freq_limit=0.05,concurrency_rate=0.05,busy=0.02,callbac
 
 
 def client_for(sim: WeComSimulator) -> WeComClient:
-    return WeComClient(sim.corp_id, sim.credentials()["corp_secret"], base_url=sim.base_url,
-                       retry=RetryPolicy(max_attempts=15, base_delay=0.001, max_delay=0.02))
+    return WeComClient(
+        sim.corp_id,
+        sim.credentials()["corp_secret"],
+        base_url=sim.base_url,
+        retry=RetryPolicy(max_attempts=15, base_delay=0.001, max_delay=0.02),
+    )
 
 
 @pytest.fixture
@@ -76,8 +80,9 @@ def test_faults_and_lost_callbacks_then_rescan_equals_truth(sim: WeComSimulator)
             elif roll < 0.45:
                 sim.update_profile(sim.random_external_userid(rng), position="总经理")  # never reported
             else:
-                sim.edit_external_contact(sim.random_external_userid(rng), remark=f"备注{k}",
-                                          add_tags=[rng.choice(grade)])
+                sim.edit_external_contact(
+                    sim.random_external_userid(rng), remark=f"备注{k}", add_tags=[rng.choice(grade)]
+                )
         assert sim.wait_callbacks(30) and app.state.processor.drain(30)
         dropped = sum(1 for r in sim.callback_log if r.status == "dropped")
         assert dropped > 10
@@ -138,9 +143,20 @@ def test_events_applied_during_a_scan_win(sim: WeComSimulator) -> None:
     ensure_inbox(engine)
     with engine.begin() as conn:
         # the event path applied this contact just now, with data newer than the scan will read
-        conn.execute(event_inbox.insert().values(
-            tenant_id="default", source="wecom", dedup_key="x", record_key=contact_key(ext), kind="k", payload={},
-            received_at=time.time(), applied_at=time.time() + 5, status="applied", attempts=1))
+        conn.execute(
+            event_inbox.insert().values(
+                tenant_id="default",
+                source="wecom",
+                dedup_key="x",
+                record_key=contact_key(ext),
+                kind="k",
+                payload={},
+                received_at=time.time(),
+                applied_at=time.time() + 5,
+                status="applied",
+                attempts=1,
+            )
+        )
     sim.update_profile(ext, name="扫描时读到的旧名字")
     result = rescan_external_contacts(client_for(sim), writer)
     assert result.skipped_newer == 1
@@ -160,6 +176,7 @@ def test_each_follow_relation_becomes_one_activity(sim: WeComSimulator) -> None:
         from connectors.crm.store import hub_table
 
         t = hub_table("activities")
-        rows = conn.execute(select(t.c.kind, t.c.subject, t.c.owner, t.c.occurred_at)
-                            .where(t.c.contact_ref == a)).all()
+        rows = conn.execute(
+            select(t.c.kind, t.c.subject, t.c.owner, t.c.occurred_at).where(t.c.contact_ref == a)
+        ).all()
     assert rows and all(r.kind == "wecom" and r.subject and r.owner and r.occurred_at for r in rows)

@@ -49,7 +49,9 @@ def test_wechatpy_gets_tokens_lists_and_pages(sim: WeComSimulator) -> None:
         ids = client.external_contact.list(user)["external_userid"]
         cursor, paged = "", []
         while True:  # wechatpy 1.8 has no batch helper: the plain POST with the old request shape
-            page = client.post("externalcontact/batch/get_by_user", data={"userid": user, "cursor": cursor, "limit": 37})
+            page = client.post(
+                "externalcontact/batch/get_by_user", data={"userid": user, "cursor": cursor, "limit": 37}
+            )
             paged += [item["external_contact"]["external_userid"] for item in page["external_contact_list"]]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -74,19 +76,42 @@ def test_every_error_is_http_200_with_errcode(sim: WeComSimulator) -> None:
     base = sim.base_url + "/cgi-bin/"
     r = httpx.get(base + "externalcontact/get_follow_user_list")
     assert r.status_code == 200 and r.json()["errcode"] == 41001
-    assert httpx.get(base + "externalcontact/get_follow_user_list", params={"access_token": "nope"}).json()["errcode"] == 40014
+    assert (
+        httpx.get(base + "externalcontact/get_follow_user_list", params={"access_token": "nope"}).json()[
+            "errcode"
+        ]
+        == 40014
+    )
     bad = httpx.get(base + "gettoken", params={"corpid": sim.corp_id, "corpsecret": "wrong"}).json()
     assert bad["errcode"] == 40001 and "hint:" in bad["errmsg"]
-    token = httpx.get(base + "gettoken", params={"corpid": sim.corp_id, "corpsecret": sim.credentials()["corp_secret"]}).json()
+    token = httpx.get(
+        base + "gettoken", params={"corpid": sim.corp_id, "corpsecret": sim.credentials()["corp_secret"]}
+    ).json()
     assert token["expires_in"] == 7200
     q = {"access_token": token["access_token"]}
     assert httpx.get(base + "externalcontact/batch/get_by_user", params=q).json()["errcode"] == 43002
-    assert httpx.post(base + "externalcontact/batch/get_by_user", params=q, content=b"{oops").json()["errcode"] == 47001
-    assert httpx.post(base + "externalcontact/batch/get_by_user", params=q,
-                      json={"userid_list": [sim.users[0]["userid"]], "cursor": "forged", "limit": 10}).json()["errcode"] == 40058
-    assert httpx.get(base + "externalcontact/get", params={**q, "external_userid": "wmNOPE"}).json()["errcode"] == 40096
-    assert httpx.post(base + "externalcontact/batch/get_by_user", params=q,
-                      json={"userid_list": ["ghost"], "limit": 10}).json()["errcode"] == 60111
+    assert (
+        httpx.post(base + "externalcontact/batch/get_by_user", params=q, content=b"{oops").json()["errcode"]
+        == 47001
+    )
+    assert (
+        httpx.post(
+            base + "externalcontact/batch/get_by_user",
+            params=q,
+            json={"userid_list": [sim.users[0]["userid"]], "cursor": "forged", "limit": 10},
+        ).json()["errcode"]
+        == 40058
+    )
+    assert (
+        httpx.get(base + "externalcontact/get", params={**q, "external_userid": "wmNOPE"}).json()["errcode"]
+        == 40096
+    )
+    assert (
+        httpx.post(
+            base + "externalcontact/batch/get_by_user", params=q, json={"userid_list": ["ghost"], "limit": 10}
+        ).json()["errcode"]
+        == 60111
+    )
 
 
 def test_token_expiry_and_invalidation_are_handled_by_wechatpy(sim: WeComSimulator) -> None:
@@ -101,14 +126,18 @@ def test_token_expiry_and_invalidation_are_handled_by_wechatpy(sim: WeComSimulat
 
 def test_token_lifetime_fault(sim: WeComSimulator) -> None:
     sim.set_faults("token_ttl=1")
-    token = httpx.get(sim.base_url + "/cgi-bin/gettoken",
-                      params={"corpid": sim.corp_id, "corpsecret": sim.credentials()["corp_secret"]}).json()
+    token = httpx.get(
+        sim.base_url + "/cgi-bin/gettoken",
+        params={"corpid": sim.corp_id, "corpsecret": sim.credentials()["corp_secret"]},
+    ).json()
     assert token["expires_in"] == 1
     import time
 
     time.sleep(1.1)
-    r = httpx.get(sim.base_url + "/cgi-bin/externalcontact/get_follow_user_list",
-                  params={"access_token": token["access_token"]}).json()
+    r = httpx.get(
+        sim.base_url + "/cgi-bin/externalcontact/get_follow_user_list",
+        params={"access_token": token["access_token"]},
+    ).json()
     assert r["errcode"] == 42001
 
 
@@ -172,7 +201,9 @@ def receiver() -> Iterator[str]:
 
 def test_callbacks_are_wecom_encrypted_and_wechatpy_decrypts_them(sim: WeComSimulator, receiver: str) -> None:
     sim.set_callback(receiver, verify=False)
-    ext = sim.add_external_contact(name="周建华", corp_full_name="苏州恒通精密机械有限公司", state="展会二维码2024")
+    ext = sim.add_external_contact(
+        name="周建华", corp_full_name="苏州恒通精密机械有限公司", state="展会二维码2024"
+    )
     sim.edit_external_contact(ext, remark="周总")
     sim.edit_external_contact(ext, remark_mobiles=["13912345678"])  # WeCom reports no remark-mobile-only edit
     sim.del_external_contact(ext)
@@ -183,9 +214,16 @@ def test_callbacks_are_wecom_encrypted_and_wechatpy_decrypts_them(sim: WeComSimu
     for query, body in _Receiver.got:
         assert set(query) == {"msg_signature", "timestamp", "nonce"}
         assert xmltodict.parse(body)["xml"]["ToUserName"] == cred["corp_id"]
-        events.append(xmltodict.parse(theirs.decrypt_message(body, query["msg_signature"], query["timestamp"],
-                                                             query["nonce"]))["xml"])
-    assert [e["ChangeType"] for e in events] == ["add_external_contact", "edit_external_contact", "del_external_contact"]
+        events.append(
+            xmltodict.parse(
+                theirs.decrypt_message(body, query["msg_signature"], query["timestamp"], query["nonce"])
+            )["xml"]
+        )
+    assert [e["ChangeType"] for e in events] == [
+        "add_external_contact",
+        "edit_external_contact",
+        "del_external_contact",
+    ]
     assert all(e["Event"] == "change_external_contact" and e["ExternalUserID"] == ext for e in events)
     assert events[0]["State"] == "展会二维码2024" and events[0]["WelcomeCode"]
     assert int(events[0]["CreateTime"]) > 1_600_000_000

@@ -24,8 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # get_tap_test_class needs the config at import time: the simulator gets its port now, starts below.
 SIM_PORT = free_port()
 SIM = WeComSimulator(records=250, seed=13)
-CONFIG = {"corp_id": SIM.corp_id, "corp_secret": SIM.credentials()["corp_secret"],
-          "base_url": f"http://127.0.0.1:{SIM_PORT}", "batch_limit": 30}
+CONFIG = {
+    "corp_id": SIM.corp_id,
+    "corp_secret": SIM.credentials()["corp_secret"],
+    "base_url": f"http://127.0.0.1:{SIM_PORT}",
+    "batch_limit": 30,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +39,9 @@ def module_simulator() -> Iterator[WeComSimulator]:
     SIM.stop()
 
 
-TestTapWeComStandard = get_tap_test_class(TapWeCom, config=CONFIG, suite_config=SuiteConfig(max_records_limit=1000))
+TestTapWeComStandard = get_tap_test_class(
+    TapWeCom, config=CONFIG, suite_config=SuiteConfig(max_records_limit=1000)
+)
 
 
 def test_external_contacts_are_one_record_per_contact_equal_to_get() -> None:
@@ -66,11 +72,17 @@ def test_corp_tags_and_group_chats() -> None:
 
 
 def test_scan_survives_token_expiry_and_limits() -> None:
-    sim = WeComSimulator(records=400, seed=14, faults="token_expiry=4,freq_limit=0.1,concurrency_rate=0.1,busy=0.05")
+    sim = WeComSimulator(
+        records=400, seed=14, faults="token_expiry=4,freq_limit=0.1,concurrency_rate=0.1,busy=0.05"
+    )
     sim.start()
     try:
-        client = WeComClient(sim.corp_id, sim.credentials()["corp_secret"], base_url=sim.base_url,
-                             retry=RetryPolicy(max_attempts=12, base_delay=0.001, max_delay=0.01))
+        client = WeComClient(
+            sim.corp_id,
+            sim.credentials()["corp_secret"],
+            base_url=sim.base_url,
+            retry=RetryPolicy(max_attempts=12, base_delay=0.001, max_delay=0.01),
+        )
         report = ScanReport("external_contacts")
         records = list(scan_external_contacts(client, report, batch_limit=20))
         assert report.complete and len(records) == sim.contact_count == 400
@@ -92,12 +104,22 @@ def test_an_interrupted_scan_is_not_complete() -> None:
 def test_runs_as_a_plain_singer_program(tmp_path: Path) -> None:
     cfg = tmp_path / "wecom.json"
     cfg.write_text(json.dumps(CONFIG))
-    about = subprocess.run([sys.executable, "-m", "connectors.wecom.tap", "--about", "--format", "json"],
-                           capture_output=True, text=True, check=True, cwd=ROOT)
+    about = subprocess.run(
+        [sys.executable, "-m", "connectors.wecom.tap", "--about", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     info = json.loads(about.stdout)
     assert info["name"] == "tap-wecom" and "corp_secret" in json.dumps(info["settings"])
-    out = subprocess.run([sys.executable, "-m", "connectors.wecom.tap", "--config", str(cfg)],
-                         capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "connectors.wecom.tap", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     messages = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     records = Counter(m["stream"] for m in messages if m["type"] == "RECORD")
     assert records["external_contacts"] == SIM.contact_count

@@ -17,10 +17,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="tongbu (同步): keep your CRM in sync with ERP, WeCom, shops, tender feeds and devices.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="tongbu (同步): keep your CRM in sync with ERP, WeCom, shops, tender feeds and devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 state_app = typer.Typer(help="Show or reset pipeline cursors.", no_args_is_help=True)
-quarantine_app = typer.Typer(help="List or replay records that failed validation or mapping.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="List or replay records that failed validation or mapping.", no_args_is_help=True
+)
 app.add_typer(state_app, name="state")
 app.add_typer(quarantine_app, name="quarantine")
 
@@ -35,20 +40,27 @@ for _module, _name in (("tongbu.vault.cli", "vault"), ("mappings.suggest.cli", "
         if not str(_exc.name).startswith(_module.split(".")[0]):
             raise
 
+
 def _mount_serve() -> None:
     from tongbu.serve_cli import serve_command
 
-    app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(serve_command)
+    app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(
+        serve_command
+    )
 
 
 _mount_serve()
 
-ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")]
+ProjectOpt = Annotated[
+    Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
+]
 
 
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` with secret values masked (the text may come from a source's error)."""
-    text = str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
+    text = (
+        str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
+    )
     try:
         from tongbu.vault import redact
     except ImportError:  # pragma: no cover
@@ -62,8 +74,10 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         from tongbu.vault import install_redaction
     except ImportError:  # pragma: no cover
@@ -85,9 +99,15 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
 @app.command()
 def run(
-    pipeline: Annotated[list[str] | None, typer.Argument(help="Pipeline name(s); default: all enabled")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the cursor and re-read everything")] = False,
-    mode: Annotated[str, typer.Option(help="inprocess (fast) or pipe (tap | target subprocesses)")] = "inprocess",
+    pipeline: Annotated[
+        list[str] | None, typer.Argument(help="Pipeline name(s); default: all enabled")
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Ignore the cursor and re-read everything")
+    ] = False,
+    mode: Annotated[
+        str, typer.Option(help="inprocess (fast) or pipe (tap | target subprocesses)")
+    ] = "inprocess",
     project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
@@ -101,7 +121,8 @@ def run(
         for name in names:
             with console.status(f"running {name} …") as status:
                 runner.progress = lambda r, s=status, n=name: s.update(
-                    f"{n}: read {r.rows_read:,}  written {r.rows_written:,}  quarantined {r.rows_quarantined:,}")
+                    f"{n}: read {r.rows_read:,}  written {r.rows_written:,}  quarantined {r.rows_quarantined:,}"
+                )
                 results.append(runner.run(name, full_refresh=full_refresh, mode=mode))
     except PipelineLocked as exc:
         _fail(str(exc), 3)
@@ -121,8 +142,16 @@ def print_results(results: list) -> None:
     for r in results:
         cur = r.cursor_after or {}
         cursor = ", ".join(f"{k}={v}" for k, v in cur.items() if k != "replication_key") or "-"
-        table.add_row(r.pipeline, f"{r.rows_read:,}", f"{r.rows_written:,}", f"{r.rows_unchanged:,}",
-                      f"{r.rows_quarantined:,}", cursor, f"{r.duration_s:.2f}", f"{r.records_per_second:,.0f}")
+        table.add_row(
+            r.pipeline,
+            f"{r.rows_read:,}",
+            f"{r.rows_written:,}",
+            f"{r.rows_unchanged:,}",
+            f"{r.rows_quarantined:,}",
+            cursor,
+            f"{r.duration_s:.2f}",
+            f"{r.records_per_second:,.0f}",
+        )
     console.print(table)
 
 
@@ -142,8 +171,14 @@ def state_show(
     for col in ("tenant", "connection", "stream", "partition", "cursor", "updated"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["tenant_id"], r["connection"], r["stream"], r["partition"] or "-",
-                      json.dumps(r["cursor"], ensure_ascii=False), str(r["updated_at"]))
+        table.add_row(
+            r["tenant_id"],
+            r["connection"],
+            r["stream"],
+            r["partition"] or "-",
+            json.dumps(r["cursor"], ensure_ascii=False),
+            str(r["updated_at"]),
+        )
     console.print(table)
 
 
@@ -182,8 +217,15 @@ def quarantine_list(
     for col in ("id", "pipeline", "source id", "stage", "reason", "status", "when"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["pipeline"], str(r["source_id"] or "-"), r["stage"], r["reason"][:100],
-                      r["status"], str(r["created_at"])[:19])
+        table.add_row(
+            str(r["id"]),
+            r["pipeline"],
+            str(r["source_id"] or "-"),
+            r["stage"],
+            r["reason"][:100],
+            r["status"],
+            str(r["created_at"])[:19],
+        )
     console.print(table)
 
 
@@ -209,7 +251,9 @@ def simulate(
     host: Annotated[str, typer.Option(help="Interface to listen on (keep it loopback)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 = any free port)")] = 0,
     records: Annotated[int, typer.Option(help="How many records to seed")] = 1000,
-    faults: Annotated[str | None, typer.Option(help="Faults, e.g. 'throttle=0.05,session_expiry=50,http_5xx=0.02'")] = None,
+    faults: Annotated[
+        str | None, typer.Option(help="Faults, e.g. 'throttle=0.05,session_expiry=50,http_5xx=0.02'")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 7,
 ) -> None:
     """Start a simulator of an external system in the foreground; prints its URL and demo credentials."""
@@ -222,8 +266,10 @@ def simulate(
     sim = cls(records=records, faults=faults, seed=seed)
     url = sim.start(host, port)
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
-    print(f"{system} simulator listening on {url} with {records:,} records"
-          + (f", faults: {faults}" if faults else ""))
+    print(
+        f"{system} simulator listening on {url} with {records:,} records"
+        + (f", faults: {faults}" if faults else "")
+    )
     print("demo credentials: " + json.dumps(sim.credentials(), ensure_ascii=False))
     sys.stdout.flush()
     try:

@@ -21,12 +21,16 @@ from rich.table import Table
 from tongbu.config import tongbu_home
 
 DEFAULT_FAULTS = "throttle=0.03,session_expiry=30,http_5xx=0.02,malformed=0.005"
-_FORMS = {"kingdee_customers": "BD_Customer", "kingdee_sales_orders": "SAL_SaleOrder",
-          "kingdee_receivables": "AR_receivable"}
+_FORMS = {
+    "kingdee_customers": "BD_Customer",
+    "kingdee_sales_orders": "SAL_SaleOrder",
+    "kingdee_receivables": "AR_receivable",
+}
 
 
-def run_demo(*, records: int = 2000, change: int = 50, faults: str | None = None,
-             console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    *, records: int = 2000, change: int = 50, faults: str | None = None, console: Console | None = None
+) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (tests use them)."""
     from connectors.kingdee.simulator import KingdeeSimulator
     from pipelines.project import find_project_file, load_project
@@ -47,22 +51,36 @@ def run_demo(*, records: int = 2000, change: int = 50, faults: str | None = None
     pipelines = [p for p in _FORMS if p in project.pipelines]
 
     t0 = time.perf_counter()
-    console.print(f"[bold]1.[/] starting the Kingdee simulator with {records:,} customers, orders and "
-                  f"receivables (faults: {faults or 'none'}) …")
+    console.print(
+        f"[bold]1.[/] starting the Kingdee simulator with {records:,} customers, orders and "
+        f"receivables (faults: {faults or 'none'}) …"
+    )
     sim = KingdeeSimulator(records=records, faults=faults)
     sim.start("127.0.0.1", 0)
     try:
         creds = sim.credentials()
-        overrides = {"kingdee": {"base_url": sim.base_url, "acct_id": creds["acct_id"],
-                                 "username": creds["username"], "password": _store_secret(engine, creds, console)}}
+        overrides = {
+            "kingdee": {
+                "base_url": sim.base_url,
+                "acct_id": creds["acct_id"],
+                "username": creds["username"],
+                "password": _store_secret(engine, creds, console),
+            }
+        }
         console.print(f"   listening on {sim.base_url}; hub: {db_file}")
         runner = Runner(project, engine, config_overrides=overrides)
 
         console.print("[bold]2.[/] full sync ERP → CRM hub")
         first = _run_all(runner, pipelines, console)
-        changed = {"BD_Customer": change, "SAL_SaleOrder": max(change // 2, 1), "AR_receivable": max(change // 2, 1)}
-        console.print("[bold]3.[/] editing records in the ERP: "
-                      + ", ".join(f"{n} {form}" for form, n in changed.items()))
+        changed = {
+            "BD_Customer": change,
+            "SAL_SaleOrder": max(change // 2, 1),
+            "AR_receivable": max(change // 2, 1),
+        }
+        console.print(
+            "[bold]3.[/] editing records in the ERP: "
+            + ", ".join(f"{n} {form}" for form, n in changed.items())
+        )
         for form, n in changed.items():
             sim.modify(form, n)
         console.print("[bold]4.[/] incremental sync (only what changed since the cursor)")
@@ -73,11 +91,18 @@ def run_demo(*, records: int = 2000, change: int = 50, faults: str | None = None
 
     _summary(console, first, second, runner, truth)
     elapsed = time.perf_counter() - t0
-    console.print(f"done in {elapsed:.1f} s. Next: [bold]dagster dev -w workspace.yaml[/] for the asset view, "
-                  "[bold]tongbu quarantine list[/] for set-aside records "
-                  f"(with TONGBU_DATABASE_URL={url}).")
-    return {"first": [r.as_dict() for r in first], "second": [r.as_dict() for r in second], "truth": truth,
-            "seconds": elapsed, "database_url": url}
+    console.print(
+        f"done in {elapsed:.1f} s. Next: [bold]dagster dev -w workspace.yaml[/] for the asset view, "
+        "[bold]tongbu quarantine list[/] for set-aside records "
+        f"(with TONGBU_DATABASE_URL={url})."
+    )
+    return {
+        "first": [r.as_dict() for r in first],
+        "second": [r.as_dict() for r in second],
+        "truth": truth,
+        "seconds": elapsed,
+        "database_url": url,
+    }
 
 
 def _store_secret(engine: Any, creds: dict[str, Any], console: Console) -> str:
@@ -95,14 +120,23 @@ def _store_secret(engine: Any, creds: dict[str, Any], console: Console) -> str:
 
 def _run_all(runner: Any, pipelines: list[str], console: Console) -> list[Any]:
     results = []
-    with Progress(TextColumn("   {task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("   {task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         for name in pipelines:
             task = progress.add_task(name, total=None, stats="")
 
             def update(r: Any, task: Any = task) -> None:
-                progress.update(task, stats=f"read {r.rows_read:,} written {r.rows_written:,} "
-                                            f"quarantined {r.rows_quarantined:,}")
+                progress.update(
+                    task,
+                    stats=f"read {r.rows_read:,} written {r.rows_written:,} "
+                    f"quarantined {r.rows_quarantined:,}",
+                )
 
             runner.progress = update
             result = runner.run(name)
@@ -120,14 +154,23 @@ def _cursor_text(cursor: dict[str, Any] | None) -> str:
     return f"{text} / {cursor.get('tiebreak_key', 'id')}={tie}" if tie is not None else text
 
 
-def _summary(console: Console, first: list[Any], second: list[Any], runner: Any, truth: dict[str, int]) -> None:
+def _summary(
+    console: Console, first: list[Any], second: list[Any], runner: Any, truth: dict[str, int]
+) -> None:
     table = Table(title="tongbu demo: Kingdee → CRM hub")
     for col in ("pipeline", "pass", "read", "written", "unchanged", "quarantined", "seconds"):
         table.add_column(col, justify="left" if col in ("pipeline", "pass") else "right")
     for label, results in (("full", first), ("incr.", second)):
         for r in results:
-            table.add_row(r.pipeline.removeprefix("kingdee_"), label, f"{r.rows_read:,}", f"{r.rows_written:,}",
-                          f"{r.rows_unchanged:,}", f"{r.rows_quarantined:,}", f"{r.duration_s:.2f}")
+            table.add_row(
+                r.pipeline.removeprefix("kingdee_"),
+                label,
+                f"{r.rows_read:,}",
+                f"{r.rows_written:,}",
+                f"{r.rows_unchanged:,}",
+                f"{r.rows_quarantined:,}",
+                f"{r.duration_s:.2f}",
+            )
     console.print(table)
     for r in second:
         console.print(f"   cursor {r.pipeline}: {_cursor_text(r.cursor_after)}")
@@ -142,5 +185,7 @@ def _summary(console: Console, first: list[Any], second: list[Any], runner: Any,
             quarantined = runner.quarantine.count(conn, r.pipeline)
             source = truth.get(_FORMS[r.pipeline], 0)
             ok = "yes" if in_hub + quarantined == source else "[red]NO[/]"
-            check.add_row(r.pipeline.removeprefix("kingdee_"), f"{source:,}", f"{in_hub:,}", f"{quarantined:,}", ok)
+            check.add_row(
+                r.pipeline.removeprefix("kingdee_"), f"{source:,}", f"{in_hub:,}", f"{quarantined:,}", ok
+            )
     console.print(check)

@@ -101,8 +101,9 @@ def ensure_inbox(engine: Engine) -> None:
     event_inbox.create(engine, checkfirst=True)  # normally already there: get_engine() migrates
 
 
-def applied_since(conn: Connection, *, tenant: str, source: str, record_keys: Sequence[str],
-                  since: float) -> set[str]:
+def applied_since(
+    conn: Connection, *, tenant: str, source: str, record_keys: Sequence[str], since: float
+) -> set[str]:
     """Which ``record_keys`` the event path applied at or after ``since`` (epoch seconds).
 
     A full rescan asks this so it neither overwrites nor deletes what a callback changed while it was
@@ -113,10 +114,16 @@ def applied_since(conn: Connection, *, tenant: str, source: str, record_keys: Se
     found: set[str] = set()
     for start in range(0, len(record_keys), 500):
         chunk = list(record_keys[start : start + 500])
-        found.update(conn.execute(select(event_inbox.c.record_key).where(
-            event_inbox.c.tenant_id == tenant, event_inbox.c.source == source,
-            event_inbox.c.record_key.in_(chunk), event_inbox.c.applied_at >= since,
-        )).scalars())
+        found.update(
+            conn.execute(
+                select(event_inbox.c.record_key).where(
+                    event_inbox.c.tenant_id == tenant,
+                    event_inbox.c.source == source,
+                    event_inbox.c.record_key.in_(chunk),
+                    event_inbox.c.applied_at >= since,
+                )
+            ).scalars()
+        )
     return found
 
 
@@ -167,7 +174,9 @@ class EventSource(ABC):
     #: connector name this source serves (the key in :data:`EVENT_SOURCES`)
     connector: ClassVar[str] = ""
 
-    def __init__(self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
+    ) -> None:
         self.name = name
         self.config = dict(config)
         self.engine = engine
@@ -183,8 +192,9 @@ class EventSource(ABC):
         raise EventRejected(405, "this source has no URL verification")
 
     @abstractmethod
-    def parse(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
-              received_at: float) -> list[InboundEvent]:
+    def parse(
+        self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
+    ) -> list[InboundEvent]:
         """Verify and decode one delivery; raise :class:`EventRejected` for anything not authentic."""
 
     def ack(self) -> Response:
@@ -207,7 +217,9 @@ EVENT_SOURCES: dict[str, str] = {
 
 def register_event_source(connector: str, target: str | type[EventSource]) -> None:
     """Declare the event source of a connector (``"module:Class"`` or the class itself)."""
-    EVENT_SOURCES[connector] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+    EVENT_SOURCES[connector] = (
+        target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+    )
 
 
 def load_event_source(connector: str) -> type[EventSource]:
@@ -215,7 +227,9 @@ def load_event_source(connector: str) -> type[EventSource]:
     try:
         target = EVENT_SOURCES[connector]
     except KeyError:
-        raise KeyError(f"connector {connector!r} pushes no events; known: {', '.join(sorted(EVENT_SOURCES))}") from None
+        raise KeyError(
+            f"connector {connector!r} pushes no events; known: {', '.join(sorted(EVENT_SOURCES))}"
+        ) from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -316,11 +330,13 @@ class DagsterObserver(EventObserver):
             written = md["written"] + md["deleted"]
             try:
                 if kind == "materialization" and written:
-                    event: Any = dg.AssetMaterialization(asset_key=key, description="tongbu serve: real-time events",
-                                                         metadata=md)
+                    event: Any = dg.AssetMaterialization(
+                        asset_key=key, description="tongbu serve: real-time events", metadata=md
+                    )
                 else:
-                    event = dg.AssetObservation(asset_key=key, description="tongbu serve: real-time events",
-                                                metadata=md)
+                    event = dg.AssetObservation(
+                        asset_key=key, description="tongbu serve: real-time events", metadata=md
+                    )
                 self.instance.report_runless_asset_event(event)
                 self.reported += 1
             except Exception:  # Dagster being down must never stop the event path
@@ -354,9 +370,16 @@ class DagsterObserver(EventObserver):
             "change_types": dict(kinds),
             "latency_p50_ms": round(lat[len(lat) // 2], 1),
             "latency_max_ms": round(lat[-1], 1),
-            "first_received": dt.datetime.fromtimestamp(min(c.received_at for c in group), dt.UTC).isoformat(),
+            "first_received": dt.datetime.fromtimestamp(
+                min(c.received_at for c in group), dt.UTC
+            ).isoformat(),
             "events_detail": [
-                {"record": c.record_key, "changes": c.kinds, "status": c.status, "latency_ms": round(c.latency_s * 1000, 1)}
+                {
+                    "record": c.record_key,
+                    "changes": c.kinds,
+                    "status": c.status,
+                    "latency_ms": round(c.latency_s * 1000, 1),
+                }
                 for c in group[: self.max_keys]
             ],
         }
@@ -388,8 +411,16 @@ class EventMetrics:
         def pct(p: float) -> float | None:
             return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
 
-        return {"counts": counts, "latency_ms": {"n": len(lat), "p50": pct(0.50), "p90": pct(0.90),
-                                                 "p99": pct(0.99), "max": pct(1.0)}}
+        return {
+            "counts": counts,
+            "latency_ms": {
+                "n": len(lat),
+                "p50": pct(0.50),
+                "p90": pct(0.90),
+                "p99": pct(0.99),
+                "max": pct(1.0),
+            },
+        }
 
 
 # -- the database thread -------------------------------------------------------------------------------
@@ -405,8 +436,14 @@ class _DbJob:
 class _Database:
     """One thread owns every write to the inbox and the hub: it commits queued jobs together."""
 
-    def __init__(self, engine: Engine, tenant: str, *, max_batch: int = 256,
-                 on_commit: Callable[[list[AppliedChange]], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        tenant: str,
+        *,
+        max_batch: int = 256,
+        on_commit: Callable[[list[AppliedChange]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.tenant = tenant
         self.max_batch = max_batch
@@ -452,8 +489,16 @@ class _Database:
                 stamp = time.time()
                 for job, res in zip(batch, results, strict=True):
                     if job.kind == "apply":
-                        conn.execute(update(event_inbox).where(event_inbox.c.id.in_(res["ids"])).values(
-                            status=res["status"], applied_at=stamp, attempts=event_inbox.c.attempts + 1, error=None))
+                        conn.execute(
+                            update(event_inbox)
+                            .where(event_inbox.c.id.in_(res["ids"]))
+                            .values(
+                                status=res["status"],
+                                applied_at=stamp,
+                                attempts=event_inbox.c.attempts + 1,
+                                error=None,
+                            )
+                        )
             self.commits += 1
         except Exception as exc:
             if len(batch) > 1:
@@ -488,27 +533,48 @@ class _Database:
             return {"ids": ids, "status": status, "change": change}
         if job.kind == "fail":
             ids, error = job.data
-            conn.execute(update(event_inbox).where(event_inbox.c.id.in_(ids)).values(
-                status="failed", attempts=event_inbox.c.attempts + 1, error=error[:2000]))
+            conn.execute(
+                update(event_inbox)
+                .where(event_inbox.c.id.in_(ids))
+                .values(status="failed", attempts=event_inbox.c.attempts + 1, error=error[:2000])
+            )
             return None
         if job.kind == "purge":
             before = job.data
-            return conn.execute(delete(event_inbox).where(
-                event_inbox.c.received_at < before, event_inbox.c.status.in_((*_DONE_STATUSES, "failed")))).rowcount
+            return conn.execute(
+                delete(event_inbox).where(
+                    event_inbox.c.received_at < before, event_inbox.c.status.in_((*_DONE_STATUSES, "failed"))
+                )
+            ).rowcount
         raise ValueError(job.kind)
 
     def _insert(self, conn: Connection, events: list[InboundEvent]) -> list[InboundEvent]:
         fresh: list[InboundEvent] = []
         for ev in events:
-            exists = conn.execute(select(event_inbox.c.id).where(
-                event_inbox.c.tenant_id == self.tenant, event_inbox.c.source == ev.source,
-                event_inbox.c.dedup_key == ev.dedup_key)).first()
+            exists = conn.execute(
+                select(event_inbox.c.id).where(
+                    event_inbox.c.tenant_id == self.tenant,
+                    event_inbox.c.source == ev.source,
+                    event_inbox.c.dedup_key == ev.dedup_key,
+                )
+            ).first()
             if exists is not None:
                 continue  # a replay or a retry of something we already hold
-            ev.id = int(conn.execute(event_inbox.insert().values(
-                tenant_id=self.tenant, source=ev.source, dedup_key=ev.dedup_key, record_key=ev.record_key,
-                kind=ev.kind, payload=ev.payload, received_at=ev.received_at, status="pending", attempts=0,
-            )).inserted_primary_key[0])
+            ev.id = int(
+                conn.execute(
+                    event_inbox.insert().values(
+                        tenant_id=self.tenant,
+                        source=ev.source,
+                        dedup_key=ev.dedup_key,
+                        record_key=ev.record_key,
+                        kind=ev.kind,
+                        payload=ev.payload,
+                        received_at=ev.received_at,
+                        status="pending",
+                        attempts=0,
+                    )
+                ).inserted_primary_key[0]
+            )
             fresh.append(ev)
         return fresh
 
@@ -585,13 +651,32 @@ class EventProcessor:
 
     def _recover(self) -> None:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(event_inbox).where(
-                event_inbox.c.tenant_id == self.tenant, event_inbox.c.status == "pending",
-                event_inbox.c.source.in_(list(self.sources)),
-            ).order_by(event_inbox.c.id)).mappings().all()
-        events = [InboundEvent(source=r["source"], dedup_key=r["dedup_key"], record_key=r["record_key"],
-                               kind=r["kind"], payload=r["payload"] or {}, received_at=r["received_at"],
-                               id=r["id"], attempts=r["attempts"]) for r in rows]
+            rows = (
+                conn.execute(
+                    select(event_inbox)
+                    .where(
+                        event_inbox.c.tenant_id == self.tenant,
+                        event_inbox.c.status == "pending",
+                        event_inbox.c.source.in_(list(self.sources)),
+                    )
+                    .order_by(event_inbox.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        events = [
+            InboundEvent(
+                source=r["source"],
+                dedup_key=r["dedup_key"],
+                record_key=r["record_key"],
+                kind=r["kind"],
+                payload=r["payload"] or {},
+                received_at=r["received_at"],
+                id=r["id"],
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
         if events:
             log.info("re-dispatching %d event(s) left pending by a previous run", len(events))
             self.metrics.count("recovered", len(events))
@@ -691,9 +776,17 @@ class EventProcessor:
         source = self.sources[key[0]]
         prepared = source.prepare(key[1], events)
         change = AppliedChange(
-            source=key[0], record_key=key[1], kinds=[e.kind for e in events], events=len(events),
-            received_at=min(e.received_at for e in events), applied_at=0.0, status=prepared.status, counts={},
-            assets=prepared.assets, observed=prepared.observed, summary=prepared.summary,
+            source=key[0],
+            record_key=key[1],
+            kinds=[e.kind for e in events],
+            events=len(events),
+            received_at=min(e.received_at for e in events),
+            applied_at=0.0,
+            status=prepared.status,
+            counts={},
+            assets=prepared.assets,
+            observed=prepared.observed,
+            summary=prepared.summary,
         )
         assert self._db is not None
         self._db.submit("apply", (prepared, change, [e.id for e in events if e.id is not None])).result()
@@ -710,8 +803,9 @@ class EventProcessor:
             log.error("giving up on %s after %d attempts: %s", key, attempts, exc)
             assert self._db is not None
             with contextlib.suppress(Exception):
-                self._db.submit("fail", ([e.id for e in events if e.id is not None],
-                                         f"{type(exc).__name__}: {exc}")).result()
+                self._db.submit(
+                    "fail", ([e.id for e in events if e.id is not None], f"{type(exc).__name__}: {exc}")
+                ).result()
             self.metrics.count("failed", len(events))
             return None
         log.warning("applying %s failed (attempt %d), retrying: %s", key, attempts, exc)
@@ -783,8 +877,10 @@ class ServeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ServeConfig:
         """``{"sources": [{"name", "connector", "config"}], ...}`` (e.g. a JSON file)."""
         d = dict(data)
-        sources = [SourceSpec(s["name"], s.get("connector", s["name"]), dict(s.get("config") or {}))
-                   for s in d.pop("sources", [])]
+        sources = [
+            SourceSpec(s["name"], s.get("connector", s["name"]), dict(s.get("config") or {}))
+            for s in d.pop("sources", [])
+        ]
         known = set(cls.__dataclass_fields__) - {"sources"}
         unknown = set(d) - known
         if unknown:
@@ -792,8 +888,9 @@ class ServeConfig:
         return cls(sources=sources, **d)
 
     @classmethod
-    def from_project(cls, project: str | Path | None = None, *, connections: Sequence[str] | None = None,
-                     **options: Any) -> ServeConfig:
+    def from_project(
+        cls, project: str | Path | None = None, *, connections: Sequence[str] | None = None, **options: Any
+    ) -> ServeConfig:
         """One source per connection whose connector pushes events (vault/env references resolved)."""
         from pipelines.project import load_project
         from pipelines.secrets import resolve_secrets
@@ -806,8 +903,10 @@ class ServeConfig:
             cfg = resolve_secrets(proj.resolved_config(name), tenant=proj.tenant)
             sources.append(SourceSpec(name, conn.connector, cfg))
         if not sources:
-            raise ValueError("no connection in the project pushes events "
-                             f"(connectors with an event source: {', '.join(sorted(EVENT_SOURCES))})")
+            raise ValueError(
+                "no connection in the project pushes events "
+                f"(connectors with an event source: {', '.join(sorted(EVENT_SOURCES))})"
+            )
         return cls(sources=sources, tenant=proj.tenant, **options)
 
 
@@ -825,8 +924,9 @@ def _make_observers(cfg: ServeConfig) -> list[EventObserver]:
         return []
 
 
-def build_processor(cfg: ServeConfig, *, engine: Engine | None = None,
-                    observers: Sequence[EventObserver] | None = None) -> EventProcessor:
+def build_processor(
+    cfg: ServeConfig, *, engine: Engine | None = None, observers: Sequence[EventObserver] | None = None
+) -> EventProcessor:
     """The processor with one :class:`EventSource` per configured source (not started)."""
     from tongbu.db import get_engine
 
@@ -836,8 +936,13 @@ def build_processor(cfg: ServeConfig, *, engine: Engine | None = None,
         cls = load_event_source(spec.connector)
         sources[spec.name] = cls(spec.name, spec.config, engine=engine, tenant=cfg.tenant)
     return EventProcessor(
-        engine, sources, tenant=cfg.tenant, workers=cfg.workers, coalesce_s=cfg.coalesce_ms / 1000.0,
-        max_attempts=cfg.max_attempts, retention_s=cfg.retention_hours * 3600,
+        engine,
+        sources,
+        tenant=cfg.tenant,
+        workers=cfg.workers,
+        coalesce_s=cfg.coalesce_ms / 1000.0,
+        max_attempts=cfg.max_attempts,
+        retention_s=cfg.retention_hours * 3600,
         observers=_make_observers(cfg) if observers is None else observers,
     )
 
@@ -858,8 +963,12 @@ async def _read_limited(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def build_app(config: ServeConfig | Mapping[str, Any], *, engine: Engine | None = None,
-              observers: Sequence[EventObserver] | None = None) -> Starlette:
+def build_app(
+    config: ServeConfig | Mapping[str, Any],
+    *,
+    engine: Engine | None = None,
+    observers: Sequence[EventObserver] | None = None,
+) -> Starlette:
     """The webhook receiver: ``/hooks/<source>`` per source, ``/healthz``, ``/_tongbu/events/metrics``.
 
     The processor starts with the app's lifespan and is at ``app.state.processor``.
@@ -936,8 +1045,17 @@ class BackgroundServer:
             def install_signal_handlers(self) -> None:  # the host process owns signals
                 pass
 
-        self._server = _Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                              access_log=False, lifespan="on", timeout_keep_alive=30))
+        self._server = _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_keep_alive=30,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, name="tongbu-serve-http", daemon=True)
 
     @property
@@ -968,9 +1086,16 @@ class BackgroundServer:
         self.stop()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8400, *, config: ServeConfig | Mapping[str, Any] | None = None,
-          project: str | Path | None = None, connections: Sequence[str] | None = None,
-          log_level: str = "warning", **options: Any) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8400,
+    *,
+    config: ServeConfig | Mapping[str, Any] | None = None,
+    project: str | Path | None = None,
+    connections: Sequence[str] | None = None,
+    log_level: str = "warning",
+    **options: Any,
+) -> None:
     """Run the webhook receiver in the foreground (uvicorn) until interrupted."""
     import uvicorn
 
@@ -980,8 +1105,9 @@ def serve(host: str = "127.0.0.1", port: int = 8400, *, config: ServeConfig | Ma
         cfg = config if isinstance(config, ServeConfig) else ServeConfig.from_dict(config)
     app = build_app(cfg)
     # One process, one event loop: the heavy lifting runs on the processor's own threads.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                timeout_keep_alive=30)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", timeout_keep_alive=30
+    )
 
 
 def main() -> None:

@@ -257,8 +257,19 @@ class RecordLink(Base):
 #: Hub object name -> model class. Mapping files target these names.
 HUB_OBJECTS: dict[str, type[HubRecord]] = {
     cls.__tablename__: cls  # type: ignore[attr-defined]
-    for cls in (Account, Contact, Lead, Opportunity, SalesOrder, SalesOrderLine, Receivable, Payment,
-                Product, Activity, Device)
+    for cls in (
+        Account,
+        Contact,
+        Lead,
+        Opportunity,
+        SalesOrder,
+        SalesOrderLine,
+        Receivable,
+        Payment,
+        Product,
+        Activity,
+        Device,
+    )
 }
 
 #: Columns the framework fills; mappings may not target them (except ``source_id``/``source_modified_at``).

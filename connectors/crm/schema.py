@@ -74,7 +74,9 @@ def _object_schema(name: str) -> dict[str, Any]:
         "additionalProperties": False,
         "x-key": ["source_system", "source_id"],
         # Columns the framework fills; a mapping targeting one gets a precise error.
-        "x-system-fields": sorted(SYSTEM_COLUMNS | {c.name for c in table.columns if _is_internal_reference(c)}),
+        "x-system-fields": sorted(
+            SYSTEM_COLUMNS | {c.name for c in table.columns if _is_internal_reference(c)}
+        ),
     }
     child = CHILD_OBJECTS.get(name)
     if child is not None:
@@ -129,8 +131,10 @@ def _annotation(model: type, attribute: str) -> str:
 
 def _copy(schema: dict[str, Any]) -> dict[str, Any]:
     # Callers may add to the schema they get (e.g. discovered custom fields); keep the cache intact.
-    return {k: (_copy(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-            for k, v in schema.items()}
+    return {
+        k: (_copy(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+        for k, v in schema.items()
+    }
 
 
 # Python types of the JSON schema types, for callers that check rows against a schema.

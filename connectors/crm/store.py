@@ -136,7 +136,9 @@ class HubStore:
         """Insert new rows, update changed ones, skip unchanged ones; returns the counts."""
         return self.write(conn, self.prepare(object_name, rows, source_system=source_system))
 
-    def prepare(self, object_name: str, rows: Sequence[dict[str, Any]], *, source_system: str) -> PreparedBatch:
+    def prepare(
+        self, object_name: str, rows: Sequence[dict[str, Any]], *, source_system: str
+    ) -> PreparedBatch:
         """Do the per-row work of an upsert without touching the database.
 
         On SQLite this builds the final parameter tuples (values converted, row hash computed), so a
@@ -160,8 +162,10 @@ class HubStore:
             # The row hash is computed here rather than in ``prepare``: with a reader process this
             # balances the Python work between the two processes.
             tenant, system, md5 = self.tenant, batch.source_system, hashlib.md5
-            params = [(tenant, system, sid, md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals)
-                      for sid, vals in batch.tuples]
+            params = [
+                (tenant, system, sid, md5(repr(vals).encode(), usedforsecurity=False).hexdigest(), *vals)
+                for sid, vals in batch.tuples
+            ]
             cursor = conn.connection.driver_connection.cursor()  # same connection, same transaction
             try:
                 cursor.executemany(batch.sql, params)
@@ -214,25 +218,49 @@ class HubStore:
         t = RecordLink.__table__
         snap_hash = None if snapshot is None else row_hash(snapshot, sorted(snapshot))
         key = and_(
-            t.c.tenant_id == self.tenant, t.c.object == object_name, t.c.system == system,
+            t.c.tenant_id == self.tenant,
+            t.c.object == object_name,
+            t.c.system == system,
             t.c.external_id == external_id,
         )
         existing = conn.execute(select(t.c.id, t.c.version).where(key)).first()
         now = dt.datetime.now(dt.UTC)
         if existing is None:
-            conn.execute(t.insert().values(
-                tenant_id=self.tenant, object=object_name, hub_id=hub_id, system=system,
-                external_id=external_id, snapshot=snapshot, snapshot_hash=snap_hash, version=1, synced_at=now,
-            ))
+            conn.execute(
+                t.insert().values(
+                    tenant_id=self.tenant,
+                    object=object_name,
+                    hub_id=hub_id,
+                    system=system,
+                    external_id=external_id,
+                    snapshot=snapshot,
+                    snapshot_hash=snap_hash,
+                    version=1,
+                    synced_at=now,
+                )
+            )
         else:
-            conn.execute(t.update().where(t.c.id == existing.id).values(
-                hub_id=hub_id, snapshot=snapshot, snapshot_hash=snap_hash, version=existing.version + 1,
-                synced_at=now,
-            ))
+            conn.execute(
+                t.update()
+                .where(t.c.id == existing.id)
+                .values(
+                    hub_id=hub_id,
+                    snapshot=snapshot,
+                    snapshot_hash=snap_hash,
+                    version=existing.version + 1,
+                    synced_at=now,
+                )
+            )
 
     # -- reads ----------------------------------------------------------------------------------
-    def count(self, conn: Connection, object_name: str, *, source_system: str | None = None,
-              include_deleted: bool = False) -> int:
+    def count(
+        self,
+        conn: Connection,
+        object_name: str,
+        *,
+        source_system: str | None = None,
+        include_deleted: bool = False,
+    ) -> int:
         """Number of rows of an object (optionally from one source system)."""
         table = hub_table(object_name)
         q = select(func.count()).select_from(table).where(table.c.tenant_id == self.tenant)
@@ -242,13 +270,22 @@ class HubStore:
             q = q.where(table.c.deleted_at.is_(None))
         return int(conn.execute(q).scalar_one())
 
-    def get(self, conn: Connection, object_name: str, source_system: str, source_id: str) -> dict[str, Any] | None:
+    def get(
+        self, conn: Connection, object_name: str, source_system: str, source_id: str
+    ) -> dict[str, Any] | None:
         """One hub row by its source identity, as a dict."""
         table = hub_table(object_name)
-        row = conn.execute(select(table).where(
-            table.c.tenant_id == self.tenant, table.c.source_system == source_system,
-            table.c.source_id == source_id,
-        )).mappings().first()
+        row = (
+            conn.execute(
+                select(table).where(
+                    table.c.tenant_id == self.tenant,
+                    table.c.source_system == source_system,
+                    table.c.source_id == source_id,
+                )
+            )
+            .mappings()
+            .first()
+        )
         return dict(row) if row is not None else None
 
     def resolver(self, conn: Connection) -> Callable[[str, str, Any], Any]:
@@ -262,7 +299,8 @@ class HubStore:
                 if by not in table.c or returning not in table.c:
                     raise HubError(f"lookup on {object_name!r}: no column {by!r} or {returning!r}")
                 cache[key] = conn.execute(
-                    select(table.c[returning]).where(table.c.tenant_id == self.tenant, table.c[by] == value)
+                    select(table.c[returning])
+                    .where(table.c.tenant_id == self.tenant, table.c[by] == value)
                     .limit(1)
                 ).scalar()
             return cache[key]
@@ -278,7 +316,9 @@ class HubStore:
             raise HubError(f"rows for {table.name!r} need a source_id")
         return tuple(k for k in sample if k not in _NOT_HASHED)
 
-    def _params(self, rows: Sequence[dict[str, Any]], columns: Sequence[str], source_system: str) -> list[dict]:
+    def _params(
+        self, rows: Sequence[dict[str, Any]], columns: Sequence[str], source_system: str
+    ) -> list[dict]:
         tenant = self.tenant
         out = []
         for r in rows:
@@ -290,7 +330,9 @@ class HubStore:
             out.append(p)
         return out
 
-    def _statement(self, table: Table, columns: tuple[str, ...], extra: dict[str, ColumnElement] | None = None):
+    def _statement(
+        self, table: Table, columns: tuple[str, ...], extra: dict[str, ColumnElement] | None = None
+    ):
         key = (table.name, columns + tuple(sorted(extra or ())))
         stmt = self._stmts.get(key)
         if stmt is not None:
@@ -315,8 +357,14 @@ class HubStore:
         self._stmts[key] = stmt
         return stmt
 
-    def _execute_upsert(self, conn: Connection, table: Table, columns: tuple[str, ...], params: list[dict],
-                        extra: dict[str, ColumnElement] | None = None) -> int:
+    def _execute_upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: tuple[str, ...],
+        params: list[dict],
+        extra: dict[str, ColumnElement] | None = None,
+    ) -> int:
         stmt = self._statement(table, columns, extra)
         if stmt is None:
             return self._generic_upsert(conn, table, params)
@@ -325,8 +373,9 @@ class HubStore:
             return len(conn.execute(stmt.returning(table.c.id), params).all())
         return max(conn.execute(stmt, params).rowcount, 0)
 
-    def _sqlite_tuples(self, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]],
-                       source_system: str) -> tuple[str, list[tuple[str, Any]]]:
+    def _sqlite_tuples(
+        self, table: Table, columns: tuple[str, ...], rows: Sequence[dict[str, Any]], source_system: str
+    ) -> tuple[str, list[tuple[str, Any]]]:
         # The hot path. SQLAlchemy's per-row parameter handling costs more than SQLite's own insert,
         # so the statement is built once per column set and positional tuples go straight to the
         # driver (``write``), on the same connection and therefore in the caller's transaction. Values pass
@@ -337,16 +386,24 @@ class HubStore:
         plan = self._raw.get(key)
         if plan is None:
             dialect = self.engine.dialect
-            procs = [_sqlite_datetime if isinstance(table.c[c].type, DateTime)
-                     else table.c[c].type._cached_bind_processor(dialect) for c in columns]
-            names = ", ".join(f'"{c}"' for c in ("tenant_id", "source_system", "source_id", "row_hash", *columns))
+            procs = [
+                _sqlite_datetime
+                if isinstance(table.c[c].type, DateTime)
+                else table.c[c].type._cached_bind_processor(dialect)
+                for c in columns
+            ]
+            names = ", ".join(
+                f'"{c}"' for c in ("tenant_id", "source_system", "source_id", "row_hash", *columns)
+            )
             marks = ", ".join("?" * (4 + len(columns)))
             sets = ", ".join(f'"{c}" = excluded."{c}"' for c in ("row_hash", *columns))
-            sql = (f'INSERT INTO "{table.name}" ({names}, created_at, updated_at) '
-                   f'VALUES ({marks}, {_SQLITE_NOW}, {_SQLITE_NOW}) '
-                   f'ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET {sets}, '
-                   f'updated_at = {_SQLITE_NOW}, deleted_at = NULL '
-                   f'WHERE "{table.name}".row_hash IS NOT excluded.row_hash')
+            sql = (
+                f'INSERT INTO "{table.name}" ({names}, created_at, updated_at) '
+                f"VALUES ({marks}, {_SQLITE_NOW}, {_SQLITE_NOW}) "
+                f"ON CONFLICT (tenant_id, source_system, source_id) DO UPDATE SET {sets}, "
+                f"updated_at = {_SQLITE_NOW}, deleted_at = NULL "
+                f'WHERE "{table.name}".row_hash IS NOT excluded.row_hash'
+            )
             converters = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
             getter = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r, c=columns[0]: (r[c],))
             plan = (sql, getter, converters, list(zip(columns, procs, strict=True)))
@@ -383,19 +440,30 @@ class HubStore:
     def _generic_upsert(self, conn: Connection, table: Table, params: list[dict]) -> int:
         written = 0
         for p in params:
-            existing = conn.execute(select(table.c.id, table.c.row_hash).where(
-                *(table.c[k] == p[k] for k in _KEY_COLUMNS))).first()
+            existing = conn.execute(
+                select(table.c.id, table.c.row_hash).where(*(table.c[k] == p[k] for k in _KEY_COLUMNS))
+            ).first()
             if existing is None:
                 conn.execute(table.insert().values(**p))
                 written += 1
             elif existing.row_hash != p["row_hash"]:
-                conn.execute(table.update().where(table.c.id == existing.id).values(
-                    **p, updated_at=self._now(), deleted_at=None))
+                conn.execute(
+                    table.update()
+                    .where(table.c.id == existing.id)
+                    .values(**p, updated_at=self._now(), deleted_at=None)
+                )
                 written += 1
         return written
 
-    def _upsert_lines(self, conn: Connection, parent: Table, child: tuple[str, str], rows: Sequence[dict],
-                      source_system: str, result: UpsertResult) -> None:
+    def _upsert_lines(
+        self,
+        conn: Connection,
+        parent: Table,
+        child: tuple[str, str],
+        rows: Sequence[dict],
+        source_system: str,
+        result: UpsertResult,
+    ) -> None:
         child_name, parent_key = child
         table = hub_table(child_name)
         lines: list[dict[str, Any]] = []
@@ -409,11 +477,13 @@ class HubStore:
             params = self._params(lines, columns, source_system)
             # The parent's hub id is looked up inside the statement, so lines never point at a stale id.
             order_id = (
-                select(parent.c.id).where(
+                select(parent.c.id)
+                .where(
                     parent.c.tenant_id == bindparam("tenant_id"),
                     parent.c.source_system == bindparam("source_system"),
                     parent.c.source_id == bindparam(parent_key),
-                ).scalar_subquery()
+                )
+                .scalar_subquery()
             )
             result.lines_written += self._execute_upsert(conn, table, columns, params, {"order_id": order_id})
         # Lines that vanished from an order in the source are removed from the hub copy of that order.
@@ -422,10 +492,13 @@ class HubStore:
             keep[line[parent_key]].add(str(line["source_id"]))
         stale: list[int] = []
         for chunk in _chunks(list(keep), 500):
-            for line_id, order_sid, sid in conn.execute(select(table.c.id, table.c[parent_key], table.c.source_id)
-                                                        .where(table.c.tenant_id == self.tenant,
-                                                               table.c.source_system == source_system,
-                                                               table.c[parent_key].in_(chunk))):
+            for line_id, order_sid, sid in conn.execute(
+                select(table.c.id, table.c[parent_key], table.c.source_id).where(
+                    table.c.tenant_id == self.tenant,
+                    table.c.source_system == source_system,
+                    table.c[parent_key].in_(chunk),
+                )
+            ):
                 if sid not in keep[order_sid]:
                     stale.append(line_id)
         for chunk in _chunks(stale, 500):

@@ -38,8 +38,11 @@ class HubObjectStream(Stream):
 
     def cursor_for_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """Compound bookmark: ``updated_at`` plus the id as tie-break."""
-        return {"replication_key": "updated_at", "replication_key_value": record["updated_at"],
-                "id": record["id"]}
+        return {
+            "replication_key": "updated_at",
+            "replication_key_value": record["updated_at"],
+            "id": record["id"],
+        }
 
     def get_records(self, context: dict | None) -> Iterable[dict[str, Any]]:
         """Rows after the bookmark, in bookmark order, streamed in pages."""
@@ -91,7 +94,9 @@ class TapCRM(Tap):
 
     name = "tap-crm"
     config_jsonschema = th.PropertiesList(
-        th.Property("database_url", th.StringType, secret=True, description="Hub URL (default: local SQLite)"),
+        th.Property(
+            "database_url", th.StringType, secret=True, description="Hub URL (default: local SQLite)"
+        ),
         th.Property("tenant", th.StringType, default=DEFAULT_TENANT),
         th.Property("page_size", th.IntegerType, default=5000),
     ).to_dict()

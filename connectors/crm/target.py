@@ -67,24 +67,36 @@ class CRMSink(BatchSink):
                     continue
                 except MappingError as exc:
                     reason = str(exc)
-            quarantined.append({
-                "pipeline": pipeline, "connection": source_system, "stream": self.stream_name,
-                "source_id": str(mapping.source_id_of(record)) if mapping else record.get("source_id"),
-                "stage": "schema" if reason.startswith("schema:") else "mapping", "reason": reason,
-                "payload": record,
-            })
+            quarantined.append(
+                {
+                    "pipeline": pipeline,
+                    "connection": source_system,
+                    "stream": self.stream_name,
+                    "source_id": str(mapping.source_id_of(record)) if mapping else record.get("source_id"),
+                    "stage": "schema" if reason.startswith("schema:") else "mapping",
+                    "reason": reason,
+                    "payload": record,
+                }
+            )
         obj = mapping.target_object if mapping else self.stream_name
         with target.engine.begin() as conn:
             res = target.hub.upsert(conn, obj, rows, source_system=source_system)
             target.quarantine.add_many(conn, quarantined)
-        target.metrics(rows_read=len(context["records"]), rows_written=res.written,
-                       rows_unchanged=res.unchanged, rows_quarantined=len(quarantined),
-                       lines_written=res.lines_written)
+        target.metrics(
+            rows_read=len(context["records"]),
+            rows_written=res.written,
+            rows_unchanged=res.unchanged,
+            rows_quarantined=len(quarantined),
+            lines_written=res.lines_written,
+        )
 
 
 def _identity(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in ("id", "tenant_id", "row_hash", "created_at",
-                                                         "updated_at", "source_system")}
+    return {
+        k: v
+        for k, v in record.items()
+        if k not in ("id", "tenant_id", "row_hash", "created_at", "updated_at", "source_system")
+    }
 
 
 class TargetCRM(Target):
@@ -93,17 +105,28 @@ class TargetCRM(Target):
     name = "target-crm"
     default_sink_class = CRMSink
     config_jsonschema = th.PropertiesList(
-        th.Property("database_url", th.StringType, secret=True,
-                    description="SQLAlchemy URL of the hub (default: TONGBU_DATABASE_URL or the local SQLite)"),
+        th.Property(
+            "database_url",
+            th.StringType,
+            secret=True,
+            description="SQLAlchemy URL of the hub (default: TONGBU_DATABASE_URL or the local SQLite)",
+        ),
         th.Property("source_system", th.StringType, description="Name stored as source_system on every row"),
-        th.Property("mapping_file", th.StringType,
-                    description="Mapping YAML (default: the library mapping for source_system's stream)"),
+        th.Property(
+            "mapping_file",
+            th.StringType,
+            description="Mapping YAML (default: the library mapping for source_system's stream)",
+        ),
         th.Property("mapping_name", th.StringType, description="Mapping to use when the file holds several"),
         th.Property("tenant", th.StringType, default=DEFAULT_TENANT),
         th.Property("pipeline", th.StringType, description="Pipeline name recorded with quarantined records"),
         th.Property("batch_size", th.IntegerType, default=5000),
-        th.Property("emit_metrics", th.BooleanType, default=False,
-                    description="Write per-batch counts as JSON lines to stderr (used by tongbu's pipe mode)"),
+        th.Property(
+            "emit_metrics",
+            th.BooleanType,
+            default=False,
+            description="Write per-batch counts as JSON lines to stderr (used by tongbu's pipe mode)",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -136,7 +159,9 @@ class TargetCRM(Target):
         for file in files:
             for spec in load_mappings(file):
                 by_name = bool(name) and spec.name == name
-                by_stream = not name and spec.source.stream == stream and (path or spec.source.system == system)
+                by_stream = (
+                    not name and spec.source.stream == stream and (path or spec.source.system == system)
+                )
                 if by_name or by_stream:
                     found = spec
                 if found is not None:
@@ -145,8 +170,10 @@ class TargetCRM(Target):
                 break
         if found is None and (path or name or stream not in HUB_OBJECTS):
             where = path or f"the mapping library ({LIBRARY})"
-            raise ValueError(f"{where}: no mapping for stream {stream!r}"
-                             + (f" named {name!r}" if name else f" of source system {system!r}"))
+            raise ValueError(
+                f"{where}: no mapping for stream {stream!r}"
+                + (f" named {name!r}" if name else f" of source system {system!r}")
+            )
         self._mappings[stream] = compile_mapping(found) if found is not None else None
         return self._mappings[stream]
 

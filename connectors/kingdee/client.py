@@ -49,8 +49,14 @@ class KingdeeError(Exception):
     status for transport-level failures.
     """
 
-    def __init__(self, message: str, *, msg_code: int | None = None, status_code: int | None = None,
-                 service: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        msg_code: int | None = None,
+        status_code: int | None = None,
+        service: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.msg_code = msg_code
@@ -65,8 +71,14 @@ class KingdeeAuthError(KingdeeError):
 class _Retryable(Exception):
     """Internal: a failure worth another attempt (throttled, 5xx, timeout, lost session)."""
 
-    def __init__(self, reason: str, *, session_lost: bool = False, msg_code: int | None = None,
-                 status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        session_lost: bool = False,
+        msg_code: int | None = None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.session_lost = session_lost
@@ -81,7 +93,12 @@ def response_status_error(data: Any) -> dict[str, Any] | None:
     """
     node = data
     if isinstance(node, list):
-        if len(node) == 1 and isinstance(node[0], list) and len(node[0]) == 1 and isinstance(node[0][0], dict):
+        if (
+            len(node) == 1
+            and isinstance(node[0], list)
+            and len(node[0]) == 1
+            and isinstance(node[0][0], dict)
+        ):
             node = node[0][0]
         else:
             return None
@@ -108,7 +125,11 @@ def to_filter_literal(value: str | dt.datetime) -> str:
     ``'2024-05-01T02:20:30.5+00:00'`` -> ``2024-05-01 10:20:30.500``; the millisecond part is
     omitted when zero.
     """
-    moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    moment = (
+        value
+        if isinstance(value, dt.datetime)
+        else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
     if moment.tzinfo is not None:
         moment = moment.astimezone(CHINA_TZ).replace(tzinfo=None)
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
@@ -180,13 +201,26 @@ class KingdeeClient:
         self._sleep = sleep
         self._jitter = random.Random()
         self._logged_in = False
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport,
-                                  headers={"Content-Type": "application/json;charset=utf-8",
-                                           "User-Agent": "tongbu-kingdee/1.0"})
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            headers={"Content-Type": "application/json;charset=utf-8", "User-Agent": "tongbu-kingdee/1.0"},
+        )
         #: counters a caller can surface (runs, tests): calls, retries, relogins, failures by kind
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "logins", "relogins", "retries", "throttled", "session_lost", "server_errors",
-             "timeouts", "connection_errors"), 0)
+            (
+                "requests",
+                "logins",
+                "relogins",
+                "retries",
+                "throttled",
+                "session_lost",
+                "server_errors",
+                "timeouts",
+                "connection_errors",
+            ),
+            0,
+        )
 
     def __repr__(self) -> str:
         mode = "password" if self.__password else "app_secret"
@@ -223,8 +257,14 @@ class KingdeeClient:
         else:
             service = LOGIN_BY_APP_SECRET
             params = [self.acct_id, self.username, self.app_id, self.__app_secret, self.lcid]
-        body = {"format": 1, "useragent": "ApiClient", "rid": {}, "parameters": params,
-                "timestamp": dt.datetime.now(CHINA_TZ).strftime("%Y-%m-%d"), "v": "1.0"}
+        body = {
+            "format": 1,
+            "useragent": "ApiClient",
+            "rid": {},
+            "parameters": params,
+            "timestamp": dt.datetime.now(CHINA_TZ).strftime("%Y-%m-%d"),
+            "v": "1.0",
+        }
         data = self._send(service, body, needs_session=False)
         if not isinstance(data, dict) or data.get("LoginResultType") != 1:
             reason = (data or {}).get("Message") if isinstance(data, dict) else None
@@ -249,18 +289,32 @@ class KingdeeClient:
         """Rows of ``form_id`` as lists in ``field_keys`` order (one row per entry line when entry
         fields are asked for)."""
         keys = field_keys if isinstance(field_keys, str) else ",".join(field_keys)
-        data = {"FormId": form_id, "FieldKeys": keys, "FilterString": filter_string, "OrderString": order_string,
-                "TopRowCount": int(top_row_count), "StartRow": int(start_row),
-                "Limit": min(int(limit), MAX_PAGE_SIZE), "SubSystemId": ""}
+        data = {
+            "FormId": form_id,
+            "FieldKeys": keys,
+            "FilterString": filter_string,
+            "OrderString": order_string,
+            "TopRowCount": int(top_row_count),
+            "StartRow": int(start_row),
+            "Limit": min(int(limit), MAX_PAGE_SIZE),
+            "SubSystemId": "",
+        }
         result = self._send(EXECUTE_BILL_QUERY, {"data": data}, needs_session=True, context=form_id)
         if not isinstance(result, list):
-            raise KingdeeError(f"ExecuteBillQuery {form_id}: expected an array of rows, got {type(result).__name__}",
-                               service=EXECUTE_BILL_QUERY)
+            raise KingdeeError(
+                f"ExecuteBillQuery {form_id}: expected an array of rows, got {type(result).__name__}",
+                service=EXECUTE_BILL_QUERY,
+            )
         return result
 
     def view(self, form_id: str, *, number: str | None = None, id: int | str | None = None) -> dict[str, Any]:
         """One document/base-data entity by ``number`` or internal ``id`` (ORM property names)."""
-        data = {"CreateOrgId": 0, "Number": number or "", "Id": "" if id is None else str(id), "IsSortBySeq": "false"}
+        data = {
+            "CreateOrgId": 0,
+            "Number": number or "",
+            "Id": "" if id is None else str(id),
+            "IsSortBySeq": "false",
+        }
         result = self._send(VIEW, {"formid": form_id, "data": data}, needs_session=True, context=form_id)
         entity = result.get("Result", {}).get("Result") if isinstance(result, dict) else None
         if not isinstance(entity, dict):
@@ -292,11 +346,15 @@ class KingdeeClient:
                 if attempt > self.max_retries:
                     raise KingdeeError(
                         f"{label}: giving up after {attempt} attempts; last error: {exc.reason}",
-                        msg_code=exc.msg_code, status_code=exc.status_code, service=service,
+                        msg_code=exc.msg_code,
+                        status_code=exc.status_code,
+                        service=service,
                     ) from None
                 delay = self._backoff(attempt)
                 self.stats["retries"] += 1
-                log.warning("%s: %s; retry %d/%d in %.2fs", label, exc.reason, attempt, self.max_retries, delay)
+                log.warning(
+                    "%s: %s; retry %d/%d in %.2fs", label, exc.reason, attempt, self.max_retries, delay
+                )
                 self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
@@ -321,11 +379,14 @@ class KingdeeClient:
             self.stats["server_errors"] += 1
             raise _Retryable(f"HTTP {status}", status_code=status)
         if status >= 400:
-            raise KingdeeError(f"{service}: HTTP {status} from {self.base_url} (is base_url the K/3 Cloud site?)",
-                               status_code=status, service=service)
+            raise KingdeeError(
+                f"{service}: HTTP {status} from {self.base_url} (is base_url the K/3 Cloud site?)",
+                status_code=status,
+                service=service,
+            )
         text = response.text
         if text.startswith("response_error:"):
-            raise KingdeeError(f"{service}: {text[len('response_error:'):].strip()[:500]}", service=service)
+            raise KingdeeError(f"{service}: {text[len('response_error:') :].strip()[:500]}", service=service)
         try:
             data = json.loads(text)
         except json.JSONDecodeError:

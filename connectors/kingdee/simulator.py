@@ -78,7 +78,14 @@ LCID_ZH_CN = 2052
 
 # MsgCode values (Kingdee API doc): 1 上下文丢失, 4 异常, 8 参数错误, 9 指定字段/值不存在,
 # 10 未找到对应数据, 14 调用限制.
-MSG_SESSION_LOST, MSG_EXCEPTION, MSG_BAD_PARAM, MSG_NO_FIELD, MSG_NOT_FOUND, MSG_THROTTLED = 1, 4, 8, 9, 10, 14
+MSG_SESSION_LOST, MSG_EXCEPTION, MSG_BAD_PARAM, MSG_NO_FIELD, MSG_NOT_FOUND, MSG_THROTTLED = (
+    1,
+    4,
+    8,
+    9,
+    10,
+    14,
+)
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _CST = dt.timezone(dt.timedelta(hours=8))
@@ -131,8 +138,10 @@ def _select_expr(fd: FieldDef) -> str:
     if fd.kind != "datetime":
         return fd.sql
     x = fd.sql
-    return (f"CASE WHEN typeof({x}) = 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', {x} / 1000, 'unixepoch') || "
-            f"CASE WHEN {x} % 1000 = 0 THEN '' ELSE rtrim(printf('.%03d', {x} % 1000), '0') END ELSE {x} END")
+    return (
+        f"CASE WHEN typeof({x}) = 'integer' THEN strftime('%Y-%m-%dT%H:%M:%S', {x} / 1000, 'unixepoch') || "
+        f"CASE WHEN {x} % 1000 = 0 THEN '' ELSE rtrim(printf('.%03d', {x} % 1000), '0') END ELSE {x} END"
+    )
 
 
 def _now_local_ms() -> int:
@@ -184,7 +193,9 @@ class FormDef:
             for col in self.entry_columns:
                 if col == "FID":
                     continue
-                fd = FieldDef(f"{self.entry_name}_{key_of(col)}", f'e."{col}"', self.entry_kinds.get(col, "text"), True)
+                fd = FieldDef(
+                    f"{self.entry_name}_{key_of(col)}", f'e."{col}"', self.entry_kinds.get(col, "text"), True
+                )
                 self._add(fd)
                 # Kingdee entry field keys are unique within a form, so they also work unprefixed.
                 self._add(FieldDef(key_of(col), fd.sql, fd.kind, True), alias=True)
@@ -206,32 +217,118 @@ class FormDef:
 
 
 CUSTOMER_COLUMNS = (
-    "FCUSTID", "FNumber", "FName", "FShortName", "FSOCIALCRECODE", "FTAXREGISTERCODE", "FLegalPerson",
-    "FRegisterFund", "FFoundDate", "FTEL", "FFAX", "FADDRESS", "FZIP", "FWEBSITE", "FDomains",
-    "FCOUNTRY_FNumber", "FCOUNTRY_FName", "FPROVINCIAL_FNumber", "FPROVINCIAL_FName",
-    "FCustTypeId_FNumber", "FCustTypeId_FName", "FGroup_FNumber", "FGroup_FName",
-    "FSELLER", "FSELLER_FNumber", "FSELLER_FName", "FSALDEPTID_FNumber", "FSALDEPTID_FName",
-    "FTRADINGCURRID", "FTRADINGCURRID_FNumber", "FTRADINGCURRID_FName",
-    "FCreateOrgId", "FCreateOrgId_FNumber", "FUseOrgId", "FUseOrgId_FNumber",
-    "FDocumentStatus", "FForbidStatus", "FCreateDate", "FModifyDate", "FApproveDate", "_malformed",
+    "FCUSTID",
+    "FNumber",
+    "FName",
+    "FShortName",
+    "FSOCIALCRECODE",
+    "FTAXREGISTERCODE",
+    "FLegalPerson",
+    "FRegisterFund",
+    "FFoundDate",
+    "FTEL",
+    "FFAX",
+    "FADDRESS",
+    "FZIP",
+    "FWEBSITE",
+    "FDomains",
+    "FCOUNTRY_FNumber",
+    "FCOUNTRY_FName",
+    "FPROVINCIAL_FNumber",
+    "FPROVINCIAL_FName",
+    "FCustTypeId_FNumber",
+    "FCustTypeId_FName",
+    "FGroup_FNumber",
+    "FGroup_FName",
+    "FSELLER",
+    "FSELLER_FNumber",
+    "FSELLER_FName",
+    "FSALDEPTID_FNumber",
+    "FSALDEPTID_FName",
+    "FTRADINGCURRID",
+    "FTRADINGCURRID_FNumber",
+    "FTRADINGCURRID_FName",
+    "FCreateOrgId",
+    "FCreateOrgId_FNumber",
+    "FUseOrgId",
+    "FUseOrgId_FNumber",
+    "FDocumentStatus",
+    "FForbidStatus",
+    "FCreateDate",
+    "FModifyDate",
+    "FApproveDate",
+    "_malformed",
 )
 ORDER_COLUMNS = (
-    "FID", "FBillNo", "FBillTypeID_FNumber", "FBillTypeID_FName", "FDate", "FCustId",
-    "FSaleOrgId", "FSaleOrgId_FNumber", "FSaleOrgId_FName", "FSaleDeptId_FNumber", "FSaleDeptId_FName",
-    "FSalerId", "FSalerId_FNumber", "FSalerId_FName", "FSettleCurrId_FNumber", "FSettleCurrId_FName",
-    "FBillAllAmount", "FDocumentStatus", "FCloseStatus", "FCancelStatus", "FLinkMan", "FLinkPhone",
-    "FReceiveAddress", "FNote", "FCreateDate", "FModifyDate", "FApproveDate", "_malformed",
+    "FID",
+    "FBillNo",
+    "FBillTypeID_FNumber",
+    "FBillTypeID_FName",
+    "FDate",
+    "FCustId",
+    "FSaleOrgId",
+    "FSaleOrgId_FNumber",
+    "FSaleOrgId_FName",
+    "FSaleDeptId_FNumber",
+    "FSaleDeptId_FName",
+    "FSalerId",
+    "FSalerId_FNumber",
+    "FSalerId_FName",
+    "FSettleCurrId_FNumber",
+    "FSettleCurrId_FName",
+    "FBillAllAmount",
+    "FDocumentStatus",
+    "FCloseStatus",
+    "FCancelStatus",
+    "FLinkMan",
+    "FLinkPhone",
+    "FReceiveAddress",
+    "FNote",
+    "FCreateDate",
+    "FModifyDate",
+    "FApproveDate",
+    "_malformed",
 )
 ORDER_LINE_COLUMNS = (
-    "FEntryID", "FID", "FSeq", "FMaterialId", "FMaterialId_FNumber", "FMaterialId_FName",
-    "FMaterialId_FSpecification", "FUnitID_FNumber", "FUnitID_FName", "FQty", "FPrice", "FTaxPrice",
-    "FEntryTaxRate", "FAmount", "FAllAmount", "FDeliveryDate",
+    "FEntryID",
+    "FID",
+    "FSeq",
+    "FMaterialId",
+    "FMaterialId_FNumber",
+    "FMaterialId_FName",
+    "FMaterialId_FSpecification",
+    "FUnitID_FNumber",
+    "FUnitID_FName",
+    "FQty",
+    "FPrice",
+    "FTaxPrice",
+    "FEntryTaxRate",
+    "FAmount",
+    "FAllAmount",
+    "FDeliveryDate",
 )
 RECEIVABLE_COLUMNS = (
-    "FID", "FBillNo", "FBillTypeID_FNumber", "FBillTypeID_FName", "FDATE", "FENDDATE_H", "FCUSTOMERID",
-    "FCURRENCYID_FNumber", "FCURRENCYID_FName", "FSETTLEORGID_FNumber", "FSALEORGID_FNumber",
-    "FALLAMOUNTFOR", "FWRITTENOFFSTATUS", "FWRITTENOFFAMOUNTFOR", "FNOTWRITTENOFFAMOUNTFOR",
-    "FORDERNUMBER", "FDocumentStatus", "FCancelStatus", "FCreateDate", "FModifyDate", "FApproveDate",
+    "FID",
+    "FBillNo",
+    "FBillTypeID_FNumber",
+    "FBillTypeID_FName",
+    "FDATE",
+    "FENDDATE_H",
+    "FCUSTOMERID",
+    "FCURRENCYID_FNumber",
+    "FCURRENCYID_FName",
+    "FSETTLEORGID_FNumber",
+    "FSALEORGID_FNumber",
+    "FALLAMOUNTFOR",
+    "FWRITTENOFFSTATUS",
+    "FWRITTENOFFAMOUNTFOR",
+    "FNOTWRITTENOFFAMOUNTFOR",
+    "FORDERNUMBER",
+    "FDocumentStatus",
+    "FCancelStatus",
+    "FCreateDate",
+    "FModifyDate",
+    "FApproveDate",
     "_malformed",
 )
 
@@ -242,28 +339,77 @@ _DEC = "decimal"
 
 def _build_forms() -> dict[str, FormDef]:
     customers = FormDef(
-        "BD_Customer", "customers", "FCUSTID", CUSTOMER_COLUMNS,
-        {"FCUSTID": _INT, "FFoundDate": _DT, "FSELLER": _INT, "FTRADINGCURRID": _INT, "FCreateOrgId": _INT,
-         "FUseOrgId": _INT, "FCreateDate": _DT, "FModifyDate": _DT, "FApproveDate": _DT},
+        "BD_Customer",
+        "customers",
+        "FCUSTID",
+        CUSTOMER_COLUMNS,
+        {
+            "FCUSTID": _INT,
+            "FFoundDate": _DT,
+            "FSELLER": _INT,
+            "FTRADINGCURRID": _INT,
+            "FCreateOrgId": _INT,
+            "FUseOrgId": _INT,
+            "FCreateDate": _DT,
+            "FModifyDate": _DT,
+            "FApproveDate": _DT,
+        },
         number_column="FNumber",
     )
     orders = FormDef(
-        "SAL_SaleOrder", "sale_orders", "FID", ORDER_COLUMNS,
-        {"FID": _INT, "FDate": _DT, "FCustId": _INT, "FSaleOrgId": _INT, "FSalerId": _INT,
-         "FBillAllAmount": _DEC, "FCreateDate": _DT, "FModifyDate": _DT, "FApproveDate": _DT},
-        number_column="FBillNo", entry_table="sale_order_lines", entry_name="FSaleOrderEntry",
-        entry_pk="FEntryID", entry_columns=ORDER_LINE_COLUMNS,
-        entry_kinds={"FEntryID": _INT, "FSeq": _INT, "FMaterialId": _INT, "FQty": _DEC, "FPrice": _DEC,
-                     "FTaxPrice": _DEC, "FEntryTaxRate": _DEC, "FAmount": _DEC, "FAllAmount": _DEC,
-                     "FDeliveryDate": _DT},
+        "SAL_SaleOrder",
+        "sale_orders",
+        "FID",
+        ORDER_COLUMNS,
+        {
+            "FID": _INT,
+            "FDate": _DT,
+            "FCustId": _INT,
+            "FSaleOrgId": _INT,
+            "FSalerId": _INT,
+            "FBillAllAmount": _DEC,
+            "FCreateDate": _DT,
+            "FModifyDate": _DT,
+            "FApproveDate": _DT,
+        },
+        number_column="FBillNo",
+        entry_table="sale_order_lines",
+        entry_name="FSaleOrderEntry",
+        entry_pk="FEntryID",
+        entry_columns=ORDER_LINE_COLUMNS,
+        entry_kinds={
+            "FEntryID": _INT,
+            "FSeq": _INT,
+            "FMaterialId": _INT,
+            "FQty": _DEC,
+            "FPrice": _DEC,
+            "FTaxPrice": _DEC,
+            "FEntryTaxRate": _DEC,
+            "FAmount": _DEC,
+            "FAllAmount": _DEC,
+            "FDeliveryDate": _DT,
+        },
         customer_ref="FCustId",
     )
     receivables = FormDef(
-        "AR_receivable", "receivables", "FID", RECEIVABLE_COLUMNS,
-        {"FID": _INT, "FDATE": _DT, "FENDDATE_H": _DT, "FCUSTOMERID": _INT, "FALLAMOUNTFOR": _DEC,
-         "FWRITTENOFFAMOUNTFOR": _DEC, "FNOTWRITTENOFFAMOUNTFOR": _DEC, "FCreateDate": _DT,
-         "FModifyDate": _DT, "FApproveDate": _DT},
-        number_column="FBillNo", customer_ref="FCUSTOMERID",
+        "AR_receivable",
+        "receivables",
+        "FID",
+        RECEIVABLE_COLUMNS,
+        {
+            "FID": _INT,
+            "FDATE": _DT,
+            "FENDDATE_H": _DT,
+            "FCUSTOMERID": _INT,
+            "FALLAMOUNTFOR": _DEC,
+            "FWRITTENOFFAMOUNTFOR": _DEC,
+            "FNOTWRITTENOFFAMOUNTFOR": _DEC,
+            "FCreateDate": _DT,
+            "FModifyDate": _DT,
+            "FApproveDate": _DT,
+        },
+        number_column="FBillNo",
+        customer_ref="FCUSTOMERID",
     )
     return {f.form_id.lower(): f for f in (customers, orders, receivables)}
 
@@ -316,7 +462,7 @@ def _tokenize(text: str) -> list[_Tok]:
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
         if not m or m.end() == pos:
-            raise QueryError(f"过滤条件语法错误：位置 {pos} 附近 “{text[pos:pos + 20]}”")
+            raise QueryError(f"过滤条件语法错误：位置 {pos} 附近 “{text[pos : pos + 20]}”")
         pos = m.end()
         kind = m.lastgroup or ""
         value = m.group(kind)
@@ -483,7 +629,9 @@ def filter_array_to_string(items: list[dict[str, Any]]) -> str:
     for i, item in enumerate(items):
         compare = str(item.get("Compare", "=")).strip().lower()
         if compare not in _ARRAY_COMPARE:
-            raise QueryError(f"不支持的比较符 Compare={item.get('Compare')!r}（请使用 = <> > >= < <= like in）")
+            raise QueryError(
+                f"不支持的比较符 Compare={item.get('Compare')!r}（请使用 = <> > >= < <= like in）"
+            )
         value = item.get("Value", "")
         if compare.endswith("in"):
             vals = value if isinstance(value, list) else str(value).split(",")
@@ -522,29 +670,113 @@ _CITIES = (
     ("厦门", "福建省", "350206", "0592", "361000", ("湖里区", "思明区", "集美区")),
     ("济南", "山东省", "370112", "0531", "250000", ("历下区", "历城区", "槐荫区")),
 )
-_TRADE_CHARS = "华瑞恒鑫达盛泰宏嘉创博源德信永丰汇安联科航远众诚润天晨海凯卓启明锦佳腾峰骏东新正和美星弘睿铭宇晟昊磊"
+_TRADE_CHARS = (
+    "华瑞恒鑫达盛泰宏嘉创博源德信永丰汇安联科航远众诚润天晨海凯卓启明锦佳腾峰骏东新正和美星弘睿铭宇晟昊磊"
+)
 # (name part, 行业 FDomains)
 _INDUSTRIES = (
-    ("机电设备", "制造业"), ("电子科技", "电子信息"), ("精密机械", "制造业"), ("新材料", "新材料"),
-    ("生物医药", "医药"), ("信息技术", "信息技术"), ("建设工程", "建筑业"), ("物流", "交通运输"),
-    ("食品", "食品饮料"), ("环保科技", "节能环保"), ("汽车零部件", "汽车"), ("化工", "化工"),
-    ("医疗器械", "医疗器械"), ("新能源", "能源"), ("纺织", "纺织服装"), ("贸易", "批发零售"),
-    ("智能装备", "制造业"), ("自动化", "制造业"), ("电气", "电力设备"), ("光电", "电子信息"),
-    ("软件", "信息技术"), ("包装材料", "制造业"), ("模具", "制造业"), ("仪器仪表", "制造业"), ("五金", "制造业"),
+    ("机电设备", "制造业"),
+    ("电子科技", "电子信息"),
+    ("精密机械", "制造业"),
+    ("新材料", "新材料"),
+    ("生物医药", "医药"),
+    ("信息技术", "信息技术"),
+    ("建设工程", "建筑业"),
+    ("物流", "交通运输"),
+    ("食品", "食品饮料"),
+    ("环保科技", "节能环保"),
+    ("汽车零部件", "汽车"),
+    ("化工", "化工"),
+    ("医疗器械", "医疗器械"),
+    ("新能源", "能源"),
+    ("纺织", "纺织服装"),
+    ("贸易", "批发零售"),
+    ("智能装备", "制造业"),
+    ("自动化", "制造业"),
+    ("电气", "电力设备"),
+    ("光电", "电子信息"),
+    ("软件", "信息技术"),
+    ("包装材料", "制造业"),
+    ("模具", "制造业"),
+    ("仪器仪表", "制造业"),
+    ("五金", "制造业"),
 )
 _COMPANY_SUFFIXES = ("有限公司", "有限公司", "有限公司", "股份有限公司", "有限责任公司")
-_ROADS = ("人民路", "建设路", "科技路", "创新大道", "工业园路", "中山路", "解放路", "长江路", "滨河路", "发展大道", "高新大道", "金桥路")
+_ROADS = (
+    "人民路",
+    "建设路",
+    "科技路",
+    "创新大道",
+    "工业园路",
+    "中山路",
+    "解放路",
+    "长江路",
+    "滨河路",
+    "发展大道",
+    "高新大道",
+    "金桥路",
+)
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
-_GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超",
-          "秀兰", "霞", "平", "刚", "桂英", "建华", "志强", "文", "斌", "鹏", "晓东", "海燕", "子涵", "浩然")
-_DEPTS = (("BM001", "华东销售部"), ("BM002", "华南销售部"), ("BM003", "华北销售部"), ("BM004", "西南销售部"),
-          ("BM005", "华中销售部"), ("BM006", "大客户部"))
+_GIVEN = (
+    "伟",
+    "芳",
+    "娜",
+    "秀英",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀兰",
+    "霞",
+    "平",
+    "刚",
+    "桂英",
+    "建华",
+    "志强",
+    "文",
+    "斌",
+    "鹏",
+    "晓东",
+    "海燕",
+    "子涵",
+    "浩然",
+)
+_DEPTS = (
+    ("BM001", "华东销售部"),
+    ("BM002", "华南销售部"),
+    ("BM003", "华北销售部"),
+    ("BM004", "西南销售部"),
+    ("BM005", "华中销售部"),
+    ("BM006", "大客户部"),
+)
 _SELLERS = tuple(
     (100_500 + i, f"YG{i + 1:04d}", name, _DEPTS[i % len(_DEPTS)])
-    for i, name in enumerate(("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴婷", "徐涛", "孙丽"))
+    for i, name in enumerate(
+        ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴婷", "徐涛", "孙丽")
+    )
 )
-_CUST_TYPES = (("KHLB001_SYS", "普通销售客户"),) * 8 + (("KHLB002_SYS", "寄售客户"), ("KHLB003_SYS", "内部结算客户"))
-_GROUPS = (("A", "A类客户"), ("B", "B类客户"), ("B", "B类客户"), ("C", "C类客户"), ("C", "C类客户"), ("C", "C类客户"))
+_CUST_TYPES = (("KHLB001_SYS", "普通销售客户"),) * 8 + (
+    ("KHLB002_SYS", "寄售客户"),
+    ("KHLB003_SYS", "内部结算客户"),
+)
+_GROUPS = (
+    ("A", "A类客户"),
+    ("B", "B类客户"),
+    ("B", "B类客户"),
+    ("C", "C类客户"),
+    ("C", "C类客户"),
+    ("C", "C类客户"),
+)
 _CURRENCIES = ((1, "PRE001", "人民币"),) * 9 + ((7, "PRE007", "美元"),)
 _ORG = (1, "100", "总部")
 _DOC_STATUS = "C" * 17 + "ABDZ"  # mostly 已审核
@@ -571,7 +803,17 @@ _MATERIALS = (
     ("3.01.001", "设备安装调试服务", "现场服务", "Time", "次", 2000, 8000, 6),
     ("3.02.001", "年度维保服务", "7x24 响应", "Year", "年", 8000, 25000, 6),
 )
-_NOTES = ("", "", "", "加急", "客户要求分批发货", "含安装调试", "月结60天", "需开具增值税专用发票", "框架协议下单")
+_NOTES = (
+    "",
+    "",
+    "",
+    "加急",
+    "客户要求分批发货",
+    "含安装调试",
+    "月结60天",
+    "需开具增值税专用发票",
+    "框架协议下单",
+)
 
 # A bijection of the record index onto (city, 字号, industry) so names stay distinct up to ~1.4M.
 _NAME_SPACE = len(_CITIES) * len(_TRADE_CHARS) ** 2 * len(_INDUSTRIES)
@@ -658,8 +900,20 @@ class _Session:
 
 
 _STAT_KEYS = (
-    "requests", "logins", "login_failures", "queries", "views", "rows_returned", "throttled",
-    "session_lost", "sessions_expired", "http_5xx", "timeouts", "slow", "bad_requests", "query_errors",
+    "requests",
+    "logins",
+    "login_failures",
+    "queries",
+    "views",
+    "rows_returned",
+    "throttled",
+    "session_lost",
+    "sessions_expired",
+    "http_5xx",
+    "timeouts",
+    "slow",
+    "bad_requests",
+    "query_errors",
 )
 
 
@@ -715,14 +969,23 @@ class KingdeeSimulator(Simulator):
     def credentials(self) -> dict[str, Any]:
         """The demo credentials: session login (acct_id/username/password) or app secret."""
         return {
-            "acct_id": self.ACCT_ID, "username": self.USERNAME, "password": self.PASSWORD,
-            "app_id": self.APP_ID, "app_secret": self.APP_SECRET, "lcid": self.LCID,
+            "acct_id": self.ACCT_ID,
+            "username": self.USERNAME,
+            "password": self.PASSWORD,
+            "app_id": self.APP_ID,
+            "app_secret": self.APP_SECRET,
+            "lcid": self.LCID,
         }
 
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
         """A ready ``tap-kingdee`` config for this running simulator (password login)."""
-        cfg = {"base_url": self.base_url, "acct_id": self.ACCT_ID, "username": self.USERNAME,
-               "password": self.PASSWORD, "lcid": self.LCID}
+        cfg = {
+            "base_url": self.base_url,
+            "acct_id": self.ACCT_ID,
+            "username": self.USERNAME,
+            "password": self.PASSWORD,
+            "lcid": self.LCID,
+        }
         cfg.update(overrides)
         return cfg
 
@@ -797,7 +1060,8 @@ class KingdeeSimulator(Simulator):
 
         def ddl(table: str, columns: Sequence[str], kinds: dict[str, str], pk: str | None) -> str:
             cols = ", ".join(
-                f'"{c}" ' + ("INTEGER PRIMARY KEY" if c == pk else affinity[kinds.get(c, "text")]) for c in columns
+                f'"{c}" ' + ("INTEGER PRIMARY KEY" if c == pk else affinity[kinds.get(c, "text")])
+                for c in columns
             )
             return f'CREATE TABLE "{table}" ({cols})'
 
@@ -810,10 +1074,16 @@ class KingdeeSimulator(Simulator):
     def _create_indexes(self) -> None:
         for form in FORMS.values():
             # (FModifyDate, pk) makes keyset paging an index range scan instead of a sort.
-            self.db_raw.execute(f'CREATE INDEX "ix_{form.table}_mod" ON "{form.table}" ("FModifyDate", "{form.pk}")')
-            self.db_raw.execute(f'CREATE INDEX "ix_{form.table}_no" ON "{form.table}" ("{form.number_column}")')
+            self.db_raw.execute(
+                f'CREATE INDEX "ix_{form.table}_mod" ON "{form.table}" ("FModifyDate", "{form.pk}")'
+            )
+            self.db_raw.execute(
+                f'CREATE INDEX "ix_{form.table}_no" ON "{form.table}" ("{form.number_column}")'
+            )
             if form.entry_table:
-                self.db_raw.execute(f'CREATE INDEX "ix_{form.entry_table}_fid" ON "{form.entry_table}" ("FID")')
+                self.db_raw.execute(
+                    f'CREATE INDEX "ix_{form.entry_table}_fid" ON "{form.entry_table}" ("FID")'
+                )
 
     @property
     def db_raw(self) -> sqlite3.Connection:
@@ -849,14 +1119,47 @@ class KingdeeSimulator(Simulator):
         type_no, type_name = rng.choice(_CUST_TYPES)
         phone = f"{area}-{rng.randrange(10**7, 10**8)}"
         return [
-            cid, f"CUST{i + 1:07d}", name, trade + industry[:2], code, code, _person(rng),
-            f"{rng.choice((50, 100, 200, 500, 1000, 2000, 5000))}万元人民币", found, phone,
-            f"{area}-{rng.randrange(10**7, 10**8)}", address, zipcode, f"www.{cid}.com.cn", _INDUSTRIES[ind_i][1],
-            "China", "中国", division[:2] + "0000", province,
-            type_no, type_name, group_no, group_name,
-            seller_id, seller_no, seller_name, dept_no, dept_name,
-            cur_id, cur_no, cur_name, _ORG[0], _ORG[1], _ORG[0], _ORG[1],
-            status, "B" if rng.random() < 0.04 else "A", created, mod, approve, None,
+            cid,
+            f"CUST{i + 1:07d}",
+            name,
+            trade + industry[:2],
+            code,
+            code,
+            _person(rng),
+            f"{rng.choice((50, 100, 200, 500, 1000, 2000, 5000))}万元人民币",
+            found,
+            phone,
+            f"{area}-{rng.randrange(10**7, 10**8)}",
+            address,
+            zipcode,
+            f"www.{cid}.com.cn",
+            _INDUSTRIES[ind_i][1],
+            "China",
+            "中国",
+            division[:2] + "0000",
+            province,
+            type_no,
+            type_name,
+            group_no,
+            group_name,
+            seller_id,
+            seller_no,
+            seller_name,
+            dept_no,
+            dept_name,
+            cur_id,
+            cur_no,
+            cur_name,
+            _ORG[0],
+            _ORG[1],
+            _ORG[0],
+            _ORG[1],
+            status,
+            "B" if rng.random() < 0.04 else "A",
+            created,
+            mod,
+            approve,
+            None,
         ]
 
     def _seed_customers(self, n: int, start: int = 0) -> None:
@@ -885,8 +1188,9 @@ class KingdeeSimulator(Simulator):
         self._next_id["BD_Customer"] = start + n
 
     # sales orders ---------------------------------------------------------------------------------
-    def _order_rows(self, i: int, rng: random.Random, n_customers: int, modified: int | None = None
-                    ) -> tuple[list[Any], list[list[Any]]]:
+    def _order_rows(
+        self, i: int, rng: random.Random, n_customers: int, modified: int | None = None
+    ) -> tuple[list[Any], list[list[Any]]]:
         fid = 100_000 + i
         cust = 100_000 + (rng.randrange(n_customers) if n_customers else 0)
         lo, hi = _ms(_SEED_FROM), _ms(_SEED_TO)
@@ -910,17 +1214,55 @@ class KingdeeSimulator(Simulator):
             amount = _round2(qty * price)
             total += all_amount
             self._next_entry_id += 1
-            lines.append([
-                self._next_entry_id, fid, seq, 200_000 + m_i, number, mname, spec, unit_no, unit_name,
-                qty, price, tax_price, float(rate), amount, all_amount, day + rng.randrange(3, 45) * 86_400_000,
-            ])
+            lines.append(
+                [
+                    self._next_entry_id,
+                    fid,
+                    seq,
+                    200_000 + m_i,
+                    number,
+                    mname,
+                    spec,
+                    unit_no,
+                    unit_name,
+                    qty,
+                    price,
+                    tax_price,
+                    float(rate),
+                    amount,
+                    all_amount,
+                    day + rng.randrange(3, 45) * 86_400_000,
+                ]
+            )
         header = [
-            fid, f"XSDD{i + 1:08d}", "XSDD01_SYS", "标准销售订单", day, cust,
-            _ORG[0], _ORG[1], _ORG[2], dept_no, dept_name, seller_id, seller_no, seller_name, cur_no, cur_name,
-            _round2(total), status, "B" if status == "C" and rng.random() < 0.3 else "A",
-            "B" if rng.random() < 0.02 else "A", _person(rng), _mobile(rng),
+            fid,
+            f"XSDD{i + 1:08d}",
+            "XSDD01_SYS",
+            "标准销售订单",
+            day,
+            cust,
+            _ORG[0],
+            _ORG[1],
+            _ORG[2],
+            dept_no,
+            dept_name,
+            seller_id,
+            seller_no,
+            seller_name,
+            cur_no,
+            cur_name,
+            _round2(total),
+            status,
+            "B" if status == "C" and rng.random() < 0.3 else "A",
+            "B" if rng.random() < 0.02 else "A",
+            _person(rng),
+            _mobile(rng),
             address,
-            rng.choice(_NOTES), created, mod, approve, None,
+            rng.choice(_NOTES),
+            created,
+            mod,
+            approve,
+            None,
         ]
         return header, lines
 
@@ -953,8 +1295,9 @@ class KingdeeSimulator(Simulator):
         self._next_id["SAL_SaleOrder"] = start + n
 
     # receivables ----------------------------------------------------------------------------------
-    def _receivable_row(self, i: int, rng: random.Random, n_customers: int, n_orders: int,
-                        modified: int | None = None) -> list[Any]:
+    def _receivable_row(
+        self, i: int, rng: random.Random, n_customers: int, n_orders: int, modified: int | None = None
+    ) -> list[Any]:
         fid = 100_000 + i
         cust = 100_000 + (rng.randrange(n_customers) if n_customers else 0)
         lo, hi = _ms(_SEED_FROM), _ms(_SEED_TO)
@@ -966,12 +1309,33 @@ class KingdeeSimulator(Simulator):
         cur_id, cur_no, cur_name = rng.choice(_CURRENCIES)
         amount = _round2(rng.uniform(500, 300_000))
         state = rng.choice("AAABC")
-        written = 0.0 if state == "A" else (amount if state == "C" else _round2(amount * rng.uniform(0.1, 0.9)))
+        written = (
+            0.0 if state == "A" else (amount if state == "C" else _round2(amount * rng.uniform(0.1, 0.9)))
+        )
         order_no = f"XSDD{rng.randrange(n_orders) + 1:08d}" if n_orders and rng.random() < 0.8 else None
         return [
-            fid, f"AR{i + 1:08d}", "YSD01_SYS", "标准应收单", day, day + rng.choice((30, 60, 90)) * 86_400_000, cust,
-            cur_no, cur_name, _ORG[1], _ORG[1], amount, state, written, _round2(amount - written), order_no,
-            status, "B" if rng.random() < 0.02 else "A", created, mod, approve, None,
+            fid,
+            f"AR{i + 1:08d}",
+            "YSD01_SYS",
+            "标准应收单",
+            day,
+            day + rng.choice((30, 60, 90)) * 86_400_000,
+            cust,
+            cur_no,
+            cur_name,
+            _ORG[1],
+            _ORG[1],
+            amount,
+            state,
+            written,
+            _round2(amount - written),
+            order_no,
+            status,
+            "B" if rng.random() < 0.02 else "A",
+            created,
+            mod,
+            approve,
+            None,
         ]
 
     def _seed_receivables(self, n: int, start: int = 0) -> None:
@@ -1032,7 +1396,10 @@ class KingdeeSimulator(Simulator):
         """Records per form (and sales order lines)."""
         with self._lock:
             db = self.db
-            out = {f.form_id: db.execute(f'SELECT COUNT(*) FROM "{f.table}"').fetchone()[0] for f in FORMS.values()}
+            out = {
+                f.form_id: db.execute(f'SELECT COUNT(*) FROM "{f.table}"').fetchone()[0]
+                for f in FORMS.values()
+            }
             out["SAL_SaleOrder.lines"] = db.execute('SELECT COUNT(*) FROM "sale_order_lines"').fetchone()[0]
             out["malformed"] = sum(
                 db.execute(f'SELECT COUNT(*) FROM "{f.table}" WHERE "_malformed" IS NOT NULL').fetchone()[0]
@@ -1079,7 +1446,10 @@ class KingdeeSimulator(Simulator):
                 db.executemany(
                     'UPDATE customers SET "FTEL" = ?, "FSELLER" = ?, "FSELLER_FNumber" = ?, "FSELLER_FName" = ?, '
                     '"FModifyDate" = ? WHERE "FCUSTID" = ?',
-                    [(f"021-{rng.randrange(10**7, 10**8)}", s[0], s[1], s[2], ts, i) for s, i in zip(seller, ids, strict=True)],
+                    [
+                        (f"021-{rng.randrange(10**7, 10**8)}", s[0], s[1], s[2], ts, i)
+                        for s, i in zip(seller, ids, strict=True)
+                    ],
                 )
             elif fd.form_id == "SAL_SaleOrder":
                 db.executemany(
@@ -1091,7 +1461,7 @@ class KingdeeSimulator(Simulator):
                     'UPDATE sale_order_lines SET "FQty" = "FQty" + 1, '
                     '"FAmount" = ROUND(("FQty" + 1) * "FPrice", 2), "FAllAmount" = ROUND(("FQty" + 1) * "FTaxPrice", 2) '
                     'WHERE "FEntryID" = (SELECT MIN("FEntryID") FROM sale_order_lines WHERE "FID" = ?) '
-                    'AND typeof("FTaxPrice") = \'real\'',
+                    "AND typeof(\"FTaxPrice\") = 'real'",
                     [(i,) for i in ids],
                 )
                 db.executemany(
@@ -1133,12 +1503,17 @@ class KingdeeSimulator(Simulator):
                 self._insert("sale_order_lines", ORDER_LINE_COLUMNS, lines)
             else:
                 n_orders = self._next_id.get("SAL_SaleOrder", 0)
-                rows = [tuple(self._receivable_row(i, rng, n_customers, n_orders, ts))
-                        for i in range(start, start + count)]
+                rows = [
+                    tuple(self._receivable_row(i, rng, n_customers, n_orders, ts))
+                    for i in range(start, start + count)
+                ]
                 self._insert("receivables", RECEIVABLE_COLUMNS, rows)
             self._next_id[fd.form_id] = start + count
-            return {"form": fd.form_id, "ids": [100_000 + i for i in range(start, start + count)],
-                    "FModifyDate": kd_format(ts)}
+            return {
+                "form": fd.form_id,
+                "ids": [100_000 + i for i in range(start, start + count)],
+                "FModifyDate": kd_format(ts),
+            }
 
     def _stamp(self, modified_at: str | None) -> int:
         if modified_at is None:
@@ -1171,14 +1546,17 @@ class KingdeeSimulator(Simulator):
                 marks = ",".join("?" * len(by_id))
                 lines = db.execute(
                     f'SELECT "FID", {", ".join(f"{chr(34)}{c}{chr(34)}" for c in ecols)} FROM "{fd.entry_table}" '
-                    f'WHERE "FID" IN ({marks}) ORDER BY "FID", "{fd.entry_pk}"', list(by_id)
+                    f'WHERE "FID" IN ({marks}) ORDER BY "FID", "{fd.entry_pk}"',
+                    list(by_id),
                 ).fetchall()
                 ekeys = [f"{fd.entry_name}_{k}" for k in self._keys_of(fd, ecols)]
                 for line in lines:
-                    by_id[line[0]].append({
-                        k: self._out(fd.entry_kinds.get(c, "text"), v)
-                        for k, c, v in zip(ekeys, ecols, line[1:], strict=True)
-                    })
+                    by_id[line[0]].append(
+                        {
+                            k: self._out(fd.entry_kinds.get(c, "text"), v)
+                            for k, c, v in zip(ekeys, ecols, line[1:], strict=True)
+                        }
+                    )
                 for r in out:
                     r["lines"] = by_id[r[fd.pk]]
             return out
@@ -1234,9 +1612,13 @@ class KingdeeSimulator(Simulator):
         if any(f.join == "c" for f in used):
             joins += f' LEFT JOIN customers c ON c."FCUSTID" = h."{form.customer_ref}"'
         tiebreak = [f'h."{form.pk}"'] + ([f'e."{form.entry_pk}"'] if with_entry else [])
-        order_sql = ", ".join(order_sql + [t for t in tiebreak if t not in {o.split(" ")[0] for o in order_sql}])
-        sql = (f'SELECT {", ".join(_select_expr(f) for f in selected)} FROM "{form.table}" h{joins} '
-               f"WHERE {where} ORDER BY {order_sql} LIMIT ? OFFSET ?")
+        order_sql = ", ".join(
+            order_sql + [t for t in tiebreak if t not in {o.split(" ")[0] for o in order_sql}]
+        )
+        sql = (
+            f'SELECT {", ".join(_select_expr(f) for f in selected)} FROM "{form.table}" h{joins} '
+            f"WHERE {where} ORDER BY {order_sql} LIMIT ? OFFSET ?"
+        )
         with self._lock:
             try:
                 return self.db.execute(sql, [*translator.params, limit, start_row]).fetchall()
@@ -1271,24 +1653,39 @@ class KingdeeSimulator(Simulator):
             else:
                 raise QueryError("Number 和 Id 不能同时为空", MSG_BAD_PARAM)
             cols = list(form.columns)
-            row = db.execute(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{form.table}" WHERE {where}',
-                             (arg,)).fetchone()
+            row = db.execute(
+                f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{form.table}" WHERE {where}',
+                (arg,),
+            ).fetchone()
             if row is None:
                 return None
             entity = _orm_entity(cols, row, form.kinds, form.pk)
             if form.customer_ref:
-                cust = db.execute('SELECT "FNumber", "FName" FROM customers WHERE "FCUSTID" = ?',
-                                  (entity.get(form.customer_ref[1:] + "_Id"),)).fetchone()
+                cust = db.execute(
+                    'SELECT "FNumber", "FName" FROM customers WHERE "FCUSTID" = ?',
+                    (entity.get(form.customer_ref[1:] + "_Id"),),
+                ).fetchone()
                 ref = form.customer_ref[1:]
-                entity[ref] = None if cust is None else {
-                    "Id": entity.get(ref + "_Id"), "Number": cust[0], "Name": [{"Key": LCID_ZH_CN, "Value": cust[1]}]}
+                entity[ref] = (
+                    None
+                    if cust is None
+                    else {
+                        "Id": entity.get(ref + "_Id"),
+                        "Number": cust[0],
+                        "Name": [{"Key": LCID_ZH_CN, "Value": cust[1]}],
+                    }
+                )
             if form.entry_table:
                 ecols = list(form.entry_columns)
                 lines = db.execute(
                     f'SELECT {", ".join(chr(34) + c + chr(34) for c in ecols)} FROM "{form.entry_table}" '
-                    f'WHERE "FID" = ? ORDER BY "{form.entry_pk}"', (row[0],)).fetchall()
+                    f'WHERE "FID" = ? ORDER BY "{form.entry_pk}"',
+                    (row[0],),
+                ).fetchall()
                 entity[(form.entry_name or "Entry")[1:]] = [
-                    _orm_entity(ecols, line, form.entry_kinds, form.entry_pk or "", skip=("FID",)) for line in lines]
+                    _orm_entity(ecols, line, form.entry_kinds, form.entry_pk or "", skip=("FID",))
+                    for line in lines
+                ]
             return entity
 
     # -- HTTP -------------------------------------------------------------------------------------------
@@ -1349,15 +1746,19 @@ class KingdeeSimulator(Simulator):
                 status = self._fault_rng.choice((500, 502, 503))
             return PlainTextResponse(
                 f"<html><head><title>{status} - 服务器错误</title></head><body><h2>{status} - Internal server error."
-                "</h2><p>IIS 服务器遇到问题，无法完成请求。</p></body></html>", status_code=status,
-                media_type="text/html")
+                "</h2><p>IIS 服务器遇到问题，无法完成请求。</p></body></html>",
+                status_code=status,
+                media_type="text/html",
+            )
         body = await request.body()
         try:
             payload = json.loads(body.decode("utf-8-sig") or "{}")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             self._count("bad_requests")
             # The official SDK checks for this text prefix on failures it cannot wrap in JSON.
-            return PlainTextResponse(f"response_error:{type(exc).__name__}: 请求报文不是合法的 JSON", status_code=200)
+            return PlainTextResponse(
+                f"response_error:{type(exc).__name__}: 请求报文不是合法的 JSON", status_code=200
+            )
         if service == VALIDATE_USER.lower():
             return self._login(payload, by_app_secret=False)
         if service == LOGIN_BY_APP_SECRET.lower():
@@ -1377,14 +1778,21 @@ class KingdeeSimulator(Simulator):
             except json.JSONDecodeError:
                 params = None
         if not isinstance(params, list):
-            names = ("acctid", "username", "appid", "appsecret", "lcid") if by_app_secret else (
-                "acctid", "username", "password", "lcid")
+            names = (
+                ("acctid", "username", "appid", "appsecret", "lcid")
+                if by_app_secret
+                else ("acctid", "username", "password", "lcid")
+            )
             lowered = {str(k).lower(): v for k, v in payload.items()}
             params = [lowered.get(n) for n in names]
         acct, user, secret_a, *rest = [*params, None, None, None, None][:5]
         if by_app_secret:
-            ok = (acct == self.ACCT_ID and user == self.USERNAME and secret_a == self.APP_ID
-                  and (rest[0] if rest else None) == self.APP_SECRET)
+            ok = (
+                acct == self.ACCT_ID
+                and user == self.USERNAME
+                and secret_a == self.APP_ID
+                and (rest[0] if rest else None) == self.APP_SECRET
+            )
             reason = "应用ID或应用密钥错误"
         else:
             ok = acct == self.ACCT_ID and user == self.USERNAME and secret_a == self.PASSWORD
@@ -1477,8 +1885,20 @@ class KingdeeSimulator(Simulator):
             self._stats["views"] += 1
         if entity is None:
             return _json(_status_error("单据不存在或已被删除", MSG_NOT_FOUND))
-        return _json({"Result": {"ResponseStatus": {"IsSuccess": True, "Errors": [], "SuccessEntitys": [],
-                                                    "SuccessMessages": [], "MsgCode": 0}, "Result": entity}})
+        return _json(
+            {
+                "Result": {
+                    "ResponseStatus": {
+                        "IsSuccess": True,
+                        "Errors": [],
+                        "SuccessEntitys": [],
+                        "SuccessMessages": [],
+                        "MsgCode": 0,
+                    },
+                    "Result": entity,
+                }
+            }
+        )
 
     # control API ------------------------------------------------------------------------------------------
     async def _sim_health(self, request: Request) -> Response:
@@ -1511,8 +1931,9 @@ class KingdeeSimulator(Simulator):
     async def _sim_truth(self, request: Request) -> Response:
         q = request.query_params
         try:
-            records = self.truth(q.get("form", "BD_Customer"), offset=int(q.get("offset", 0)),
-                                 limit=int(q.get("limit", 1000)))
+            records = self.truth(
+                q.get("form", "BD_Customer"), offset=int(q.get("offset", 0)), limit=int(q.get("limit", 1000))
+            )
         except (ValueError, QueryError) as exc:
             return _json({"error": getattr(exc, "message", str(exc))}, status=400)
         return _json({"form": _form(q.get("form", "BD_Customer")).form_id, "records": records})
@@ -1537,20 +1958,42 @@ def _json(content: Any, status: int = 200) -> JSONResponse:
 
 def _status_error(message: str, msg_code: int, error_code: int = 500) -> dict[str, Any]:
     """``{"Result": {"ResponseStatus": {...}}}`` as Kingdee reports a failed call."""
-    return {"Result": {"ResponseStatus": {
-        "ErrorCode": error_code, "IsSuccess": False,
-        "Errors": [{"FieldName": None, "Message": message, "DIndex": 0}],
-        "SuccessEntitys": [], "SuccessMessages": [], "MsgCode": msg_code,
-    }}}
+    return {
+        "Result": {
+            "ResponseStatus": {
+                "ErrorCode": error_code,
+                "IsSuccess": False,
+                "Errors": [{"FieldName": None, "Message": message, "DIndex": 0}],
+                "SuccessEntitys": [],
+                "SuccessMessages": [],
+                "MsgCode": msg_code,
+            }
+        }
+    }
 
 
 def _login_result(sid: str | None, message: str | None, result_type: int) -> dict[str, Any]:
     return {
-        "Message": message, "MessageCode": "CheckPasswordPolicy" if sid else None, "LoginResultType": result_type,
-        "Context": None if sid is None else {"UserLocale": "zh-CN", "LogLocale": "zh-CN", "DBid": KingdeeSimulator.ACCT_ID,
-                                             "UserName": KingdeeSimulator.USERNAME, "SessionId": sid},
-        "KDSVCSessionId": sid, "FormId": None, "RedirectFormParam": None, "FormInputObject": None,
-        "ErrorStackTrace": None, "Lcid": LCID_ZH_CN, "AccessToken": None, "KdAccessResult": None,
+        "Message": message,
+        "MessageCode": "CheckPasswordPolicy" if sid else None,
+        "LoginResultType": result_type,
+        "Context": None
+        if sid is None
+        else {
+            "UserLocale": "zh-CN",
+            "LogLocale": "zh-CN",
+            "DBid": KingdeeSimulator.ACCT_ID,
+            "UserName": KingdeeSimulator.USERNAME,
+            "SessionId": sid,
+        },
+        "KDSVCSessionId": sid,
+        "FormId": None,
+        "RedirectFormParam": None,
+        "FormInputObject": None,
+        "ErrorStackTrace": None,
+        "Lcid": LCID_ZH_CN,
+        "AccessToken": None,
+        "KdAccessResult": None,
         "IsSuccessByAPI": sid is not None,
     }
 
@@ -1583,12 +2026,24 @@ def _query_data(payload: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-_REF_ID_COLUMNS = frozenset({"FCustId", "FCUSTOMERID", "FSELLER", "FSalerId", "FSaleOrgId", "FMaterialId",
-                             "FTRADINGCURRID", "FCreateOrgId", "FUseOrgId"})
+_REF_ID_COLUMNS = frozenset(
+    {
+        "FCustId",
+        "FCUSTOMERID",
+        "FSELLER",
+        "FSalerId",
+        "FSaleOrgId",
+        "FMaterialId",
+        "FTRADINGCURRID",
+        "FCreateOrgId",
+        "FUseOrgId",
+    }
+)
 
 
-def _orm_entity(cols: Sequence[str], row: Sequence[Any], kinds: dict[str, str], pk: str,
-                skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def _orm_entity(
+    cols: Sequence[str], row: Sequence[Any], kinds: dict[str, str], pk: str, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A row in View's ORM style: ``Id``, ``Number``, multilingual ``Name``, reference objects."""
     out: dict[str, Any] = {}
     refs: dict[str, dict[str, Any]] = {}
@@ -1600,7 +2055,11 @@ def _orm_entity(cols: Sequence[str], row: Sequence[Any], kinds: dict[str, str], 
         if col == pk:
             out["Id"] = value
             continue
-        for suffix, prop in (("_FNumber", "Number"), ("_FName", "Name"), ("_FSpecification", "Specification")):
+        for suffix, prop in (
+            ("_FNumber", "Number"),
+            ("_FName", "Name"),
+            ("_FSpecification", "Specification"),
+        ):
             if col.endswith(suffix):
                 ref = refs.setdefault(col[1 : -len(suffix)], {})
                 ref[prop] = [{"Key": LCID_ZH_CN, "Value": value}] if prop != "Number" else value

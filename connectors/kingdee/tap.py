@@ -45,8 +45,9 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 _TEXT = th.StringType
 _INT = th.IntegerType
 # Kingdee dates other than FModifyDate: passed through as sent (naive +08:00 local time).
-_KD_TIME = th.CustomType({"type": ["string", "null"],
-                          "description": "Kingdee server-local time (+08:00, no offset), as sent"})
+_KD_TIME = th.CustomType(
+    {"type": ["string", "null"], "description": "Kingdee server-local time (+08:00, no offset), as sent"}
+)
 # Numbers as Kingdee sends them; text only when the source value is not a number (malformed row).
 _AMOUNT = th.CustomType({"type": ["number", "string", "null"]})
 
@@ -60,14 +61,25 @@ def property_name(field_key: str, entry_prefix: str | None = None) -> str:
     return field_key.replace(".", "_")
 
 
-def _schema(fields: Iterable[tuple[str, Any]], *, pk: str, entry_prefix: str | None = None,
-            extra: Iterable[th.Property] = ()) -> dict[str, Any]:
+def _schema(
+    fields: Iterable[tuple[str, Any]],
+    *,
+    pk: str,
+    entry_prefix: str | None = None,
+    extra: Iterable[th.Property] = (),
+) -> dict[str, Any]:
     props = []
     for key, typ in fields:
         name = property_name(key, entry_prefix)
         if name == REPLICATION_KEY:
-            props.append(th.Property(name, th.DateTimeType, required=True,
-                                     description="Last modification, ISO 8601 with +08:00"))
+            props.append(
+                th.Property(
+                    name,
+                    th.DateTimeType,
+                    required=True,
+                    description="Last modification, ISO 8601 with +08:00",
+                )
+            )
         else:
             props.append(th.Property(name, typ, required=name == pk))
     props.extend(extra)
@@ -124,8 +136,12 @@ class KingdeeStream(Stream):
 
     def cursor_for_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The bookmark that resumes right after ``record`` (same shape as this stream's state)."""
-        return {"replication_key": REPLICATION_KEY, "replication_key_value": record[REPLICATION_KEY],
-                "tiebreak_key": self.tiebreak_key, "tiebreak_value": record[self.tiebreak_key]}
+        return {
+            "replication_key": REPLICATION_KEY,
+            "replication_key_value": record[REPLICATION_KEY],
+            "tiebreak_key": self.tiebreak_key,
+            "tiebreak_value": record[self.tiebreak_key],
+        }
 
     def starting_cursor(self, context: Mapping[str, Any] | None = None) -> tuple[str, int | None] | None:
         """The cursor this run starts after: an override, else the stream's Singer bookmark."""
@@ -141,12 +157,18 @@ class KingdeeStream(Stream):
         """
         key = self.tiebreak_key
         start_date = self.config.get("start_date")
-        floor = f"{REPLICATION_KEY} >= '{to_filter_literal(normalize_iso(str(start_date)))}'" if start_date else ""
+        floor = (
+            f"{REPLICATION_KEY} >= '{to_filter_literal(normalize_iso(str(start_date)))}'"
+            if start_date
+            else ""
+        )
         total, last = 0, None
         while True:
             parts = [p for p in (floor, f"{key} > {int(last)}" if last is not None else "") if p]
             condition = self._with_stream_filter(" AND ".join(parts))
-            rows = self.client.execute_bill_query(self.form_id, [key], condition, f"{key} ASC", 0, self.page_size)
+            rows = self.client.execute_bill_query(
+                self.form_id, [key], condition, f"{key} ASC", 0, self.page_size
+            )
             if not rows:
                 return total
             ids = {int(r[0]) for r in rows}  # order lines repeat their order's id
@@ -212,8 +234,9 @@ class KingdeeStream(Stream):
         record[REPLICATION_KEY] = _normalize_modify_date(row[self._i_mod], self.form_id, row[self._i_id])
         return record
 
-    def _pages(self, field_keys: list[str], order: str, condition: str,
-               after_row: Callable[[list[Any]], str]) -> Iterator[list[list[Any]]]:
+    def _pages(
+        self, field_keys: list[str], order: str, condition: str, after_row: Callable[[list[Any]], str]
+    ) -> Iterator[list[list[Any]]]:
         """Keyset pages, each starting right after the last row of the one before, until an empty one.
 
         Pages are fetched one after the other on purpose: prefetching the next page in a thread was
@@ -235,8 +258,12 @@ class KingdeeStream(Stream):
         order = f"{REPLICATION_KEY} ASC, {self.tiebreak_key} ASC"
         i_mod, i_id, key = self._i_mod, self._i_id, self.tiebreak_key
         to_record = self._to_record
-        for rows in self._pages(self._field_keys, order, self._first_filter(context),
-                                lambda last: _keyset(_raw_literal(last[i_mod]), [(key, last[i_id])])):
+        for rows in self._pages(
+            self._field_keys,
+            order,
+            self._first_filter(context),
+            lambda last: _keyset(_raw_literal(last[i_mod]), [(key, last[i_id])]),
+        ):
             for row in rows:
                 yield to_record(row)
 
@@ -249,17 +276,38 @@ class CustomersStream(KingdeeStream):
     tiebreak_key = "FCUSTID"
     primary_keys = ("FCUSTID",)
     fields = (
-        ("FCUSTID", _INT), ("FNumber", _TEXT), ("FName", _TEXT), ("FShortName", _TEXT),
-        ("FSOCIALCRECODE", _TEXT), ("FTAXREGISTERCODE", _TEXT), ("FLegalPerson", _TEXT),
-        ("FRegisterFund", _TEXT), ("FFoundDate", _KD_TIME), ("FTEL", _TEXT), ("FFAX", _TEXT),
-        ("FADDRESS", _TEXT), ("FZIP", _TEXT), ("FWEBSITE", _TEXT), ("FDomains", _TEXT),
-        ("FCOUNTRY.FNumber", _TEXT), ("FPROVINCIAL.FName", _TEXT),
-        ("FCustTypeId.FNumber", _TEXT), ("FCustTypeId.FName", _TEXT),
-        ("FGroup.FNumber", _TEXT), ("FGroup.FName", _TEXT),
-        ("FSELLER.FNumber", _TEXT), ("FSELLER.FName", _TEXT), ("FSALDEPTID.FName", _TEXT),
-        ("FTRADINGCURRID.FNumber", _TEXT), ("FTRADINGCURRID.FName", _TEXT), ("FUseOrgId.FNumber", _TEXT),
-        ("FDocumentStatus", _TEXT), ("FForbidStatus", _TEXT),
-        ("FCreateDate", _KD_TIME), ("FApproveDate", _KD_TIME), (REPLICATION_KEY, None),
+        ("FCUSTID", _INT),
+        ("FNumber", _TEXT),
+        ("FName", _TEXT),
+        ("FShortName", _TEXT),
+        ("FSOCIALCRECODE", _TEXT),
+        ("FTAXREGISTERCODE", _TEXT),
+        ("FLegalPerson", _TEXT),
+        ("FRegisterFund", _TEXT),
+        ("FFoundDate", _KD_TIME),
+        ("FTEL", _TEXT),
+        ("FFAX", _TEXT),
+        ("FADDRESS", _TEXT),
+        ("FZIP", _TEXT),
+        ("FWEBSITE", _TEXT),
+        ("FDomains", _TEXT),
+        ("FCOUNTRY.FNumber", _TEXT),
+        ("FPROVINCIAL.FName", _TEXT),
+        ("FCustTypeId.FNumber", _TEXT),
+        ("FCustTypeId.FName", _TEXT),
+        ("FGroup.FNumber", _TEXT),
+        ("FGroup.FName", _TEXT),
+        ("FSELLER.FNumber", _TEXT),
+        ("FSELLER.FName", _TEXT),
+        ("FSALDEPTID.FName", _TEXT),
+        ("FTRADINGCURRID.FNumber", _TEXT),
+        ("FTRADINGCURRID.FName", _TEXT),
+        ("FUseOrgId.FNumber", _TEXT),
+        ("FDocumentStatus", _TEXT),
+        ("FForbidStatus", _TEXT),
+        ("FCreateDate", _KD_TIME),
+        ("FApproveDate", _KD_TIME),
+        (REPLICATION_KEY, None),
     )
     schema = _schema(fields, pk="FCUSTID")
 
@@ -272,23 +320,46 @@ class ReceivablesStream(KingdeeStream):
     tiebreak_key = "FID"
     primary_keys = ("FID",)
     fields = (
-        ("FID", _INT), ("FBillNo", _TEXT), ("FBillTypeID.FNumber", _TEXT), ("FDATE", _KD_TIME),
-        ("FENDDATE_H", _KD_TIME), ("FCUSTOMERID", _INT), ("FCUSTOMERID.FNumber", _TEXT),
-        ("FCUSTOMERID.FName", _TEXT), ("FCURRENCYID.FNumber", _TEXT), ("FSETTLEORGID.FNumber", _TEXT),
-        ("FSALEORGID.FNumber", _TEXT), ("FALLAMOUNTFOR", _AMOUNT), ("FWRITTENOFFSTATUS", _TEXT),
-        ("FWRITTENOFFAMOUNTFOR", _AMOUNT), ("FNOTWRITTENOFFAMOUNTFOR", _AMOUNT), ("FORDERNUMBER", _TEXT),
-        ("FDocumentStatus", _TEXT), ("FCancelStatus", _TEXT), ("FCreateDate", _KD_TIME),
-        ("FApproveDate", _KD_TIME), (REPLICATION_KEY, None),
+        ("FID", _INT),
+        ("FBillNo", _TEXT),
+        ("FBillTypeID.FNumber", _TEXT),
+        ("FDATE", _KD_TIME),
+        ("FENDDATE_H", _KD_TIME),
+        ("FCUSTOMERID", _INT),
+        ("FCUSTOMERID.FNumber", _TEXT),
+        ("FCUSTOMERID.FName", _TEXT),
+        ("FCURRENCYID.FNumber", _TEXT),
+        ("FSETTLEORGID.FNumber", _TEXT),
+        ("FSALEORGID.FNumber", _TEXT),
+        ("FALLAMOUNTFOR", _AMOUNT),
+        ("FWRITTENOFFSTATUS", _TEXT),
+        ("FWRITTENOFFAMOUNTFOR", _AMOUNT),
+        ("FNOTWRITTENOFFAMOUNTFOR", _AMOUNT),
+        ("FORDERNUMBER", _TEXT),
+        ("FDocumentStatus", _TEXT),
+        ("FCancelStatus", _TEXT),
+        ("FCreateDate", _KD_TIME),
+        ("FApproveDate", _KD_TIME),
+        (REPLICATION_KEY, None),
     )
     schema = _schema(fields, pk="FID")
 
 
 ORDER_ENTRY = "FSaleOrderEntry"
 _ORDER_LINE_FIELDS: tuple[tuple[str, Any], ...] = (
-    (f"{ORDER_ENTRY}_FEntryID", _INT), (f"{ORDER_ENTRY}_FSeq", _INT), ("FMaterialId.FNumber", _TEXT),
-    ("FMaterialId.FName", _TEXT), ("FMaterialId.FSpecification", _TEXT), ("FUnitID.FName", _TEXT),
-    ("FQty", _AMOUNT), ("FPrice", _AMOUNT), ("FTaxPrice", _AMOUNT), ("FEntryTaxRate", _AMOUNT),
-    ("FAmount", _AMOUNT), ("FAllAmount", _AMOUNT), ("FDeliveryDate", _KD_TIME),
+    (f"{ORDER_ENTRY}_FEntryID", _INT),
+    (f"{ORDER_ENTRY}_FSeq", _INT),
+    ("FMaterialId.FNumber", _TEXT),
+    ("FMaterialId.FName", _TEXT),
+    ("FMaterialId.FSpecification", _TEXT),
+    ("FUnitID.FName", _TEXT),
+    ("FQty", _AMOUNT),
+    ("FPrice", _AMOUNT),
+    ("FTaxPrice", _AMOUNT),
+    ("FEntryTaxRate", _AMOUNT),
+    ("FAmount", _AMOUNT),
+    ("FAllAmount", _AMOUNT),
+    ("FDeliveryDate", _KD_TIME),
 )
 
 
@@ -307,21 +378,49 @@ class SalesOrdersStream(KingdeeStream):
     tiebreak_key = "FID"
     primary_keys = ("FID",)
     fields = (
-        ("FID", _INT), ("FBillNo", _TEXT), ("FBillTypeID.FNumber", _TEXT), ("FDate", _KD_TIME),
-        ("FCustId", _INT), ("FCustId.FNumber", _TEXT), ("FCustId.FName", _TEXT), ("FSaleOrgId.FNumber", _TEXT),
-        ("FSaleDeptId.FName", _TEXT), ("FSalerId.FNumber", _TEXT), ("FSalerId.FName", _TEXT),
-        ("FSettleCurrId.FNumber", _TEXT), ("FBillAllAmount", _AMOUNT), ("FDocumentStatus", _TEXT),
-        ("FCloseStatus", _TEXT), ("FCancelStatus", _TEXT), ("FLinkMan", _TEXT), ("FLinkPhone", _TEXT),
-        ("FReceiveAddress", _TEXT), ("FNote", _TEXT), ("FCreateDate", _KD_TIME), ("FApproveDate", _KD_TIME),
+        ("FID", _INT),
+        ("FBillNo", _TEXT),
+        ("FBillTypeID.FNumber", _TEXT),
+        ("FDate", _KD_TIME),
+        ("FCustId", _INT),
+        ("FCustId.FNumber", _TEXT),
+        ("FCustId.FName", _TEXT),
+        ("FSaleOrgId.FNumber", _TEXT),
+        ("FSaleDeptId.FName", _TEXT),
+        ("FSalerId.FNumber", _TEXT),
+        ("FSalerId.FName", _TEXT),
+        ("FSettleCurrId.FNumber", _TEXT),
+        ("FBillAllAmount", _AMOUNT),
+        ("FDocumentStatus", _TEXT),
+        ("FCloseStatus", _TEXT),
+        ("FCancelStatus", _TEXT),
+        ("FLinkMan", _TEXT),
+        ("FLinkPhone", _TEXT),
+        ("FReceiveAddress", _TEXT),
+        ("FNote", _TEXT),
+        ("FCreateDate", _KD_TIME),
+        ("FApproveDate", _KD_TIME),
         (REPLICATION_KEY, None),
     )
     line_fields = _ORDER_LINE_FIELDS
-    schema = _schema(fields, pk="FID", extra=[
-        th.Property("lines", th.ArrayType(th.ObjectType(*[
-            th.Property(property_name(k, ORDER_ENTRY), t, required=k.endswith("_FEntryID"))
-            for k, t in _ORDER_LINE_FIELDS
-        ])), description="Order lines (FSaleOrderEntry) in FEntryID order"),
-    ])
+    schema = _schema(
+        fields,
+        pk="FID",
+        extra=[
+            th.Property(
+                "lines",
+                th.ArrayType(
+                    th.ObjectType(
+                        *[
+                            th.Property(property_name(k, ORDER_ENTRY), t, required=k.endswith("_FEntryID"))
+                            for k, t in _ORDER_LINE_FIELDS
+                        ]
+                    )
+                ),
+                description="Order lines (FSaleOrderEntry) in FEntryID order",
+            ),
+        ],
+    )
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap)
@@ -369,27 +468,48 @@ class TapKingdee(Tap):
     name = "tap-kingdee"
     package_name = "tongbu"  # the distribution that ships this tap (for --about / --version)
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, required=True,
-                    description="K/3 Cloud site, e.g. https://erp.example.com/k3cloud/ (or the simulator URL)"),
+        th.Property(
+            "base_url",
+            th.StringType,
+            required=True,
+            description="K/3 Cloud site, e.g. https://erp.example.com/k3cloud/ (or the simulator URL)",
+        ),
         th.Property("acct_id", th.StringType, required=True, description="Account (数据中心) id"),
         th.Property("username", th.StringType, required=True),
         th.Property("password", th.StringType, secret=True, description="Password for ValidateUser login"),
-        th.Property("app_id", th.StringType, description="App id for LoginByAppSecret (instead of a password)"),
+        th.Property(
+            "app_id", th.StringType, description="App id for LoginByAppSecret (instead of a password)"
+        ),
         th.Property("app_secret", th.StringType, secret=True, description="App secret for LoginByAppSecret"),
         th.Property("lcid", th.IntegerType, default=2052, description="Locale id (2052 = zh-CN)"),
-        th.Property("page_size", th.IntegerType, default=2000, description="Rows per ExecuteBillQuery (max 10000)"),
-        th.Property("lookback_seconds", th.NumberType, default=5,
-                    description="Re-read this many seconds before the bookmark to catch late commits"),
+        th.Property(
+            "page_size", th.IntegerType, default=2000, description="Rows per ExecuteBillQuery (max 10000)"
+        ),
+        th.Property(
+            "lookback_seconds",
+            th.NumberType,
+            default=5,
+            description="Re-read this many seconds before the bookmark to catch late commits",
+        ),
         th.Property("start_date", th.DateTimeType, description="Ignore records modified before this time"),
         th.Property("request_timeout", th.NumberType, default=60, description="Seconds per HTTP request"),
-        th.Property("max_retries", th.IntegerType, default=8,
-                    description="Retries on throttling (MsgCode 14), 5xx, timeouts and lost sessions"),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=8,
+            description="Retries on throttling (MsgCode 14), 5xx, timeouts and lost sessions",
+        ),
         th.Property("backoff_base_seconds", th.NumberType, default=0.5),
         th.Property("backoff_max_seconds", th.NumberType, default=30),
-        th.Property("filters", th.ObjectType(
-            th.Property("customers", th.StringType), th.Property("sales_orders", th.StringType),
-            th.Property("receivables", th.StringType),
-        ), description="Extra FilterString per stream, ANDed with the cursor (e.g. \"FDocumentStatus = 'C'\")"),
+        th.Property(
+            "filters",
+            th.ObjectType(
+                th.Property("customers", th.StringType),
+                th.Property("sales_orders", th.StringType),
+                th.Property("receivables", th.StringType),
+            ),
+            description="Extra FilterString per stream, ANDed with the cursor (e.g. \"FDocumentStatus = 'C'\")",
+        ),
     ).to_dict()
 
     _client: KingdeeClient | None = None
@@ -406,9 +526,15 @@ class TapKingdee(Tap):
             if not cfg.get("password") and not (cfg.get("app_id") and cfg.get("app_secret")):
                 raise KingdeeError("tap-kingdee config needs `password`, or `app_id` and `app_secret`")
             self._client = KingdeeClient(
-                cfg["base_url"], acct_id=cfg["acct_id"], username=cfg["username"], password=cfg.get("password"),
-                app_id=cfg.get("app_id"), app_secret=cfg.get("app_secret"), lcid=int(cfg.get("lcid") or 2052),
-                timeout=float(cfg.get("request_timeout") or 60), max_retries=int(cfg.get("max_retries", 8)),
+                cfg["base_url"],
+                acct_id=cfg["acct_id"],
+                username=cfg["username"],
+                password=cfg.get("password"),
+                app_id=cfg.get("app_id"),
+                app_secret=cfg.get("app_secret"),
+                lcid=int(cfg.get("lcid") or 2052),
+                timeout=float(cfg.get("request_timeout") or 60),
+                max_retries=int(cfg.get("max_retries", 8)),
                 backoff_base=float(cfg.get("backoff_base_seconds", 0.5)),
                 backoff_max=float(cfg.get("backoff_max_seconds", 30)),
             )

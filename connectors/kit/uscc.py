@@ -15,7 +15,18 @@ _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 # Common (authority, type) prefixes: 91 = enterprise registered with market regulation, 92 = individual
 # business, 12 = public institution, 52 = social organisation.
 _PREFIXES = ("91", "91", "91", "91", "92", "12", "52")
-_DIVISIONS = ("110105", "310115", "440300", "440106", "330106", "320506", "510107", "420106", "370202", "610113")
+_DIVISIONS = (
+    "110105",
+    "310115",
+    "440300",
+    "440106",
+    "330106",
+    "320506",
+    "510107",
+    "420106",
+    "370202",
+    "610113",
+)
 
 
 def check_char(first17: str) -> str:

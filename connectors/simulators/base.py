@@ -98,8 +98,13 @@ class Simulator:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            self.build_app(), host=self.host, port=self.port, log_level="warning", access_log=False,
-            lifespan="off", timeout_keep_alive=30,
+            self.build_app(),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=30,
         )
         self._server = _QuietServer(config)
         self._thread = threading.Thread(target=self._server.run, name=f"sim-{self.system}", daemon=True)

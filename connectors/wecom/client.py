@@ -84,7 +84,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with full jitter (spreads retries of concurrent workers)."""
-        return rng.uniform(0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+        return rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
 
 
 @dataclass
@@ -187,8 +187,12 @@ class WeComClient:
         token_source: VaultTokenSource | None = None,
     ) -> None:
         if not corp_id or not corp_secret:
-            raise WeComAuthError("gettoken", 40001, "corp_id and corp_secret are required "
-                                 "(store the secret with `tongbu vault set wecom.corp_secret`)")
+            raise WeComAuthError(
+                "gettoken",
+                40001,
+                "corp_id and corp_secret are required "
+                "(store the secret with `tongbu vault set wecom.corp_secret`)",
+            )
         self.corp_id = corp_id
         self._secret = corp_secret
         self.base_url = normalize_base_url(base_url)
@@ -201,8 +205,12 @@ class WeComClient:
         self.token_margin = token_margin
         self._token_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
-        self._http = httpx.Client(base_url=self.base_url + "/cgi-bin/", timeout=timeout, transport=transport,
-                                  limits=httpx.Limits(max_connections=max(4, max_concurrency * 2)))
+        self._http = httpx.Client(
+            base_url=self.base_url + "/cgi-bin/",
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max(4, max_concurrency * 2)),
+        )
         self._sleep = sleep
         self._rng = random.Random()
         self.calls: Counter[str] = Counter()
@@ -232,7 +240,11 @@ class WeComClient:
         with self._token_lock:
             cached = self._cache.get(self._cache_key)
             now = time.time()
-            if cached is not None and cached.value != refresh_if and cached.expires_at - self.token_margin > now:
+            if (
+                cached is not None
+                and cached.value != refresh_if
+                and cached.expires_at - self.token_margin > now
+            ):
                 return cached.value
             token = self._fetch_token()
             self._cache.set(self._cache_key, token)
@@ -281,8 +293,14 @@ class WeComClient:
             return data
         raise WeComRetryExhausted(api, -1, "HTTP 5xx persisted")
 
-    def call(self, method: str, api: str, *, params: dict[str, Any] | None = None,
-             body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        api: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Call ``/cgi-bin/<api>`` with a token, retrying token errors, limits and busy answers."""
         token = self.access_token()
         refreshes = 0
@@ -317,7 +335,9 @@ class WeComClient:
 
     def list_external_contacts(self, userid: str) -> list[str]:
         """external_userids one employee follows (``externalcontact/list``, not paginated)."""
-        return list(self.call("GET", "externalcontact/list", params={"userid": userid}).get("external_userid") or [])
+        return list(
+            self.call("GET", "externalcontact/list", params={"userid": userid}).get("external_userid") or []
+        )
 
     def get_external_contact(self, external_userid: str) -> dict[str, Any]:
         """``externalcontact/get`` with every follow user (pages past 500 followers).
@@ -328,8 +348,9 @@ class WeComClient:
         follow = list(data.get("follow_user") or [])
         cursor = data.get("next_cursor")
         while cursor:
-            more = self.call("GET", "externalcontact/get",
-                             params={"external_userid": external_userid, "cursor": cursor})
+            more = self.call(
+                "GET", "externalcontact/get", params={"external_userid": external_userid, "cursor": cursor}
+            )
             follow.extend(more.get("follow_user") or [])
             cursor = more.get("next_cursor")
         return {"external_contact": data.get("external_contact") or {}, "follow_user": follow}
@@ -340,14 +361,19 @@ class WeComClient:
             raise ValueError("batch/get_by_user takes 1..100 userids")
         cursor = ""
         while True:
-            data = self.call("POST", "externalcontact/batch/get_by_user",
-                             body={"userid_list": userids, "cursor": cursor, "limit": limit})
+            data = self.call(
+                "POST",
+                "externalcontact/batch/get_by_user",
+                body={"userid_list": userids, "cursor": cursor, "limit": limit},
+            )
             yield list(data.get("external_contact_list") or [])
             cursor = data.get("next_cursor") or ""
             if not cursor:
                 return
 
-    def get_corp_tag_list(self, tag_ids: list[str] | None = None, group_ids: list[str] | None = None) -> list[dict]:
+    def get_corp_tag_list(
+        self, tag_ids: list[str] | None = None, group_ids: list[str] | None = None
+    ) -> list[dict]:
         """Corp tag groups with their tags (``get_corp_tag_list``)."""
         body: dict[str, Any] = {}
         if tag_ids:
@@ -356,7 +382,9 @@ class WeComClient:
             body["group_id"] = group_ids
         return list(self.call("POST", "externalcontact/get_corp_tag_list", body=body).get("tag_group") or [])
 
-    def add_corp_tag(self, group_name: str, names: list[str], *, group_id: str | None = None) -> dict[str, Any]:
+    def add_corp_tag(
+        self, group_name: str, names: list[str], *, group_id: str | None = None
+    ) -> dict[str, Any]:
         """Create corp tags (in an existing group by id, or a group found/created by name)."""
         body: dict[str, Any] = {"tag": [{"name": n} for n in names]}
         if group_id:
@@ -365,15 +393,26 @@ class WeComClient:
             body["group_name"] = group_name
         return dict(self.call("POST", "externalcontact/add_corp_tag", body=body).get("tag_group") or {})
 
-    def mark_tag(self, userid: str, external_userid: str, *, add: list[str] | None = None,
-                 remove: list[str] | None = None) -> None:
+    def mark_tag(
+        self,
+        userid: str,
+        external_userid: str,
+        *,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+    ) -> None:
         """Add / remove corp tags on one (employee, contact) relation (``mark_tag``)."""
-        body = {"userid": userid, "external_userid": external_userid,
-                "add_tag": list(add or []), "remove_tag": list(remove or [])}
+        body = {
+            "userid": userid,
+            "external_userid": external_userid,
+            "add_tag": list(add or []),
+            "remove_tag": list(remove or []),
+        }
         self.call("POST", "externalcontact/mark_tag", body=body)
 
-    def iter_group_chats(self, *, limit: int = 1000, status_filter: int = 0,
-                         owners: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    def iter_group_chats(
+        self, *, limit: int = 1000, status_filter: int = 0, owners: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every ``groupchat/list`` entry (``chat_id``, ``status``), following ``next_cursor``."""
         cursor = ""
         while True:
@@ -388,12 +427,17 @@ class WeComClient:
 
     def get_group_chat(self, chat_id: str) -> dict[str, Any]:
         """One customer group chat with members (``groupchat/get``, ``need_name=1``)."""
-        return dict(self.call("POST", "externalcontact/groupchat/get",
-                              body={"chat_id": chat_id, "need_name": 1}).get("group_chat") or {})
+        return dict(
+            self.call("POST", "externalcontact/groupchat/get", body={"chat_id": chat_id, "need_name": 1}).get(
+                "group_chat"
+            )
+            or {}
+        )
 
 
-def client_from_config(config: dict[str, Any], *, connection: str = "wecom", tenant: str = "default",
-                       **kwargs: Any) -> WeComClient:
+def client_from_config(
+    config: dict[str, Any], *, connection: str = "wecom", tenant: str = "default", **kwargs: Any
+) -> WeComClient:
     """Build a client from a connector config (``corp_id``, ``corp_secret``, optional ``base_url``;
     ``token_cache: vault`` shares the access_token across processes through the vault)."""
     if config.get("token_cache") == "vault" and "token_source" not in kwargs:
@@ -404,7 +448,11 @@ def client_from_config(config: dict[str, Any], *, connection: str = "wecom", ten
         max_delay=float(config.get("backoff_max", 30.0)),
     )
     return WeComClient(
-        str(config.get("corp_id") or ""), str(config.get("corp_secret") or ""),
-        base_url=config.get("base_url"), timeout=float(config.get("timeout", 15.0)), retry=retry,
-        max_concurrency=int(config.get("max_concurrency", 4)), **kwargs,
+        str(config.get("corp_id") or ""),
+        str(config.get("corp_secret") or ""),
+        base_url=config.get("base_url"),
+        timeout=float(config.get("timeout", 15.0)),
+        retry=retry,
+        max_concurrency=int(config.get("max_concurrency", 4)),
+        **kwargs,
     )

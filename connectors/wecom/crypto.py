@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 BLOCK_SIZE = 32  # WeCom pads to 32 bytes, a multiple of AES's 16-byte block
-_ENVELOPE_FIELD = re.compile(r"<(ToUserName|AgentID|Encrypt)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))\s*</\1>", re.S)
+_ENVELOPE_FIELD = re.compile(
+    r"<(ToUserName|AgentID|Encrypt)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))\s*</\1>", re.S
+)
 
 
 class WeComCryptoError(ValueError):
@@ -181,11 +183,15 @@ class WXBizMsgCrypt:
         nonce = nonce or str(int.from_bytes(os.urandom(4), "big") % 10**10)
         encrypt = self.encrypt(message, random_prefix=random_prefix)
         agent = f"<AgentID><![CDATA[{agent_id}]]></AgentID>" if agent_id else ""
-        body = (f"<xml><ToUserName><![CDATA[{self.receive_id}]]></ToUserName>{agent}"
-                f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.receive_id}]]></ToUserName>{agent}"
+            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        )
         return SignedMessage(self.sign(ts, nonce, encrypt), ts, nonce, encrypt, body)
 
-    def echostr(self, plaintext: str, *, timestamp: str | int | None = None, nonce: str | None = None) -> SignedMessage:
+    def echostr(
+        self, plaintext: str, *, timestamp: str | int | None = None, nonce: str | None = None
+    ) -> SignedMessage:
         """Build a URL-verification request (what WeCom sends when an admin saves the callback URL)."""
         ts = str(timestamp if timestamp is not None else int(time.time()))
         nonce = nonce or str(int.from_bytes(os.urandom(4), "big") % 10**10)

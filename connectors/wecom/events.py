@@ -61,18 +61,32 @@ class WeComEventSource(EventSource):
 
     connector = "wecom"
 
-    def __init__(self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT,
-                 client: WeComClient | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        engine: Engine,
+        tenant: str = DEFAULT_TENANT,
+        client: WeComClient | None = None,
+    ) -> None:
         super().__init__(name, config, engine=engine, tenant=tenant)
-        missing = [k for k in ("corp_id", "corp_secret", "callback_token", "encoding_aes_key") if not config.get(k)]
+        missing = [
+            k for k in ("corp_id", "corp_secret", "callback_token", "encoding_aes_key") if not config.get(k)
+        ]
         if missing:
-            raise ValueError(f"connection {name!r}: WeCom callbacks need {', '.join(missing)} "
-                             f"(store secrets with `tongbu vault set {name}.<field>`)")
+            raise ValueError(
+                f"connection {name!r}: WeCom callbacks need {', '.join(missing)} "
+                f"(store secrets with `tongbu vault set {name}.<field>`)"
+            )
         self.corp_id = str(config["corp_id"])
-        self.crypt = WXBizMsgCrypt(str(config["callback_token"]), str(config["encoding_aes_key"]), self.corp_id)
+        self.crypt = WXBizMsgCrypt(
+            str(config["callback_token"]), str(config["encoding_aes_key"]), self.corp_id
+        )
         # The event path fetches contacts concurrently: allow as many requests as workers.
-        self.client = client or client_from_config({**config, "max_concurrency": config.get("max_concurrency", 8)},
-                                                   connection=name, tenant=tenant)
+        self.client = client or client_from_config(
+            {**config, "max_concurrency": config.get("max_concurrency", 8)}, connection=name, tenant=tenant
+        )
         self.writer = WeComHubWriter(engine, tenant=tenant, source_system=name, pipeline=f"{name}_events")
         self.window_s = float(config.get("timestamp_window_s", 300))
 
@@ -105,8 +119,9 @@ class WeComEventSource(EventSource):
         except WeComCryptoError:
             raise EventRejected(403, "signature check failed") from None
 
-    def parse(self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
-              received_at: float) -> list[InboundEvent]:
+    def parse(
+        self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
+    ) -> list[InboundEvent]:
         """Verify and decrypt one callback into one event."""
         sig, ts, nonce = self._check_query(query, received_at)
         try:
@@ -127,31 +142,34 @@ class WeComEventSource(EventSource):
         else:
             key = f"other:{event or fields.get('MsgType', '?')}"
         created = fields.get("CreateTime")
-        return [InboundEvent(
-            source=self.name,
-            # The signature binds timestamp, nonce and the (randomly padded) ciphertext: a replayed or
-            # resent request repeats it exactly, while two real events never share one — not even two
-            # edits of one contact in the same second, whose decrypted XML is byte-for-byte identical.
-            dedup_key=hashlib.sha1(f"{sig}:{ts}:{nonce}".encode()).hexdigest(),
-            record_key=key,
-            kind=f"{event}/{change}" if change else event,
-            payload=fields,
-            received_at=received_at,
-            occurred_at=float(created) if created and created.isdigit() else None,
-        )]
+        return [
+            InboundEvent(
+                source=self.name,
+                # The signature binds timestamp, nonce and the (randomly padded) ciphertext: a replayed or
+                # resent request repeats it exactly, while two real events never share one — not even two
+                # edits of one contact in the same second, whose decrypted XML is byte-for-byte identical.
+                dedup_key=hashlib.sha1(f"{sig}:{ts}:{nonce}".encode()).hexdigest(),
+                record_key=key,
+                kind=f"{event}/{change}" if change else event,
+                payload=fields,
+                received_at=received_at,
+                occurred_at=float(created) if created and created.isdigit() else None,
+            )
+        ]
 
     # -- applying ---------------------------------------------------------------------------------------
     def prepare(self, record_key: str, events: list[InboundEvent]) -> PreparedChange:
         """Fetch the current state the events point at and map it."""
         if record_key.startswith(CONTACT_PREFIX):
-            return self._prepare_contact(record_key[len(CONTACT_PREFIX):])
+            return self._prepare_contact(record_key[len(CONTACT_PREFIX) :])
         if record_key.startswith(CHAT_PREFIX):
-            return self._prepare_chat(record_key[len(CHAT_PREFIX):])
+            return self._prepare_chat(record_key[len(CHAT_PREFIX) :])
         if record_key == TAGS_KEY:
             groups = self.client.get_corp_tag_list()
             # Tag names inside contacts are refreshed by the next rescan: WeCom sends no per-contact event.
-            return PreparedChange(write=None, observed=(f"{self.name}/corp_tags",),
-                                  summary={"tags": len(tag_rows(groups))})
+            return PreparedChange(
+                write=None, observed=(f"{self.name}/corp_tags",), summary={"tags": len(tag_rows(groups))}
+            )
         return PreparedChange(write=None, status="ignored", summary={"ignored": [e.kind for e in events]})
 
     def _prepare_contact(self, external_userid: str) -> PreparedChange:
@@ -164,20 +182,35 @@ class WeComEventSource(EventSource):
             def delete(conn: Connection) -> dict[str, int]:
                 return {"deleted": writer.delete(conn, [external_userid]).deleted}
 
-            return PreparedChange(write=delete, assets=("crm/contacts",), observed=observed,
-                                  summary={"external_userid": external_userid, "exists": False})
+            return PreparedChange(
+                write=delete,
+                assets=("crm/contacts",),
+                observed=observed,
+                summary={"external_userid": external_userid, "exists": False},
+            )
         record = contact_from_get(detail)
         mapped = writer.map([record])
 
         def write(conn: Connection) -> dict[str, int]:
             res = writer.write(conn, mapped)
-            return {"written": res.contacts.written, "unchanged": res.contacts.unchanged,
-                    "quarantined": res.quarantined, "written:crm/accounts": res.accounts.written}
+            return {
+                "written": res.contacts.written,
+                "unchanged": res.contacts.unchanged,
+                "quarantined": res.quarantined,
+                "written:crm/accounts": res.accounts.written,
+            }
 
         assets = ("crm/contacts", "crm/accounts") if mapped.accounts else ("crm/contacts",)
-        return PreparedChange(write=write, assets=assets, observed=observed,
-                              summary={"external_userid": external_userid, "exists": True,
-                                       "follow_users": record["follow_userids"]})
+        return PreparedChange(
+            write=write,
+            assets=assets,
+            observed=observed,
+            summary={
+                "external_userid": external_userid,
+                "exists": True,
+                "follow_users": record["follow_userids"],
+            },
+        )
 
     def _prepare_chat(self, chat_id: str) -> PreparedChange:
         try:

@@ -91,7 +91,9 @@ class WeComHubWriter:
         self.quarantine = Quarantine(engine, tenant)
         self.contacts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, CONTACTS_MAPPING))
         self.accounts_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, ACCOUNTS_MAPPING))
-        self.activities_mapping: CompiledMapping = compile_mapping(load_mapping(mapping_file, ACTIVITIES_MAPPING))
+        self.activities_mapping: CompiledMapping = compile_mapping(
+            load_mapping(mapping_file, ACTIVITIES_MAPPING)
+        )
 
     def map(self, records: Iterable[dict[str, Any]], *, run_id: int | None = None) -> MappedContacts:
         """Map records; a record the contacts mapping rejects is quarantined with the reason."""
@@ -102,18 +104,28 @@ class WeComHubWriter:
             try:
                 out.contacts.append(self.contacts_mapping.apply(rec))
             except MappingError as exc:
-                out.quarantined.append({
-                    "pipeline": self.pipeline, "connection": self.source_system, "stream": STREAM,
-                    "source_id": str(rec.get("external_userid")), "stage": "mapping", "reason": str(exc),
-                    "payload": rec, "run_id": run_id,
-                })
+                out.quarantined.append(
+                    {
+                        "pipeline": self.pipeline,
+                        "connection": self.source_system,
+                        "stream": STREAM,
+                        "source_id": str(rec.get("external_userid")),
+                        "stage": "mapping",
+                        "reason": str(exc),
+                        "payload": rec,
+                        "run_id": run_id,
+                    }
+                )
                 continue
             for follow in rec.get("follow_user") or ():
                 # Each relation's start is an activity (who added the customer, when, how). The contact
                 # is fine even if a relation does not map (no user id): it is just not an activity.
                 with contextlib.suppress(MappingError):
-                    out.activities.append(self.activities_mapping.apply(
-                        {**follow, "external_userid": rec.get("external_userid")}))
+                    out.activities.append(
+                        self.activities_mapping.apply(
+                            {**follow, "external_userid": rec.get("external_userid")}
+                        )
+                    )
             if rec.get("corp_full_name"):
                 try:
                     row = self.accounts_mapping.apply(rec)
@@ -127,12 +139,17 @@ class WeComHubWriter:
         """Upsert mapped rows and store quarantined ones, in the caller's transaction."""
         res = WriteResult()
         if mapped.accounts:
-            res.accounts = self.hub.upsert(conn, "accounts", mapped.accounts, source_system=self.source_system)
+            res.accounts = self.hub.upsert(
+                conn, "accounts", mapped.accounts, source_system=self.source_system
+            )
         if mapped.contacts:
-            res.contacts = self.hub.upsert(conn, "contacts", mapped.contacts, source_system=self.source_system)
+            res.contacts = self.hub.upsert(
+                conn, "contacts", mapped.contacts, source_system=self.source_system
+            )
         if mapped.activities:
-            res.activities = self.hub.upsert(conn, "activities", mapped.activities,
-                                             source_system=self.source_system)
+            res.activities = self.hub.upsert(
+                conn, "activities", mapped.activities, source_system=self.source_system
+            )
         if mapped.quarantined:
             self.quarantine.add_many(conn, mapped.quarantined)
             res.quarantined = len(mapped.quarantined)
@@ -141,7 +158,9 @@ class WeComHubWriter:
     def delete(self, conn: Connection, external_userids: Sequence[str]) -> WriteResult:
         """Soft-delete contacts that no longer exist in WeCom (no follow user left)."""
         res = WriteResult()
-        res.deleted = self.hub.mark_deleted(conn, "contacts", list(external_userids), source_system=self.source_system)
+        res.deleted = self.hub.mark_deleted(
+            conn, "contacts", list(external_userids), source_system=self.source_system
+        )
         return res
 
     def touched_by_events(self, conn: Connection, external_userids: Sequence[str], since: float) -> set[str]:
@@ -149,5 +168,7 @@ class WeComHubWriter:
         from tongbu.serve import applied_since  # the inbox lives with the generic event path
 
         keys = [contact_key(e) for e in external_userids]
-        found = applied_since(conn, tenant=self.tenant, source=self.source_system, record_keys=keys, since=since)
-        return {k[len(CONTACT_PREFIX):] for k in found}
+        found = applied_since(
+            conn, tenant=self.tenant, source=self.source_system, record_keys=keys, since=since
+        )
+        return {k[len(CONTACT_PREFIX) :] for k in found}

@@ -96,7 +96,9 @@ def contact_record(external_contact: Mapping[str, Any], follows: Iterable[dict[s
 
 def contact_from_get(detail: Mapping[str, Any]) -> dict[str, Any]:
     """Normalise an ``externalcontact/get`` response body."""
-    return contact_record(detail["external_contact"], (follow_from_get(f) for f in detail.get("follow_user") or []))
+    return contact_record(
+        detail["external_contact"], (follow_from_get(f) for f in detail.get("follow_user") or [])
+    )
 
 
 def tag_rows(tag_groups: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -104,28 +106,48 @@ def tag_rows(tag_groups: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for g in tag_groups:
         for t in g.get("tag") or []:
-            rows.append({
-                "tag_id": t["id"], "tag_name": t.get("name"), "order": t.get("order"),
-                "create_time": t.get("create_time"), "deleted": bool(t.get("deleted", False)),
-                "group_id": g.get("group_id"), "group_name": g.get("group_name"),
-                "group_order": g.get("order"), "group_create_time": g.get("create_time"),
-            })
+            rows.append(
+                {
+                    "tag_id": t["id"],
+                    "tag_name": t.get("name"),
+                    "order": t.get("order"),
+                    "create_time": t.get("create_time"),
+                    "deleted": bool(t.get("deleted", False)),
+                    "group_id": g.get("group_id"),
+                    "group_name": g.get("group_name"),
+                    "group_order": g.get("order"),
+                    "group_create_time": g.get("create_time"),
+                }
+            )
     return rows
 
 
 def group_chat_record(chat: Mapping[str, Any], status: int | None = None) -> dict[str, Any]:
     """A ``groupchat/get`` object as a ``group_chats`` record (members sorted by userid)."""
     members = sorted(
-        ({"userid": m.get("userid"), "type": m.get("type"), "join_time": m.get("join_time"),
-          "join_scene": m.get("join_scene"), "invitor": (m.get("invitor") or {}).get("userid"),
-          "group_nickname": m.get("group_nickname") or None, "name": m.get("name")}
-         for m in chat.get("member_list") or []),
+        (
+            {
+                "userid": m.get("userid"),
+                "type": m.get("type"),
+                "join_time": m.get("join_time"),
+                "join_scene": m.get("join_scene"),
+                "invitor": (m.get("invitor") or {}).get("userid"),
+                "group_nickname": m.get("group_nickname") or None,
+                "name": m.get("name"),
+            }
+            for m in chat.get("member_list") or []
+        ),
         key=lambda m: str(m["userid"]),
     )
     return {
-        "chat_id": chat["chat_id"], "name": chat.get("name"), "owner": chat.get("owner"),
-        "create_time": chat.get("create_time"), "notice": chat.get("notice") or None, "status": status,
-        "member_count": len(members), "external_member_count": sum(1 for m in members if m["type"] == 2),
+        "chat_id": chat["chat_id"],
+        "name": chat.get("name"),
+        "owner": chat.get("owner"),
+        "create_time": chat.get("create_time"),
+        "notice": chat.get("notice") or None,
+        "status": status,
+        "member_count": len(members),
+        "external_member_count": sum(1 for m in members if m["type"] == 2),
         "member_list": members,
         "admin_list": sorted(a.get("userid") for a in chat.get("admin_list") or []),
     }

@@ -128,7 +128,11 @@ def rescan_external_contacts(
                 flush()
         flush()
         result.complete = report.complete
-        result.relations, result.follow_users, result.pages = report.relations, report.follow_users, report.pages
+        result.relations, result.follow_users, result.pages = (
+            report.relations,
+            report.follow_users,
+            report.pages,
+        )
         if delete_missing:
             _delete_unseen(writer, seen, scan_start, db_scan_start, result, max_delete_fraction, lock)
         result.status = "success"
@@ -138,7 +142,9 @@ def rescan_external_contacts(
         raise
     finally:
         result.duration_s = time.perf_counter() - started
-        result.api_calls = {k: v - calls_before.get(k, 0) for k, v in client.calls.items() if v - calls_before.get(k, 0)}
+        result.api_calls = {
+            k: v - calls_before.get(k, 0) for k, v in client.calls.items() if v - calls_before.get(k, 0)
+        }
         try:
             _finish_run(engine, result)
         finally:
@@ -146,18 +152,33 @@ def rescan_external_contacts(
     return result
 
 
-def _delete_unseen(writer: WeComHubWriter, seen: set[str], scan_start: float, db_scan_start: dt.datetime,
-                   result: RescanResult, max_fraction: float, lock: PipelineLock) -> None:
+def _delete_unseen(
+    writer: WeComHubWriter,
+    seen: set[str],
+    scan_start: float,
+    db_scan_start: dt.datetime,
+    result: RescanResult,
+    max_fraction: float,
+    lock: PipelineLock,
+) -> None:
     if not result.complete:
         result.deletion_skipped = "scan incomplete"
         return
     table = hub_table("contacts")
     with writer.engine.connect() as conn:
-        live = conn.execute(select(table.c.source_id).where(
-            table.c.tenant_id == writer.tenant, table.c.source_system == writer.source_system,
-            # Rows written after the scan began (by anyone) are newer than what the scan read.
-            table.c.deleted_at.is_(None), table.c.updated_at < db_scan_start,
-        )).scalars().all()
+        live = (
+            conn.execute(
+                select(table.c.source_id).where(
+                    table.c.tenant_id == writer.tenant,
+                    table.c.source_system == writer.source_system,
+                    # Rows written after the scan began (by anyone) are newer than what the scan read.
+                    table.c.deleted_at.is_(None),
+                    table.c.updated_at < db_scan_start,
+                )
+            )
+            .scalars()
+            .all()
+        )
         total = writer.hub.count(conn, "contacts", source_system=writer.source_system)
         gone = [sid for sid in live if sid not in seen]
         # Contacts a callback added or changed while we scanned exist even if the scan missed them.
@@ -168,7 +189,8 @@ def _delete_unseen(writer: WeComHubWriter, seen: set[str], scan_start: float, db
     if total >= 20 and len(gone) > max_fraction * total:
         result.deletion_skipped = (
             f"refused to delete {len(gone)} of {total} contacts (> {max_fraction:.0%}); check the WeCom "
-            "secret and its visible range, then rerun with a higher max_delete_fraction if it is real")
+            "secret and its visible range, then rerun with a higher max_delete_fraction if it is real"
+        )
         log.warning("wecom rescan: %s", result.deletion_skipped)
         return
     with writer.engine.begin() as conn:
@@ -182,6 +204,13 @@ def _start_run(engine: Engine, tenant: str, pipeline: str) -> int:
 
 def _finish_run(engine: Engine, result: RescanResult) -> None:
     RunHistory(engine).finish(  # finish addresses the run by its id
-        result.run_id, status=result.status, error=result.error, rows_read=result.contacts_seen,
-        rows_written=result.written, rows_unchanged=result.unchanged, rows_quarantined=result.quarantined,
-        duration_s=result.duration_s, cursor_after={"complete": result.complete, "deleted": result.deleted})
+        result.run_id,
+        status=result.status,
+        error=result.error,
+        rows_read=result.contacts_seen,
+        rows_written=result.written,
+        rows_unchanged=result.unchanged,
+        rows_quarantined=result.quarantined,
+        duration_s=result.duration_s,
+        cursor_after={"complete": result.complete, "deleted": result.deleted},
+    )

@@ -103,8 +103,9 @@ class _RelationSpill:
 
     def add(self, items: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         # marshal: the fastest round trip for plain dicts/lists/str/int, on a file only this process reads.
-        self._db.executemany("INSERT INTO relation VALUES (?, ?)",
-                             [(ext, marshal.dumps((c, f))) for ext, c, f in items])
+        self._db.executemany(
+            "INSERT INTO relation VALUES (?, ?)", [(ext, marshal.dumps((c, f))) for ext, c, f in items]
+        )
 
     def contacts(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         self._db.commit()
@@ -129,8 +130,9 @@ class _RelationSpill:
         os.rmdir(self._dir)
 
 
-def _prefetched_pages(client: WeComClient, users: list[str], batch_limit: int,
-                      depth: int = 4) -> Iterator[list[dict[str, Any]]]:
+def _prefetched_pages(
+    client: WeComClient, users: list[str], batch_limit: int, depth: int = 4
+) -> Iterator[list[dict[str, Any]]]:
     """``batch/get_by_user`` pages of every block of 100 employees, fetched one page ahead on a thread.
 
     Pages are sequential (each cursor comes from the previous answer), so the most that can overlap
@@ -143,7 +145,9 @@ def _prefetched_pages(client: WeComClient, users: list[str], batch_limit: int,
     def fetch() -> None:
         try:
             for start in range(0, len(users), MAX_USERS_PER_BATCH):
-                for page in client.iter_batch_by_user(users[start : start + MAX_USERS_PER_BATCH], limit=batch_limit):
+                for page in client.iter_batch_by_user(
+                    users[start : start + MAX_USERS_PER_BATCH], limit=batch_limit
+                ):
                     while not stop.is_set():
                         try:
                             pages.put(page, timeout=0.1)
@@ -213,8 +217,14 @@ def scan_external_contacts(
         spill.close()
 
 
-def scan_group_chats(client: WeComClient, report: ScanReport | None = None, *, list_limit: int = 1000,
-                     workers: int = 4, chunk: int = 200) -> Iterator[dict[str, Any]]:
+def scan_group_chats(
+    client: WeComClient,
+    report: ScanReport | None = None,
+    *,
+    list_limit: int = 1000,
+    workers: int = 4,
+    chunk: int = 200,
+) -> Iterator[dict[str, Any]]:
     """Every customer group chat with members: ``groupchat/list`` pages, then ``groupchat/get`` per chat
     (``workers`` at a time — the client's concurrency bound keeps that under WeCom's 45033 limit)."""
     report = report if report is not None else ScanReport("group_chats")
@@ -230,6 +240,7 @@ def scan_group_chats(client: WeComClient, report: ScanReport | None = None, *, l
     try:
         pending: list[dict[str, Any]] = []
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="wecom-chat") as pool:
+
             def flush() -> Iterator[dict[str, Any]]:
                 for rec in pool.map(detail, pending):
                     if rec is not None:

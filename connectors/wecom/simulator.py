@@ -90,10 +90,15 @@ _ERRMSG = {
     86001: "chat not exist",
 }
 # APIs WeCom counts as "list-type" for its concurrency limit (45033).
-_CONCURRENCY_LIMITED = frozenset({
-    "externalcontact/batch/get_by_user", "externalcontact/list", "externalcontact/get",
-    "externalcontact/groupchat/list", "externalcontact/groupchat/get",
-})
+_CONCURRENCY_LIMITED = frozenset(
+    {
+        "externalcontact/batch/get_by_user",
+        "externalcontact/list",
+        "externalcontact/get",
+        "externalcontact/groupchat/list",
+        "externalcontact/groupchat/get",
+    }
+)
 
 
 class WeComAPIError(Exception):
@@ -181,8 +186,9 @@ class WeComSimulator(Simulator):
         self._corp_secret = corp_secret or base64.urlsafe_b64encode(digest[8:40]).decode().rstrip("=")
         token = callback_token or "tb" + digest[40:52].hex()
         aes = encoding_aes_key or base64.b64encode(hashlib.sha256(digest).digest()).decode().rstrip("=")
-        self._callback = _CallbackConfig(url=callback_url or os.environ.get("TONGBU_WECOM_CALLBACK_URL"),
-                                         token=token, encoding_aes_key=aes)
+        self._callback = _CallbackConfig(
+            url=callback_url or os.environ.get("TONGBU_WECOM_CALLBACK_URL"), token=token, encoding_aes_key=aes
+        )
         self._crypt = WXBizMsgCrypt(token, aes, self.corp_id)
         self._lock = threading.RLock()
         self._rng = random.Random(seed ^ 0x5EED)
@@ -223,11 +229,18 @@ class WeComSimulator(Simulator):
                 userid = f"{py}{n}"
                 n += 1
             self._user_index[userid] = u
-            self.users.append({
-                "userid": userid, "name": name, "department": [1 + sd.mix(self.seed, u, 502) % 8],
-                "position": sd.pick(("销售代表", "客户经理", "大客户经理", "销售主管", "区域经理"), self.seed, u, 503),
-                "mobile": sd.mobile(self.seed, u, 504), "status": 1,
-            })
+            self.users.append(
+                {
+                    "userid": userid,
+                    "name": name,
+                    "department": [1 + sd.mix(self.seed, u, 502) % 8],
+                    "position": sd.pick(
+                        ("销售代表", "客户经理", "大客户经理", "销售主管", "区域经理"), self.seed, u, 503
+                    ),
+                    "mobile": sd.mobile(self.seed, u, 504),
+                    "status": 1,
+                }
+            )
 
     def _build_tags(self) -> None:
         codec = sd.IdCodec(self.seed, "tag", "et")
@@ -312,17 +325,27 @@ class WeComSimulator(Simulator):
         c["type"] = ctype
         c["gender"] = sd.pick((1, 1, 2, 2, 0), s, i, 205)
         if ctype == 1 and sd.chance(0.7, s, i, 206):
-            c["unionid"] = "oz" + base64.urlsafe_b64encode(
-                hashlib.blake2b(ext.encode(), digest_size=20).digest()).decode()[:26]
+            c["unionid"] = (
+                "oz"
+                + base64.urlsafe_b64encode(hashlib.blake2b(ext.encode(), digest_size=20).digest()).decode()[
+                    :26
+                ]
+            )
         if ctype == 2:
             comp = sd.company(s, sd.mix(s, i, 207) % self.n_companies)
             c["position"] = sd.pick(sd.POSITIONS, s, i, 208)
             c["corp_name"] = comp.short_name
             c["corp_full_name"] = comp.full_name
             if sd.chance(0.3, s, i, 209):
-                c["external_profile"] = {"external_attr": [
-                    {"type": 0, "name": "部门", "text": {"value": sd.pick(("采购部", "技术部", "总经办", "生产部"), s, i, 210)}},
-                ]}
+                c["external_profile"] = {
+                    "external_attr": [
+                        {
+                            "type": 0,
+                            "name": "部门",
+                            "text": {"value": sd.pick(("采购部", "技术部", "总经办", "生产部"), s, i, 210)},
+                        },
+                    ]
+                }
         return c
 
     def _contact(self, i: int) -> dict[str, Any]:
@@ -335,7 +358,9 @@ class WeComSimulator(Simulator):
         userid = self.users[u]["userid"]
         surname = sd.pick(sd.SURNAMES, s, i, 202, 11)[0]  # the real surname, even behind a nickname
         title = sd.pick(("经理", "总", "工", "老师", "主任"), s, i, u, 301)
-        corp_short = contact.get("corp_name") or sd.company(s, sd.mix(s, i, 207) % self.n_companies).short_name
+        corp_short = (
+            contact.get("corp_name") or sd.company(s, sd.mix(s, i, 207) % self.n_companies).short_name
+        )
         tags: list[str] = []
         grade_ids, source_ids, product_ids, industry_ids = self._initial_tags[:4]
         if sd.chance(0.6, s, i, u, 302):
@@ -372,8 +397,15 @@ class WeComSimulator(Simulator):
     def _follow_with_tag_names(self, i: int, u: int) -> dict[str, Any]:
         f = self._follow(i, u)
         ids = f.pop("tag_id")
-        f["tags"] = [{"group_name": self._tags[t][0].group_name, "tag_name": self._tags[t][1]["name"],
-                      "tag_id": t, "type": 1} for t in ids]
+        f["tags"] = [
+            {
+                "group_name": self._tags[t][0].group_name,
+                "tag_name": self._tags[t][1]["name"],
+                "tag_id": t,
+                "type": 1,
+            }
+            for t in ids
+        ]
         # ``get`` lists keys in WeCom's documented order: remark fields after the tags.
         return f
 
@@ -403,9 +435,14 @@ class WeComSimulator(Simulator):
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
         """A ``tap-wecom`` / ``tongbu serve`` connection config for this simulator (after ``start``)."""
         cred = self.credentials()
-        return {"corp_id": cred["corp_id"], "corp_secret": cred["corp_secret"], "base_url": self.base_url,
-                "callback_token": cred["callback_token"], "encoding_aes_key": cred["encoding_aes_key"],
-                **overrides}
+        return {
+            "corp_id": cred["corp_id"],
+            "corp_secret": cred["corp_secret"],
+            "base_url": self.base_url,
+            "callback_token": cred["callback_token"],
+            "encoding_aes_key": cred["encoding_aes_key"],
+            **overrides,
+        }
 
     @property
     def contact_count(self) -> int:
@@ -447,8 +484,10 @@ class WeComSimulator(Simulator):
             users = self._followers(i)
             if not users:
                 return None
-            return {"external_contact": self._contact(i),
-                    "follow_user": [self._follow_with_tag_names(i, u) for u in users]}
+            return {
+                "external_contact": self._contact(i),
+                "follow_user": [self._follow_with_tag_names(i, u) for u in users],
+            }
 
     def truth_contacts(self) -> Iterator[dict[str, Any]]:
         """Every live contact as ``externalcontact/get`` returns it: the simulator's truth."""
@@ -484,7 +523,9 @@ class WeComSimulator(Simulator):
     def group_chat_ids(self) -> list[str]:
         """Every live customer group chat id."""
         with self._lock:
-            return [self._chat_ids.encode(c) for c in range(self._next_chat) if self._chat_owner(c) is not None]
+            return [
+                self._chat_ids.encode(c) for c in range(self._next_chat) if self._chat_owner(c) is not None
+            ]
 
     def group_chat_detail(self, chat_id: str) -> dict[str, Any] | None:
         """The ``groupchat/get`` ``group_chat`` object, else None."""
@@ -585,7 +626,8 @@ class WeComSimulator(Simulator):
             blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             raw, tag = self._mask(blob[: 8 * n]), blob[8 * n :]
             if len(raw) != 8 * n or not hmac.compare_digest(
-                    tag, hmac.new(self._cursor_key, raw, hashlib.sha256).digest()[:6]):
+                tag, hmac.new(self._cursor_key, raw, hashlib.sha256).digest()[:6]
+            ):
                 raise ValueError
             return struct.unpack(f">{n}q", raw)
         except (ValueError, struct.error):
@@ -593,7 +635,9 @@ class WeComSimulator(Simulator):
 
     # == API handlers ===============================================================================
     def _follow_user_list(self, q: dict, body: dict) -> dict[str, Any]:
-        return {"follow_user": [self.users[u]["userid"] for u in range(self.n_users) if self._user_contacts[u]]}
+        return {
+            "follow_user": [self.users[u]["userid"] for u in range(self.n_users) if self._user_contacts[u]]
+        }
 
     def _list(self, q: dict, body: dict) -> dict[str, Any]:
         u = self._user(q.get("userid", ""))
@@ -609,8 +653,10 @@ class WeComSimulator(Simulator):
         if cur is not None:
             start = cur[0]
         page = users[start : start + GET_FOLLOW_PAGE]
-        out: dict[str, Any] = {"external_contact": self._contact(i),
-                               "follow_user": [self._follow_with_tag_names(i, u) for u in page]}
+        out: dict[str, Any] = {
+            "external_contact": self._contact(i),
+            "follow_user": [self._follow_with_tag_names(i, u) for u in page],
+        }
         if start + GET_FOLLOW_PAGE < len(users):
             out["next_cursor"] = self._make_cursor(start + GET_FOLLOW_PAGE)
         return out
@@ -644,8 +690,13 @@ class WeComSimulator(Simulator):
 
     def _render_group(self, g: _TagGroup, tag_filter: set[str] | None) -> dict[str, Any]:
         tags = [dict(t) for t in g.tags if tag_filter is None or t["id"] in tag_filter]
-        return {"group_id": g.group_id, "group_name": g.group_name, "create_time": g.create_time,
-                "order": g.order, "tag": tags}
+        return {
+            "group_id": g.group_id,
+            "group_name": g.group_name,
+            "create_time": g.create_time,
+            "order": g.order,
+            "tag": tags,
+        }
 
     def _get_corp_tag_list(self, q: dict, body: dict) -> dict[str, Any]:
         tag_ids = set(body.get("tag_id") or [])
@@ -672,9 +723,15 @@ class WeComSimulator(Simulator):
             if any(x["name"] == t["name"] for x in group.tags):
                 raise WeComAPIError(40071)
             created.append(self._new_tag(group, t["name"], t.get("order", len(group.tags))))
-        return {"tag_group": {"group_id": group.group_id, "group_name": group.group_name,
-                              "create_time": group.create_time, "order": group.order,
-                              "tag": [dict(t) for t in created]}}
+        return {
+            "tag_group": {
+                "group_id": group.group_id,
+                "group_name": group.group_name,
+                "create_time": group.create_time,
+                "order": group.order,
+                "tag": [dict(t) for t in created],
+            }
+        }
 
     def _edit_corp_tag(self, q: dict, body: dict) -> dict[str, Any]:
         ent = self._tags.get(body.get("id", ""))
@@ -715,8 +772,12 @@ class WeComSimulator(Simulator):
         if u not in self._followers(i):
             raise WeComAPIError(84061)
         f = self._follow(i, u)
-        for src, dst in (("remark", "remark"), ("description", "description"),
-                         ("remark_company", "remark_corp_name"), ("remark_mobiles", "remark_mobiles")):
+        for src, dst in (
+            ("remark", "remark"),
+            ("description", "description"),
+            ("remark_company", "remark_corp_name"),
+            ("remark_mobiles", "remark_mobiles"),
+        ):
             if src in body:
                 f[dst] = body[src]
         self._follow_over[(i, u)] = f
@@ -731,16 +792,29 @@ class WeComSimulator(Simulator):
         for k in range(sd.mix(s, c, 603) % 3):
             u = sd.mix(s, c, 604, k) % self.n_users
             if all(m["userid"] != self.users[u]["userid"] for m in members):
-                members.append({"userid": self.users[u]["userid"], "type": 1, "join_time": created + 60 * (k + 1),
-                                "join_scene": 1, "invitor": {"userid": self.users[owner]["userid"]}})
+                members.append(
+                    {
+                        "userid": self.users[u]["userid"],
+                        "type": 1,
+                        "join_time": created + 60 * (k + 1),
+                        "join_scene": 1,
+                        "invitor": {"userid": self.users[owner]["userid"]},
+                    }
+                )
         for k in range(2 + sd.mix(s, c, 605) % 14):
             i = sd.mix(s, c, 606, k) % max(1, self.records)
             ext = self._ext_ids.encode(i)
             if any(m["userid"] == ext for m in members):
                 continue
-            m = {"userid": ext, "type": 2, "join_time": created + 3600 * (k + 1),
-                 "join_scene": sd.pick((1, 2, 3), s, c, 607, k), "invitor": {"userid": self.users[owner]["userid"]},
-                 "group_nickname": "", "name": self._contact(i)["name"]}
+            m = {
+                "userid": ext,
+                "type": 2,
+                "join_time": created + 3600 * (k + 1),
+                "join_scene": sd.pick((1, 2, 3), s, c, 607, k),
+                "invitor": {"userid": self.users[owner]["userid"]},
+                "group_nickname": "",
+                "name": self._contact(i)["name"],
+            }
             members.append(m)
         comp = sd.company(s, sd.mix(s, c, 608) % self.n_companies)
         return {
@@ -827,8 +901,11 @@ class WeComSimulator(Simulator):
     def _error_body(self, code: int, detail: str = "") -> dict[str, Any]:
         msg = _ERRMSG.get(code, "error") + (f": {detail}" if detail else "")
         hint = f"[{int(time.time())}_{secrets.token_hex(4)}]"
-        return {"errcode": code, "errmsg": f"{msg}, hint: {hint}, from ip: 127.0.0.1, "
-                f"more info at https://open.work.weixin.qq.com/devtool/query?e={code}"}
+        return {
+            "errcode": code,
+            "errmsg": f"{msg}, hint: {hint}, from ip: 127.0.0.1, "
+            f"more info at https://open.work.weixin.qq.com/devtool/query?e={code}",
+        }
 
     def handle(self, method: str, api: str, query: dict[str, str], raw_body: bytes) -> dict[str, Any]:
         """Answer one API call (the HTTP layer and tests call this); never raises WeComAPIError."""
@@ -940,8 +1017,11 @@ class WeComSimulator(Simulator):
                 raise KeyError(f"{userid} does not follow {external_userid}")
             f = self._follow(i, u)
             reported = False
-            for key, value in (("remark", remark), ("description", description),
-                               ("remark_corp_name", remark_corp_name)):
+            for key, value in (
+                ("remark", remark),
+                ("description", description),
+                ("remark_corp_name", remark_corp_name),
+            ):
                 if value is not None:
                     f[key] = value
                     reported = True
@@ -965,17 +1045,26 @@ class WeComSimulator(Simulator):
             c.update(fields)
             self._contact_over[i] = c
 
-    def del_external_contact(self, external_userid: str, userid: str | None = None, *,
-                             source: str | None = None, callback: bool = True) -> None:
+    def del_external_contact(
+        self,
+        external_userid: str,
+        userid: str | None = None,
+        *,
+        source: str | None = None,
+        callback: bool = True,
+    ) -> None:
         """An employee deletes the customer (``del_external_contact``)."""
         self._remove_relation(external_userid, userid, "del_external_contact", source, callback)
 
-    def del_follow_user(self, external_userid: str, userid: str | None = None, *, callback: bool = True) -> None:
+    def del_follow_user(
+        self, external_userid: str, userid: str | None = None, *, callback: bool = True
+    ) -> None:
         """The customer deletes the employee (``del_follow_user``)."""
         self._remove_relation(external_userid, userid, "del_follow_user", None, callback)
 
-    def _remove_relation(self, external_userid: str, userid: str | None, change: str, source: str | None,
-                         callback: bool) -> None:
+    def _remove_relation(
+        self, external_userid: str, userid: str | None, change: str, source: str | None, callback: bool
+    ) -> None:
         with self._lock:
             i = self._index_of(external_userid)
             users = self._followers(i)
@@ -995,21 +1084,31 @@ class WeComSimulator(Simulator):
     # -- corp tags (changes made in the admin console: WeCom sends change_external_tag) --
     def _find_or_create_group(self, group_id: str | None, group_name: str | None) -> _TagGroup:
         for g in self._tag_groups:
-            if (group_id and g.group_id == group_id) or (not group_id and group_name and g.group_name == group_name):
+            if (group_id and g.group_id == group_id) or (
+                not group_id and group_name and g.group_name == group_name
+            ):
                 return g
         if group_id:
             raise WeComAPIError(40068, "group_id not found")
         if not group_name:
             raise WeComAPIError(40058, "group_id or group_name required")
-        g = _TagGroup(self._tag_codec.encode(10_000 + self._next_group), group_name, int(time.time()),
-                      self._next_group + 1)
+        g = _TagGroup(
+            self._tag_codec.encode(10_000 + self._next_group),
+            group_name,
+            int(time.time()),
+            self._next_group + 1,
+        )
         self._next_group += 1
         self._tag_groups.append(g)
         return g
 
     def _new_tag(self, group: _TagGroup, name: str, order: int) -> dict[str, Any]:
-        tag = {"id": self._tag_codec.encode(self._next_tag), "name": name, "create_time": int(time.time()),
-               "order": order}
+        tag = {
+            "id": self._tag_codec.encode(self._next_tag),
+            "name": name,
+            "create_time": int(time.time()),
+            "order": order,
+        }
         self._next_tag += 1
         group.tags.append(tag)
         self._tags[tag["id"]] = (group, tag)
@@ -1050,8 +1149,9 @@ class WeComSimulator(Simulator):
             self._emit("change_external_tag", "delete", {"Id": tag_id, "TagType": "tag"})
 
     # -- group chats --
-    def create_group_chat(self, owner: str, external_userids: list[str], name: str = "客户交流群", *,
-                          callback: bool = True) -> str:
+    def create_group_chat(
+        self, owner: str, external_userids: list[str], name: str = "客户交流群", *, callback: bool = True
+    ) -> str:
         """An employee creates a customer group chat (``change_external_chat`` / ``create``)."""
         with self._lock:
             c = self._next_chat
@@ -1060,17 +1160,40 @@ class WeComSimulator(Simulator):
             members = [{"userid": owner, "type": 1, "join_time": now, "join_scene": 1}]
             for ext in external_userids:
                 i = self._index_of(ext)
-                members.append({"userid": ext, "type": 2, "join_time": now, "join_scene": 1,
-                                "invitor": {"userid": owner}, "group_nickname": "", "name": self._contact(i)["name"]})
-            chat = {"chat_id": self._chat_ids.encode(c), "name": name, "owner": owner, "create_time": now,
-                    "notice": "", "member_list": members, "admin_list": []}
+                members.append(
+                    {
+                        "userid": ext,
+                        "type": 2,
+                        "join_time": now,
+                        "join_scene": 1,
+                        "invitor": {"userid": owner},
+                        "group_nickname": "",
+                        "name": self._contact(i)["name"],
+                    }
+                )
+            chat = {
+                "chat_id": self._chat_ids.encode(c),
+                "name": name,
+                "owner": owner,
+                "create_time": now,
+                "notice": "",
+                "member_list": members,
+                "admin_list": [],
+            }
             self._chat_over[c] = chat
         if callback:
             self._emit("change_external_chat", "create", {"ChatId": chat["chat_id"]})
         return chat["chat_id"]
 
-    def update_group_chat(self, chat_id: str, *, name: str | None = None, add_external: list[str] | None = None,
-                          remove_external: list[str] | None = None, callback: bool = True) -> None:
+    def update_group_chat(
+        self,
+        chat_id: str,
+        *,
+        name: str | None = None,
+        add_external: list[str] | None = None,
+        remove_external: list[str] | None = None,
+        callback: bool = True,
+    ) -> None:
         """Members join or leave, or the chat is renamed (``change_external_chat`` / ``update``)."""
         with self._lock:
             c = self._chat_ids.decode(chat_id)
@@ -1083,11 +1206,21 @@ class WeComSimulator(Simulator):
             now = int(time.time())
             for ext in add_external or []:
                 i = self._index_of(ext)
-                chat["member_list"].append({"userid": ext, "type": 2, "join_time": now, "join_scene": 3,
-                                            "group_nickname": "", "name": self._contact(i)["name"]})
+                chat["member_list"].append(
+                    {
+                        "userid": ext,
+                        "type": 2,
+                        "join_time": now,
+                        "join_scene": 3,
+                        "group_nickname": "",
+                        "name": self._contact(i)["name"],
+                    }
+                )
                 detail = "add_member"
             if remove_external:
-                chat["member_list"] = [m for m in chat["member_list"] if m["userid"] not in set(remove_external)]
+                chat["member_list"] = [
+                    m for m in chat["member_list"] if m["userid"] not in set(remove_external)
+                ]
                 detail = "del_member"
             self._chat_over[c] = chat
         if callback:
@@ -1125,9 +1258,14 @@ class WeComSimulator(Simulator):
         return self._callback.url
 
     def _event_xml(self, event: str, change_type: str, fields: dict[str, Any], create_time: int) -> str:
-        parts = [f"<ToUserName>{_cdata(self.corp_id)}</ToUserName>", f"<FromUserName>{_cdata('sys')}</FromUserName>",
-                 f"<CreateTime>{create_time}</CreateTime>", f"<MsgType>{_cdata('event')}</MsgType>",
-                 f"<Event>{_cdata(event)}</Event>", f"<ChangeType>{_cdata(change_type)}</ChangeType>"]
+        parts = [
+            f"<ToUserName>{_cdata(self.corp_id)}</ToUserName>",
+            f"<FromUserName>{_cdata('sys')}</FromUserName>",
+            f"<CreateTime>{create_time}</CreateTime>",
+            f"<MsgType>{_cdata('event')}</MsgType>",
+            f"<Event>{_cdata(event)}</Event>",
+            f"<ChangeType>{_cdata(change_type)}</ChangeType>",
+        ]
         for k, v in fields.items():
             parts.append(f"<{k}>{v}</{k}>" if isinstance(v, int) else f"<{k}>{_cdata(v)}</{k}>")
         return "<xml>" + "".join(parts) + "</xml>"
@@ -1138,11 +1276,14 @@ class WeComSimulator(Simulator):
         key = str(fields.get("ExternalUserID") or fields.get("ChatId") or fields.get("Id") or "")
         with self._lock:
             self._cb_seq += 1
-            rec = CallbackRecord(self._cb_seq, event, change_type, key, now,
-                                 hashlib.sha1(plain.encode()).hexdigest())
+            rec = CallbackRecord(
+                self._cb_seq, event, change_type, key, now, hashlib.sha1(plain.encode()).hexdigest()
+            )
             self.callback_log.append(rec)
             url = self._callback.url
-            drop = self.faults.enabled("drop_callbacks") and self._rng.random() < self.faults.value("drop_callbacks")
+            drop = self.faults.enabled("drop_callbacks") and self._rng.random() < self.faults.value(
+                "drop_callbacks"
+            )
         if not url:
             rec.status = "no_url"
             return rec
@@ -1159,9 +1300,13 @@ class WeComSimulator(Simulator):
         # contacts go out in parallel, so one slow delivery does not hold up every other.
         with self._lock:
             if self._cb_pool is None:
-                self._cb_pool = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wecom-callback-{n}")
-                                 for n in range(_CALLBACK_LANES)]
-                self._cb_http = httpx.Client(limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
+                self._cb_pool = [
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wecom-callback-{n}")
+                    for n in range(_CALLBACK_LANES)
+                ]
+                self._cb_http = httpx.Client(
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
+                )
             return self._cb_pool[zlib.crc32(key.encode()) % _CALLBACK_LANES]
 
     def _deliver(self, rec: CallbackRecord, url: str, plain: str) -> None:
@@ -1179,8 +1324,13 @@ class WeComSimulator(Simulator):
                 if rec.first_sent_at is None:
                     rec.first_sent_at = time.time()
                 try:
-                    resp = self._cb_http.post(url, params=msg.query, content=msg.body.encode("utf-8"),
-                                              headers={"Content-Type": "text/xml"}, timeout=timeout)
+                    resp = self._cb_http.post(
+                        url,
+                        params=msg.query,
+                        content=msg.body.encode("utf-8"),
+                        headers={"Content-Type": "text/xml"},
+                        timeout=timeout,
+                    )
                     if resp.status_code == 200:
                         rec.status = "delivered"
                         rec.delivered_at = time.time()
@@ -1210,12 +1360,25 @@ class WeComSimulator(Simulator):
         return True
 
     # == HTTP =======================================================================================
-    _CONTROL = frozenset({
-        "add_external_contact", "edit_external_contact", "update_profile", "del_external_contact",
-        "del_follow_user", "create_corp_tag", "update_corp_tag", "delete_corp_tag", "create_group_chat",
-        "update_group_chat", "dismiss_group_chat", "expire_tokens", "invalidate_tokens", "set_faults",
-        "set_callback",
-    })
+    _CONTROL = frozenset(
+        {
+            "add_external_contact",
+            "edit_external_contact",
+            "update_profile",
+            "del_external_contact",
+            "del_follow_user",
+            "create_corp_tag",
+            "update_corp_tag",
+            "delete_corp_tag",
+            "create_group_chat",
+            "update_group_chat",
+            "dismiss_group_chat",
+            "expire_tokens",
+            "invalidate_tokens",
+            "set_faults",
+            "set_callback",
+        }
+    )
 
     def build_app(self) -> Starlette:
         """The ASGI app: ``/cgi-bin/...`` (the API) and ``/_sim/...`` (control for tests)."""
@@ -1237,21 +1400,32 @@ class WeComSimulator(Simulator):
         async def control(request: Request) -> Response:
             action = request.path_params["action"]
             if action == "state":
-                info = {"contacts": self.contact_count, "follow_pairs": self.follow_pair_count,
-                        "group_chats": self.group_chat_count, "calls": dict(self.calls),
-                        "callbacks": collections.Counter(r.status for r in self.callback_log)}
+                info = {
+                    "contacts": self.contact_count,
+                    "follow_pairs": self.follow_pair_count,
+                    "group_chats": self.group_chat_count,
+                    "calls": dict(self.calls),
+                    "callbacks": collections.Counter(r.status for r in self.callback_log),
+                }
                 return Response(_dumps(info), media_type="application/json")
             if action not in self._CONTROL:
-                return Response(_dumps({"error": f"unknown action {action}"}), status_code=404,
-                                media_type="application/json")
+                return Response(
+                    _dumps({"error": f"unknown action {action}"}),
+                    status_code=404,
+                    media_type="application/json",
+                )
             kwargs = json.loads(await request.body() or b"{}")
-            result = await asyncio.get_running_loop().run_in_executor(None, lambda: getattr(self, action)(**kwargs))
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: getattr(self, action)(**kwargs)
+            )
             return Response(_dumps({"result": result}), media_type="application/json")
 
-        return Starlette(routes=[
-            Route("/cgi-bin/{api:path}", api, methods=["GET", "POST"]),
-            Route("/_sim/{action}", control, methods=["GET", "POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/cgi-bin/{api:path}", api, methods=["GET", "POST"]),
+                Route("/_sim/{action}", control, methods=["GET", "POST"]),
+            ]
+        )
 
     def stop(self) -> None:
         """Stop serving and the callback senders."""

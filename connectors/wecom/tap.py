@@ -90,7 +90,9 @@ class ExternalContactsStream(_WeComStream):
         report = ScanReport(self.name)
         self.scan_report = report
         yield from scan_external_contacts(
-            self.client, report, batch_limit=int(self.config.get("batch_limit", 100)),
+            self.client,
+            report,
+            batch_limit=int(self.config.get("batch_limit", 100)),
             follow_users=self.config.get("follow_users") or None,
         )
 
@@ -135,15 +137,20 @@ class GroupChatsStream(_WeComStream):
         th.Property("status", th.IntegerType),
         th.Property("member_count", th.IntegerType),
         th.Property("external_member_count", th.IntegerType),
-        th.Property("member_list", th.ArrayType(th.ObjectType(
-            th.Property("userid", th.StringType),
-            th.Property("type", th.IntegerType, description="1 企业成员, 2 外部联系人"),
-            th.Property("join_time", th.IntegerType),
-            th.Property("join_scene", th.IntegerType),
-            th.Property("invitor", th.StringType),
-            th.Property("group_nickname", th.StringType),
-            th.Property("name", th.StringType),
-        ))),
+        th.Property(
+            "member_list",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("userid", th.StringType),
+                    th.Property("type", th.IntegerType, description="1 企业成员, 2 外部联系人"),
+                    th.Property("join_time", th.IntegerType),
+                    th.Property("join_scene", th.IntegerType),
+                    th.Property("invitor", th.StringType),
+                    th.Property("group_nickname", th.StringType),
+                    th.Property("name", th.StringType),
+                )
+            ),
+        ),
         th.Property("admin_list", th.ArrayType(th.StringType)),
     ).to_dict()
 
@@ -151,8 +158,7 @@ class GroupChatsStream(_WeComStream):
         """All customer group chats with their members."""
         report = ScanReport(self.name)
         self.scan_report = report
-        yield from scan_group_chats(self.client, report,
-                                    workers=int(self.config.get("max_concurrency", 4)))
+        yield from scan_group_chats(self.client, report, workers=int(self.config.get("max_concurrency", 4)))
 
 
 class TapWeCom(Tap):
@@ -161,26 +167,59 @@ class TapWeCom(Tap):
     name = "tap-wecom"
     config_jsonschema = th.PropertiesList(
         th.Property("corp_id", th.StringType, required=True, description="企业ID (CorpID)"),
-        th.Property("corp_secret", th.StringType, required=True, secret=True,
-                    description="客户联系 Secret (keep it in the vault: vault:wecom.corp_secret)"),
-        th.Property("base_url", th.StringType, default="https://qyapi.weixin.qq.com",
-                    description="API host; point it at a simulator for tests"),
-        th.Property("batch_limit", th.IntegerType, default=100, description="batch/get_by_user page size (1..100)"),
+        th.Property(
+            "corp_secret",
+            th.StringType,
+            required=True,
+            secret=True,
+            description="客户联系 Secret (keep it in the vault: vault:wecom.corp_secret)",
+        ),
+        th.Property(
+            "base_url",
+            th.StringType,
+            default="https://qyapi.weixin.qq.com",
+            description="API host; point it at a simulator for tests",
+        ),
+        th.Property(
+            "batch_limit", th.IntegerType, default=100, description="batch/get_by_user page size (1..100)"
+        ),
         th.Property("max_concurrency", th.IntegerType, default=4, description="requests in flight at most"),
         th.Property("timeout", th.NumberType, default=15.0, description="HTTP timeout in seconds"),
-        th.Property("max_attempts", th.IntegerType, default=8, description="tries per call on 45009/45033/-1/5xx"),
+        th.Property(
+            "max_attempts", th.IntegerType, default=8, description="tries per call on 45009/45033/-1/5xx"
+        ),
         th.Property("backoff_base", th.NumberType, default=0.5, description="first backoff delay in seconds"),
-        th.Property("backoff_max", th.NumberType, default=30.0, description="longest backoff delay in seconds"),
-        th.Property("follow_users", th.ArrayType(th.StringType),
-                    description="only these employees (default: every follow user)"),
+        th.Property(
+            "backoff_max", th.NumberType, default=30.0, description="longest backoff delay in seconds"
+        ),
+        th.Property(
+            "follow_users",
+            th.ArrayType(th.StringType),
+            description="only these employees (default: every follow user)",
+        ),
         # Used by `tongbu serve` and the Dagster rescan; accepted here so one connection config serves all.
-        th.Property("callback_token", th.StringType, secret=True, description="回调 Token (vault:wecom.callback_token)"),
-        th.Property("encoding_aes_key", th.StringType, secret=True,
-                    description="回调 EncodingAESKey (vault:wecom.encoding_aes_key)"),
+        th.Property(
+            "callback_token",
+            th.StringType,
+            secret=True,
+            description="回调 Token (vault:wecom.callback_token)",
+        ),
+        th.Property(
+            "encoding_aes_key",
+            th.StringType,
+            secret=True,
+            description="回调 EncodingAESKey (vault:wecom.encoding_aes_key)",
+        ),
         th.Property("timestamp_window_s", th.NumberType, description="callback replay window (default 300)"),
-        th.Property("rescan_schedule", th.StringType, description="cron of the full rescan (default every 6 h)"),
-        th.Property("token_cache", th.StringType, allowed_values=["memory", "vault"],
-                    description="vault: share the access_token with tongbu serve and other runs"),
+        th.Property(
+            "rescan_schedule", th.StringType, description="cron of the full rescan (default every 6 h)"
+        ),
+        th.Property(
+            "token_cache",
+            th.StringType,
+            allowed_values=["memory", "vault"],
+            description="vault: share the access_token with tongbu serve and other runs",
+        ),
     ).to_dict()
 
     _client: WeComClient | None = None

@@ -76,13 +76,15 @@ class ContactTagWriter:
             found = self._tags.get((group, name))
         if found is None:
             if not self.create_missing_tags:
-                raise TagWriteError(f"corp tag {group}/{name} does not exist (create it in WeCom, or set "
-                                    "create_missing_tags)")
+                raise TagWriteError(
+                    f"corp tag {group}/{name} does not exist (create it in WeCom, or set create_missing_tags)"
+                )
             created = self.client.add_corp_tag(group, [name], group_id=self._groups.get(group))
             self.stats.tags_created += 1
             self._load_tags()
             found = self._tags.get((group, name)) or next(
-                (t["id"] for t in created.get("tag") or [] if t.get("name") == name), None)
+                (t["id"] for t in created.get("tag") or [] if t.get("name") == name), None
+            )
             if found is None:
                 raise TagWriteError(f"corp tag {group}/{name} could not be created")
         return found
@@ -110,8 +112,11 @@ class ContactTagWriter:
             if record.get("userid") and userid != record["userid"]:
                 continue
             self.stats.relations_checked += 1
-            current = {t["tag_id"] for t in follow.get("tags") or []
-                       if t.get("type", 1) == 1 and t.get("tag_id") and self._in_group(t, group)}
+            current = {
+                t["tag_id"]
+                for t in follow.get("tags") or []
+                if t.get("type", 1) == 1 and t.get("tag_id") and self._in_group(t, group)
+            }
             add, remove = sorted(desired - current), sorted(current - desired)
             if not add and not remove:
                 self.stats.unchanged += 1
@@ -136,7 +141,9 @@ class ContactTagWriter:
         return self.stats
 
 
-def crm_contact_grades(engine: Engine, *, tenant: str = "default", source_system: str = "wecom") -> Iterator[dict[str, Any]]:
+def crm_contact_grades(
+    engine: Engine, *, tenant: str = "default", source_system: str = "wecom"
+) -> Iterator[dict[str, Any]]:
     """Hub WeCom contacts with the grade of their company (the ``crm/contact_grades`` write-back source).
 
     The company is matched by name (``contacts.account_ref`` is the contact's corp_full_name) against
@@ -145,19 +152,30 @@ def crm_contact_grades(engine: Engine, *, tenant: str = "default", source_system
     from connectors.crm.store import hub_table
 
     contacts, accounts = hub_table("contacts"), hub_table("accounts")
-    graded = (select(accounts.c.name, accounts.c.grade)
-              .where(accounts.c.tenant_id == tenant, accounts.c.grade.is_not(None), accounts.c.deleted_at.is_(None))
-              .order_by(accounts.c.updated_at))
+    graded = (
+        select(accounts.c.name, accounts.c.grade)
+        .where(accounts.c.tenant_id == tenant, accounts.c.grade.is_not(None), accounts.c.deleted_at.is_(None))
+        .order_by(accounts.c.updated_at)
+    )
     with engine.connect() as conn:
         grade_of = {name: grade for name, grade in conn.execute(graded)}
-        rows = conn.execute(select(contacts.c.source_id, contacts.c.wecom_external_userid, contacts.c.account_ref)
-                            .where(contacts.c.tenant_id == tenant, contacts.c.source_system == source_system,
-                                   contacts.c.deleted_at.is_(None), contacts.c.account_ref.is_not(None)))
+        rows = conn.execute(
+            select(contacts.c.source_id, contacts.c.wecom_external_userid, contacts.c.account_ref).where(
+                contacts.c.tenant_id == tenant,
+                contacts.c.source_system == source_system,
+                contacts.c.deleted_at.is_(None),
+                contacts.c.account_ref.is_not(None),
+            )
+        )
         for source_id, ext, account in rows:
             grade = grade_of.get(account)
             if grade is not None:
-                yield {"contact_id": source_id, "wecom_external_userid": ext or source_id,
-                       "account_name": account, "grade": grade}
+                yield {
+                    "contact_id": source_id,
+                    "wecom_external_userid": ext or source_id,
+                    "account_name": account,
+                    "grade": grade,
+                }
 
 
 def write_back_grades(
@@ -175,8 +193,11 @@ def write_back_grades(
     from mappings.engine import MappingError, compile_mapping
     from mappings.spec import load_mapping
 
-    path = Path(mapping_file) if mapping_file else (
-        Path(__file__).resolve().parents[2] / "mappings" / "library" / "crm_to_wecom_tags.yaml")
+    path = (
+        Path(mapping_file)
+        if mapping_file
+        else (Path(__file__).resolve().parents[2] / "mappings" / "library" / "crm_to_wecom_tags.yaml")
+    )
     mapping = compile_mapping(load_mapping(path))
     writer = ContactTagWriter(client, create_missing_tags=create_missing_tags)
 
@@ -217,13 +238,26 @@ class TargetWeCom(Target):
     default_sink_class = ContactTagsSink
     config_jsonschema = th.PropertiesList(
         th.Property("corp_id", th.StringType, required=True, description="企业ID (CorpID)"),
-        th.Property("corp_secret", th.StringType, required=True, secret=True,
-                    description="客户联系 Secret (the only one allowed to edit corp tags)"),
+        th.Property(
+            "corp_secret",
+            th.StringType,
+            required=True,
+            secret=True,
+            description="客户联系 Secret (the only one allowed to edit corp tags)",
+        ),
         th.Property("base_url", th.StringType, default="https://qyapi.weixin.qq.com"),
-        th.Property("create_missing_tags", th.BooleanType, default=False,
-                    description="create a corp tag that does not exist yet (add_corp_tag)"),
-        th.Property("fail_on_error", th.BooleanType, default=False,
-                    description="stop at the first record that cannot be written"),
+        th.Property(
+            "create_missing_tags",
+            th.BooleanType,
+            default=False,
+            description="create a corp tag that does not exist yet (add_corp_tag)",
+        ),
+        th.Property(
+            "fail_on_error",
+            th.BooleanType,
+            default=False,
+            description="stop at the first record that cannot be written",
+        ),
         th.Property("max_attempts", th.IntegerType, default=8),
         th.Property("backoff_base", th.NumberType, default=0.5),
     ).to_dict()
@@ -231,7 +265,9 @@ class TargetWeCom(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client = client_from_config(dict(self.config))
-        self.writer = ContactTagWriter(self.client, create_missing_tags=bool(self.config.get("create_missing_tags")))
+        self.writer = ContactTagWriter(
+            self.client, create_missing_tags=bool(self.config.get("create_missing_tags"))
+        )
 
     def get_sink_class(self, stream_name: str) -> type[RecordSink]:
         """Only ``contact_tags`` is writable."""

@@ -27,7 +27,7 @@ def point_wechatpy_at(client: Any, base_url: str) -> Any:
 
     class _Redirect(HTTPAdapter):
         def send(self, request: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - requests' own signature
-            request.url = base + request.url[len(DEFAULT_BASE_URL):]
+            request.url = base + request.url[len(DEFAULT_BASE_URL) :]
             return super().send(request, **kwargs)
 
     client.API_BASE_URL = base + "/cgi-bin/"
@@ -38,9 +38,15 @@ def point_wechatpy_at(client: Any, base_url: str) -> Any:
 def serve_config(sim: Any, *, name: str = "wecom", **options: Any) -> dict[str, Any]:
     """``build_app`` config serving one WeCom connection against a running simulator."""
     cred = sim.credentials()
-    config = {"corp_id": cred["corp_id"], "corp_secret": cred["corp_secret"], "base_url": sim.base_url,
-              "callback_token": cred["callback_token"], "encoding_aes_key": cred["encoding_aes_key"],
-              "backoff_base": 0.01, **options.pop("source_config", {})}
+    config = {
+        "corp_id": cred["corp_id"],
+        "corp_secret": cred["corp_secret"],
+        "base_url": sim.base_url,
+        "callback_token": cred["callback_token"],
+        "encoding_aes_key": cred["encoding_aes_key"],
+        "backoff_base": 0.01,
+        **options.pop("source_config", {}),
+    }
     return {"sources": [{"name": name, "connector": "wecom", "config": config}], "dagster": "off", **options}
 
 
@@ -57,14 +63,29 @@ def hub_mismatches(engine: Engine, sim: Any, writer: WeComHubWriter) -> dict[str
     for detail in sim.truth_contacts():
         rec = contact_from_get(detail)
         truth[rec["external_userid"]] = writer.contacts_mapping.apply(rec)
-    cols = [table.c[k] for k in next(iter(truth.values()), {"source_id": None}) if k in table.c
-            and k != "source_system"]
+    cols = [
+        table.c[k]
+        for k in next(iter(truth.values()), {"source_id": None})
+        if k in table.c and k != "source_system"
+    ]
     with engine.connect() as conn:
-        rows = conn.execute(select(*cols).where(
-            table.c.tenant_id == writer.tenant, table.c.source_system == writer.source_system,
-            table.c.deleted_at.is_(None))).mappings().all()
-        dupes = conn.execute(select(table.c.source_id).where(table.c.tenant_id == writer.tenant)
-                             .group_by(table.c.source_system, table.c.source_id).having(func.count() > 1)).all()
+        rows = (
+            conn.execute(
+                select(*cols).where(
+                    table.c.tenant_id == writer.tenant,
+                    table.c.source_system == writer.source_system,
+                    table.c.deleted_at.is_(None),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        dupes = conn.execute(
+            select(table.c.source_id)
+            .where(table.c.tenant_id == writer.tenant)
+            .group_by(table.c.source_system, table.c.source_id)
+            .having(func.count() > 1)
+        ).all()
     hub = {r["source_id"]: dict(r) for r in rows}
     different = []
     for sid, want in truth.items():

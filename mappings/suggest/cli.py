@@ -22,7 +22,9 @@ import typer
 
 from mappings.suggest.profiles import ProfileError, TableProfile
 
-app = typer.Typer(help="AI-suggested field mappings: suggest, review, refit.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="AI-suggested field mappings: suggest, review, refit.", no_args_is_help=True, add_completion=False
+)
 
 OVERLAY_FILE = "mapping_model_overlay.json"
 
@@ -45,7 +47,10 @@ def _load_decisions(source: TableProfile, target: TableProfile) -> list[Any]:
     from mappings.suggest.store import SystemPair, decisions_for
 
     pair = SystemPair(source.system, target.system, source.object, target.object)
-    return [Decision(r.source_field, r.target_field, r.accepted, 1.0 if r.same_object else 0.5) for r in decisions_for(pair)]
+    return [
+        Decision(r.source_field, r.target_field, r.accepted, 1.0 if r.same_object else 0.5)
+        for r in decisions_for(pair)
+    ]
 
 
 def _suggester() -> Any:
@@ -65,13 +70,23 @@ def suggest(
     source: str = typer.Option(..., "--source", "-s", help="source profile JSON, or <connection>:<stream>"),
     target: str = typer.Option(..., "--target", "-t", help="target profile JSON, or crm:<object>"),
     fmt: str = typer.Option("table", "--format", "-f", help="json | table | yaml"),
-    write: Path | None = typer.Option(None, "--write", "-w", help="write a draft mapping file (plus a .suggest.json sidecar)"),
-    threshold: float | None = typer.Option(None, "--threshold", help="auto-accept threshold (default: the model's)"),
+    write: Path | None = typer.Option(
+        None, "--write", "-w", help="write a draft mapping file (plus a .suggest.json sidecar)"
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="auto-accept threshold (default: the model's)"
+    ),
     top_k: int = typer.Option(5, "--top-k", min=1, max=20, help="candidates per source field"),
-    history: bool = typer.Option(True, "--history/--no-history", help="use stored review decisions of this system pair"),
-    rerank: bool = typer.Option(False, "--rerank", help="re-rank uncertain fields with the configured LLM endpoint"),
+    history: bool = typer.Option(
+        True, "--history/--no-history", help="use stored review decisions of this system pair"
+    ),
+    rerank: bool = typer.Option(
+        False, "--rerank", help="re-rank uncertain fields with the configured LLM endpoint"
+    ),
     sample_rows: int = typer.Option(200, "--sample-rows", help="records sampled from a connection stream"),
-    name: str | None = typer.Option(None, "--name", help="mapping name for --write (default from the systems)"),
+    name: str | None = typer.Option(
+        None, "--name", help="mapping name for --write (default from the systems)"
+    ),
 ) -> None:
     """Propose a mapping from SRC fields to TGT fields with calibrated confidence."""
     from mappings.suggest.sources import resolve_profile
@@ -100,8 +115,10 @@ def suggest(
 
         draft = Draft.from_result(src, tgt, result, scored, name=name or None)
         yp, side = draft.save(write)
-        typer.echo(f"wrote {yp} ({len(result.mapping)} auto-accepted, {len(result.suggestions) - len(result.mapping)} to review) and {side}",
-                   err=fmt == "json")
+        typer.echo(
+            f"wrote {yp} ({len(result.mapping)} auto-accepted, {len(result.suggestions) - len(result.mapping)} to review) and {side}",
+            err=fmt == "json",
+        )
     if fmt == "json":
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     elif fmt == "yaml":
@@ -126,7 +143,14 @@ def _print_table(result: Any) -> None:
             continue
         c = s.candidates[0]
         alts = ", ".join(f"{a.target} {a.confidence:.2f}" for a in s.candidates[1:3])
-        table.add_row(s.source, c.target, f"{c.confidence:.2f}", "auto" if s.source in accepted else "review", c.reason, alts)
+        table.add_row(
+            s.source,
+            c.target,
+            f"{c.confidence:.2f}",
+            "auto" if s.source in accepted else "review",
+            c.reason,
+            alts,
+        )
     Console().print(table)
 
 
@@ -147,7 +171,9 @@ def review(
         return
     pair = SystemPair(draft.source_system, draft.target_system, draft.source_object, draft.target_object)
     todo = [f for f in draft.fields if f.status == "review" or (f.status == "auto" and not pending_only)]
-    typer.echo(f"{len(todo)} field(s) to review in {path} — a = accept, r = reject, 1-{5} = choose candidate, s = skip, q = save and quit")
+    typer.echo(
+        f"{len(todo)} field(s) to review in {path} — a = accept, r = reject, 1-{5} = choose candidate, s = skip, q = save and quit"
+    )
     decided = 0
     for f in todo:
         typer.echo("")
@@ -193,10 +219,20 @@ def review(
     typer.echo(f"\n{decided} decision(s) stored; rewrote {path}")
 
 
-def _record(fn: Any, pair: Any, source: str, target: str, accepted: bool, reviewer: str, cand: Any, path: Path) -> None:
-    fn(pair, source, target, accepted, decided_by=reviewer, confidence=getattr(cand, "confidence", None),
-       probability=getattr(cand, "probability", None), features=getattr(cand, "features", None) or None,
-       mapping_file=str(path))
+def _record(
+    fn: Any, pair: Any, source: str, target: str, accepted: bool, reviewer: str, cand: Any, path: Path
+) -> None:
+    fn(
+        pair,
+        source,
+        target,
+        accepted,
+        decided_by=reviewer,
+        confidence=getattr(cand, "confidence", None),
+        probability=getattr(cand, "probability", None),
+        features=getattr(cand, "features", None) or None,
+        mapping_file=str(path),
+    )
 
 
 @app.command()
@@ -216,7 +252,9 @@ def refit(
     out = home / OVERLAY_FILE
     out.write_text(json.dumps(overlay.to_json()), encoding="utf-8")
     n_acc = sum(1 for r in rows if r[2])
-    typer.echo(f"refit on {len(rows)} decisions ({n_acc} accepted, {len(rows) - n_acc} rejected); wrote {out}")
+    typer.echo(
+        f"refit on {len(rows)} decisions ({n_acc} accepted, {len(rows) - n_acc} rejected); wrote {out}"
+    )
 
 
 def main() -> None:  # pragma: no cover - `python -m mappings.suggest.cli`

@@ -67,8 +67,14 @@ class Draft:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_result(cls, source: TableProfile, target: TableProfile, result: SuggestResult, scored: ScoredPair | None = None,
-                    name: str | None = None) -> Draft:
+    def from_result(
+        cls,
+        source: TableProfile,
+        target: TableProfile,
+        result: SuggestResult,
+        scored: ScoredPair | None = None,
+        name: str | None = None,
+    ) -> Draft:
         """Build a draft from a suggestion result (features come from ``scored`` when given)."""
         accepted = {m.source for m in result.mapping}
         s_idx = {v.name: i for i, v in enumerate(scored.src)} if scored else {}
@@ -80,7 +86,9 @@ class Draft:
                 feats: list[float] = []
                 if scored is not None and s.source in s_idx and c.target in t_idx:
                     feats = [round(float(v), 5) for v in scored.x[s_idx[s.source], t_idx[c.target]]]
-                cands.append(DraftCandidate(c.target, round(c.confidence, 4), round(c.probability, 4), c.reason, feats))
+                cands.append(
+                    DraftCandidate(c.target, round(c.confidence, 4), round(c.probability, 4), c.reason, feats)
+                )
             if not cands:
                 status, chosen = "none", None
             elif s.source in accepted:
@@ -121,16 +129,25 @@ class Draft:
         data = json.loads(side.read_text(encoding="utf-8"))
         fields = [
             DraftField(
-                source=f["source"], status=f["status"], chosen=f.get("chosen"), transform=f.get("transform") or [],
+                source=f["source"],
+                status=f["status"],
+                chosen=f.get("chosen"),
+                transform=f.get("transform") or [],
                 transform_note=f.get("transform_note", ""),
                 candidates=[DraftCandidate(**c) for c in f.get("candidates", [])],
             )
             for f in data["fields"]
         ]
         return cls(
-            name=data["name"], source_system=data["source_system"], source_object=data["source_object"],
-            target_system=data["target_system"], target_object=data["target_object"], threshold=float(data["threshold"]),
-            created=data.get("created", ""), fields=fields, record_id=data.get("record_id"),
+            name=data["name"],
+            source_system=data["source_system"],
+            source_object=data["source_object"],
+            target_system=data["target_system"],
+            target_object=data["target_object"],
+            threshold=float(data["threshold"]),
+            created=data.get("created", ""),
+            fields=fields,
+            record_id=data.get("record_id"),
         )
 
     # ------------------------------------------------------------------ rendering
@@ -154,7 +171,9 @@ class Draft:
             "fields:",
         ]
         if self.record_id:
-            out.append(f"  - target: source_id  # the record's id in {_comment(self.source_system)} (upsert key): guessed, check it")
+            out.append(
+                f"  - target: source_id  # the record's id in {_comment(self.source_system)} (upsert key): guessed, check it"
+            )
             out.append(f"    source: {_scalar(self.record_id)}")
             out.append("    transform: [str]")
         used_targets: set[str] = set()
@@ -169,19 +188,25 @@ class Draft:
                 note = f"  # {_comment(f.transform_note)}" if f.transform_note else ""
                 out.append(f"    transform: {_flow(f.transform)}{note}")
             used_targets.add(f.chosen or "")
-        pending = [f for f in self.fields if f.status == "review" and f.chosen and f.chosen not in used_targets]
+        pending = [
+            f for f in self.fields if f.status == "review" and f.chosen and f.chosen not in used_targets
+        ]
         if pending:
             out.append("  # ---- needs review (uncomment or run `tongbu mappings review`):")
         for f in pending:
             cand = f.candidates[0]
             alts = ", ".join(f"{c.target} {c.confidence:.2f}" for c in f.candidates[1:4])
-            out.append(f"  # - target: {_scalar(f.chosen)}  # confidence {cand.confidence:.2f}: {_comment(cand.reason)}"
-                       + (f"; alternatives: {_comment(alts)}" if alts else ""))
+            out.append(
+                f"  # - target: {_scalar(f.chosen)}  # confidence {cand.confidence:.2f}: {_comment(cand.reason)}"
+                + (f"; alternatives: {_comment(alts)}" if alts else "")
+            )
             out.append(f"  #   source: {_scalar(f.source)}")
             if f.transform:
                 out.append(f"  #   transform: {_flow(f.transform)}")
         if not self.record_id:
-            out.append("  # - target: source_id  # TODO: map the source field that identifies a record (upsert key)")
+            out.append(
+                "  # - target: source_id  # TODO: map the source field that identifies a record (upsert key)"
+            )
         if not self.active_lines() and not pending and not self.record_id:
             out = [line for line in out if not line.startswith("  # - target: source_id")]
             out[-1] = "fields: []"
@@ -198,7 +223,11 @@ def _comment(text: str) -> str:
 
 def _scalar(value: Any) -> str:
     text = yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, width=10**6).strip()
-    return text[:-4].strip() if text.endswith("\n...") or text.endswith(" ...") else text.removesuffix("...").strip()
+    return (
+        text[:-4].strip()
+        if text.endswith("\n...") or text.endswith(" ...")
+        else text.removesuffix("...").strip()
+    )
 
 
 def _flow(value: Any) -> str:
@@ -215,7 +244,9 @@ def guess_record_id(source: TableProfile) -> str | None:
         name = re.split(r"[./]", f.name)[-1].lower().replace("_", "")
         if name in ("id", "fid", "uuid", "guid"):
             score = 0
-        elif re.fullmatch(r"f?(cust|customer|bill|order|entry|material|supplier|contact|device|user|externaluser)?id", name):
+        elif re.fullmatch(
+            r"f?(cust|customer|bill|order|entry|material|supplier|contact|device|user|externaluser)?id", name
+        ):
             score = 1
         elif name.endswith("id") and rank < 3:
             score = 2

@@ -1,8 +1,8 @@
 """The suggester: profiles in, ranked candidates, calibrated confidence and an auto-accept set out.
 
-    features (features.py) → two-stage boosted trees (model.py) → review decisions of the system pair
-    → global one-to-one assignment (assign.py) → calibrated top-1 confidence → abstain threshold
-    → value-transform suggestions (transforms.py)
+features (features.py) → two-stage boosted trees (model.py) → review decisions of the system pair
+→ global one-to-one assignment (assign.py) → calibrated top-1 confidence → abstain threshold
+→ value-transform suggestions (transforms.py)
 """
 
 from __future__ import annotations
@@ -78,14 +78,22 @@ class SuggestResult:
             "suggestions": [
                 {
                     "source": s.source,
-                    "candidates": [{"target": c.target, "confidence": round(c.confidence, 4), "reason": c.reason} for c in s.candidates],
+                    "candidates": [
+                        {"target": c.target, "confidence": round(c.confidence, 4), "reason": c.reason}
+                        for c in s.candidates
+                    ],
                     **({"transform": s.transform} if s.transform else {}),
                 }
                 for s in self.suggestions
             ],
             "mapping": [
-                {"source": m.source, "target": m.target, "confidence": round(m.confidence, 4), "reason": m.reason,
-                 **({"transform": m.transform} if m.transform else {})}
+                {
+                    "source": m.source,
+                    "target": m.target,
+                    "confidence": round(m.confidence, 4),
+                    "reason": m.reason,
+                    **({"transform": m.transform} if m.transform else {}),
+                }
                 for m in self.mapping
             ],
             "threshold": self.threshold,
@@ -134,7 +142,9 @@ class Suggester:
         thr = self.model.accept_threshold if threshold is None else threshold
         return self.decide(sp, list(decisions), top_k=top_k, threshold=thr)
 
-    def decide(self, sp: ScoredPair, decisions: list[Decision], *, top_k: int = TOP_K, threshold: float = 0.8) -> SuggestResult:
+    def decide(
+        self, sp: ScoredPair, decisions: list[Decision], *, top_k: int = TOP_K, threshold: float = 0.8
+    ) -> SuggestResult:
         """Apply review decisions, assign one-to-one, calibrate, rank and threshold."""
         prob = sp.p2.copy()
         s_idx = {v.name: i for i, v in enumerate(sp.src)}
@@ -177,7 +187,9 @@ class Suggester:
                 order.insert(0, first)
             # A rejected pair is never first choice again; it stays at the end of the list.
             order = [j for j in order if (i, j) not in rejected] + [j for j in order if (i, j) in rejected]
-            chosen = [j for j in order[:top_k] if row[j] >= self.model.min_candidate and (i, j) not in rejected]
+            chosen = [
+                j for j in order[:top_k] if row[j] >= self.model.min_candidate and (i, j) not in rejected
+            ]
             if len(chosen) < min(3, len(order)):
                 chosen = order[: min(3, len(order))]
             cands = []
@@ -185,15 +197,21 @@ class Suggester:
                 p = float(row[j])
                 conf = float(calib(p)) if (i, j) not in accepted else 0.999
                 if cands:
-                    conf = min(conf, cands[-1].confidence)  # listed best first: never more confident than the one above
-                cands.append(Candidate(sp.tgt[j].name, conf, p, explain(sp, i, j, accepted=(i, j) in accepted)))
+                    conf = min(
+                        conf, cands[-1].confidence
+                    )  # listed best first: never more confident than the one above
+                cands.append(
+                    Candidate(sp.tgt[j].name, conf, p, explain(sp, i, j, accepted=(i, j) in accepted))
+                )
             transform: list[Any] = []
             note = ""
             if cands:
                 transform, note = suggest_transform(sv, sp.tgt[chosen[0]])
             suggestions.append(Suggestion(sv.name, cands, transform, note))
             if cands and i in assigned and chosen[0] == assigned[i] and cands[0].confidence >= threshold:
-                mapping.append(MappingLine(sv.name, cands[0].target, cands[0].confidence, cands[0].reason, transform))
+                mapping.append(
+                    MappingLine(sv.name, cands[0].target, cands[0].confidence, cands[0].reason, transform)
+                )
         return SuggestResult(suggestions, mapping, threshold)
 
 

@@ -75,7 +75,35 @@ FI = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 # Terms that say little on their own; a match on them alone is weak evidence.
 GENERIC_TERMS = frozenset(
-    ["id", "code", "number", "name", "type", "status", "time", "date", "create", "modify", "last", "first", "flag", "other", "record", "main", "default", "detail", "level", "source", "value", "total", "amount", "count", "user", "owner", "group"]
+    [
+        "id",
+        "code",
+        "number",
+        "name",
+        "type",
+        "status",
+        "time",
+        "date",
+        "create",
+        "modify",
+        "last",
+        "first",
+        "flag",
+        "other",
+        "record",
+        "main",
+        "default",
+        "detail",
+        "level",
+        "source",
+        "value",
+        "total",
+        "amount",
+        "count",
+        "user",
+        "owner",
+        "group",
+    ]
 )
 _PINYIN_LIKE = re.compile(r"^[a-z]{1,9}(id)?\d?$")
 _TYPE_COMPAT = {
@@ -222,7 +250,12 @@ class FieldViewer:
         pinyin_like = bool(
             raw and not has_cjk(raw) and _PINYIN_LIKE.match(raw) and all(t not in g.terms for t in leaf_terms)
         )
-        py_terms = self.parse_initials(re.sub(r"id$", "", raw)) + (["id"] if raw.endswith("id") and len(raw) > 2 else []) if pinyin_like else []
+        py_terms = (
+            self.parse_initials(re.sub(r"id$", "", raw))
+            + (["id"] if raw.endswith("id") and len(raw) > 2 else [])
+            if pinyin_like
+            else []
+        )
         all_terms = leaf_terms + path_terms + label_terms
         # Pinyin renderings: how this field would be named in a pinyin-initial CRM.
         primary: list[str] = []
@@ -233,7 +266,9 @@ class FieldViewer:
                     primary.append(s)
         for terms in (leaf_terms, label_terms):
             if terms:
-                for s in sorted(g.render(terms, limit=24), key=lambda r: (len(r), r)):  # stable across hash seeds
+                for s in sorted(
+                    g.render(terms, limit=24), key=lambda r: (len(r), r)
+                ):  # stable across hash seeds
                     if s not in primary:
                         primary.append(s)
                 fp = g.full_pinyin(terms)
@@ -306,7 +341,9 @@ def soft_cover(a: list[str], b: list[str], wa: dict[str, float], g: Glossary) ->
     return num / den if den else 0.0
 
 
-def _pair_overlap(a: list[str], b: list[str], va: FieldView, vb: FieldView, g: Glossary) -> tuple[float, float]:
+def _pair_overlap(
+    a: list[str], b: list[str], va: FieldView, vb: FieldView, g: Glossary
+) -> tuple[float, float]:
     ca = soft_cover(a, b, va.weights, g)
     cb = soft_cover(b, a, vb.weights, g)
     return (ca + cb) / 2.0, min(ca, cb)
@@ -356,11 +393,15 @@ def _features(s: FieldView, t: FieldView, g: Glossary) -> list[float]:
         cross = max(cross, _pair_overlap(s.label_terms, t.leaf_terms + t.py_terms, s, t, g)[0])
     f[FI["cross_name_label"]] = cross
     if s.path_terms or t.path_terms:
-        f[FI["path_terms"]] = _pair_overlap(s.path_terms + s.leaf_terms, t.path_terms + t.leaf_terms, s, t, g)[0]
+        f[FI["path_terms"]] = _pair_overlap(
+            s.path_terms + s.leaf_terms, t.path_terms + t.leaf_terms, s, t, g
+        )[0]
     else:
         f[FI["path_terms"]] = f[FI["leaf_terms"]]
     if s.zh_texts and t.zh_texts:
-        f[FI["zh_dice"]] = max(dice(char_ngrams(a, 2), char_ngrams(b, 2)) for a in s.zh_texts for b in t.zh_texts)
+        f[FI["zh_dice"]] = max(
+            dice(char_ngrams(a, 2), char_ngrams(b, 2)) for a in s.zh_texts for b in t.zh_texts
+        )
     f[FI["pinyin"]], f[FI["pinyin_exact"]] = _pinyin_score(s, t)
     if s.py_terms or t.py_terms:
         a = s.py_terms or (s.leaf_terms + s.label_terms)

@@ -46,7 +46,9 @@ class Term:
 class Glossary:
     """Lookup tables built from ``glossary.txt`` (plus aliases learned from review decisions)."""
 
-    def __init__(self, terms: dict[str, Term], related: dict[tuple[str, str], float], erp: dict[str, list[str]]):
+    def __init__(
+        self, terms: dict[str, Term], related: dict[tuple[str, str], float], erp: dict[str, list[str]]
+    ):
         self.terms = terms
         self.related = related
         self.erp = erp
@@ -113,9 +115,26 @@ class Glossary:
         self.zh_max = max((len(z) for z in self.zh_term), default=1)
         set_pinyin_phrases(_pinyin_cache(tuple(sorted(self.zh_term))))
         self.phrase_max = max((len(k) for k in self.phrase_term), default=1)
-        self.vocab = set(self.word_term) | {w for k in self.phrase_term for w in k if w.isalpha()} | set(self.erp)
+        self.vocab = (
+            set(self.word_term) | {w for k in self.phrase_term for w in k if w.isalpha()} | set(self.erp)
+        )
         self.vocab |= {w for words in self.erp.values() for w in words}
-        self.vocab |= {"of", "for", "by", "to", "in", "and", "or", "is", "has", "all", "not", "off", "at", "on"}
+        self.vocab |= {
+            "of",
+            "for",
+            "by",
+            "to",
+            "in",
+            "and",
+            "or",
+            "is",
+            "has",
+            "all",
+            "not",
+            "off",
+            "at",
+            "on",
+        }
         self.vocab |= set(STOP_WORDS) | _common_words()
         self._render_cache: dict[str, tuple[str, ...]] = {}
 
@@ -152,7 +171,11 @@ class Glossary:
 
     def terms_from_words(self, words: Sequence[str]) -> list[str]:
         """English words → term ids, longest phrase first; unknown words stay as themselves."""
-        words = [w for w in self.expand_codes([w.lower() for w in words]) if w and w not in STOP_WORDS and w not in _EXTRA_STOP]
+        words = [
+            w
+            for w in self.expand_codes([w.lower() for w in words])
+            if w and w not in STOP_WORDS and w not in _EXTRA_STOP
+        ]
         if len(words) > 1 and words[-1] == "add":
             # "add" leads verb phrases (add_time, add_way) but closes noun phrases as the usual
             # abbreviation of address (ship_to_add, email_add).

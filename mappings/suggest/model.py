@@ -184,7 +184,9 @@ class Overlay:
     def from_json(cls, data: dict[str, Any]) -> Overlay:
         """Inverse of :meth:`to_json`."""
         w = data.get("w")
-        return cls(a=float(data["a"]), b=float(data["b"]), w=None if w is None else np.asarray(w, dtype=np.float64))
+        return cls(
+            a=float(data["a"]), b=float(data["b"]), w=None if w is None else np.asarray(w, dtype=np.float64)
+        )
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

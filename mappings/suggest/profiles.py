@@ -70,14 +70,18 @@ def load_profile(path: str | Path) -> TableProfile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ProfileError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise ProfileError(
+            f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     return parse_profile(data, source=str(p))
 
 
 def parse_profile(data: Any, source: str = "<profile>") -> TableProfile:
     """Validate a decoded profile dict and build a :class:`TableProfile`."""
     if not isinstance(data, Mapping):
-        raise ProfileError(f"{source}: a field profile must be a JSON object with 'system', 'object' and 'fields'")
+        raise ProfileError(
+            f"{source}: a field profile must be a JSON object with 'system', 'object' and 'fields'"
+        )
     fields = data.get("fields")
     if fields is None:
         raise ProfileError(f"{source}: missing the 'fields' list")
@@ -111,11 +115,14 @@ def parse_profile(data: Any, source: str = "<profile>") -> TableProfile:
             samples = []
         if not isinstance(samples, list):
             raise ProfileError(f"{where}: 'samples' must be a list (use [] when there are none)")
-        out.append(FieldProfile(name=name, type=ftype, label=label or None, samples=list(samples[:MAX_SAMPLES])))
+        out.append(
+            FieldProfile(name=name, type=ftype, label=label or None, samples=list(samples[:MAX_SAMPLES]))
+        )
     return TableProfile(system=system, object=obj, fields=out)
 
 
 # ----------------------------------------------------------------------------- builders
+
 
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
@@ -196,7 +203,9 @@ def profile_from_records(
     return TableProfile(system=system, object=object, fields=fields)
 
 
-def _flatten_schema(props: Mapping[str, Any], prefix: str = "", depth: int = 0) -> dict[str, Mapping[str, Any]]:
+def _flatten_schema(
+    props: Mapping[str, Any], prefix: str = "", depth: int = 0
+) -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
     for key, spec in props.items():
         path = f"{prefix}.{key}" if prefix else str(key)

@@ -63,8 +63,11 @@ class Reranker:
             except Exception as exc:  # noqa: BLE001 - one clear message, the vault's own text has no value
                 raise RerankError(
                     f"cannot read the re-ranker key {key!r} from the vault ({exc}); store it with "
-                    f"`tongbu vault set {key.removeprefix('vault:')}` or set TONGBU_LLM_API_KEY") from None
-        return cls(base_url=base.rstrip("/"), api_key=key, model=os.environ.get("TONGBU_LLM_MODEL", "gpt-4o-mini"))
+                    f"`tongbu vault set {key.removeprefix('vault:')}` or set TONGBU_LLM_API_KEY"
+                ) from None
+        return cls(
+            base_url=base.rstrip("/"), api_key=key, model=os.environ.get("TONGBU_LLM_MODEL", "gpt-4o-mini")
+        )
 
     def uncertain_rows(self, sp: ScoredPair) -> list[int]:
         """Source rows worth asking about: best probability between ``low`` and ``high``."""
@@ -80,8 +83,12 @@ class Reranker:
         if not rows:
             return sp
         p2 = sp.p2.copy()
-        with httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=self.transport,
-                          headers={"Authorization": f"Bearer {self.api_key}"}) as client:
+        with httpx.Client(
+            base_url=self.base_url,
+            timeout=self.timeout,
+            transport=self.transport,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        ) as client:
             for i in rows:
                 order = [int(j) for j in np.argsort(-p2[i])[: self.top_k]]
                 choice, conf = self._ask(client, sp.src[i], [sp.tgt[j] for j in order])
@@ -101,7 +108,10 @@ class Reranker:
             "model": self.model,
             "temperature": 0,
             "messages": [
-                {"role": "system", "content": "You map fields between business systems (ERP, WeCom, e-commerce, CRM). Answer with JSON only."},
+                {
+                    "role": "system",
+                    "content": "You map fields between business systems (ERP, WeCom, e-commerce, CRM). Answer with JSON only.",
+                },
                 {"role": "user", "content": json.dumps(prompt, ensure_ascii=False)},
             ],
         }

@@ -70,7 +70,9 @@ def stream_profile(connection: str, stream: str, *, sample_rows: int = DEFAULT_S
     try:
         st = tap.streams[stream]
     except KeyError:
-        raise ProfileError(f"{connection}:{stream}: no such stream; streams: {', '.join(sorted(tap.streams))}") from None
+        raise ProfileError(
+            f"{connection}:{stream}: no such stream; streams: {', '.join(sorted(tap.streams))}"
+        ) from None
     records: list[dict[str, Any]] = list(itertools.islice(st.get_records(None), sample_rows))
     system = project.connection(connection).connector
     return profile_from_records(records, getattr(st, "schema", None), system=system, object=stream)

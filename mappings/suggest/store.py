@@ -104,11 +104,18 @@ def decisions_for(pair: SystemPair, engine: Engine | None = None) -> list[Review
     ``same_object`` tells whether the decision was made for the very same source and target objects.
     """
     with session_scope(engine) as s:
-        rows = s.execute(
-            select(MappingReview)
-            .where(MappingReview.source_system == pair.source_system, MappingReview.target_system == pair.target_system)
-            .order_by(MappingReview.decided_at, MappingReview.id)
-        ).scalars().all()
+        rows = (
+            s.execute(
+                select(MappingReview)
+                .where(
+                    MappingReview.source_system == pair.source_system,
+                    MappingReview.target_system == pair.target_system,
+                )
+                .order_by(MappingReview.decided_at, MappingReview.id)
+            )
+            .scalars()
+            .all()
+        )
         latest: dict[tuple[str, str, bool], ReviewRecord] = {}
         for r in rows:
             same = (r.source_object == pair.source_object) and (r.target_object == pair.target_object)

@@ -24,7 +24,16 @@ _HUNGARIAN_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][a-z])")
 # (U8 ``cCCCode`` customer class code, ``cDCCode`` region code), which detection alone would not trust.
 _HUNGARIAN_STRIP_RE = re.compile(r"^[cidbnfmvl](?=[A-Z][A-Za-z])")
 # English inflections and the stem each leaves (``entries`` → entry, ``addresses`` → address).
-INFLECTIONS = (("ies", "y"), ("ses", "s"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+INFLECTIONS = (
+    ("ies", "y"),
+    ("ses", "s"),
+    ("es", ""),
+    ("s", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+)
 
 
 def inflection_stems(word: str) -> Iterator[tuple[str, str]]:
@@ -32,13 +41,46 @@ def inflection_stems(word: str) -> Iterator[tuple[str, str]]:
     for suffix, repl in INFLECTIONS:
         if word.endswith(suffix):
             yield suffix, word[: len(word) - len(suffix)] + repl
+
+
 _SF_SUFFIX_RE = re.compile(r"__(c|s|r|pc|x|mdt|e)$", re.IGNORECASE)
 _PATH_SPLIT_RE = re.compile(r"[./\\\[\]]+")
 _SEP_RE = re.compile(r"[\s_\-:#@$%&*+=|,;()\[\]{}<>'\"?!~`^]+")
 
 # Words that carry no meaning for matching (they are kept out of term bags).
 STOP_WORDS = frozenset(
-    ["a", "an", "the", "of", "for", "to", "in", "and", "or", "via", "per", "with", "from", "as", "c", "s", "r", "x", "pc", "field", "fields", "value", "values", "info", "data", "obj", "object", "set", "shop", "money"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "for",
+        "to",
+        "in",
+        "and",
+        "or",
+        "via",
+        "per",
+        "with",
+        "from",
+        "as",
+        "c",
+        "s",
+        "r",
+        "x",
+        "pc",
+        "field",
+        "fields",
+        "value",
+        "values",
+        "info",
+        "data",
+        "obj",
+        "object",
+        "set",
+        "shop",
+        "money",
+    ]
 )
 
 
@@ -295,7 +337,7 @@ def pinyin_forms(text: str) -> tuple[str, str]:
     while i < len(s):
         if s[i].isascii():
             j = i
-            while j < len(s) and s[i:j + 1].isascii():
+            while j < len(s) and s[i : j + 1].isascii():
                 j += 1
             ini.append(s[i:j].lower())
             full.append(s[i:j].lower())

@@ -41,14 +41,45 @@ from mappings.suggest.model import (
 )
 from mappings.suggest.profiles import FieldProfile, TableProfile, parse_profile
 
-GBDT_PARAMS: dict[str, Any] = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 10, "min_samples_leaf": 40,
-                               "l2_regularization": 1.0, "random_state": 7}
+GBDT_PARAMS: dict[str, Any] = {
+    "max_iter": 400,
+    "learning_rate": 0.05,
+    "max_leaf_nodes": 10,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+    "random_state": 7,
+}
 # Evidence features may only raise the match probability (monotone +1); flags are free (0).
 _INCREASING = {
-    "exact_leaf", "leaf_terms", "leaf_terms_min", "all_terms", "all_terms_min", "label_label", "cross_name_label",
-    "path_terms", "zh_dice", "pinyin", "pinyin_exact", "py_terms", "char_trigram", "type_compat", "expect_s2t",
-    "expect_t2s", "kind_sim", "overlap_jaccard", "overlap_contain", "bigram_cos", "stats_sim", "leaf_head",
-    "p1", "p1_logit", "row_gap", "col_gap", "row_second_gap", "col_second_gap", "mutual_best",
+    "exact_leaf",
+    "leaf_terms",
+    "leaf_terms_min",
+    "all_terms",
+    "all_terms_min",
+    "label_label",
+    "cross_name_label",
+    "path_terms",
+    "zh_dice",
+    "pinyin",
+    "pinyin_exact",
+    "py_terms",
+    "char_trigram",
+    "type_compat",
+    "expect_s2t",
+    "expect_t2s",
+    "kind_sim",
+    "overlap_jaccard",
+    "overlap_contain",
+    "bigram_cos",
+    "stats_sim",
+    "leaf_head",
+    "p1",
+    "p1_logit",
+    "row_gap",
+    "col_gap",
+    "row_second_gap",
+    "col_second_gap",
+    "mutual_best",
 }
 _DECREASING = {"row_rank", "col_rank"}
 
@@ -102,7 +133,10 @@ def _variant(table: TableProfile, labels: bool, samples: bool) -> TableProfile:
     return TableProfile(
         table.system,
         table.object,
-        [FieldProfile(f.name, f.type, f.label if labels else None, list(f.samples) if samples else []) for f in table.fields],
+        [
+            FieldProfile(f.name, f.type, f.label if labels else None, list(f.samples) if samples else [])
+            for f in table.fields
+        ],
     )
 
 
@@ -125,7 +159,9 @@ def augment(pairs: Sequence[PairData], suggester: Suggester | None = None) -> li
             variants.append(("coldstart", p.source, _variant(p.target, True, False)))
         for tag, src, tgt in variants:
             x = sug.score(src, tgt).x
-            out.append(PairData(f"{p.id}#{tag}", p.family, p.tags, src, tgt, p.ground_truth, x, p.y, augmented=True))
+            out.append(
+                PairData(f"{p.id}#{tag}", p.family, p.tags, src, tgt, p.ground_truth, x, p.y, augmented=True)
+            )
     return out
 
 
@@ -135,6 +171,7 @@ def _placeholder_model() -> MappingModel:
 
 
 # ----------------------------------------------------------------------------- fitting
+
 
 def _fit_gbdt(x: np.ndarray, y: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> TreeEnsemble:
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -174,8 +211,18 @@ def fit_stages(pairs: Sequence[PairData], inner_folds: int = 3) -> tuple[TreeEns
         for p in pairs:
             if p.id in held:
                 n_s, n_t, n_f = p.x.shape
-                oof[p.id] = m.predict_proba(p.x.reshape(-1, n_f)).reshape(n_s, n_t) if p.x.size else np.zeros((n_s, n_t))
-    x2 = np.concatenate([np.concatenate([p.x, context_features(oof[p.id])], axis=2).reshape(-1, p.x.shape[-1] + 11) for p in pairs if p.x.size])
+                oof[p.id] = (
+                    m.predict_proba(p.x.reshape(-1, n_f)).reshape(n_s, n_t)
+                    if p.x.size
+                    else np.zeros((n_s, n_t))
+                )
+    x2 = np.concatenate(
+        [
+            np.concatenate([p.x, context_features(oof[p.id])], axis=2).reshape(-1, p.x.shape[-1] + 11)
+            for p in pairs
+            if p.x.size
+        ]
+    )
     stage2 = _fit_gbdt(x2, y, tuple(FEATURE_NAMES) + CONTEXT_NAMES)
     return stage1, stage2
 
@@ -191,7 +238,9 @@ def fit_platt(conf: np.ndarray, correct: np.ndarray) -> Isotonic:
     p = np.clip(conf, 1e-6, 1 - 1e-6)
     z = np.log(p / (1 - p)).reshape(-1, 1)
     lr = LogisticRegression(C=100.0).fit(z, correct.astype(int))
-    grid = np.unique(np.concatenate([np.linspace(0, 1, 101), 1 - np.logspace(-6, -1, 40), np.logspace(-6, -1, 40)]))
+    grid = np.unique(
+        np.concatenate([np.linspace(0, 1, 101), 1 - np.logspace(-6, -1, 40), np.logspace(-6, -1, 40)])
+    )
     zg = np.log(np.clip(grid, 1e-6, 1 - 1e-6) / (1 - np.clip(grid, 1e-6, 1 - 1e-6)))
     yg = 1 / (1 + np.exp(-(lr.coef_[0, 0] * zg + lr.intercept_[0])))
     return Isotonic(grid, np.clip(yg, 0.001, 0.999))
@@ -206,7 +255,9 @@ def fit_isotonic(conf: np.ndarray, correct: np.ndarray) -> Isotonic:
     xs = np.asarray(iso.X_thresholds_, dtype=np.float64)
     ys = np.asarray(iso.y_thresholds_, dtype=np.float64)
     # Keep the table small: the curve's corner points.
-    keep = [0] + [k for k in range(1, len(xs) - 1) if ys[k] != ys[k - 1] or ys[k] != ys[k + 1]] + [len(xs) - 1]
+    keep = (
+        [0] + [k for k in range(1, len(xs) - 1) if ys[k] != ys[k - 1] or ys[k] != ys[k + 1]] + [len(xs) - 1]
+    )
     xs, ys = xs[keep], ys[keep]
     # Avoid promising certainty the data cannot support (isotonic on a finite sample reaches 1.0).
     ys = np.clip(ys, 0.005, 0.995)
@@ -214,6 +265,7 @@ def fit_isotonic(conf: np.ndarray, correct: np.ndarray) -> Isotonic:
 
 
 # ----------------------------------------------------------------------------- evaluation
+
 
 def top1_points(pair: PairData, res: SuggestResult) -> list[tuple[float, float, bool]]:
     """(raw probability, confidence, correct) of the first candidate of every source field."""
@@ -247,8 +299,20 @@ def score_results(pairs: Sequence[PairData], results: Sequence[SuggestResult]) -
         for s in r.suggestions:
             if s.candidates:
                 calib.append((s.candidates[0].confidence, gt.get(s.source) == s.candidates[0].target))
-        rows.append({"id": p.id, "family": p.family, "style": p.tags.get("naming_style"), "tstyle": p.tags.get("target_style"),
-                     "n": len(gt), "top1": top1, "r3": r3, "rr": rr, "tp": tp, "npred": len(pred)})
+        rows.append(
+            {
+                "id": p.id,
+                "family": p.family,
+                "style": p.tags.get("naming_style"),
+                "tstyle": p.tags.get("target_style"),
+                "n": len(gt),
+                "top1": top1,
+                "r3": r3,
+                "rr": rr,
+                "tp": tp,
+                "npred": len(pred),
+            }
+        )
 
     def agg(rs: list[dict[str, Any]]) -> dict[str, float]:
         n = sum(r["n"] for r in rs)
@@ -256,8 +320,15 @@ def score_results(pairs: Sequence[PairData], results: Sequence[SuggestResult]) -
         npred = sum(r["npred"] for r in rs)
         prec = tp / npred if npred else 0.0
         rec = tp / n if n else 0.0
-        return {"top1": sum(r["top1"] for r in rs) / n, "recall_at_3": sum(r["r3"] for r in rs) / n, "mrr": sum(r["rr"] for r in rs) / n,
-                "precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "n_gt": n}
+        return {
+            "top1": sum(r["top1"] for r in rs) / n,
+            "recall_at_3": sum(r["r3"] for r in rs) / n,
+            "mrr": sum(r["rr"] for r in rs) / n,
+            "precision": prec,
+            "recall": rec,
+            "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+            "n_gt": n,
+        }
 
     out: dict[str, Any] = {"micro": agg(rows)}
     for key in ("family", "style", "tstyle"):
@@ -279,7 +350,11 @@ def ece(points: Sequence[tuple[float, bool]], bins: int = 10) -> float | None:
         lo, hi = b / bins, (b + 1) / bins
         sel = [(c, y) for c, y in points if lo <= c < hi or (b == bins - 1 and c == 1.0)]
         if sel:
-            total += len(sel) / len(points) * abs(statistics.mean(c for c, _ in sel) - statistics.mean(1.0 if y else 0.0 for _, y in sel))
+            total += (
+                len(sel)
+                / len(points)
+                * abs(statistics.mean(c for c, _ in sel) - statistics.mean(1.0 if y else 0.0 for _, y in sel))
+            )
     return total
 
 
@@ -306,15 +381,26 @@ def in_sample_points(model: MappingModel, pairs: Sequence[PairData]) -> tuple[li
     return pts, n_gt
 
 
-def accept_threshold(calibration: Isotonic, held_out: Sequence[tuple[float, bool]], n_held_out: int,
-                     seen: Sequence[tuple[float, bool]], n_seen: int) -> float:
+def accept_threshold(
+    calibration: Isotonic,
+    held_out: Sequence[tuple[float, bool]],
+    n_held_out: int,
+    seen: Sequence[tuple[float, bool]],
+    n_seen: int,
+) -> float:
     """The stricter of the held-out and the seen-systems precision thresholds (calibrated confidences)."""
     a = choose_threshold([(float(calibration(c)), ok) for c, ok in held_out], n_held_out, TARGET_PRECISION)
-    b = choose_threshold([(float(calibration(c)), ok) for c, ok in seen], n_seen, SEEN_PRECISION) if seen else 0.0
+    b = (
+        choose_threshold([(float(calibration(c)), ok) for c, ok in seen], n_seen, SEEN_PRECISION)
+        if seen
+        else 0.0
+    )
     return max(a, b)
 
 
-def choose_threshold(points: Sequence[tuple[float, bool]], n_gt: int, target_precision: float = TARGET_PRECISION) -> float:
+def choose_threshold(
+    points: Sequence[tuple[float, bool]], n_gt: int, target_precision: float = TARGET_PRECISION
+) -> float:
     """Lowest calibrated-confidence threshold whose pooled auto-accept precision stays ≥ target."""
     pts = sorted(points, key=lambda t: -t[0])
     best = 0.95
@@ -334,8 +420,12 @@ def choose_threshold(points: Sequence[tuple[float, bool]], n_gt: int, target_pre
     return float(best)
 
 
-def cross_validate(pairs: list[PairData], group_of: Callable[[PairData], str], verbose: bool = True,
-                   extra: Sequence[PairData] = ()) -> dict[str, Any]:
+def cross_validate(
+    pairs: list[PairData],
+    group_of: Callable[[PairData], str],
+    verbose: bool = True,
+    extra: Sequence[PairData] = (),
+) -> dict[str, Any]:
     """Hold out each group in turn; fit on the rest (model, calibration and threshold); score held-out pairs.
 
     ``extra`` pairs are training data only: added to every fold whose held-out group is not their
@@ -351,7 +441,10 @@ def cross_validate(pairs: list[PairData], group_of: Callable[[PairData], str], v
         model = MappingModel(s1, s2, Isotonic.identity(), feature_names=FEATURE_NAMES)
         raw[g] = (model, train, test)
         if verbose:
-            print(f"  fold {g}: {len(train)} train / {len(test)} test pairs, {time.time() - t0:.1f}s", file=sys.stderr)
+            print(
+                f"  fold {g}: {len(train)} train / {len(test)} test pairs, {time.time() - t0:.1f}s",
+                file=sys.stderr,
+            )
     # Calibration and threshold for each fold come from the *other* folds' out-of-fold top-1 points.
     oof_points: dict[str, list[tuple[float, bool]]] = {}
     scored: dict[str, list[tuple[PairData, Any]]] = {}
@@ -395,14 +488,23 @@ def fit_final(pairs: list[PairData], cv_points: list[tuple[float, bool]] | None 
                 if p.source_system == g and not p.augmented:
                     res = sug.decide(sug.score(p.source, p.target), [], threshold=2.0)
                     cv_points.extend((prob, ok) for prob, _, ok in top1_points(p, res))
-    model.calibration = fit_platt(np.array([c for c, _ in cv_points]), np.array([float(ok) for _, ok in cv_points]))
+    model.calibration = fit_platt(
+        np.array([c for c, _ in cv_points]), np.array([float(ok) for _, ok in cv_points])
+    )
     n_gt = sum(len(p.ground_truth) for p in pairs if not p.augmented)
-    model.accept_threshold = accept_threshold(model.calibration, cv_points, n_gt, *in_sample_points(model, pairs))
-    model.meta = {"trained_on": f"{sum(not p.augmented for p in pairs)} pairs + {sum(p.augmented for p in pairs)} harder copies", "fitted": time.strftime("%Y-%m-%d"), "params": GBDT_PARAMS}
+    model.accept_threshold = accept_threshold(
+        model.calibration, cv_points, n_gt, *in_sample_points(model, pairs)
+    )
+    model.meta = {
+        "trained_on": f"{sum(not p.augmented for p in pairs)} pairs + {sum(p.augmented for p in pairs)} harder copies",
+        "fitted": time.strftime("%Y-%m-%d"),
+        "params": GBDT_PARAMS,
+    }
     return model
 
 
 # ----------------------------------------------------------------------------- refit from decisions
+
 
 def refit_overlay(rows: Sequence[tuple[list[float], float, bool]], l2: float = 4.0) -> Overlay:
     """Fit p' = σ(a·logit(p) + b + w·x) on stored decisions (features, base probability, accepted).
@@ -435,9 +537,12 @@ def refit_overlay(rows: Sequence[tuple[list[float], float, bool]], l2: float = 4
 
 # ----------------------------------------------------------------------------- CLI
 
+
 def _print_summary(name: str, res: dict[str, Any]) -> None:
     m = res["micro"]
-    print(f"{name}: top1={m['top1']:.3f} r@3={m['recall_at_3']:.3f} mrr={m['mrr']:.3f} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} ECE={res['ece_top1']:.3f}")
+    print(
+        f"{name}: top1={m['top1']:.3f} r@3={m['recall_at_3']:.3f} mrr={m['mrr']:.3f} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} ECE={res['ece_top1']:.3f}"
+    )
     for key in ("by_style", "by_family", "by_tstyle"):
         print("   " + key + ": " + ", ".join(f"{k}={v['top1']:.2f}" for k, v in res[key].items()))
 
@@ -453,21 +558,32 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["fit", "cv"])
-    ap.add_argument("--pairs", required=True, nargs="+", help="folders of pair files (scored by cv, fitted on by fit)")
-    ap.add_argument("--train-only", nargs="*", default=[],
-                    help="folders of further pairs that are only trained on (cv never scores them; fit uses them)")
+    ap.add_argument(
+        "--pairs", required=True, nargs="+", help="folders of pair files (scored by cv, fitted on by fit)"
+    )
+    ap.add_argument(
+        "--train-only",
+        nargs="*",
+        default=[],
+        help="folders of further pairs that are only trained on (cv never scores them; fit uses them)",
+    )
     ap.add_argument("--out", default=None, help="model file to write (default: the shipped data/model.json)")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--by", choices=["system", "pair", "both"], default="both")
-    ap.add_argument("--no-augment", action="store_true", help="train on the pairs only, without their harder copies")
+    ap.add_argument(
+        "--no-augment", action="store_true", help="train on the pairs only, without their harder copies"
+    )
     a = ap.parse_args(argv)
     t0 = time.time()
     pairs = [p for folder in a.pairs for p in load_pairs(folder)]
     extra = [p for folder in a.train_only for p in load_pairs(folder)]
     copies = [] if a.no_augment else augment(pairs)
     extra_copies = [] if a.no_augment else augment(extra)
-    print(f"features for {len(pairs)} pairs, {len(extra)} train-only pairs and {len(copies) + len(extra_copies)} "
-          f"harder copies in {time.time() - t0:.1f}s", file=sys.stderr)
+    print(
+        f"features for {len(pairs)} pairs, {len(extra)} train-only pairs and {len(copies) + len(extra_copies)} "
+        f"harder copies in {time.time() - t0:.1f}s",
+        file=sys.stderr,
+    )
     pairs += copies
     extra += extra_copies
     if a.command == "cv":
@@ -483,7 +599,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     model = fit_final(pairs + extra)
     path = model.save(Path(a.out) if a.out else None)
-    print(f"wrote {path} ({path.stat().st_size // 1024} kB), threshold {model.accept_threshold:.3f}", file=sys.stderr)
+    print(
+        f"wrote {path} ({path.stat().st_size // 1024} kB), threshold {model.accept_threshold:.3f}",
+        file=sys.stderr,
+    )
     return 0
 
 

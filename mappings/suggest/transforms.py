@@ -23,7 +23,21 @@ _GENDER_WORDS = {
     "female": ("female", "女", "f", "女士", "2"),
 }
 _BOOL_WORDS = {
-    True: ("true", "1", "y", "yes", "是", "在线", "online", "启用", "有效", "active", "enabled", "normal", "正常"),
+    True: (
+        "true",
+        "1",
+        "y",
+        "yes",
+        "是",
+        "在线",
+        "online",
+        "启用",
+        "有效",
+        "active",
+        "enabled",
+        "normal",
+        "正常",
+    ),
     False: ("false", "0", "n", "no", "否", "离线", "offline", "禁用", "无效", "inactive", "disabled"),
 }
 _KINGDEE_STATUS = {"A": "active", "B": "disabled"}  # 禁用状态 FForbidStatus: A = in use, B = disabled
@@ -46,14 +60,18 @@ def suggest_transform(src: FieldView, tgt: FieldView) -> tuple[list[Any], str]:
     """Transform steps turning ``src`` values into ``tgt`` values, and a one-line note ('' = none)."""
     ttype = tgt.profile.type
     # ---------------------------------------------------------------- dates and times
-    if ttype in ("date", "datetime") or (_has(tgt, "date", "datetime", "epoch_s", "epoch_ms") and not tgt.values.empty):
+    if ttype in ("date", "datetime") or (
+        _has(tgt, "date", "datetime", "epoch_s", "epoch_ms") and not tgt.values.empty
+    ):
         want_epoch_ms = _has(tgt, "epoch_ms")
         want_date = ttype == "date" and not want_epoch_ms
         if _has(src, "epoch_s"):
             steps: list[Any] = [{"epoch": {"unit": "s"}}]
             return steps + (["date"] if want_date else []), "epoch seconds → timestamp"
         if _has(src, "epoch_ms"):
-            return [{"epoch": {"unit": "ms"}}] + (["date"] if want_date else []), "epoch milliseconds → timestamp"
+            return [{"epoch": {"unit": "ms"}}] + (
+                ["date"] if want_date else []
+            ), "epoch milliseconds → timestamp"
         fmts = src.values.date_formats
         if fmts:
             fmt = fmts[0]
@@ -79,7 +97,9 @@ def suggest_transform(src: FieldView, tgt: FieldView) -> tuple[list[Any], str]:
         src_label = (src.profile.label or "") + " " + src.profile.name
         if "万" in src_label and "万" not in label and _has(src, "money", "number", "integer"):
             return ["decimal", {"scale": {"factor": 10000}}], "万元 → 元 (×10000)"
-        if (src.profile.type == "string" or _has(src, "money", "number")) and any(isinstance(v, str) for v in src.profile.samples):
+        if (src.profile.type == "string" or _has(src, "money", "number")) and any(
+            isinstance(v, str) for v in src.profile.samples
+        ):
             return ["decimal"], "numeric string → decimal"
         if ttype == "integer" and src.profile.type == "number":
             return ["int"], ""
@@ -102,7 +122,11 @@ def suggest_transform(src: FieldView, tgt: FieldView) -> tuple[list[Any], str]:
         return ["bool"], ""
     if ttype == "string" and src.profile.type in ("integer", "number"):
         return ["str"], ""
-    if ttype == "string" and src.profile.type == "string" and _has(src, "text", "zh_text", "en_text", "company_name", "person_name", "address", share=0.5):
+    if (
+        ttype == "string"
+        and src.profile.type == "string"
+        and _has(src, "text", "zh_text", "en_text", "company_name", "person_name", "address", share=0.5)
+    ):
         return ["strip"], ""
     return [], ""
 

@@ -22,17 +22,58 @@ from connectors.kit.uscc import is_valid as is_valid_uscc
 from mappings.suggest.text import cjk_ratio, fold
 
 KINDS = (
-    "bool", "email", "url", "mobile", "phone", "landline", "uscc", "taxno", "bank_account", "zip",
-    "epoch_s", "epoch_ms", "date", "datetime", "money", "amount_wan", "integer", "number", "percent",
-    "uuid", "hex_id", "ext_id", "token", "code", "currency", "country", "province", "city", "district",
-    "region", "address", "company_name", "company_short", "bank_name", "person_name", "zh_text", "en_text",
-    "text", "version", "ip", "coord", "enum", "path", "ref",
+    "bool",
+    "email",
+    "url",
+    "mobile",
+    "phone",
+    "landline",
+    "uscc",
+    "taxno",
+    "bank_account",
+    "zip",
+    "epoch_s",
+    "epoch_ms",
+    "date",
+    "datetime",
+    "money",
+    "amount_wan",
+    "integer",
+    "number",
+    "percent",
+    "uuid",
+    "hex_id",
+    "ext_id",
+    "token",
+    "code",
+    "currency",
+    "country",
+    "province",
+    "city",
+    "district",
+    "region",
+    "address",
+    "company_name",
+    "company_short",
+    "bank_name",
+    "person_name",
+    "zh_text",
+    "en_text",
+    "text",
+    "version",
+    "ip",
+    "coord",
+    "enum",
+    "path",
+    "ref",
 )
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _URL = re.compile(r"^(https?://|www\.)\S+$", re.I)
-_DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|cn|net|org|io|co|gov|edu|info|biz)(\.[a-z]{2})?$", re.I)
+_DOMAIN = re.compile(
+    r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|cn|net|org|io|co|gov|edu|info|biz)(\.[a-z]{2})?$", re.I
+)
 _MOBILE_CN = re.compile(r"^(\+?86[- ]?)?1[3-9]\d{9}$")
 _PHONE_INTL = re.compile(r"^\+\d{7,15}$")
 _LANDLINE_CN = re.compile(r"^(\(?0\d{2,3}\)?[- ]?)?\d{7,8}([- ]\d{1,6})?$")
@@ -42,23 +83,77 @@ _HEX = re.compile(r"^[0-9a-f]{16,40}$", re.I)
 _EXT_ID = re.compile(r"^(wm|wo|wr|o)[A-Za-z0-9_\-]{20,40}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{16,}$")
 _CODE = re.compile(r"^[A-Za-z\u4e00-\u9fff]{0,6}[-_]?[A-Za-z]*\d[\dA-Za-z\-_/]{0,20}$")
-_CURRENCY = {"CNY", "RMB", "USD", "EUR", "GBP", "JPY", "HKD", "TWD", "KRW", "SGD", "AUD", "CAD", "CHF", "人民币", "美元", "欧元", "港币", "日元"}
-_COUNTRIES = {"中国", "china", "cn", "united states", "usa", "us", "united kingdom", "uk", "gb", "canada", "australia", "japan",
-              "germany", "france", "singapore", "美国", "英国", "日本", "德国", "法国", "新加坡", "中国香港", "hong kong"}
+_CURRENCY = {
+    "CNY",
+    "RMB",
+    "USD",
+    "EUR",
+    "GBP",
+    "JPY",
+    "HKD",
+    "TWD",
+    "KRW",
+    "SGD",
+    "AUD",
+    "CAD",
+    "CHF",
+    "人民币",
+    "美元",
+    "欧元",
+    "港币",
+    "日元",
+}
+_COUNTRIES = {
+    "中国",
+    "china",
+    "cn",
+    "united states",
+    "usa",
+    "us",
+    "united kingdom",
+    "uk",
+    "gb",
+    "canada",
+    "australia",
+    "japan",
+    "germany",
+    "france",
+    "singapore",
+    "美国",
+    "英国",
+    "日本",
+    "德国",
+    "法国",
+    "新加坡",
+    "中国香港",
+    "hong kong",
+}
 _MUNICIPALITIES = {"北京", "上海", "天津", "重庆"}
 _DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
 _DATE_COMPACT = re.compile(r"^(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])$")
-_DATETIME = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?[ T](\d{1,2}):(\d{2})(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+_DATETIME = re.compile(
+    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?[ T](\d{1,2}):(\d{2})(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 _DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _NUMBER = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
-_MONEY_STR = re.compile(r"^[¥￥$€]?\s*[+-]?\d+(,\d{3})*(\.\d+)?\s*(万元|万|元|亿元|万人民币|人民币)?([（(]人民币[)）])?$")
+_MONEY_STR = re.compile(
+    r"^[¥￥$€]?\s*[+-]?\d+(,\d{3})*(\.\d+)?\s*(万元|万|元|亿元|万人民币|人民币)?([（(]人民币[)）])?$"
+)
 _PERCENT = re.compile(r"^[+-]?\d+(\.\d+)?\s*%$")
 _VERSION = re.compile(r"^(v\d+(\.\d+){1,3}|\d+\.\d+\.\d+)([-.][A-Za-z0-9]+)?$", re.I)
 _IP = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
-_PERSON_HONORIFIC = re.compile(r"^[\u4e00-\u9fff]{1,2}(先生|女士|老师|经理|总|工|主任|部长|小姐|会计|主管|文员)$")
-_COMPANY_SUFFIX = re.compile(r"(公司|集团|企业|厂|学院|大学|医院|中心|局|委员会|研究院|研究所|事务所|银行|学校|政府|LLC|Inc\.?|Ltd\.?|Co\.?|GmbH|Corp\.?|Company|Cafe|Studio|Traders)$", re.I)
+_PERSON_HONORIFIC = re.compile(
+    r"^[\u4e00-\u9fff]{1,2}(先生|女士|老师|经理|总|工|主任|部长|小姐|会计|主管|文员)$"
+)
+_COMPANY_SUFFIX = re.compile(
+    r"(公司|集团|企业|厂|学院|大学|医院|中心|局|委员会|研究院|研究所|事务所|银行|学校|政府|LLC|Inc\.?|Ltd\.?|Co\.?|GmbH|Corp\.?|Company|Cafe|Studio|Traders)$",
+    re.I,
+)
 _BANK_NAME = re.compile(r"银行.*(支行|分行|营业部)$|银行$")
-_ADDRESS = re.compile(r"(路|街|道|号|巷|弄|村|室|层|楼|幢|栋|大厦|广场|园)\d*|\b\d+\s+\w+\s+(St|Ave|Rd|Street|Avenue|Road|Blvd|Lane|Dr|Way|W|E)\b|PO Box", re.I)
+_ADDRESS = re.compile(
+    r"(路|街|道|号|巷|弄|村|室|层|楼|幢|栋|大厦|广场|园)\d*|\b\d+\s+\w+\s+(St|Ave|Rd|Street|Avenue|Road|Blvd|Lane|Dr|Way|W|E)\b|PO Box",
+    re.I,
+)
 _PROVINCE = re.compile(r"^[\u4e00-\u9fff]{2,8}(省|自治区|特别行政区)$")
 _CITY = re.compile(r"^[\u4e00-\u9fff]{2,8}(市|州|盟)$")
 _DISTRICT = re.compile(r"^[\u4e00-\u9fff]{1,8}(区|县|旗)$")
@@ -158,7 +253,12 @@ def classify(value: Any) -> str:
     cjk = cjk_ratio(s)
     if cjk > 0:
         return _classify_chinese(s, cjk)
-    if _TOKEN.match(s) and any(c.isdigit() for c in s) and any(c.isupper() for c in s) and any(c.islower() for c in s):
+    if (
+        _TOKEN.match(s)
+        and any(c.isdigit() for c in s)
+        and any(c.isupper() for c in s)
+        and any(c.islower() for c in s)
+    ):
         return "token"
     if _CODE.match(s) and any(c.isdigit() for c in s) and " " not in s:
         return "code"
@@ -222,6 +322,7 @@ def _classify_chinese(s: str, cjk: float) -> str:
 
 # ----------------------------------------------------------------------------- normalisation
 
+
 def normalise(value: Any) -> str:
     """Canonical string of a scalar for overlap: dates to their day, numbers to plain form, phones to digits."""
     if isinstance(value, bool):
@@ -247,7 +348,9 @@ def normalise(value: Any) -> str:
         f = float(s.replace(",", ""))
         return str(int(f)) if f.is_integer() else f"{f:.2f}"
     digits = re.sub(r"\D", "", s)
-    if len(digits) >= 11 and (_MOBILE_CN.match(s.replace(" ", "").replace("-", "")) or _PHONE_INTL.match(s.replace(" ", ""))):
+    if len(digits) >= 11 and (
+        _MOBILE_CN.match(s.replace(" ", "").replace("-", "")) or _PHONE_INTL.match(s.replace(" ", ""))
+    ):
         return digits[-11:]
     return re.sub(r"^https?://", "", s).strip()
 
@@ -260,6 +363,7 @@ def _day(epoch_seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------- profiles
+
 
 @dataclass
 class ValueProfile:
@@ -376,9 +480,25 @@ _EXPECT: dict[str, dict[str, float]] = {
     "number": {"number": 1, "money": 0.9, "integer": 0.9, "coord": 0.5},
     "integer": {"integer": 1, "number": 0.5, "money": 0.4, "enum": 0.3},
     "percent": {"percent": 1, "number": 0.7, "integer": 0.5, "money": 0.3},
-    "enum": {"enum": 1, "code": 0.6, "integer": 0.5, "bool": 0.5, "text": 0.4, "en_text": 0.3, "company_short": 0.2},
+    "enum": {
+        "enum": 1,
+        "code": 0.6,
+        "integer": 0.5,
+        "bool": 0.5,
+        "text": 0.4,
+        "en_text": 0.3,
+        "company_short": 0.2,
+    },
     "bool": {"bool": 1, "enum": 0.6},
-    "id": {"uuid": 1, "hex_id": 1, "ext_id": 1, "token": 0.8, "integer": 0.6, "code": 0.7, "bank_account": 0.4},
+    "id": {
+        "uuid": 1,
+        "hex_id": 1,
+        "ext_id": 1,
+        "token": 0.8,
+        "integer": 0.6,
+        "code": 0.7,
+        "bank_account": 0.4,
+    },
     "code": {"code": 1, "integer": 0.5, "token": 0.4, "enum": 0.5, "hex_id": 0.3, "zip": 0.2},
     "currency": {"currency": 1, "enum": 0.5},
     "country": {"country": 1, "enum": 0.5},
@@ -433,8 +553,18 @@ def compatible_kind_similarity(a: ValueProfile, b: ValueProfile) -> float:
     return score
 
 
-_GROUP = {"epoch_s": "datetime", "epoch_ms": "datetime", "amount_wan": "money", "uuid": "id", "hex_id": "id", "ext_id": "id",
-          "token": "id", "coord": "lat", "en_text": "text", "zh_text": "text"}
+_GROUP = {
+    "epoch_s": "datetime",
+    "epoch_ms": "datetime",
+    "amount_wan": "money",
+    "uuid": "id",
+    "hex_id": "id",
+    "ext_id": "id",
+    "token": "id",
+    "coord": "lat",
+    "en_text": "text",
+    "zh_text": "text",
+}
 
 
 def value_overlap(a: ValueProfile, b: ValueProfile) -> tuple[float, float]:

@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.Column("mapping_file", sa.String(length=1024), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mapping_reviews")),
     )
-    op.create_index("ix_mapping_reviews_pair", "mapping_reviews", ["source_system", "target_system"], unique=False)
+    op.create_index(
+        "ix_mapping_reviews_pair", "mapping_reviews", ["source_system", "target_system"], unique=False
+    )
 
 
 def downgrade() -> None:

@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "source", "dedup_key", name="uq_event_inbox_dedup"),
     )
     op.create_index("ix_event_inbox_status", "event_inbox", ["status", "received_at"], unique=False)
-    op.create_index("ix_event_inbox_record", "event_inbox", ["source", "record_key", "applied_at"], unique=False)
+    op.create_index(
+        "ix_event_inbox_record", "event_inbox", ["source", "record_key", "applied_at"], unique=False
+    )
 
 
 def downgrade() -> None:
