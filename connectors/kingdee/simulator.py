@@ -1515,6 +1515,21 @@ class KingdeeSimulator(Simulator):
                 "FModifyDate": kd_format(ts),
             }
 
+    def delete(self, form: str, count: int, *, ids: Sequence[int] | None = None) -> dict[str, Any]:
+        """Hard-delete ``count`` random records of ``form`` (or exactly ``ids``), lines included, as
+        a user deleting documents in the ERP does: nothing is left for an incremental read to see."""
+        fd = _form(form)
+        with self._lock:
+            db = self.db
+            if ids is None:
+                present = [r[0] for r in db.execute(f'SELECT "{fd.pk}" FROM "{fd.table}" ORDER BY "{fd.pk}"')]
+                ids = sorted(self._change_rng.sample(present, min(max(0, count), len(present))))
+            gone = [int(i) for i in ids]
+            db.executemany(f'DELETE FROM "{fd.table}" WHERE "{fd.pk}" = ?', [(i,) for i in gone])
+            if fd.entry_table:
+                db.executemany(f'DELETE FROM "{fd.entry_table}" WHERE "FID" = ?', [(i,) for i in gone])
+            return {"form": fd.form_id, "ids": gone}
+
     def _stamp(self, modified_at: str | None) -> int:
         if modified_at is None:
             return self._tick()
@@ -1702,6 +1717,7 @@ class KingdeeSimulator(Simulator):
             Route("/_sim/truth", self._sim_truth, methods=["GET"]),
             Route("/_sim/faults", self._sim_faults, methods=["GET", "POST"]),
             Route("/_sim/sessions/expire", self._sim_expire, methods=["POST"]),
+            Route("/_sim/delete", self._sim_delete, methods=["POST"]),
         ]
         return Starlette(routes=routes)
 
@@ -1946,6 +1962,19 @@ class KingdeeSimulator(Simulator):
             except ValueError as exc:
                 return _json({"error": str(exc)}, status=400)
         return _json({"faults": self.faults.switches})
+
+    async def _sim_delete(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+            ids = body.get("ids")
+            result = self.delete(
+                str(body["form"]),
+                int(body.get("count", 1)),
+                ids=None if ids is None else [int(i) for i in ids],
+            )
+        except (KeyError, ValueError, TypeError, QueryError) as exc:
+            return _json({"error": getattr(exc, "message", str(exc))}, status=400)
+        return _json(result)
 
     async def _sim_expire(self, request: Request) -> Response:
         return _json({"expired": self.expire_sessions()})

@@ -1,0 +1,124 @@
+"""Drift queries for tap-kingdee streams (the :class:`connectors.kit.drift.DriftSource` interface).
+
+ExecuteBillQuery has no COUNT or aggregate, so a bucket digest is folded from the two columns that
+matter, selected alone: the internal id and ``FModifyDate``, paged with the largest page Kingdee
+allows (10,000) and keyset on the id inside the time range. Only header columns are asked for, so a
+sales order comes back as one row, not one per line. That is about 1/15 of the bytes of a full read
+of customers at 5x fewer requests, and nothing is mapped or written.
+
+``FModifyDate`` is read and normalised exactly as the incremental stream reads it (naive server
+time = +08:00; a missing value is the stream's 1900-01-01 sentinel), so the times agree with what
+the mapping stored in ``source_modified_at``. The stream's ``start_date`` and ``filters`` apply:
+records the sync never reads are not drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from connectors.kingdee.client import MAX_PAGE_SIZE, normalize_iso, to_filter_literal
+from connectors.kingdee.tap import REPLICATION_KEY, KingdeeStream, _normalize_modify_date
+from connectors.kit.drift import Digest, bucket_digests, from_ms, to_ms
+
+_IN_CHUNK = 500  # ids per ``IN (...)`` FilterString; keeps each request small
+
+
+class KingdeeDriftSource:
+    """Drift queries against one Kingdee stream, through the stream's own logged-in client."""
+
+    def __init__(self, stream: KingdeeStream) -> None:
+        self.stream = stream
+        self.id_key = stream.tiebreak_key
+        self.form_id = stream.form_id
+        start = stream.config.get("start_date")
+        self._floor_ms = to_ms(dt.datetime.fromisoformat(normalize_iso(str(start)))) if start else None
+        #: requests made (for benchmarks and reports)
+        self.requests = 0
+
+    # -- DriftSource ---------------------------------------------------------------------------------
+    def rows(self, start_ms: int | None, end_ms: int | None) -> Iterator[tuple[int, int]]:
+        """``(id, ms)`` of the records modified in ``[start_ms, end_ms)``, id order, paged."""
+        if self._floor_ms is not None:
+            start_ms = self._floor_ms if start_ms is None else max(start_ms, self._floor_ms)
+        if start_ms is not None and end_ms is not None and start_ms >= end_ms:
+            return
+        key, m = self.id_key, REPLICATION_KEY
+        span = []
+        if start_ms is not None:
+            span.append(f"{m} >= '{to_filter_literal(from_ms(start_ms))}'")
+        if end_ms is not None:
+            span.append(f"{m} < '{to_filter_literal(from_ms(end_ms))}'")
+        last: int | None = None
+        client = self.stream.client
+        while True:
+            parts = [*span, *([f"{key} > {last}"] if last is not None else [])]
+            condition = self.stream._with_stream_filter(" AND ".join(parts))
+            page = client.execute_bill_query(
+                self.form_id, [key, m], condition, f"{key} ASC", 0, MAX_PAGE_SIZE
+            )
+            self.requests += 1
+            if not page:
+                return
+            for raw_id, raw_ms in page:
+                yield int(raw_id), self._ms(raw_ms, raw_id)
+            last = int(page[-1][0])
+
+    def buckets(self, start_ms: int | None, end_ms: int | None, width_ms: int) -> dict[int, Digest]:
+        """Digests folded from :meth:`rows` (Kingdee cannot aggregate server-side)."""
+        return bucket_digests(((str(i), ms) for i, ms in self.rows(start_ms, end_ms)), width_ms)
+
+    def lookup(self, ids: Sequence[Any]) -> dict[int, int]:
+        """``{id: ms}`` of those ``ids`` the form still holds (outside start_date too: it exists)."""
+        key = self.id_key
+        out: dict[int, int] = {}
+        wanted = sorted({int(i) for i in ids})
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i : i + _IN_CHUNK]
+            page = self.stream.client.execute_bill_query(
+                self.form_id,
+                [key, REPLICATION_KEY],
+                f"{key} IN ({','.join(str(v) for v in chunk)})",
+                f"{key} ASC",
+                0,
+                MAX_PAGE_SIZE,
+            )
+            self.requests += 1
+            for raw_id, raw_ms in page:
+                out[int(raw_id)] = self._ms(raw_ms, raw_id)
+        return out
+
+    def records(self, ids: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        """Full records of ``ids`` through the stream's own ``get_records`` (same fields, same order
+        lines folding, same normalisation), restricted with an ``IN`` filter on the id."""
+        stream = self.stream
+        wanted = sorted({int(i) for i in ids})
+        base = stream._with_stream_filter
+        try:
+            for i in range(0, len(wanted), _IN_CHUNK):
+                restrict = f"{self.id_key} IN ({','.join(str(v) for v in wanted[i : i + _IN_CHUNK])})"
+
+                def narrowed(condition: str, restrict: str = restrict) -> str:
+                    # Every page of the stream's keyset read is ANDed with the id filter.
+                    inner = base(condition)
+                    return f"({restrict}) AND ({inner})" if inner else restrict
+
+                # An instance attribute shadows the method for this read only (restored below).
+                stream._with_stream_filter = narrowed  # type: ignore[method-assign]
+                stream.start_cursor_from(None)  # from the beginning (start_date still applies)
+                yield from stream.get_records(None)
+        finally:
+            stream.__dict__.pop("_with_stream_filter", None)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _ms(self, raw: Any, record_id: Any) -> int:
+        iso = _normalize_modify_date(raw, self.form_id, record_id)
+        return to_ms(dt.datetime.fromisoformat(iso))
+
+
+def drift_source(stream: Any) -> KingdeeDriftSource:
+    """The drift interface of a tap-kingdee stream (``pipelines.drift`` looks this function up)."""
+    if not isinstance(stream, KingdeeStream):
+        raise TypeError(f"not a tap-kingdee stream: {type(stream).__name__}")
+    return KingdeeDriftSource(stream)
