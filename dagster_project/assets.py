@@ -188,6 +188,16 @@ def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     return _asset
 
 
+def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
+    selection = dg.AssetSelection.assets(stream_key(spec), object_key(spec.target.object))
+    from dagster_project.drift import CHECK_NAME, supports_drift
+
+    if supports_drift(project, spec):
+        # The drift check reads the whole synced range: it runs on its own schedule, not every sync.
+        selection -= dg.AssetSelection.checks(dg.AssetCheckKey(stream_key(spec), CHECK_NAME))
+    return selection
+
+
 def build_definitions(project: Project | None = None) -> dg.Definitions:
     """All assets, checks, jobs and schedules of a project."""
     project = project or load_project(os.environ.get("TONGBU_PROJECT") or None)
@@ -206,7 +216,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         # (``schedule: null``) is still run on demand from the UI or ``dagster job launch``.
         job = dg.define_asset_job(
             f"sync_{spec.name}",
-            selection=dg.AssetSelection.assets(stream_key(spec), object_key(spec.target.object)),
+            selection=_sync_selection(project, spec),
         )
         jobs.append(job)
         if spec.schedule:
@@ -229,6 +239,13 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     schedules += pushed.schedules
     for obj, keys in pushed.hub_feeds.items():
         feeds[obj].extend(keys)
+    # Drift checks (count and hash per time bucket) on the streams whose connector supports them.
+    from dagster_project.drift import drift_definitions
+
+    drift = drift_definitions(project)
+    checks += drift.asset_checks
+    schedules += drift.schedules
+    jobs += drift.jobs
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(

@@ -334,7 +334,8 @@ def check(
         )
     if repair and (report.drifted or report.quarantined):
         report.repaired = repair_report(cmp, report, deletes=deletes)
-        report.status = "repaired"
+        if report.drifted:
+            report.status = "repaired"
     report.duration_s = time.perf_counter() - started
     return report
 
@@ -378,7 +379,9 @@ def _compare(
         for b in split:
             lo, hi = _clip(b.start_ms, b.start_ms + width, start_ms, end_ms)
             src.update(cmp.source_buckets(lo, hi, nxt))
-        hub = _hub_buckets(cmp.hub, [_clip(b.start_ms, b.start_ms + width, start_ms, end_ms) for b in split], nxt)
+        hub = _hub_buckets(
+            cmp.hub, [_clip(b.start_ms, b.start_ms + width, start_ms, end_ms) for b in split], nxt
+        )
     report.buckets = sorted(leaves, key=lambda b: b.start_ms)
     _classify(cmp, report, start_ms, end_ms)
 

@@ -51,6 +51,15 @@ def _mount_serve() -> None:
 
 _mount_serve()
 
+
+def _mount_drift() -> None:
+    from tongbu.drift_cli import app as drift_app
+
+    app.add_typer(drift_app, name="drift")
+
+
+_mount_drift()
+
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
 ]
