@@ -153,7 +153,7 @@ def test_unchanged_stream_is_one_coarse_pass(tmp_path: Path, hub_engine) -> None
         runner.run("kingdee_customers")
         report = drift.check(runner, "kingdee_customers")
         assert report.status == "in_sync" and report.source_rows == report.hub_rows >= 2990
-        # One page of ids (10,000 per request), only coarse buckets compared: nothing descended.
+        # One page of ids (10,000 per request) and the empty page after it; nothing descended.
         assert report.source_requests == 2
         assert report.buckets_compared <= 32
         # A single back-dated edit makes the check descend to a fine bucket around it.
@@ -178,9 +178,9 @@ def test_hub_digests_are_identical_on_sqlite_and_postgresql(tmp_path: Path, pg_u
             runner = _runner(tmp_path / str(i), sim, engine)
             runner.run("kingdee_customers")
             side = drift.HubSide(engine, runner.tenant, "accounts", "kingdee")
-            digests.append(side.buckets(None, None, drift.DAY))
+            digests.append(side.buckets([(None, None)], drift.DAY))
             src = KingdeeDriftSource(runner.make_tap("kingdee").streams["customers"])
-            assert src.buckets(None, None, drift.DAY) == digests[-1]
+            assert src.buckets([(None, None)], drift.DAY) == digests[-1]
         assert digests[0] == digests[1] and sum(d.count for d in digests[0].values()) == 400
 
 
@@ -276,3 +276,11 @@ def test_dagster_check_fails_on_drift_and_repairs_when_enabled(
     )
     monkeypatch.delenv("TONGBU_DRIFT_REPAIR")
     assert evaluations()["kingdee/customers"].passed
+
+
+def test_merge_ranges_joins_overlapping_and_touching() -> None:
+    from connectors.kit.drift import merge_ranges
+
+    assert merge_ranges([(5, 9), (0, 2), (2, 4), (8, 12), (20, 20)]) == [(0, 4), (5, 12)]
+    assert merge_ranges([(None, 3), (1, 5), (10, None), (12, 14)]) == [(None, 5), (10, None)]
+    assert merge_ranges([]) == []

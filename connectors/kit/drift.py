@@ -72,6 +72,26 @@ def from_ms(ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=int(ms))
 
 
+#: a half-open time range ``[start_ms, end_ms)``; ``None`` is unbounded on that side
+Range = tuple[int | None, int | None]
+
+
+def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
+    """Sorted ranges with overlapping and touching ones joined (fewer, larger queries)."""
+    lo_key = -(1 << 62)
+    items = sorted(
+        ((lo if lo is not None else lo_key), hi) for lo, hi in ranges if lo is None or hi is None or lo < hi
+    )
+    out: list[list[Any]] = []
+    for lo, hi in items:
+        if out and (out[-1][1] is None or lo <= out[-1][1]):
+            if out[-1][1] is not None and (hi is None or hi > out[-1][1]):
+                out[-1][1] = hi
+            continue
+        out.append([lo, hi])
+    return [(None if lo == lo_key else lo, hi) for lo, hi in out]
+
+
 def bucket_digests(rows: Iterable[tuple[str, int]], width_ms: int) -> dict[int, Digest]:
     """Digests keyed by bucket start (``ms - ms % width``) of ``(source_id, modified ms)`` rows."""
     out: dict[int, Digest] = {}
@@ -91,18 +111,21 @@ class DriftSource(Protocol):
     ``id`` values are the stream's primary-key values as the source sends them (the pipeline layer
     turns them into hub ``source_id`` with the pipeline's mapping); ``ms`` is the source's own
     modification time of the record, in epoch milliseconds UTC, read exactly as the incremental
-    sync reads it. Ranges are half-open ``[start_ms, end_ms)``; ``None`` means unbounded.
+    sync reads it. Ranges are half-open ``[start_ms, end_ms)`` (:data:`Range`), sorted and
+    disjoint (:func:`merge_ranges`); ``None`` means unbounded.
     """
 
     #: the property of the record that holds the primary key (the mapping reads the id from it)
     id_key: str
 
-    def rows(self, start_ms: int | None, end_ms: int | None) -> Iterator[tuple[Any, int]]:
-        """``(id, ms)`` of every record modified in the range (cheap: only those two columns)."""
+    def rows(self, ranges: Sequence[Range]) -> Iterator[tuple[Any, int]]:
+        """``(id, ms)`` of every record modified in any of the ``ranges`` (cheap: only those two
+        columns; several ranges in one request where the source allows, as drift descends into many
+        small buckets at once)."""
         ...
 
-    def buckets(self, start_ms: int | None, end_ms: int | None, width_ms: int) -> dict[int, Digest]:
-        """Per-bucket digests of the range, keyed by bucket start; ids as in :meth:`rows`.
+    def buckets(self, ranges: Sequence[Range], width_ms: int) -> dict[int, Digest]:
+        """Per-bucket digests of the ranges, keyed by bucket start; ids as in :meth:`rows`.
 
         A source that can aggregate on its side (a SQL database) answers this without sending the
         rows; one that cannot (a REST API) folds :meth:`rows` with :func:`bucket_digests`.
@@ -126,8 +149,10 @@ __all__ = [
     "Digest",
     "DriftNotSupported",
     "DriftSource",
+    "Range",
     "bucket_digests",
     "from_ms",
+    "merge_ranges",
     "row_digest",
     "to_ms",
 ]
