@@ -64,6 +64,8 @@ LEAF_ROWS = 256
 DELETE_POLICIES = ("report", "soft-delete")
 _BATCH = 500
 _RANGES_PER_QUERY = 200  # time ranges ORed into one hub query
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1)
+_ONE_MS = dt.timedelta(milliseconds=1)
 
 
 @dataclass
@@ -208,9 +210,14 @@ class HubSide:
         with self.engine.connect() as conn:
             for i in range(0, len(merged), _RANGES_PER_QUERY):
                 q = select(t.c.source_id, col).where(*self._where(merged[i : i + _RANGES_PER_QUERY]))
+                parse, epoch, one = dt.datetime.fromisoformat, _EPOCH_NAIVE, _ONE_MS
                 for sid, modified in conn.execution_options(yield_per=10_000).execute(q):
                     if isinstance(modified, str):
-                        modified = dt.datetime.fromisoformat(modified)
+                        moment = parse(modified)
+                        if moment.tzinfo is None:  # what the hub writes: naive UTC
+                            yield sid, (moment - epoch) // one
+                            continue
+                        modified = moment
                     yield sid, to_ms(modified)
 
     def buckets(self, ranges: Sequence[Range], width_ms: int) -> dict[int, Digest]:

@@ -93,14 +93,19 @@ def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
 
 
 def bucket_digests(rows: Iterable[tuple[str, int]], width_ms: int) -> dict[int, Digest]:
-    """Digests keyed by bucket start (``ms - ms % width``) of ``(source_id, modified ms)`` rows."""
+    """Digests keyed by bucket start (``ms - ms % width``) of ``(source_id, modified ms)`` rows.
+
+    :func:`row_digest` and :meth:`Digest.add` inlined: this loop runs once per row on both sides.
+    """
     out: dict[int, Digest] = {}
+    blake, from_bytes, mask = hashlib.blake2b, int.from_bytes, _MASK
     for sid, ms in rows:
         start = ms - ms % width_ms
         d = out.get(start)
         if d is None:
             d = out[start] = Digest()
-        d.add(sid, ms)
+        d.count += 1
+        d.hash = (d.hash + from_bytes(blake(f"{sid}\x1f{ms}".encode(), digest_size=8).digest(), "big")) & mask
     return out
 
 
