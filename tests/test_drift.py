@@ -284,3 +284,22 @@ def test_merge_ranges_joins_overlapping_and_touching() -> None:
     assert merge_ranges([(5, 9), (0, 2), (2, 4), (8, 12), (20, 20)]) == [(0, 4), (5, 12)]
     assert merge_ranges([(None, 3), (1, 5), (10, None), (12, 14)]) == [(None, 5), (10, None)]
     assert merge_ranges([]) == []
+
+
+def test_kingdee_time_parsing_matches_the_stream_normalisation() -> None:
+    from connectors.kingdee.tap import _normalize_modify_date
+
+    src = KingdeeDriftSource.__new__(KingdeeDriftSource)
+    src.form_id = "BD_Customer"
+    for raw in (
+        "2024-05-02T10:11:12.34",
+        "2024-05-02T10:11:12.3",
+        "2024-05-02T10:11:12",
+        "2024-05-02 10:11:12.345",
+        "2024-05-02T10:11:12.1234567",
+        None,
+    ):
+        expected = to_ms(dt.datetime.fromisoformat(_normalize_modify_date(raw, "BD_Customer", 1)))
+        assert src._ms(raw, 1) == expected, raw
+    with pytest.raises(Exception, match="not a timestamp"):
+        src._ms("2024-13-02T10:11:12", 1)

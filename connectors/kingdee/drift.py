@@ -15,13 +15,15 @@ records the sync never reads are not drift.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from connectors.kingdee.client import MAX_PAGE_SIZE, normalize_iso, to_filter_literal
+from connectors.kingdee.client import MAX_PAGE_SIZE, KingdeeError, normalize_iso, to_filter_literal
 from connectors.kingdee.tap import REPLICATION_KEY, KingdeeStream, _normalize_modify_date
 from connectors.kit.drift import Digest, Range, bucket_digests, from_ms, merge_ranges, to_ms
 
+log = logging.getLogger("tongbu.drift")
 _IN_CHUNK = 500  # ids per ``IN (...)`` FilterString; keeps each request small
 _EPOCH_LOCAL = dt.datetime(1970, 1, 1, 8)  # the Unix epoch in Kingdee's +08:00 server time
 _ONE_MS = dt.timedelta(milliseconds=1)
@@ -39,6 +41,8 @@ class KingdeeDriftSource:
         self._floor_ms = to_ms(dt.datetime.fromisoformat(normalize_iso(str(start)))) if start else None
         #: requests made (for benchmarks and reports)
         self.requests = 0
+        #: records left out because their FModifyDate is not a timestamp
+        self.skipped = 0
 
     # -- DriftSource ---------------------------------------------------------------------------------
     def rows(self, ranges: Sequence[Range]) -> Iterator[tuple[int, int]]:
@@ -80,9 +84,16 @@ class KingdeeDriftSource:
             self.requests += 1
             if not page:
                 return
-            ms = self._ms
             for raw_id, raw_ms in page:
-                yield int(raw_id), ms(raw_ms, raw_id)
+                try:
+                    ms = self._ms(raw_ms, raw_id)
+                except KingdeeError as exc:
+                    # The sync cannot map this record either (it is quarantined, not in the hub):
+                    # leave it out rather than fail the whole check.
+                    self.skipped += 1
+                    log.warning("drift: %s", exc.message)
+                    continue
+                yield int(raw_id), ms
             last = int(page[-1][0])
 
     def buckets(self, ranges: Sequence[Range], width_ms: int) -> dict[int, Digest]:
@@ -106,7 +117,10 @@ class KingdeeDriftSource:
             )
             self.requests += 1
             for raw_id, raw_ms in page:
-                out[int(raw_id)] = self._ms(raw_ms, raw_id)
+                try:
+                    out[int(raw_id)] = self._ms(raw_ms, raw_id)
+                except KingdeeError:
+                    out[int(raw_id)] = -1  # it exists; its time is unreadable (never equal to the hub's)
         return out
 
     def records(self, ids: Sequence[Any]) -> Iterator[dict[str, Any]]:
@@ -135,13 +149,25 @@ class KingdeeDriftSource:
     def _ms(self, raw: Any, record_id: Any) -> int:
         # The stream's own normalisation (validates, truncates to ms), then naive arithmetic: the
         # fixed +08:00 offset is subtracted instead of building aware datetimes (hot per row).
-        if isinstance(raw, str) and len(raw) == 23 and raw[10] == "T" and raw[19] == ".":
-            try:  # the common exact-millisecond form, parsed in C
+        if (
+            isinstance(raw, str)
+            and 19 <= len(raw) <= 27
+            and raw[10] in "T "
+            and (len(raw) == 19 or (raw[19] == "." and raw[20:].isdigit()))
+        ):
+            # Kingdee's usual naive form (fraction trimmed of zeros), parsed in C; the floor division
+            # truncates to the millisecond exactly as the stream's normalisation does.
+            try:
                 return (dt.datetime.fromisoformat(raw) - _EPOCH_LOCAL) // _ONE_MS
             except ValueError:
                 pass  # the stream's normalisation below names the bad value
         iso = _normalize_modify_date(raw, self.form_id, record_id)
-        return (dt.datetime.fromisoformat(iso[:23]) - _EPOCH_LOCAL) // _ONE_MS
+        try:
+            return (dt.datetime.fromisoformat(iso[:23]) - _EPOCH_LOCAL) // _ONE_MS
+        except ValueError:  # shaped like a timestamp, but no date (month 13): the mapping rejects it too
+            raise KingdeeError(
+                f"{self.form_id} {record_id}: FModifyDate {raw!r} is not a timestamp"
+            ) from None
 
 
 def drift_source(stream: Any) -> KingdeeDriftSource:
