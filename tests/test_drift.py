@@ -124,6 +124,15 @@ def test_hard_deletes_are_reported_then_soft_deleted_by_policy(
     assert all(hub[s]["deleted_at"] is not None for s in gone)
     assert drift.check(runner, "kingdee_customers").status == "in_sync"
 
+    # A hub row soft-deleted although the source still holds it is missing, and the repair revives it.
+    alive = sorted(set(hub) - gone)[:3]
+    with runner.engine.begin() as conn:
+        runner.hub.mark_deleted(conn, "accounts", alive, source_system="kingdee")
+    report = drift.check(runner, "kingdee_customers", repair=True)
+    assert report.missing == alive and report.repaired["undeleted"] == 3
+    assert all(_hub(runner, "accounts")[s]["deleted_at"] is None for s in alive)
+    assert drift.check(runner, "kingdee_customers").status == "in_sync"
+
 
 def test_backdated_order_edits_repair_their_lines(tmp_path: Path, sim: KingdeeSimulator, hub_engine) -> None:
     runner = _runner(tmp_path, sim, hub_engine)
