@@ -249,6 +249,16 @@ class HubSide:
                     out[sid] = (None if modified is None else to_ms(modified), deleted is not None)
         return out
 
+    def invalidate(self, conn: Connection, source_ids: Sequence[str]) -> None:
+        """Blank the row hash of rows about to be re-read, so that the upsert rewrites them even when
+        the hub row was changed outside the sync and its hash no longer describes its content."""
+        t = self.table
+        ids = list(source_ids)
+        for i in range(0, len(ids), _BATCH):
+            conn.execute(
+                update(t).where(self._key, t.c.source_id.in_(ids[i : i + _BATCH])).values(row_hash="")
+            )
+
     def undelete(self, conn: Connection, source_ids: Sequence[str]) -> int:
         """Clear ``deleted_at`` of rows the source holds again (an unchanged row's upsert is a no-op
         and would leave it deleted)."""
@@ -499,6 +509,7 @@ def repair_report(cmp: _Comparison, report: DriftReport, *, deletes: str = "repo
             with runner.engine.begin() as conn:
                 if rows:
                     batch = hub.prepare(mapping.target_object, rows, source_system=spec.source.connection)
+                    cmp.hub.invalidate(conn, batch.source_ids)
                     res = hub.write(conn, batch)
                     done["written"] += res.written
                     ids = batch.source_ids

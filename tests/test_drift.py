@@ -129,7 +129,7 @@ def test_hard_deletes_are_reported_then_soft_deleted_by_policy(
     with runner.engine.begin() as conn:
         runner.hub.mark_deleted(conn, "accounts", alive, source_system="kingdee")
     report = drift.check(runner, "kingdee_customers", repair=True)
-    assert report.missing == alive and report.repaired["undeleted"] == 3
+    assert report.missing == alive and report.repaired["reread"] == 3
     assert all(_hub(runner, "accounts")[s]["deleted_at"] is None for s in alive)
     assert drift.check(runner, "kingdee_customers").status == "in_sync"
 
@@ -312,3 +312,22 @@ def test_kingdee_time_parsing_matches_the_stream_normalisation() -> None:
         assert src._ms(raw, 1) == expected, raw
     with pytest.raises(Exception, match="not a timestamp"):
         src._ms("2024-13-02T10:11:12", 1)
+
+
+def test_an_edit_that_stays_in_its_bucket_is_found_by_the_hash(
+    tmp_path: Path, sim: KingdeeSimulator, hub_engine
+) -> None:
+    from sqlalchemy import update
+
+    runner = _runner(tmp_path, sim, hub_engine)
+    runner.run("kingdee_customers")
+    hub = _hub(runner, "accounts")
+    # The hub holds a version 1 ms older than the source's: same bucket at every width, same count.
+    sid = sorted(hub)[7]
+    t = hub_table("accounts")
+    older = hub[sid]["source_modified_at"] - dt.timedelta(milliseconds=1)
+    with runner.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.source_id == sid).values(source_modified_at=older))
+    report = drift.check(runner, "kingdee_customers", repair=True)
+    assert report.stale == [sid] and [b.width_ms for b in report.buckets] == [drift.WIDTHS[0]]
+    assert drift.check(runner, "kingdee_customers").status == "in_sync"
