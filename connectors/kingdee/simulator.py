@@ -31,8 +31,8 @@ Fault switches (``--faults``; rates are probabilities per request, drawn from a 
   non-numeric amount, invalid credit code or missing name); ``truth()`` names the defect.
 
 A control API (``/_sim/...``) and the matching Python methods (:meth:`KingdeeSimulator.modify`,
-``insert``, ``counts``, ``truth``, ``stats``, ``set_faults``, ``expire_sessions``) let tests and the
-demo change data and read the ground truth.
+``insert``, ``delete`` (hard delete, ``POST /_sim/delete``), ``counts``, ``truth``, ``stats``,
+``set_faults``, ``expire_sessions``) let tests and the demo change data and read the ground truth.
 """
 
 from __future__ import annotations
