@@ -331,3 +331,28 @@ def test_an_edit_that_stays_in_its_bucket_is_found_by_the_hash(
     report = drift.check(runner, "kingdee_customers", repair=True)
     assert report.stale == [sid] and [b.width_ms for b in report.buckets] == [drift.WIDTHS[0]]
     assert drift.check(runner, "kingdee_customers").status == "in_sync"
+
+
+def test_a_record_leaving_the_filtered_stream_counts_as_gone(tmp_path: Path, sim: KingdeeSimulator) -> None:
+    from tongbu.db import get_engine
+
+    runner = _runner(tmp_path, sim, get_engine())
+    runner.run("kingdee_customers")
+    # A hub row no Kingdee id can name (another system's id under this source system) is "deleted".
+    t = hub_table("accounts")
+    row = dict(next(iter(_hub(runner, "accounts").values())))
+    with runner.engine.begin() as conn:
+        conn.execute(
+            t.insert().values(
+                **{k: v for k, v in row.items() if k not in ("id", "created_at", "updated_at", "source_id")},
+                source_id="X-1; DROP",
+            )
+        )
+    assert drift.check(runner, "kingdee_customers").deleted == ["X-1; DROP"]
+    # With a stream filter that now excludes some records, they have left the stream: gone, not stale.
+    project = yaml.safe_load((tmp_path / "tongbu.yaml").read_text(encoding="utf-8"))
+    project["connections"]["kingdee"]["config"]["filters"] = {"customers": "FCUSTID <> 100003"}
+    (tmp_path / "tongbu.yaml").write_text(yaml.safe_dump(project, allow_unicode=True), encoding="utf-8")
+    filtered = Runner(load_project(tmp_path / "tongbu.yaml"), get_engine())
+    report = drift.check(filtered, "kingdee_customers")
+    assert sorted(report.deleted) == ["100003", "X-1; DROP"] and not report.stale and not report.missing

@@ -101,16 +101,19 @@ class KingdeeDriftSource:
         return bucket_digests(((str(i), ms) for i, ms in self.rows(ranges)), width_ms)
 
     def lookup(self, ids: Sequence[Any]) -> dict[int, int]:
-        """``{id: ms}`` of those ``ids`` the form still holds (outside start_date too: it exists)."""
+        """``{id: ms}`` of those ``ids`` the stream still holds: the stream's ``filters`` and
+        ``start_date`` apply, so a record that left the stream counts as gone from it."""
         key = self.id_key
         out: dict[int, int] = {}
-        wanted = sorted({int(i) for i in ids})
+        wanted = sorted({v for v in (_as_int(i) for i in ids) if v is not None})  # others cannot exist
+        floor = "" if self._floor_ms is None else self._span(self._floor_ms, None)
         for i in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[i : i + _IN_CHUNK]
+            condition = f"{key} IN ({','.join(str(v) for v in chunk)})" + (f" AND {floor}" if floor else "")
             page = self.stream.client.execute_bill_query(
                 self.form_id,
                 [key, REPLICATION_KEY],
-                f"{key} IN ({','.join(str(v) for v in chunk)})",
+                self.stream._with_stream_filter(condition),
                 f"{key} ASC",
                 0,
                 MAX_PAGE_SIZE,
@@ -127,7 +130,7 @@ class KingdeeDriftSource:
         """Full records of ``ids`` through the stream's own ``get_records`` (same fields, same order
         lines folding, same normalisation), restricted with an ``IN`` filter on the id."""
         stream = self.stream
-        wanted = sorted({int(i) for i in ids})
+        wanted = sorted({v for v in (_as_int(i) for i in ids) if v is not None})
         base = stream._with_stream_filter
         try:
             for i in range(0, len(wanted), _IN_CHUNK):
@@ -168,6 +171,15 @@ class KingdeeDriftSource:
             raise KingdeeError(
                 f"{self.form_id} {record_id}: FModifyDate {raw!r} is not a timestamp"
             ) from None
+
+
+def _as_int(value: Any) -> int | None:
+    # Kingdee ids are integers; a hub source_id that is not one cannot name a Kingdee record (and
+    # must never be interpolated into a FilterString).
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
 
 
 def drift_source(stream: Any) -> KingdeeDriftSource:
