@@ -286,11 +286,14 @@ class _Comparison:
         connector_name = runner.project.connection(spec.source.connection).connector
         self.source = drift_source_for(self.stream, connector_name)
         self.hub = HubSide(runner.engine, runner.tenant, self.mapping.target_object, spec.source.connection)
-        self.raw_of: dict[str, Any] = {}  # hub source_id -> source id, for what was seen
+        # hub source_id -> source id, for ids the mapping transforms (else the text is the id)
+        self.raw_of: dict[str, Any] = {}
         self._identity = _identity_id(self.mapping, self.source.id_key)
 
     def sid_of(self, raw_id: Any) -> str:
-        sid = str(raw_id) if self._identity else str(self.mapping.source_id_of({self.source.id_key: raw_id}))
+        if self._identity:
+            return str(raw_id)  # the source id is the hub id's text: nothing to remember
+        sid = str(self.mapping.source_id_of({self.source.id_key: raw_id}))
         self.raw_of[sid] = raw_id
         return sid
 
