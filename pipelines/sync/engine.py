@@ -44,6 +44,7 @@ from pipelines.sync.merge import (
     SpokeView,
     apply_write,
     merge,
+    same,
 )
 from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
@@ -252,26 +253,40 @@ class SyncEngine:
                 latest[record.external_id] = record
             linked = self._links_by_external(system, list(latest))
             for ext, record in latest.items():
-                hub_id = linked.get(ext)
-                if hub_id is None:
+                link = linked.get(ext)
+                if link is None:
                     hub_id = self._identify(system, record, report, dry_run)
-                if hub_id is not None:
-                    entities.setdefault(hub_id, {})[system] = record
+                    if hub_id is not None:
+                        entities.setdefault(hub_id, {})[system] = record
+                    continue
+                hub_id, snapshot, state = link
+                if state == "linked" and not record.deleted and _agrees(record.values, snapshot):
+                    # Our own write coming back, or a record touched without a change: nothing to
+                    # merge. Checked here in bulk so a reconciliation of unchanged records stays cheap.
+                    report.direction(system).unchanged += 1
+                    continue
+                entities.setdefault(hub_id, {})[system] = record
         return entities
 
-    def _links_by_external(self, system: str, external_ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _links_by_external(
+        self, system: str, external_ids: list[str]
+    ) -> dict[str, tuple[int, dict[str, Any], str]]:
+        found: dict[str, tuple[int, dict[str, Any], str]] = {}
+        t = _LINKS
+        cols = (t.c.external_id, t.c.hub_id, t.c.snapshot, t.c.state)
+        base = select(*cols).where(
+            t.c.tenant_id == self.tenant, t.c.object == self.pair.object, t.c.system == system
+        )
         with self.engine.connect() as conn:
+            if len(external_ids) > 5000:  # a reconciliation: one pass over the system's links
+                wanted = set(external_ids)
+                rows: Iterable[Any] = (r for r in conn.execute(base) if r.external_id in wanted)
+                for row in rows:
+                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
+                return found
             for chunk in _chunks(external_ids, 500):
-                for row in conn.execute(
-                    select(_LINKS.c.external_id, _LINKS.c.hub_id).where(
-                        _LINKS.c.tenant_id == self.tenant,
-                        _LINKS.c.object == self.pair.object,
-                        _LINKS.c.system == system,
-                        _LINKS.c.external_id.in_(chunk),
-                    )
-                ):
-                    found[row.external_id] = row.hub_id
+                for row in conn.execute(base.where(t.c.external_id.in_(chunk))):
+                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
         return found
 
     def _identify(self, system: str, record: SpokeRecord, report: SyncReport, dry_run: bool) -> int | None:
@@ -757,6 +772,96 @@ class SyncEngine:
             report.conflicts_opened += 1
             report.direction(conflict.system).conflicted += 1
 
+    # -- the review queue -----------------------------------------------------------------------------------
+    def conflicts(self, status: str = "open") -> list[dict[str, Any]]:
+        """Conflicts of this pair (``open``, ``resolved`` or ``all``), oldest first."""
+        q = select(_CONFLICTS).where(
+            _CONFLICTS.c.tenant_id == self.tenant, _CONFLICTS.c.pair == self.pair.name
+        )
+        if status != "all":
+            q = q.where(_CONFLICTS.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(_CONFLICTS.c.id)).mappings()]
+
+    def resolve(self, conflict_id: int, choice: str, *, by: str, value: Any = None) -> Any:
+        """Decide a field conflict: keep the ``hub``'s value, take the ``system``'s, or set ``value``.
+
+        The hub takes the decision (recorded in the CRM's history and the audit log); the conflicting
+        system's base becomes the value it holds, so the next cycle writes only where the decision
+        differs from what a system has. Returns the decided value.
+        """
+        if choice not in ("hub", "system", "value"):
+            raise ValueError(f"choice must be 'hub', 'system' or 'value', not {choice!r}")
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(
+                    select(_CONFLICTS).where(
+                        _CONFLICTS.c.id == conflict_id,
+                        _CONFLICTS.c.tenant_id == self.tenant,
+                        _CONFLICTS.c.pair == self.pair.name,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise LookupError(f"no conflict {conflict_id} in sync pair {self.pair.name!r}")
+            if row["status"] != "open":
+                raise ValueError(f"conflict {conflict_id} was already resolved by {row['resolved_by']}")
+            if row["kind"] != "field":
+                raise ValueError(
+                    f"conflict {conflict_id} is an identity review: link or create the record instead"
+                )
+            name = row["field"]
+            decided = {"hub": row["hub_value"], "system": row["system_value"], "value": canon(value)}[choice]
+            hub_id = row["hub_id"]
+            self.api.update(
+                self.pair.object,
+                hub_id,
+                {name: self._decode(name, decided)},
+                author=by,
+                origin=CRM_ORIGIN,
+                conn=conn,
+            )
+            link_q = select(_LINKS).where(
+                _LINKS.c.tenant_id == self.tenant,
+                _LINKS.c.object == self.pair.object,
+                _LINKS.c.hub_id == hub_id,
+                _LINKS.c.system == row["system"],
+            )
+            link = conn.execute(link_q).mappings().first()
+            if link is not None:
+                base = {**(link["snapshot"] or {}), name: row["system_value"]}
+                conn.execute(
+                    update(_LINKS)
+                    .where(_LINKS.c.id == link["id"])
+                    .values(snapshot=base, snapshot_hash=canonical_hash(base))
+                )
+            conn.execute(
+                update(_CONFLICTS)
+                .where(_CONFLICTS.c.id == conflict_id)
+                .values(
+                    status="resolved",
+                    open_key=None,
+                    resolution={"choice": choice, "value": decided},
+                    resolved_by=by,
+                    resolved_at=dt.datetime.now(dt.UTC),
+                )
+            )
+            self._audit(
+                conn,
+                hub_id,
+                MergeEvent(
+                    "conflict_resolved",
+                    name,
+                    CRM_ORIGIN,
+                    f"{choice} chosen by {by}",
+                    row["hub_value"],
+                    decided,
+                ),
+            )
+        return decided
+
     # -- storage helpers -------------------------------------------------------------------------------------
     def _put_link(
         self,
@@ -934,6 +1039,11 @@ def verify_audit(engine: Engine, pair: str, tenant: str = DEFAULT_TENANT) -> int
                 return int(row["id"])
             prev = row["hash"]
     return None
+
+
+def _agrees(values: Mapping[str, Any], snapshot: Mapping[str, Any]) -> bool:
+    """True when every value read equals the base (a value the base lacks counts as a change)."""
+    return all(k in snapshot and same(v, snapshot[k]) for k, v in values.items())
 
 
 def _is_stale(record: SpokeRecord, link: Mapping[str, Any]) -> bool:

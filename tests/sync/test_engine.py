@@ -122,6 +122,32 @@ def test_same_field_edited_on_both_sides_goes_to_review_and_is_resolved(world) -
     assert erp.records[ext].values["phone"] == "erp-phone"  # no silent overwrite either way
     assert api.get("accounts", hub_id)["phone"] == "crm-phone"
     assert engine.run().conflicts_opened == 0  # seen again: still the one open conflict
+    assert erp.records[ext].values["phone"] == "erp-phone"
+
+    [open_conflict] = engine.conflicts()
+    assert engine.resolve(open_conflict["id"], "system", by="carol") == "erp-phone"
+    report = engine.run()
+    assert api.get("accounts", hub_id)["phone"] == "erp-phone"
+    assert report.direction("erp").updated == 0  # the ERP already holds the decided value
+    assert engine.conflicts() == [] and engine.conflicts("resolved")[0]["resolved_by"] == "carol"
+    with pytest.raises(ValueError, match="already resolved by carol"):
+        engine.resolve(open_conflict["id"], "hub", by="dave")
+
+
+def test_a_conflict_resolved_with_a_typed_value_reaches_both_sides(world) -> None:
+    hub_engine, api, erp, engine = world
+    hub_id = api.create("accounts", {"name": "甲", "credit_code": uscc(1), "phone": "1"}, author="a")
+    engine.run()
+    ext = _links(hub_engine)[hub_id]
+    api.update("accounts", hub_id, {"phone": "crm"}, author="alice")
+    erp.user_edit(ext, phone="erp")
+    engine.run()
+    [c] = engine.conflicts()
+    engine.resolve(c["id"], "value", by="carol", value="021-12345678")
+    engine.run()
+    assert api.get("accounts", hub_id)["phone"] == "021-12345678"
+    assert erp.records[ext].values["phone"] == "021-12345678"
+    assert engine.run().direction("erp").updated == 0
 
 
 def test_an_erp_owned_field_edited_in_the_crm_is_reverted_with_an_audit_entry(world) -> None:
