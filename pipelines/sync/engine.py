@@ -48,7 +48,7 @@ from pipelines.sync.merge import (
 )
 from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
-from pipelines.sync.spoke import Spoke, SpokeError, SpokeRecord
+from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
 from tongbu.canon import canon, canon_record, canonical_hash
 from tongbu.config import DEFAULT_TENANT
 

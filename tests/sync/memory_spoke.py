@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.sync.spoke import SpokeRecord, TransientSpokeError
+from connectors.kit.spoke import SpokeRecord, TransientSpokeError
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

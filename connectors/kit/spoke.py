@@ -1,5 +1,7 @@
 """What a system must offer to take part in a two-way sync (a *spoke* of the hub).
 
+Connectors implement it (``connectors/<system>/spoke.py``); the engine in ``pipelines/sync`` drives it.
+
 A spoke speaks hub field names in canonical form (``tongbu.canon``): translating to and from the
 system's own fields, and sending only what it is given (Kingdee's ``NeedUpDateFields``), is the
 connector's job. Every method may raise :class:`SpokeError` subclasses; the engine retries transient
