@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Date, DateTime, Engine, Integer, Numeric, and
 from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
 from connectors.crm.models import RecordLink
 from connectors.crm.store import hub_table
+from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
 from pipelines.state import PipelineLock, StateStore
 from pipelines.sync.merge import (
     Conflict,
@@ -48,7 +49,6 @@ from pipelines.sync.merge import (
 )
 from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
-from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
 from tongbu.canon import canon, canon_record, canonical_hash
 from tongbu.config import DEFAULT_TENANT
 
