@@ -83,6 +83,9 @@ class Account(HubRecord, Base):
     status: Mapped[str | None] = mapped_column(String(32))
     account_type: Mapped[str | None] = mapped_column(String(32))
     currency: Mapped[str | None] = mapped_column(String(8))
+    # Owned by the ERP in two-way syncs (信用额度, 应收余额): the CRM shows them, the ERP decides them.
+    credit_limit: Mapped[Decimal | None] = mapped_column(Money)
+    receivable_balance: Mapped[Decimal | None] = mapped_column(Money)
 
 
 class Contact(HubRecord, Base):
@@ -247,11 +250,41 @@ class RecordLink(Base):
     snapshot_hash: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
     synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # linked | creating (a create was sent and its answer not yet stored: look it up before retrying)
+    # | deleted (the delete or void was applied there).
+    state: Mapped[str] = mapped_column(String(16), default="linked", server_default="linked", nullable=False)
+    #: The idempotency key of a create in flight (also sent to the system where it can carry one).
+    intent_key: Mapped[str | None] = mapped_column(String(64))
+    #: The system's own modification time of the record as last read: an older read is stale.
+    source_modified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "object", "system", "external_id"),
+        # One link per entity and system: two concurrent creates cannot both link.
+        UniqueConstraint("tenant_id", "object", "system", "hub_id"),
         Index("ix_record_links_hub", "tenant_id", "object", "hub_id"),
     )
+
+
+class HubChange(Base):
+    """The CRM's own history: every edit made through its API, with the author and the origin.
+
+    The two-way engine reads it to know who changed a field and when; an edit made directly in the
+    database by another application leaves no entry and is still found (its row hash moves) and
+    attributed to "direct database edit".
+    """
+
+    __tablename__ = "hub_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT, nullable=False)
+    object: Mapped[str] = mapped_column(String(32), nullable=False)
+    hub_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    op: Mapped[str] = mapped_column(String(8), nullable=False)  # create | update | delete
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    author: Mapped[str] = mapped_column(String(128), nullable=False)
+    origin: Mapped[str] = mapped_column(String(32), nullable=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = (Index("ix_hub_changes_entity", "tenant_id", "object", "hub_id", "id"),)
 
 
 #: Hub object name -> model class. Mapping files target these names.
