@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tongbu.db import dispose_engines
 from tongbu.vault.cli import app
-from tongbu.vault.store import secret_t
+from tongbu.vault.tables import secret_t
 from tongbu.vault.testing import scan_files
 
 VALUE = "cli-canary-value-8f3a2b"

@@ -30,8 +30,10 @@ from tongbu.vault import (
     rotation_status,
 )
 from tongbu.vault.crypto import AuthenticationFailed, open_sealed
+from tongbu.vault.keyring import wrap_aad as _wrap_aad
+from tongbu.vault.keyring import wrap_key_for as _wrap_key
 from tongbu.vault.keys import RawKeySource
-from tongbu.vault.store import _wrap_aad, _wrap_key, datakey_t, master_t, secret_t, state_t
+from tongbu.vault.tables import datakey_t, master_t, secret_t, state_t
 from tongbu.vault.testing import key_text, new_key_source, postgres_schema, require_postgres_url
 
 REPO = Path(__file__).resolve().parents[1]

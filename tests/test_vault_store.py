@@ -31,7 +31,7 @@ from tongbu.vault import (
     write_key_file,
 )
 from tongbu.vault.crypto import AuthenticationFailed, aad, open_sealed, parse_header, seal
-from tongbu.vault.store import audit_t, secret_t, state_t
+from tongbu.vault.tables import audit_t, secret_t, state_t
 from tongbu.vault.testing import (
     canary,
     new_key_source,
@@ -305,7 +305,7 @@ def test_reseal_recovers_after_operator_fix(planted: Vault) -> None:
 
 
 def test_tampered_key_wrapping_detected(planted: Vault) -> None:
-    from tongbu.vault.store import datakey_t
+    from tongbu.vault.tables import datakey_t
 
     with planted.engine.begin() as conn:
         wrapped = conn.execute(select(datakey_t.c.wrapped_key)).scalar_one()

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from tongbu.db import dispose_engines
 from tongbu.vault import ConcurrentUpdateError, ReauthRequiredError, Secret, TokenCache, TokenGrant, Vault
-from tongbu.vault.store import audit_t, token_t
+from tongbu.vault.tables import audit_t, token_t
 from tongbu.vault.testing import key_text, new_key_source, postgres_schema, require_postgres_url, scan_files
 
 REPO = Path(__file__).resolve().parents[1]
