@@ -10,12 +10,13 @@ rescan hashes the same and costs nothing.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table, exists, inspect, literal
 
 from connectors.crm.store import HubStore, UpsertResult
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
@@ -155,11 +156,43 @@ class WeComHubWriter:
             res.quarantined = len(mapped.quarantined)
         return res
 
-    def delete(self, conn: Connection, external_userids: Sequence[str]) -> WriteResult:
-        """Soft-delete contacts that no longer exist in WeCom (no follow user left)."""
+    def delete(
+        self,
+        conn: Connection,
+        external_userids: Sequence[str],
+        *,
+        unchanged_since: dt.datetime | None = None,
+        no_events_since: float | None = None,
+    ) -> WriteResult:
+        """Soft-delete contacts that no longer exist in WeCom (no follow user left).
+
+        The rescan chooses its candidates on one connection and deletes them later; whatever the event
+        path (``tongbu serve``) does in between must win. So the checks are part of the UPDATE itself,
+        evaluated row by row under the row lock: ``unchanged_since`` (hub clock) keeps rows written at
+        or after it, ``no_events_since`` (epoch seconds) keeps contacts the event path applied at or
+        after it, even when that callback changed nothing in the row.
+        """
         res = WriteResult()
+
+        def only_if(table: Table) -> list[Any]:
+            conditions: list[Any] = []
+            if unchanged_since is not None:
+                conditions.append(table.c.updated_at < unchanged_since)
+            if no_events_since is not None and inspect(conn).has_table("event_inbox"):
+                from tongbu.serve import event_inbox  # the inbox lives with the generic event path
+
+                conditions.append(
+                    ~exists().where(
+                        event_inbox.c.tenant_id == self.tenant,
+                        event_inbox.c.source == self.source_system,
+                        event_inbox.c.record_key == literal(CONTACT_PREFIX) + table.c.source_id,
+                        event_inbox.c.applied_at >= no_events_since,
+                    )
+                )
+            return conditions
+
         res.deleted = self.hub.mark_deleted(
-            conn, "contacts", list(external_userids), source_system=self.source_system
+            conn, "contacts", list(external_userids), source_system=self.source_system, only_if=only_if
         )
         return res
 
