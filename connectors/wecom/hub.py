@@ -9,7 +9,6 @@ rescan hashes the same and costs nothing.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
 ACCOUNTS_MAPPING = "wecom_contact_companies_to_accounts"
 ACTIVITIES_MAPPING = "wecom_follow_relations_to_activities"
 STREAM = "external_contacts"
+# The quarantine stream of a contact's follow relations (each one an activity).
+RELATIONS_STREAM = "follow_relations"
 CONTACT_PREFIX = "contact:"
 
 
@@ -101,40 +102,49 @@ class WeComHubWriter:
         out = MappedContacts()
         accounts: dict[str, dict[str, Any]] = {}
         for rec in records:
-            out.seen.append(str(rec.get("external_userid")))
+            ext = str(rec.get("external_userid"))
+            out.seen.append(ext)
             try:
                 out.contacts.append(self.contacts_mapping.apply(rec))
             except MappingError as exc:
-                out.quarantined.append(
-                    {
-                        "pipeline": self.pipeline,
-                        "connection": self.source_system,
-                        "stream": STREAM,
-                        "source_id": str(rec.get("external_userid")),
-                        "stage": "mapping",
-                        "reason": str(exc),
-                        "payload": rec,
-                        "run_id": run_id,
-                    }
-                )
+                out.quarantined.append(self._quarantined(STREAM, ext, exc, rec, run_id))
                 continue
             for follow in rec.get("follow_user") or ():
                 # Each relation's start is an activity (who added the customer, when, how). The contact
-                # is fine even if a relation does not map (no user id): it is just not an activity.
-                with contextlib.suppress(MappingError):
-                    out.activities.append(
-                        self.activities_mapping.apply(
-                            {**follow, "external_userid": rec.get("external_userid")}
-                        )
+                # lands even if a relation does not map; the relation is quarantined with the reason.
+                relation = {**follow, "external_userid": rec.get("external_userid")}
+                try:
+                    out.activities.append(self.activities_mapping.apply(relation))
+                except MappingError as exc:
+                    relation_id = f"{ext}:{follow.get('userid') if isinstance(follow, dict) else ''}"
+                    out.quarantined.append(
+                        self._quarantined(RELATIONS_STREAM, relation_id, exc, relation, run_id)
                     )
             if rec.get("corp_full_name"):
                 try:
                     row = self.accounts_mapping.apply(rec)
                 except MappingError:
-                    continue  # the contact is fine; a company that does not map is simply not linked
+                    # Only a blank (whitespace) company name fails this mapping: that is "no company",
+                    # not a bad record, so the contact simply lands unlinked.
+                    continue
                 accounts.setdefault(row["source_id"], row)  # several contacts, one company row
         out.accounts = list(accounts.values())
         return out
+
+    def _quarantined(
+        self, stream: str, source_id: str, exc: MappingError, payload: Any, run_id: int | None
+    ) -> dict[str, Any]:
+        """A quarantine entry for a record one of the mappings rejected (``stage`` = mapping)."""
+        return {
+            "pipeline": self.pipeline,
+            "connection": self.source_system,
+            "stream": stream,
+            "source_id": source_id,
+            "stage": "mapping",
+            "reason": str(exc),
+            "payload": payload,
+            "run_id": run_id,
+        }
 
     def write(self, conn: Connection, mapped: MappedContacts) -> WriteResult:
         """Upsert mapped rows and store quarantined ones, in the caller's transaction."""
