@@ -11,7 +11,6 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,14 +136,7 @@ def test_check_message_accepts_what_the_spec_allows() -> None:
     assert check_message({"type": "ACTIVATE_VERSION", "stream": "accounts", "version": True}, schemas)[0]
 
 
-@pytest.fixture
-def sim() -> Iterator[WeComSimulator]:
-    s = WeComSimulator(records=10, seed=3)
-    s.start()
-    yield s
-    s.stop()
-
-
+@pytest.mark.wecom_sim(records=10, seed=3)
 def test_target_wecom_reports_bad_messages_and_writes_the_good_ones(
     sim: WeComSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
