@@ -183,14 +183,14 @@ class SingerInputReader(SimpleSingerReader):
                 self._report(BadMessage(line.number, f"not valid JSON{detail}", raw=line.text[:KEPT_CHARS]))
                 continue
             problem, stream = check_message(message, schemas)
-            kind = message.get("type") if isinstance(message, dict) else None
-            kind = kind if kind in MESSAGE_TYPES else None
+            declared = message.get("type") if isinstance(message, dict) else None
+            kind: str | None = declared if isinstance(declared, str) and declared in MESSAGE_TYPES else None
             if problem is not None:
                 self._report(BadMessage(line.number, problem, kind, stream, message))
                 continue
             self._current_message = line.text
             callback = callbacks.get(kind) if kind else None
-            if callback is None:
+            if kind is None or callback is None:
                 self._report(
                     BadMessage(line.number, f"{kind} messages are not supported here", kind, stream, message)
                 )
@@ -203,7 +203,9 @@ class SingerInputReader(SimpleSingerReader):
                     # The target refuses the stream (e.g. target-wecom writes one stream only) or the
                     # SDK cannot read the schema: the stream's RECORDs are then each reported too.
                     schemas.discard(stream)
-                    self._report(BadMessage(line.number, f"SCHEMA not usable: {exc}", kind, stream, message))
+                    self._report(
+                        BadMessage(line.number, f"SCHEMA not usable: {str(exc)[:200]}", kind, stream, message)
+                    )
                     continue
                 schemas.add(stream)
             else:
