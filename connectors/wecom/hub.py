@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, exists, inspect, literal
+from sqlalchemy import Connection, Engine, Table, column, exists, inspect, literal, table
 
 from connectors.crm.store import HubStore, UpsertResult
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
@@ -31,6 +31,13 @@ STREAM = "external_contacts"
 # The quarantine stream of a contact's follow relations (each one an activity).
 RELATIONS_STREAM = "follow_relations"
 CONTACT_PREFIX = "contact:"
+
+
+# The event path's inbox (``tongbu serve``), named by its columns only: the connector does not import
+# the application layer for the one condition the deletion needs.
+_EVENT_INBOX = table(
+    "event_inbox", column("tenant_id"), column("source"), column("record_key"), column("applied_at")
+)
 
 
 def contact_key(external_userid: str) -> str:
@@ -184,19 +191,17 @@ class WeComHubWriter:
         """
         res = WriteResult()
 
-        def only_if(table: Table) -> list[Any]:
+        def only_if(hub: Table) -> list[Any]:
             conditions: list[Any] = []
             if unchanged_since is not None:
-                conditions.append(table.c.updated_at < unchanged_since)
+                conditions.append(hub.c.updated_at < unchanged_since)
             if no_events_since is not None and inspect(conn).has_table("event_inbox"):
-                from tongbu.serve import event_inbox  # the inbox lives with the generic event path
-
                 conditions.append(
                     ~exists().where(
-                        event_inbox.c.tenant_id == self.tenant,
-                        event_inbox.c.source == self.source_system,
-                        event_inbox.c.record_key == literal(CONTACT_PREFIX) + table.c.source_id,
-                        event_inbox.c.applied_at >= no_events_since,
+                        _EVENT_INBOX.c.tenant_id == self.tenant,
+                        _EVENT_INBOX.c.source == self.source_system,
+                        _EVENT_INBOX.c.record_key == literal(CONTACT_PREFIX) + hub.c.source_id,
+                        _EVENT_INBOX.c.applied_at >= no_events_since,
                     )
                 )
             return conditions

@@ -95,13 +95,13 @@ class Vault:
     ) -> None:
         self.engine: Engine = engine if isinstance(engine, Engine) else get_engine(engine)
         self._key_source = key_source
-        self.actor = (actor or default_actor())[:200]
+        self._actor = (actor or default_actor())[:200]
         self.keyring = Keyring(
             self.engine, source=lambda: self.key_source, data_dirs=self.data_dirs, location=self.location
         )
         self.sealer = Sealer(self.keyring)
         self.ledger = Ledger(self.engine, self.keyring, location=self.location)
-        self.audit = AuditLog(self.engine, self.actor)
+        self.audit = AuditLog(self.engine, self._actor)
 
     def __repr__(self) -> str:
         return f"<Vault {self.location}>"
@@ -188,6 +188,16 @@ class Vault:
     def key_source(self, source: MasterKeySource) -> None:
         """Use ``source`` (e.g. a terminal prompt) instead of the environment; before the first unlock."""
         self._key_source = source
+
+    @property
+    def actor(self) -> str:
+        """Who this vault acts as in audit rows (a user, a Dagster run id, a worker)."""
+        return self._actor
+
+    @actor.setter
+    def actor(self, actor: str) -> None:
+        self._actor = actor[:200]
+        self.audit.actor = self._actor
 
     @property
     def location(self) -> str:
