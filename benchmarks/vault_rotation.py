@@ -33,8 +33,8 @@ def main() -> None:
     os.environ.setdefault("TONGBU_HOME", str(tmp))
     url = args.database_url or f"sqlite:///{tmp / 'hub.db'}"
 
+    from tests.helpers.vault import new_key_source
     from tongbu.vault import MasterKeyRetiredError, Vault, rotate
-    from tongbu.vault.testing import new_key_source
 
     old, new = new_key_source(), new_key_source()
     vault = Vault.initialize(url, key_source=old, actor="benchmark")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tongbu.config import DEFAULT_TENANT
-
-VAULT_PREFIX = "vault:"
+from tongbu.vault.refs import VAULT_PREFIX
 
 
 def has_refs(value: Any) -> bool:

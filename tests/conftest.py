@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -82,3 +83,22 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(var, raising=False)
     yield tmp_path
     dispose_engines()
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A running WeCom simulator, stopped afterwards; ``@pytest.mark.wecom_sim(records=, seed=)`` sizes it.
+
+    The mark may sit on the module (``pytestmark``) or on one test; the closest one wins. Modules that
+    simulate another system (Kingdee) define their own ``sim`` fixture, which takes precedence.
+    """
+    from connectors.wecom.simulator import WeComSimulator
+
+    mark = request.node.get_closest_marker("wecom_sim")
+    options = {"records": 200, "seed": 1, **(mark.kwargs if mark else {})}
+    simulator = WeComSimulator(**options)
+    simulator.start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()

@@ -365,18 +365,15 @@ def test_decisions_about_another_object_are_a_soft_hint(suggester: Suggester) ->
 
 
 @pytest.mark.skipif(not BENCH.exists(), reason="shared mapping benchmark not present")
-def test_dev_pair_quality_and_speed(suggester: Suggester) -> None:
-    import time
-
+def test_dev_pair_quality(suggester: Suggester) -> None:
+    # Speed is measured in benchmarks/mapping_accuracy.py (latency_inprocess), not asserted here.
     p = json.loads(
         (BENCH / "dev_001_erp_to_crm_kingdee-BD_Customer__fxiaoke-AccountObj.json").read_text(
             encoding="utf-8"
         )
     )
     src, tgt = parse_profile(p["source"]), parse_profile(p["target"])
-    t0 = time.perf_counter()
     res = suggester.suggest(src, tgt)
-    assert time.perf_counter() - t0 < 1.0
     gt = dict(map(tuple, p["ground_truth"]))
     first = {s.source: s.candidates[0].target for s in res.suggestions if s.candidates}
     assert sum(first.get(s) == t for s, t in gt.items()) / len(gt) >= 0.7

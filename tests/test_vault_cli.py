@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from tests.helpers.vault import scan_files
 from tongbu.db import dispose_engines
 from tongbu.vault.cli import app
-from tongbu.vault.store import secret_t
-from tongbu.vault.testing import scan_files
+from tongbu.vault.tables import secret_t
 
 VALUE = "cli-canary-value-8f3a2b"
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from tests.helpers.vault import canary, new_key_source
 from tongbu.db import dispose_engines
 from tongbu.vault import (
     RedactedError,
@@ -32,7 +33,6 @@ from tongbu.vault import (
     scrub_mapping,
 )
 from tongbu.vault.redact import registry
-from tongbu.vault.testing import canary, new_key_source
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.helpers.vault import new_key_source
 from tongbu.db import dispose_engines
 from tongbu.vault import InvalidReferenceError, Secret, SecretNotFoundError, Vault, find_refs, resolve_refs
 from tongbu.vault.redact import contains_secret
-from tongbu.vault.store import audit_t
-from tongbu.vault.testing import new_key_source
+from tongbu.vault.tables import audit_t
 
 
 @pytest.fixture

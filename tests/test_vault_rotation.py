@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from tests.helpers.vault import key_text, new_key_source
 from tongbu.db import dispose_engines
 from tongbu.vault import (
     MasterKeyRetiredError,
@@ -30,9 +31,10 @@ from tongbu.vault import (
     rotation_status,
 )
 from tongbu.vault.crypto import AuthenticationFailed, open_sealed
+from tongbu.vault.keyring import wrap_aad as _wrap_aad
+from tongbu.vault.keyring import wrap_key_for as _wrap_key
 from tongbu.vault.keys import RawKeySource
-from tongbu.vault.store import _wrap_aad, _wrap_key, datakey_t, master_t, secret_t, state_t
-from tongbu.vault.testing import key_text, new_key_source, postgres_schema, require_postgres_url
+from tongbu.vault.tables import datakey_t, master_t, secret_t, state_t
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,13 +87,14 @@ def _assert_old_key_opens_nothing(vault: Vault, old: RawKeySource) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_rotation_rewraps_everything_and_retires_old_key(isolated: Path, backend: str) -> None:
+def test_rotation_rewraps_everything_and_retires_old_key(
+    isolated: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     if backend == "sqlite":
         _rotation_roundtrip(f"sqlite:///{isolated / 'home' / 'hub.db'}")
         return
-    base = require_postgres_url()
-    with postgres_schema(base) as url:
-        _rotation_roundtrip(url)
+    url = request.getfixturevalue("pg_url")
+    _rotation_roundtrip(url)
 
 
 def _rotation_roundtrip(url: str) -> None:

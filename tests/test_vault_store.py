@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
+from tests.helpers.vault import (
+    canary,
+    new_key_source,
+    scan_files,
+    sqlite_dump,
+)
 from tongbu.db import Base, get_engine
 from tongbu.vault import (
     ConcurrentUpdateError,
@@ -31,15 +37,7 @@ from tongbu.vault import (
     write_key_file,
 )
 from tongbu.vault.crypto import AuthenticationFailed, aad, open_sealed, parse_header, seal
-from tongbu.vault.store import audit_t, secret_t, state_t
-from tongbu.vault.testing import (
-    canary,
-    new_key_source,
-    postgres_schema,
-    require_postgres_url,
-    scan_files,
-    sqlite_dump,
-)
+from tongbu.vault.tables import audit_t, secret_t, state_t
 
 _ENV_VARS = (
     "TONGBU_MASTER_KEY",
@@ -52,13 +50,11 @@ _ENV_VARS = (
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, isolated: Path) -> Iterator[str]:
-    """The same tests against SQLite and (when available) PostgreSQL in a private schema."""
+    """The same tests against SQLite and PostgreSQL (a fresh database from ``pg_url``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{isolated / 'home' / 'hub.db'}"
         return
-    base = require_postgres_url()
-    with postgres_schema(base) as url:
-        yield url
+    yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -305,7 +301,7 @@ def test_reseal_recovers_after_operator_fix(planted: Vault) -> None:
 
 
 def test_tampered_key_wrapping_detected(planted: Vault) -> None:
-    from tongbu.vault.store import datakey_t
+    from tongbu.vault.tables import datakey_t
 
     with planted.engine.begin() as conn:
         wrapped = conn.execute(select(datakey_t.c.wrapped_key)).scalar_one()

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from tests.helpers.vault import key_text, new_key_source, scan_files
 from tongbu.db import dispose_engines
 from tongbu.vault import ConcurrentUpdateError, ReauthRequiredError, Secret, TokenCache, TokenGrant, Vault
-from tongbu.vault.store import audit_t, token_t
-from tongbu.vault.testing import key_text, new_key_source, postgres_schema, require_postgres_url, scan_files
+from tongbu.vault.tables import audit_t, token_t
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,13 +113,12 @@ _WORKER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_single_flight_across_processes(isolated: Path, backend: str) -> None:
+def test_single_flight_across_processes(isolated: Path, backend: str, request: pytest.FixtureRequest) -> None:
     if backend == "sqlite":
         _processes_refresh_once(isolated, f"sqlite:///{isolated / 'home' / 'hub.db'}")
         return
-    base = require_postgres_url()
-    with postgres_schema(base) as url:
-        _processes_refresh_once(isolated, url)
+    url = request.getfixturevalue("pg_url")
+    _processes_refresh_once(isolated, url)
 
 
 def _processes_refresh_once(isolated: Path, url: str) -> None:

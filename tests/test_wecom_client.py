@@ -95,8 +95,8 @@ def test_errors_are_typed_and_never_carry_secrets(
 
 
 def test_vault_shares_one_token_between_processes(sim: WeComSimulator, tmp_path, monkeypatch) -> None:
+    from tests.helpers.vault import new_key_source
     from tongbu.vault import TokenCache, Vault
-    from tongbu.vault.testing import new_key_source
 
     for var in ("TONGBU_MASTER_KEY", "TONGBU_MASTER_KEY_FILE", "TONGBU_VAULT_PASSPHRASE"):
         monkeypatch.delenv(var, raising=False)

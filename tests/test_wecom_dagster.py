@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -14,13 +13,7 @@ from dagster_project.assets import TongbuResource
 from dagster_project.wecom import standalone_definitions, wecom_definitions
 from pipelines.project import load_project
 
-
-@pytest.fixture
-def sim() -> Iterator[WeComSimulator]:
-    s = WeComSimulator(records=400, seed=51)
-    s.start()
-    yield s
-    s.stop()
+pytestmark = pytest.mark.wecom_sim(records=400, seed=51)  # the `sim` fixture: tests/conftest.py
 
 
 def project_file(tmp_path: Path, sim: WeComSimulator) -> Path:

@@ -19,8 +19,8 @@ from connectors.crm.store import HubStore
 from connectors.wecom.crypto import WXBizMsgCrypt
 from connectors.wecom.hub import contact_key
 from connectors.wecom.simulator import WeComSimulator
-from connectors.wecom.testing import serve_config
 from pipelines.models import QuarantinedRecord
+from tests.helpers.wecom import serve_config
 from tongbu.db import get_engine
 from tongbu.serve import BackgroundServer, DagsterObserver, build_app, ensure_inbox, event_inbox
 

@@ -5,36 +5,25 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
-from connectors.wecom.client import RetryPolicy, WeComClient
 from connectors.wecom.hub import WeComHubWriter, contact_key
+from connectors.wecom.records import contact_from_get
 from connectors.wecom.rescan import rescan_external_contacts
 from connectors.wecom.simulator import WeComSimulator
-from connectors.wecom.testing import hub_mismatches, serve_config
+from tests.helpers.wecom import client_for as fast_client
+from tests.helpers.wecom import hub_mismatches, serve_config
 from tongbu.db import get_engine
 from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
 
+# Under the fault mix a call may need many attempts; each waits milliseconds.
+client_for = partial(fast_client, max_attempts=15, max_delay=0.02)
 FAULTS = "token_expiry=9,freq_limit=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
 
 
-def client_for(sim: WeComSimulator) -> WeComClient:
-    return WeComClient(
-        sim.corp_id,
-        sim.credentials()["corp_secret"],
-        base_url=sim.base_url,
-        retry=RetryPolicy(max_attempts=15, base_delay=0.001, max_delay=0.02),
-    )
-
-
-@pytest.fixture
-def sim() -> Iterator[WeComSimulator]:
-    s = WeComSimulator(records=800, seed=31)
-    s.start()
-    yield s
-    s.stop()
+pytestmark = pytest.mark.wecom_sim(records=800, seed=31)  # the `sim` fixture: tests/conftest.py
 
 
 def clean(report: dict) -> bool:
@@ -180,3 +169,55 @@ def test_each_follow_relation_becomes_one_activity(sim: WeComSimulator) -> None:
             select(t.c.kind, t.c.subject, t.c.owner, t.c.occurred_at).where(t.c.contact_ref == a)
         ).all()
     assert rows and all(r.kind == "wecom" and r.subject and r.owner and r.occurred_at for r in rows)
+
+
+@pytest.mark.wecom_sim(records=40, seed=5)
+@pytest.mark.parametrize("callback", ["changes_the_row", "changes_nothing"])
+def test_a_callback_applied_between_choosing_and_deleting_is_never_deleted(
+    hub_engine, sim: WeComSimulator, callback: str
+) -> None:
+    """The rescan reads its deletion candidates, then deletes them in a later transaction. A callback
+    that ``tongbu serve`` applies in between (the contact was re-added or edited) must win: the
+    deleting statement itself re-checks, so the race cannot delete it. Driven deterministically: the
+    callback is applied from inside the step between the candidate read and the delete."""
+    writer = WeComHubWriter(hub_engine)
+    client = client_for(sim)
+    assert rescan_external_contacts(client, writer).written == 40
+    kept, gone = list(sim.external_userids())[:2]
+    revived = contact_from_get(sim.contact_detail(kept))
+    sim.del_external_contact(kept)
+    sim.del_external_contact(gone)
+    ensure_inbox(hub_engine)
+    original_delete = writer.delete
+    seen_candidates: list[list[str]] = []
+
+    def callback_then_delete(conn, external_userids, **guards):  # type: ignore[no-untyped-def]
+        seen_candidates.append(sorted(external_userids))
+        # What the event path does for an "add/edit external contact" callback, committed on its
+        # own connection while the rescan sits between its read and its delete.
+        with hub_engine.begin() as serve_conn:
+            if callback == "changes_the_row":
+                writer.write(serve_conn, writer.map([{**revived, "name": "回调里的新名字"}]))
+            serve_conn.execute(
+                event_inbox.insert().values(
+                    tenant_id="default",
+                    source="wecom",
+                    dedup_key=f"race-{callback}",
+                    record_key=contact_key(kept),
+                    kind="change_external_contact.add_external_contact",
+                    payload={},
+                    received_at=time.time(),
+                    applied_at=time.time(),
+                    status="applied",
+                    attempts=1,
+                )
+            )
+        return original_delete(conn, external_userids, **guards)
+
+    writer.delete = callback_then_delete  # type: ignore[method-assign]
+    result = rescan_external_contacts(client, writer)
+    assert seen_candidates == [sorted([kept, gone])]  # both were candidates when read
+    assert result.deleted == 1
+    with hub_engine.connect() as conn:
+        assert writer.hub.get(conn, "contacts", "wecom", kept)["deleted_at"] is None
+        assert writer.hub.get(conn, "contacts", "wecom", gone)["deleted_at"] is not None

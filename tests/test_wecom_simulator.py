@@ -17,7 +17,7 @@ from wechatpy.exceptions import APILimitedException, WeChatClientException
 
 from connectors.simulators.registry import load_simulator
 from connectors.wecom.simulator import WeComSimulator
-from connectors.wecom.testing import point_wechatpy_at
+from tests.helpers.wecom import point_wechatpy_at
 
 
 @pytest.fixture

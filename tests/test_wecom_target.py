@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from connectors.crm.store import HubStore
-from connectors.wecom.client import RetryPolicy, WeComClient
 from connectors.wecom.hub import WeComHubWriter
 from connectors.wecom.rescan import rescan_external_contacts
 from connectors.wecom.simulator import WeComSimulator
 from connectors.wecom.target import ContactTagWriter, TagWriteError, TargetWeCom, write_back_grades
+from tests.helpers.wecom import client_for
 from tongbu.db import get_engine
 
-
-@pytest.fixture
-def sim() -> Iterator[WeComSimulator]:
-    s = WeComSimulator(records=120, seed=41)
-    s.start()
-    yield s
-    s.stop()
-
-
-def client_for(sim: WeComSimulator) -> WeComClient:
-    return WeComClient(
-        sim.corp_id,
-        sim.credentials()["corp_secret"],
-        base_url=sim.base_url,
-        retry=RetryPolicy(base_delay=0.001, max_delay=0.01),
-    )
+pytestmark = pytest.mark.wecom_sim(records=120, seed=41)  # the `sim` fixture: tests/conftest.py
 
 
 def grade_tags(sim: WeComSimulator, ext: str) -> dict[str, set[str]]:

@@ -186,11 +186,22 @@ class HubStore:
         return result
 
     def mark_deleted(
-        self, conn: Connection, object_name: str, source_ids: Iterable[str], *, source_system: str
+        self,
+        conn: Connection,
+        object_name: str,
+        source_ids: Iterable[str],
+        *,
+        source_system: str,
+        only_if: Callable[[Table], Sequence[Any]] | None = None,
     ) -> int:
-        """Soft-delete rows that disappeared from the source (WeCom rescans, ERP deletions)."""
+        """Soft-delete rows that disappeared from the source (WeCom rescans, ERP deletions).
+
+        ``only_if(table)`` adds conditions checked in the same UPDATE (e.g. "not written since the
+        scan began"), so a row another writer changed after the caller chose it is never deleted.
+        """
         table = hub_table(object_name)
         ids = list(source_ids)
+        extra = list(only_if(table)) if only_if is not None else []
         done = 0
         for chunk in _chunks(ids, 500):
             done += conn.execute(
@@ -200,6 +211,7 @@ class HubStore:
                     table.c.source_system == source_system,
                     table.c.source_id.in_(chunk),
                     table.c.deleted_at.is_(None),
+                    *extra,
                 )
                 .values(deleted_at=self._now(), updated_at=self._now())
             ).rowcount

@@ -21,6 +21,7 @@ from singer_sdk.sinks import BatchSink
 
 from connectors.crm.models import HUB_OBJECTS
 from connectors.crm.store import HubStore
+from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from tongbu.config import DEFAULT_TENANT
 
 _INVALID = "__tongbu_invalid__"
@@ -104,6 +105,7 @@ class TargetCRM(Target):
 
     name = "target-crm"
     default_sink_class = CRMSink
+    message_reader_class = SingerInputReader  # bad input: one line each + quarantine, no traceback
     config_jsonschema = th.PropertiesList(
         th.Property(
             "database_url",
@@ -139,6 +141,25 @@ class TargetCRM(Target):
         self.hub = HubStore(self.engine, tenant)
         self.quarantine = Quarantine(self.engine, tenant)
         self._mappings: dict[str, Any] = {}
+        attach(self, self.quarantine_input)
+
+    def quarantine_input(self, bad: BadMessage) -> None:
+        """Keep a bad input message in the quarantine (stage ``input``); a bad STATE carries no data."""
+        if bad.kind == "STATE":
+            return
+        stream = bad.stream or "<input>"
+        entry = {
+            "pipeline": self.config.get("pipeline") or f"target-crm:{stream}",
+            "connection": self.config.get("source_system") or "singer",
+            "stream": stream[:64],
+            "source_id": None,
+            "stage": "input",
+            "reason": bad.describe(self.name),
+            "payload": bad.payload(),
+        }
+        with self.engine.begin() as conn:
+            self.quarantine.add_many(conn, [entry])
+        self.metrics(rows_read=1, rows_written=0, rows_unchanged=0, rows_quarantined=1, lines_written=0)
 
     def mapping_for(self, stream: str) -> Any:
         """The compiled mapping for ``stream``; None = write as-is to the hub object of that name.

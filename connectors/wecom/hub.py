@@ -9,13 +9,13 @@ rescan hashes the same and costs nothing.
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table, column, exists, inspect, literal, table
 
 from connectors.crm.store import HubStore, UpsertResult
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
@@ -28,7 +28,16 @@ CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
 ACCOUNTS_MAPPING = "wecom_contact_companies_to_accounts"
 ACTIVITIES_MAPPING = "wecom_follow_relations_to_activities"
 STREAM = "external_contacts"
+# The quarantine stream of a contact's follow relations (each one an activity).
+RELATIONS_STREAM = "follow_relations"
 CONTACT_PREFIX = "contact:"
+
+
+# The event path's inbox (``tongbu serve``), named by its columns only: the connector does not import
+# the application layer for the one condition the deletion needs.
+_EVENT_INBOX = table(
+    "event_inbox", column("tenant_id"), column("source"), column("record_key"), column("applied_at")
+)
 
 
 def contact_key(external_userid: str) -> str:
@@ -100,40 +109,49 @@ class WeComHubWriter:
         out = MappedContacts()
         accounts: dict[str, dict[str, Any]] = {}
         for rec in records:
-            out.seen.append(str(rec.get("external_userid")))
+            ext = str(rec.get("external_userid"))
+            out.seen.append(ext)
             try:
                 out.contacts.append(self.contacts_mapping.apply(rec))
             except MappingError as exc:
-                out.quarantined.append(
-                    {
-                        "pipeline": self.pipeline,
-                        "connection": self.source_system,
-                        "stream": STREAM,
-                        "source_id": str(rec.get("external_userid")),
-                        "stage": "mapping",
-                        "reason": str(exc),
-                        "payload": rec,
-                        "run_id": run_id,
-                    }
-                )
+                out.quarantined.append(self._quarantined(STREAM, ext, exc, rec, run_id))
                 continue
             for follow in rec.get("follow_user") or ():
                 # Each relation's start is an activity (who added the customer, when, how). The contact
-                # is fine even if a relation does not map (no user id): it is just not an activity.
-                with contextlib.suppress(MappingError):
-                    out.activities.append(
-                        self.activities_mapping.apply(
-                            {**follow, "external_userid": rec.get("external_userid")}
-                        )
+                # lands even if a relation does not map; the relation is quarantined with the reason.
+                relation = {**follow, "external_userid": rec.get("external_userid")}
+                try:
+                    out.activities.append(self.activities_mapping.apply(relation))
+                except MappingError as exc:
+                    relation_id = f"{ext}:{follow.get('userid') if isinstance(follow, dict) else ''}"
+                    out.quarantined.append(
+                        self._quarantined(RELATIONS_STREAM, relation_id, exc, relation, run_id)
                     )
             if rec.get("corp_full_name"):
                 try:
                     row = self.accounts_mapping.apply(rec)
                 except MappingError:
-                    continue  # the contact is fine; a company that does not map is simply not linked
+                    # Only a blank (whitespace) company name fails this mapping: that is "no company",
+                    # not a bad record, so the contact simply lands unlinked.
+                    continue
                 accounts.setdefault(row["source_id"], row)  # several contacts, one company row
         out.accounts = list(accounts.values())
         return out
+
+    def _quarantined(
+        self, stream: str, source_id: str, exc: MappingError, payload: Any, run_id: int | None
+    ) -> dict[str, Any]:
+        """A quarantine entry for a record one of the mappings rejected (``stage`` = mapping)."""
+        return {
+            "pipeline": self.pipeline,
+            "connection": self.source_system,
+            "stream": stream,
+            "source_id": source_id,
+            "stage": "mapping",
+            "reason": str(exc),
+            "payload": payload,
+            "run_id": run_id,
+        }
 
     def write(self, conn: Connection, mapped: MappedContacts) -> WriteResult:
         """Upsert mapped rows and store quarantined ones, in the caller's transaction."""
@@ -155,11 +173,41 @@ class WeComHubWriter:
             res.quarantined = len(mapped.quarantined)
         return res
 
-    def delete(self, conn: Connection, external_userids: Sequence[str]) -> WriteResult:
-        """Soft-delete contacts that no longer exist in WeCom (no follow user left)."""
+    def delete(
+        self,
+        conn: Connection,
+        external_userids: Sequence[str],
+        *,
+        unchanged_since: dt.datetime | None = None,
+        no_events_since: float | None = None,
+    ) -> WriteResult:
+        """Soft-delete contacts that no longer exist in WeCom (no follow user left).
+
+        The rescan chooses its candidates on one connection and deletes them later; whatever the event
+        path (``tongbu serve``) does in between must win. So the checks are part of the UPDATE itself,
+        evaluated row by row under the row lock: ``unchanged_since`` (hub clock) keeps rows written at
+        or after it, ``no_events_since`` (epoch seconds) keeps contacts the event path applied at or
+        after it, even when that callback changed nothing in the row.
+        """
         res = WriteResult()
+
+        def only_if(hub: Table) -> list[Any]:
+            conditions: list[Any] = []
+            if unchanged_since is not None:
+                conditions.append(hub.c.updated_at < unchanged_since)
+            if no_events_since is not None and inspect(conn).has_table("event_inbox"):
+                conditions.append(
+                    ~exists().where(
+                        _EVENT_INBOX.c.tenant_id == self.tenant,
+                        _EVENT_INBOX.c.source == self.source_system,
+                        _EVENT_INBOX.c.record_key == literal(CONTACT_PREFIX) + hub.c.source_id,
+                        _EVENT_INBOX.c.applied_at >= no_events_since,
+                    )
+                )
+            return conditions
+
         res.deleted = self.hub.mark_deleted(
-            conn, "contacts", list(external_userids), source_system=self.source_system
+            conn, "contacts", list(external_userids), source_system=self.source_system, only_if=only_if
         )
         return res
 

@@ -10,7 +10,8 @@ The deletion step is where a bug destroys data, so it is guarded:
 
 * it runs only after a **complete** scan (every follow user paged to the end, no error);
 * rows the event path wrote *during* the scan are left alone (they are newer than the scan), and the
-  scan does not overwrite them either;
+  scan does not overwrite them either; the check is repeated inside the deleting UPDATE itself, so a
+  callback applied between choosing the candidates and deleting them also wins;
 * if it would delete more than ``max_delete_fraction`` of the hub's WeCom contacts (default 50 %), it
   refuses and says so — a wrong secret or a permission change looks exactly like "everyone left".
 """
@@ -194,7 +195,11 @@ def _delete_unseen(
         log.warning("wecom rescan: %s", result.deletion_skipped)
         return
     with writer.engine.begin() as conn:
-        result.deleted = writer.delete(conn, gone).deleted
+        # The candidates were read on another connection; a callback may have changed one since.
+        # The same guards as the read, re-checked inside the one UPDATE, keep such a contact.
+        result.deleted = writer.delete(
+            conn, gone, unchanged_since=db_scan_start, no_events_since=scan_start
+        ).deleted
         lock.renew(conn)
 
 

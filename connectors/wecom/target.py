@@ -27,6 +27,7 @@ from singer_sdk import typing as th
 from singer_sdk.sinks import RecordSink
 from sqlalchemy import Engine, select
 
+from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from connectors.wecom.client import WeComClient, WeComError, WeComNoRelation, client_from_config
 from connectors.wecom.records import tag_rows
 
@@ -236,6 +237,7 @@ class TargetWeCom(Target):
 
     name = "target-wecom"
     default_sink_class = ContactTagsSink
+    message_reader_class = SingerInputReader  # bad input: one line each, counted, no traceback
     config_jsonschema = th.PropertiesList(
         th.Property("corp_id", th.StringType, required=True, description="企业ID (CorpID)"),
         th.Property(
@@ -268,6 +270,13 @@ class TargetWeCom(Target):
         self.writer = ContactTagWriter(
             self.client, create_missing_tags=bool(self.config.get("create_missing_tags"))
         )
+        attach(self, self._bad_input)
+
+    def _bad_input(self, bad: BadMessage) -> None:
+        # Reported on stderr by the reader; a record that could not be read counts as failed. The
+        # source is the hub, so the next write-back run sends it again once it is fixed.
+        if bad.kind != "STATE":
+            self.writer.stats.failed += 1
 
     def get_sink_class(self, stream_name: str) -> type[RecordSink]:
         """Only ``contact_tags`` is writable."""

@@ -76,9 +76,8 @@ if TYPE_CHECKING:
         find_refs,
         is_ref,
         parse_ref,
-        resolve_ref,
-        resolve_refs,
     )
+    from tongbu.vault.resolve import resolve_ref, resolve_refs
     from tongbu.vault.rotate import RotationStatus, abort_rotation, rotate, rotation_status
     from tongbu.vault.store import Problem, SecretInfo, SecretName, Vault, VerifyReport
     from tongbu.vault.tokens import TokenCache, TokenGrant
@@ -116,9 +115,8 @@ _MODULES = {
         "find_refs",
         "is_ref",
         "parse_ref",
-        "resolve_ref",
-        "resolve_refs",
     ),
+    "resolve": ("resolve_ref", "resolve_refs"),
     "rotate": ("RotationStatus", "abort_rotation", "rotate", "rotation_status"),
     "store": ("Problem", "SecretInfo", "SecretName", "Vault", "VerifyReport"),
     "tokens": ("TokenCache", "TokenGrant"),

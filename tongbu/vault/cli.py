@@ -115,7 +115,8 @@ def _vault(key_source: MasterKeySource | None = None) -> Any:
     from sqlalchemy import select
 
     from tongbu.vault.keys import default_key_source
-    from tongbu.vault.store import Vault, master_t
+    from tongbu.vault.store import Vault
+    from tongbu.vault.tables import master_t
 
     vault = Vault(_opts.database_url, key_source=key_source, actor=_opts.actor)
     if key_source is None:
@@ -128,7 +129,7 @@ def _vault(key_source: MasterKeySource | None = None) -> Any:
                 with vault.engine.connect() as conn:
                     kind = conn.execute(select(master_t.c.kind).where(master_t.c.status == "active")).scalar()
                 if kind == "passphrase":
-                    vault._key_source = _PromptedPassphrase()
+                    vault.key_source = _PromptedPassphrase()
     return vault
 
 
@@ -205,7 +206,7 @@ def set_(
     ] = None,
 ) -> None:
     """Store a secret. The value is read from a hidden prompt, or from stdin when piped — never from arguments."""
-    from tongbu.vault.store import SecretName
+    from tongbu.vault.names import SecretName
 
     SecretName.parse(name, tenant)  # fail on a bad name before asking for the value
     value = _read_value(f"Value for {name}")
@@ -442,7 +443,7 @@ def status() -> None:
     from sqlalchemy import select
 
     from tongbu.vault.rotate import rotation_status
-    from tongbu.vault.store import master_t, state_t
+    from tongbu.vault.tables import master_t, state_t
 
     vault = _vault()
     with vault.engine.connect() as conn:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, SecretStr
 from pydantic.json_schema import JsonSchemaValue
@@ -21,15 +21,29 @@ from pydantic_core import PydanticCustomError, core_schema
 from tongbu.config import DEFAULT_TENANT
 from tongbu.vault.errors import InvalidReferenceError, UnresolvedSecretError
 
-if TYPE_CHECKING:
-    from tongbu.vault.store import Vault
-
+# The one definition of the reference prefix (pipelines and the store import it from here).
 VAULT_PREFIX = "vault:"
 # connection: letters, digits, _ and -; field: may also contain dots ("oauth.refresh_token").
 REF_PATTERN = re.compile(
     r"^vault:(?P<connection>[A-Za-z0-9][A-Za-z0-9_-]{0,99})\.(?P<field>[A-Za-z0-9_][A-Za-z0-9_.-]{0,199})$"
 )
 MASKED = "**********"
+
+
+class SecretReader(Protocol):
+    """What resolving a reference needs: a :class:`~tongbu.vault.store.Vault` (or a test double).
+
+    Typed as a protocol so this module does not import the store (the store returns :class:`Secret`).
+    """
+
+    def get(self, name: str, *, tenant: str = ...) -> SecretStr: ...
+
+
+def lookup(ref: str, vault: SecretReader, *, tenant: str = DEFAULT_TENANT) -> Secret:
+    """Read the secret ``ref`` names from ``vault``; the returned :class:`Secret` remembers ``ref``."""
+    connection, field = parse_ref(ref)
+    value = vault.get(f"{connection}.{field}", tenant=tenant)
+    return Secret(value.get_secret_value(), ref=ref)
 
 
 class _Hidden:
@@ -96,11 +110,14 @@ class Secret(SecretStr):
             )
         return self._secret_value
 
-    def resolve(self, vault: Vault | None = None, *, tenant: str = DEFAULT_TENANT) -> Secret:
-        """Return a resolved copy (self when already resolved)."""
+    def resolve(self, vault: SecretReader, *, tenant: str = DEFAULT_TENANT) -> Secret:
+        """Return a copy resolved from ``vault`` (self when already resolved).
+
+        Without a vault at hand, use :func:`tongbu.vault.resolve_ref` (it opens the default vault).
+        """
         if self.is_resolved or self._ref is None:
             return self
-        return resolve_ref(self._ref, tenant=tenant, vault=vault)
+        return lookup(self._ref, vault, tenant=tenant)
 
     def __repr__(self) -> str:
         if self._ref is not None:
@@ -151,9 +168,7 @@ class Secret(SecretStr):
                     ) from None
                 context = info.context if isinstance(info.context, Mapping) else {}
                 if context.get("vault") is not None:
-                    return resolve_ref(
-                        value, tenant=context.get("tenant", DEFAULT_TENANT), vault=context["vault"]
-                    )
+                    return lookup(value, context["vault"], tenant=context.get("tenant", DEFAULT_TENANT))
                 return cls.unresolved(value)
             return cls(value)
 
@@ -229,62 +244,3 @@ def find_refs(config: Any, path: str = "") -> list[tuple[str, str]]:
         for i, v in enumerate(config):
             found += find_refs(v, f"{path}[{i}]")
     return found
-
-
-def resolve_ref(ref: str, *, tenant: str = DEFAULT_TENANT, vault: Vault | None = None) -> Secret:
-    """Look up one reference; the returned :class:`Secret` remembers it."""
-    connection, field = parse_ref(ref)
-    vault = vault or _default_vault()
-    value = vault.get(f"{connection}.{field}", tenant=tenant)
-    return Secret(value.get_secret_value(), ref=ref)
-
-
-def resolve_refs(
-    config: Mapping[str, Any],
-    *,
-    tenant: str = DEFAULT_TENANT,
-    vault: Vault | None = None,
-    as_secret: bool = False,
-) -> dict[str, Any]:
-    """Return a copy of ``config`` with every ``vault:<connection>.<field>`` string replaced.
-
-    Values are plain ``str`` by default (what singer-sdk taps expect); ``as_secret=True`` gives
-    :class:`Secret` objects instead. All references are read in one batch (one audit record each) and
-    every value is registered with :mod:`tongbu.vault.redact`, so it is masked if it ever reaches a log.
-    Raises :class:`SecretNotFoundError` naming the first missing secret, and
-    :class:`InvalidReferenceError` naming the config key of a malformed one.
-    """
-    refs = find_refs(config)
-    if not refs:
-        return _copy(config)  # type: ignore[return-value]
-    vault = vault or _default_vault()
-    names = sorted({"{}.{}".format(*parse_ref(ref)) for _, ref in refs})
-    values = vault.get_many(names, tenant=tenant)
-
-    def substitute(node: Any) -> Any:
-        if isinstance(node, str) and is_ref(node):
-            name = "{}.{}".format(*parse_ref(node))
-            secret = values[name]
-            return Secret(secret.get_secret_value(), ref=node) if as_secret else secret.get_secret_value()
-        if isinstance(node, Mapping):
-            return {k: substitute(v) for k, v in node.items()}
-        if isinstance(node, list | tuple):
-            return type(node)(substitute(v) for v in node)
-        return node
-
-    return substitute(config)  # type: ignore[no-any-return]
-
-
-def _copy(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {k: _copy(v) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return type(node)(_copy(v) for v in node)
-    return node
-
-
-def _default_vault() -> Vault:
-    # One vault per process and key environment: unlocking may run Argon2id, too slow to repeat per reference.
-    from tongbu.vault.store import Vault
-
-    return Vault.default()

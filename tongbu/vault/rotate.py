@@ -30,22 +30,11 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from tongbu.vault import crypto
 from tongbu.vault import manifest as mf
 from tongbu.vault.errors import RotationError, RotationInProgressError
+from tongbu.vault.keyring import check_value, wrap, wrap_key_for
 from tongbu.vault.keys import KdfParams, MasterKeySource
-from tongbu.vault.store import (
-    SecretName,
-    Vault,
-    _check_value,
-    _tampered,
-    _wrap,
-    _wrap_key,
-    datakey_t,
-    master_t,
-    rotation_t,
-    secret_t,
-    state_t,
-    token_t,
-    utcnow,
-)
+from tongbu.vault.names import SecretName, tampered, utcnow
+from tongbu.vault.store import Vault
+from tongbu.vault.tables import STATE_ID, datakey_t, master_t, rotation_t, secret_t, state_t, token_t
 
 log = logging.getLogger("tongbu.vault.rotate")
 
@@ -140,23 +129,25 @@ def abort_rotation(
     if status is None:
         raise RotationError("no rotation is in progress", hint="nothing to abort")
     if status.status == "running":
-        with vault._write_txn() as (conn, state, manifest):
+        with vault.write_txn() as (conn, state, manifest):
             conn.execute(
                 update(rotation_t)
                 .where(rotation_t.c.id == status.id)
                 .values(status="aborting", updated_at=utcnow())
             )
             conn.execute(
-                update(state_t).where(state_t.c.id == 1).values(current_key_version=status.from_version)
+                update(state_t)
+                .where(state_t.c.id == STATE_ID)
+                .values(current_key_version=status.from_version)
             )
             state.current_key_version = status.from_version
-            vault._audit(
+            vault.audit.record(
                 conn,
                 "rotate.abort",
                 key_version=status.from_version,
                 detail=f"to_version={status.to_version}",
             )
-            vault._write_manifest(conn, state, manifest)
+            vault.ledger.write(conn, state, manifest)
         status = _status_by_id(vault, status.id)
     return _run(vault, status, batch_size=batch_size, progress=progress)
 
@@ -167,7 +158,7 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
     new_key.check_location(vault.data_dirs())
     params = KdfParams.generate() if new_key.kind == "passphrase" else None
     material = new_key.material(params)
-    with vault._write_txn() as (conn, state, manifest):
+    with vault.write_txn() as (conn, state, manifest):
         running = conn.execute(
             select(rotation_t.c.id).where(rotation_t.c.status.in_(("running", "aborting")))
         ).first()
@@ -176,10 +167,9 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
                 "another rotation started meanwhile", hint="re-run `tongbu vault rotate` to resume it"
             )
         vault_id = state.vault_id
-        old_master = vault._master_version
-        assert old_master is not None and vault._wrap_key is not None
+        old_master = vault.keyring.master_version
         keys = conn.execute(select(master_t)).all()
-        check = _check_value(material, vault_id)
+        check = check_value(material, vault_id)
         for row in keys:
             if crypto.constant_time_equal(check, bytes(row.check_value)):
                 raise RotationError(
@@ -199,21 +189,25 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
                 created_by=vault.actor,
             )
         )
-        new_wrap_key = _wrap_key(material, vault_id)
+        new_wrap_key = wrap_key_for(material, vault_id)
         new_data_key = crypto.new_key()
         wrappings = [
             (
                 new_version,
                 new_version,
-                _wrap(new_wrap_key, new_data_key, vault_id, key_version=new_version, wrapped_by=new_version),
+                wrap(new_wrap_key, new_data_key, vault_id, key_version=new_version, wrapped_by=new_version),
             ),
             # Transitional: processes still configured with the old master key keep reading secrets
             # that were already moved to the new data key. Deleted when the rotation finishes.
             (
                 new_version,
                 old_master,
-                _wrap(
-                    vault._wrap_key, new_data_key, vault_id, key_version=new_version, wrapped_by=old_master
+                wrap(
+                    vault.keyring.wrap_key,
+                    new_data_key,
+                    vault_id,
+                    key_version=new_version,
+                    wrapped_by=old_master,
                 ),
             ),
         ]
@@ -224,12 +218,12 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
         )
         for key_version in live:
             # The new master key must open the data keys of rows not yet moved (resume with new key).
-            old_data_key = vault._data_key(key_version)
+            old_data_key = vault.keyring.data_key(key_version)
             wrappings.append(
                 (
                     key_version,
                     new_version,
-                    _wrap(
+                    wrap(
                         new_wrap_key, old_data_key, vault_id, key_version=key_version, wrapped_by=new_version
                     ),
                 )
@@ -241,11 +235,10 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
                 )
             )
         total = _pending_count(conn, new_version)
-        conn.execute(update(state_t).where(state_t.c.id == 1).values(current_key_version=new_version))
+        conn.execute(update(state_t).where(state_t.c.id == STATE_ID).values(current_key_version=new_version))
         from_version = state.current_key_version
         state.current_key_version = new_version
-        with vault._lock:
-            vault._data_keys[new_version] = new_data_key
+        vault.keyring.add_data_key(new_version, new_data_key)
         inserted = conn.execute(
             insert(rotation_t).values(
                 from_version=from_version,
@@ -260,13 +253,13 @@ def start_rotation(vault: Vault, new_key: MasterKeySource) -> RotationStatus:
         ).inserted_primary_key
         assert inserted is not None
         rotation_id = int(inserted[0])
-        vault._audit(
+        vault.audit.record(
             conn,
             "rotate.start",
             key_version=new_version,
             detail=f"from={from_version} new_key={new_key.description}",
         )
-        vault._write_manifest(conn, state, manifest)
+        vault.ledger.write(conn, state, manifest)
     log.info("rotation %s→%s started (%s ciphertexts)", from_version, new_version, total)
     return RotationStatus(rotation_id, from_version, new_version, "running", total, 0)
 
@@ -292,7 +285,7 @@ def _run(
 def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
     """Step 2: move up to ``batch_size`` ciphertexts to the target key version in one transaction."""
     target = status.target_version
-    with vault._write_txn() as (conn, state, manifest):
+    with vault.write_txn() as (conn, state, manifest):
         progress_row = conn.execute(select(rotation_t).where(rotation_t.c.id == status.id)).one()
         if progress_row.status not in ("running", "aborting"):
             return 0
@@ -310,8 +303,8 @@ def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
                 crypto.digest(ciphertext),
             ):
                 raise _rotation_stopped(name)
-            plaintext = vault._open_secret(name, ciphertext, row.version, row.key_version)
-            new_ciphertext = vault._seal_secret(name, plaintext, row.version, target)
+            plaintext = vault.sealer.open_secret(name, ciphertext, row.version, row.key_version)
+            new_ciphertext = vault.sealer.seal_secret(name, plaintext, row.version, target)
             del plaintext
             conn.execute(
                 update(secret_t)
@@ -319,7 +312,7 @@ def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
                 .values(key_version=target, ciphertext=new_ciphertext)
             )
             manifest.entries[name.key] = mf.ManifestEntry(row.version, target, crypto.digest(new_ciphertext))
-            vault._audit(conn, "rotate", name=name, key_version=target)
+            vault.audit.record(conn, "rotate", name=name, key_version=target)
             moved += 1
         if moved < batch_size:
             tokens = conn.execute(
@@ -330,7 +323,7 @@ def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
             ).all()
             for row in tokens:
                 try:
-                    value = vault._open_token(row)
+                    value = vault.sealer.open_token(row)
                 except Exception:  # noqa: BLE001 - a cache entry that does not open is simply dropped
                     conn.execute(
                         update(token_t)
@@ -343,7 +336,7 @@ def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
                         .where(token_t.c.id == row.id)
                         .values(
                             key_version=target,
-                            ciphertext=vault._seal_token(row, value, target, row.token_version),
+                            ciphertext=vault.sealer.seal_token(row, value, target, row.token_version),
                         )
                     )
                     del value
@@ -354,13 +347,13 @@ def _batch(vault: Vault, status: RotationStatus, batch_size: int) -> int:
                 .where(rotation_t.c.id == status.id)
                 .values(done=min(progress_row.total, progress_row.done + moved), updated_at=utcnow())
             )
-            vault._write_manifest(conn, state, manifest)
+            vault.ledger.write(conn, state, manifest)
         return moved
 
 
 def _finish(vault: Vault, status: RotationStatus) -> bool:
     """Step 3: drop the losing key version once nothing uses it. Returns False if work remains."""
-    with vault._write_txn(secure_delete=True) as (conn, state, manifest):
+    with vault.write_txn(secure_delete=True) as (conn, state, manifest):
         row = conn.execute(select(rotation_t).where(rotation_t.c.id == status.id)).one()
         current = _status(row)
         if current.status not in ("running", "aborting"):
@@ -389,8 +382,8 @@ def _finish(vault: Vault, status: RotationStatus) -> bool:
                 updated_at=now,
             )
         )
-        vault._audit(conn, "rotate.finish", key_version=target, detail=f"retired={loser}")
-        vault._write_manifest(conn, state, manifest)
+        vault.audit.record(conn, "rotate.finish", key_version=target, detail=f"retired={loser}")
+        vault.ledger.write(conn, state, manifest)
     if vault.engine.dialect.name == "sqlite":
         # Fold the WAL (which still holds pre-delete pages) back into the file and truncate it.
         try:
@@ -398,11 +391,8 @@ def _finish(vault: Vault, status: RotationStatus) -> bool:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception:  # noqa: BLE001 - best effort; busy readers just delay the checkpoint
             log.debug("WAL checkpoint after rotation deferred")
-    with vault._lock:
-        loser_keys = [v for v in vault._data_keys if v != target]
-        for v in loser_keys:
-            vault._data_keys.pop(v, None)
-        vault._manifest_cache = None
+    vault.keyring.retain_only(target)
+    vault.ledger.invalidate()
     log.info("rotation to key version %s finished", target)
     return True
 
@@ -427,7 +417,7 @@ def _is_key_version(vault: Vault, source: MasterKeySource, version: int) -> bool
     if row is None or row.kind != source.kind:
         return False
     params = KdfParams.from_json(row.kdf_params) if row.kdf_params else None
-    return crypto.constant_time_equal(_check_value(source.material(params), vault_id), bytes(row.check_value))
+    return crypto.constant_time_equal(check_value(source.material(params), vault_id), bytes(row.check_value))
 
 
 def _status(row) -> RotationStatus:  # type: ignore[no-untyped-def]
@@ -440,4 +430,4 @@ def _status_by_id(vault: Vault, rotation_id: int) -> RotationStatus:
 
 
 def _rotation_stopped(name: SecretName) -> Exception:
-    return _tampered(name, "it does not match the manifest, so the rotation stopped before re-encrypting it")
+    return tampered(name, "it does not match the manifest, so the rotation stopped before re-encrypting it")

@@ -53,9 +53,11 @@ from tongbu.vault.errors import (
     TokenRefreshTimeoutError,
     VaultError,
 )
+from tongbu.vault.names import SecretName, utcnow
 from tongbu.vault.redact import register_secret, scrub_exception
 from tongbu.vault.refs import Secret
-from tongbu.vault.store import SecretName, Vault, token_t, utcnow
+from tongbu.vault.store import Vault
+from tongbu.vault.tables import token_t
 
 log = logging.getLogger("tongbu.vault.tokens")
 
@@ -174,7 +176,7 @@ class TokenCache:
             return False
         if wanted is not None:
             try:
-                if self.vault._open_token(row) != wanted:
+                if self.vault.sealer.open_token(row) != wanted:
                     return False
             except SecretTamperedError:
                 pass
@@ -185,7 +187,7 @@ class TokenCache:
                 .values(refresh_at=0.0, expires_at=0.0, updated_at=utcnow())
             )
             if result.rowcount:
-                self.vault._audit(
+                self.vault.audit.record(
                     conn, "token.invalidate", name=_label(key), detail=f"token_version={row.token_version}"
                 )
         return bool(result.rowcount)
@@ -196,7 +198,7 @@ class TokenCache:
         self._memory.pop(key, None)
         with self.vault.engine.begin() as conn:
             conn.execute(delete(token_t).where(*_match(key)))
-            self.vault._audit(conn, "token.clear", name=_label(key))
+            self.vault.audit.record(conn, "token.clear", name=_label(key))
 
     # ------------------------------------------------------------------------------------------
     # protocol
@@ -217,15 +219,15 @@ class TokenCache:
         if limit is None or self.clock() >= limit:
             return None
         try:
-            value = self.vault._open_token(row)
+            value = self.vault.sealer.open_token(row)
         except SecretTamperedError:
             log.warning("cached token %s failed authentication; fetching a new one", _label(key))
             return None
         register_secret(value)
         token = Secret(value)
         self._memory[key] = _Cached(token, row.refresh_at or 0.0, row.expires_at or 0.0, row.token_version)
-        self.vault._audit_many(
-            [self.vault._audit_row("token.read", _label(key), "ok", row.key_version, None)]
+        self.vault.audit.record_many(
+            [self.vault.audit.row("token.read", _label(key), "ok", row.key_version, None)]
         )
         return token
 
@@ -325,9 +327,9 @@ class TokenCache:
                 info = self.vault.info(refresh_token, tenant=tenant)
                 rt_version = info.version
                 if rotating and row.refresh_in_flight is not None and row.refresh_in_flight == rt_version:
-                    self.vault._audit_many(
+                    self.vault.audit.record_many(
                         [
-                            self.vault._audit_row(
+                            self.vault.audit.row(
                                 "token.reauth_required", _label(key), "ReauthRequiredError", None, None
                             )
                         ]
@@ -364,8 +366,8 @@ class TokenCache:
                 # so the in-flight mark goes. A killed process never gets here and leaves the mark.
                 self._release(row.id, owner, clear_in_flight=not isinstance(exc, ReauthRequiredError))
                 if not isinstance(exc, VaultError):
-                    self.vault._audit_many(
-                        [self.vault._audit_row("token.refresh", _label(key), type(exc).__name__, None, None)],
+                    self.vault.audit.record_many(
+                        [self.vault.audit.row("token.refresh", _label(key), type(exc).__name__, None, None)],
                         fail_closed=False,
                     )
                     clean = scrub_exception(exc)
@@ -382,7 +384,7 @@ class TokenCache:
 
         def write_token(conn: Any, _state: Any = None) -> None:
             key_version = self.vault.current_key_version(conn)
-            ciphertext = self.vault._seal_token(row, grant.access_token, key_version, new_version)
+            ciphertext = self.vault.sealer.seal_token(row, grant.access_token, key_version, new_version)
             # Not conditional on still owning the lease: if our lease expired mid-call the token we
             # hold is still the newest (and a rotated refresh token must be stored regardless).
             conn.execute(
@@ -401,7 +403,7 @@ class TokenCache:
                     updated_at=utcnow(),
                 )
             )
-            self.vault._audit(
+            self.vault.audit.record(
                 conn, "token.refresh", name=_label(key), key_version=key_version, detail=f"ttl={ttl:.0f}"
             )
 

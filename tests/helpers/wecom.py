@@ -1,4 +1,4 @@
-"""Helpers for tests, benchmarks and demos of the WeCom connector (no production code depends on them).
+"""Helpers for the WeCom connector's tests and benchmarks (not shipped with the package).
 
 * :func:`point_wechatpy_at` — make a stock ``wechatpy`` client talk to the simulator. Its
   ``API_BASE_URL`` is the documented switch; wechatpy 1.8's ``fetch_access_token`` however hard-codes
@@ -6,6 +6,10 @@
   a transport adapter that sends that host to the simulator (the client's code is not changed).
 * :func:`serve_config` — a ``tongbu serve`` config for a simulator's corp.
 * :func:`hub_mismatches` — compare the hub with the simulator's truth (what the fault tests assert).
+* :func:`client_for` — a :class:`WeComClient` for a simulator with fast test retries.
+
+The running simulator itself is the ``sim`` fixture of ``tests/conftest.py``: a test module (or one
+test) chooses its corp with ``@pytest.mark.wecom_sim(records=..., seed=...)``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from connectors.wecom.client import DEFAULT_BASE_URL
+from connectors.wecom.client import DEFAULT_BASE_URL, RetryPolicy, WeComClient
 from connectors.wecom.hub import WeComHubWriter
 from connectors.wecom.records import contact_from_get
+
+
+def client_for(sim: Any, **retry: Any) -> WeComClient:
+    """A client of ``sim``'s corp whose retries wait milliseconds (``retry`` overrides the policy)."""
+    policy = {"base_delay": 0.001, "max_delay": 0.01, **retry}
+    return WeComClient(
+        sim.corp_id, sim.credentials()["corp_secret"], base_url=sim.base_url, retry=RetryPolicy(**policy)
+    )
 
 
 def point_wechatpy_at(client: Any, base_url: str) -> Any:
