@@ -21,7 +21,7 @@ from connectors.kingdee.simulator import (
     parse_literal_ms,
 )
 from connectors.kit import uscc
-from connectors.simulators.registry import load_simulator
+from connectors.kit.simulator import load_simulator
 
 SVC = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub."
 LOGIN = SVC + "AuthService.ValidateUser.common.kdsvc"

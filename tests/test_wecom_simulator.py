@@ -15,7 +15,7 @@ from wechatpy.enterprise import WeChatClient
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import APILimitedException, WeChatClientException
 
-from connectors.simulators.registry import load_simulator
+from connectors.kit.simulator import load_simulator
 from connectors.wecom.simulator import WeComSimulator
 from connectors.wecom.testing import point_wechatpy_at
 

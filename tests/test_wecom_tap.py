@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from connectors.simulators.base import free_port
+from connectors.kit.server import free_port
 from connectors.wecom.client import RetryPolicy, WeComClient
 from connectors.wecom.records import contact_from_get, group_chat_record
 from connectors.wecom.scan import ScanReport, scan_external_contacts

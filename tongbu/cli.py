@@ -257,7 +257,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 7,
 ) -> None:
     """Start a simulator of an external system in the foreground; prints its URL and demo credentials."""
-    from connectors.simulators.registry import load_simulator
+    from connectors.kit.simulator import load_simulator
 
     try:
         cls = load_simulator(system)

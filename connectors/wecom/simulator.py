@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.simulators.base import FaultConfig, Simulator
+from connectors.kit.simulator import FaultConfig, Simulator
 from connectors.wecom import simdata as sd
 from connectors.wecom.crypto import WXBizMsgCrypt
 
