@@ -17,7 +17,7 @@ from connectors.wecom.testing import hub_mismatches, serve_config
 from tongbu.db import get_engine
 from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
 
-FAULTS = "token_expiry=9,freq_limit=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
+FAULTS = "session_expiry=9,throttle=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
 
 
 def client_for(sim: WeComSimulator) -> WeComClient:

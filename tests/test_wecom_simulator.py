@@ -143,7 +143,7 @@ def test_token_lifetime_fault(sim: WeComSimulator) -> None:
 
 def test_rate_and_concurrency_limits_are_fault_switches(sim: WeComSimulator) -> None:
     client = wechatpy_client(sim)
-    sim.set_faults("freq_limit=1")
+    sim.set_faults("throttle=1")
     with pytest.raises(APILimitedException):
         client.external_contact.get_follow_user_list()
     sim.set_faults("concurrency_rate=1")

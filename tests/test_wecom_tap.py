@@ -73,7 +73,7 @@ def test_corp_tags_and_group_chats() -> None:
 
 def test_scan_survives_token_expiry_and_limits() -> None:
     sim = WeComSimulator(
-        records=400, seed=14, faults="token_expiry=4,freq_limit=0.1,concurrency_rate=0.1,busy=0.05"
+        records=400, seed=14, faults="session_expiry=4,throttle=0.1,concurrency_rate=0.1,busy=0.05"
     )
     sim.start()
     try:
