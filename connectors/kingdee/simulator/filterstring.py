@@ -9,8 +9,7 @@ rejection is a :class:`QueryError` (Kingdee's own reply to a bad filter), never 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.kingdee.simulator.forms import (
     MSG_BAD_PARAM,
@@ -37,11 +36,11 @@ _TOKEN_RE = re.compile(
     )""",
     re.VERBOSE,
 )
+_TOO_DEEP = f"过滤条件嵌套过深：最多 {MAX_DEPTH} 层括号或 NOT"
 _KEYWORDS = {"and", "or", "not", "like", "in", "is", "null", "between"}
 
 
-@dataclass
-class _Tok:
+class _Tok(NamedTuple):
     kind: str  # str | num | op | punct | name | kw | end
     value: str
 
@@ -51,6 +50,7 @@ def _tokenize(text: str) -> list[_Tok]:
         raise QueryError(f"过滤条件过长：{len(text)} 个字符，最多 {MAX_FILTER_CHARS} 个", MSG_BAD_PARAM)
     toks: list[_Tok] = []
     pos = 0
+    depth = 0  # open parentheses, checked here so a wall of "(((" fails before it is parsed
     text = text.rstrip()
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
@@ -63,6 +63,10 @@ def _tokenize(text: str) -> list[_Tok]:
             value = value[value.index("'") + 1 : -1].replace("''", "'")
         elif kind == "name" and value.lower() in _KEYWORDS:
             kind, value = "kw", value.lower()
+        elif kind == "punct" and value != ",":
+            depth += 1 if value == "(" else -1
+            if depth > MAX_DEPTH:
+                raise QueryError(_TOO_DEEP, MSG_BAD_PARAM)
         toks.append(_Tok(kind, value))
     toks.append(_Tok("end", ""))
     return toks
@@ -133,7 +137,7 @@ class FilterTranslator:
     def _not(self) -> str:
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise QueryError(f"过滤条件嵌套过深：最多 {MAX_DEPTH} 层括号或 NOT", MSG_BAD_PARAM)
+            raise QueryError(_TOO_DEEP, MSG_BAD_PARAM)
         try:
             return self._not_inner()
         finally:
