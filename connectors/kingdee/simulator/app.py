@@ -23,7 +23,7 @@ from connectors.kingdee.simulator.forms import (
     form_def,
 )
 from connectors.kingdee.simulator.store import KingdeeStore
-from connectors.kit.simulator import FaultConfig, FaultSpec, Simulator
+from connectors.kit.simulator import FaultSpec, Simulator
 
 SERVICE_PREFIX = "Kingdee.BOS.WebApi.ServicesStub."
 VALIDATE_USER = "AuthService.ValidateUser"
@@ -94,20 +94,21 @@ class KingdeeSimulator(Simulator):
     def __init__(
         self,
         *,
-        records: int = 100,
-        faults: FaultConfig | str | None = None,
-        seed: int = 7,
         orders: int | None = None,
         receivables: int | None = None,
         db_path: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(records=records, faults=faults, seed=seed)
+        """``common``: the kit's ``records``, ``faults``, ``seed``; ``orders`` and ``receivables``
+        default to ``records``; ``db_path`` keeps the SQLite file at a path of your choice."""
+        super().__init__(**common)
+        records = self.records
         self.counts_wanted = {
             "BD_Customer": max(0, int(records)),
             "SAL_SaleOrder": max(0, int(records if orders is None else orders)),
             "AR_receivable": max(0, int(records if receivables is None else receivables)),
         }
-        self.store = KingdeeStore(seed, self.counts_wanted, db_path)
+        self.store = KingdeeStore(self.seed, self.counts_wanted, db_path)
         self._lock = self.store.lock
         self._sessions: dict[str, _Session] = {}
 

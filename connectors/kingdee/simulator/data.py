@@ -96,6 +96,15 @@ _NOTES = (
 _round2 = fd.round2
 
 
+def _dates(rng: random.Random, modified: int | None, max_age_days: int) -> tuple[int, int, str, int | None]:
+    """(modified, created, document status, approved) of a record; ``modified`` stamps an edit."""
+    mod = modified if modified is not None else rng.randrange(SEED_FROM, SEED_TO)
+    created = mod - rng.randrange(0, max_age_days * _DAY) if modified is None else mod
+    status = rng.choice(_DOC_STATUS)
+    approve = created + rng.randrange(0, max(1, mod - created + 1)) if status == "C" else None
+    return mod, created, status, approve
+
+
 class RowFactory:
     """Makes the rows of one simulated database; the same seed always makes the same rows."""
 
@@ -110,10 +119,7 @@ class RowFactory:
         city = comp.city
         seller_id, seller_no, seller_name, (dept_no, dept_name) = rng.choice(_SELLERS)
         cur_id, cur_no, cur_name = rng.choice(_CURRENCIES)
-        mod = modified if modified is not None else rng.randrange(SEED_FROM, SEED_TO)
-        created = mod - rng.randrange(0, 400 * _DAY) if modified is None else mod
-        status = rng.choice(_DOC_STATUS)
-        approve = created + rng.randrange(0, max(1, mod - created + 1)) if status == "C" else None
+        mod, created, status, approve = _dates(rng, modified, 400)
         found = _FOUND_FROM + rng.randrange(0, 11_000) * _DAY
         address = fd.address(rng, city)
         group_no, group_name = rng.choice(_GROUPS)
@@ -165,13 +171,11 @@ class RowFactory:
     def order_rows(
         self, i: int, rng: random.Random, n_customers: int, modified: int | None = None
     ) -> tuple[list[Any], list[list[Any]]]:
+        """Sales order ``i``: its header (:data:`ORDER_COLUMNS`) and 1-4 lines (:data:`ORDER_LINE_COLUMNS`)."""
         fid = ID_BASE + i
         cust = ID_BASE + (rng.randrange(n_customers) if n_customers else 0)
-        mod = modified if modified is not None else rng.randrange(SEED_FROM, SEED_TO)
-        created = mod - rng.randrange(0, 90 * _DAY) if modified is None else mod
+        mod, created, status, approve = _dates(rng, modified, 90)
         day = created - created % _DAY
-        status = rng.choice(_DOC_STATUS)
-        approve = created + rng.randrange(0, max(1, mod - created + 1)) if status == "C" else None
         seller_id, seller_no, seller_name, (dept_no, dept_name) = rng.choice(_SELLERS)
         cur_id, cur_no, cur_name = rng.choice(_CURRENCIES)
         address = fd.address(rng, rng.choice(fd.CITIES))
@@ -242,13 +246,11 @@ class RowFactory:
     def receivable_row(
         self, i: int, rng: random.Random, n_customers: int, n_orders: int, modified: int | None = None
     ) -> list[Any]:
+        """Receivable ``i`` in :data:`RECEIVABLE_COLUMNS` order."""
         fid = ID_BASE + i
         cust = ID_BASE + (rng.randrange(n_customers) if n_customers else 0)
-        mod = modified if modified is not None else rng.randrange(SEED_FROM, SEED_TO)
-        created = mod - rng.randrange(0, 60 * _DAY) if modified is None else mod
+        mod, created, status, approve = _dates(rng, modified, 60)
         day = created - created % _DAY
-        status = rng.choice(_DOC_STATUS)
-        approve = created + rng.randrange(0, max(1, mod - created + 1)) if status == "C" else None
         cur_id, cur_no, cur_name = rng.choice(_CURRENCIES)
         amount = fd.amount(rng, 500, 300_000)
         state = rng.choice("AAABC")

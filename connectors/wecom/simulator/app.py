@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.kit.simulator import FaultConfig, FaultSpec, Simulator
+from connectors.kit.simulator import FaultSpec, Simulator
 from connectors.wecom import simdata as sd
 from connectors.wecom.simulator.api import ApiHandlers
 from connectors.wecom.simulator.callbacks import CallbackRecord, CallbackSender, _CallbackConfig
@@ -57,9 +57,6 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
     def __init__(
         self,
         *,
-        records: int = 100,
-        faults: FaultConfig | str | None = None,
-        seed: int = 7,
         employees: int | None = None,
         group_chats: int | None = None,
         callback_url: str | None = None,
@@ -67,8 +64,11 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
         corp_secret: str | None = None,
         callback_token: str | None = None,
         encoding_aes_key: str | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(records=records, faults=faults, seed=seed)
+        """``common``: the kit's ``records``, ``faults``, ``seed``; the rest default from the seed."""
+        super().__init__(**common)
+        records, seed = self.records, self.seed
         # Demo credentials derived from the seed, shaped like real ones: 18-char CorpID, 43-char secret,
         # a Token of letters and digits, a 43-char EncodingAESKey.
         digest = hashlib.sha512(f"tongbu-wecom-{seed}".encode()).digest()

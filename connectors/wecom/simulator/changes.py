@@ -18,6 +18,17 @@ from connectors.wecom.simulator.corp import CorpData
 class CorpChanges(CorpData):
     """Truth changes with their callbacks (mixed into :class:`WeComSimulator`)."""
 
+    def _relation(self, external_userid: str, userid: str | None) -> tuple[int, int, list[int]]:
+        """(contact index, follow user index, all follow users); KeyError when there is none."""
+        i = self._index_of(external_userid)
+        users = self._followers(i)
+        if not users:
+            raise KeyError(f"{external_userid} has no follow user")
+        u = self._user(userid) if userid else users[0]
+        if u not in users:
+            raise KeyError(f"{userid} does not follow {external_userid}")
+        return i, u, users
+
     if TYPE_CHECKING:
 
         def _emit(self, event: str, change_type: str, fields: dict[str, Any]) -> CallbackRecord: ...
@@ -93,13 +104,7 @@ class CorpChanges(CorpData):
         As in WeCom, an edit that only changes ``remark_mobiles`` sends no callback.
         """
         with self._lock:
-            i = self._index_of(external_userid)
-            users = self._followers(i)
-            if not users:
-                raise KeyError(f"{external_userid} has no follow user")
-            u = self._user(userid) if userid else users[0]
-            if u not in users:
-                raise KeyError(f"{userid} does not follow {external_userid}")
+            i, u, users = self._relation(external_userid, userid)
             f = self._follow(i, u)
             reported = False
             for key, value in (
@@ -151,13 +156,7 @@ class CorpChanges(CorpData):
         self, external_userid: str, userid: str | None, change: str, source: str | None, callback: bool
     ) -> None:
         with self._lock:
-            i = self._index_of(external_userid)
-            users = self._followers(i)
-            if not users:
-                raise KeyError(f"{external_userid} has no follow user")
-            u = self._user(userid) if userid else users[0]
-            if u not in users:
-                raise KeyError(f"{userid} does not follow {external_userid}")
+            i, u, users = self._relation(external_userid, userid)
             self._set_followers(i, [x for x in users if x != u])
             self._follow_over.pop((i, u), None)
             fields = {"UserID": self.users[u]["userid"], "ExternalUserID": external_userid}
