@@ -55,12 +55,14 @@ class FaultSpec:
         """``value`` if it fits the kind, else :class:`FaultError`."""
         if value != value or value < 0:  # NaN or negative
             raise FaultError(f"fault {self.name}={value:g}: must be a non-negative {self.kind}")
+        if self.kind == "SECONDS" and not value <= 3600:
+            raise FaultError(f"fault {self.name}={value:g}: SECONDS must be at most 3600")
         if self.kind == "RATE" and value > 1:
             raise FaultError(f"fault {self.name}={value:g}: a RATE is a probability from 0 to 1")
-        if self.kind in ("COUNT", "ROWS") and value > 1 and not float(value).is_integer():
-            raise FaultError(f"fault {self.name}={value:g}: above 1 it is a number of rows/calls")
         if self.kind == "COUNT" and not float(value).is_integer():
             raise FaultError(f"fault {self.name}={value:g}: a COUNT is a whole number")
+        if self.kind == "ROWS" and value > 1 and not float(value).is_integer():
+            raise FaultError(f"fault {self.name}={value:g}: a share from 0 to 1, or above 1 a number of rows")
         return value
 
 
