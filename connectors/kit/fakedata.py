@@ -81,7 +81,7 @@ class FastRandom(random.Random):
     def choice(self, seq: Sequence[Any]) -> Any:  # type: ignore[override]
         return seq[int(self.random() * len(seq))]
 
-    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:  # type: ignore[override]
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         if stop is None:
             start, stop = 0, start
         return start + int(self.random() * (stop - start))

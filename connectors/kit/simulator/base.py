@@ -250,11 +250,14 @@ class Simulator:
             offset, limit = int(q.get("offset", 0)), int(q.get("limit", 1000))
         except ValueError:
             return self.json({"error": "offset and limit must be whole numbers"}, status=400)
-        response = await self.run_control(self.truth, stream, offset=offset, limit=limit)
-        if response.status_code != 200:
-            return response
-        records = json.loads(bytes(response.body))
-        return self.json({"stream": self.truth_stream_name(stream), "form": stream, "records": records})
+        try:
+            records = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.truth(stream, offset=offset, limit=limit)
+            )
+            name = self.truth_stream_name(stream)
+        except self.CONTROL_ERRORS as exc:
+            return self.control_error(exc)
+        return self.json({"stream": name, "records": records})
 
     def truth_stream_name(self, stream: str) -> str:
         """The canonical name of ``stream`` (for the ``/_sim/truth`` answer)."""

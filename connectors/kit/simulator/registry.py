@@ -67,7 +67,10 @@ def load_simulator(system: str) -> type[Simulator]:
         return cls
     eps = _entry_points()
     if system in eps:
-        return eps[system].load()
+        loaded = eps[system].load()
+        if not (isinstance(loaded, type) and issubclass(loaded, Simulator)):
+            raise KeyError(f"entry point {system!r} ({eps[system].value}) is not a Simulator subclass")
+        return loaded
     known = simulator_names()
     close = difflib.get_close_matches(system, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
