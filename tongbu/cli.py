@@ -263,7 +263,10 @@ def simulate(
         cls = load_simulator(system)
     except KeyError as exc:
         _fail(str(exc.args[0]))
-    sim = cls(records=records, faults=faults, seed=seed)
+    try:
+        sim = cls(records=records, faults=faults, seed=seed)
+    except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
+        _fail(str(exc))
     url = sim.start(host, port)
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(
