@@ -27,7 +27,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from stdnum.cn import uscc as uscc_code
 from stdnum.exceptions import InvalidChecksum, InvalidLength
 

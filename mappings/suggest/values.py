@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stdnum.cn.uscc import is_valid as is_valid_uscc
+
 from mappings.suggest.text import cjk_ratio, fold
 
 KINDS = (
