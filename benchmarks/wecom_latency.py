@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     from sqlalchemy import select
 
     from connectors.crm.store import HubStore
-    from connectors.simulators.base import free_port
+    from connectors.kit.server import free_port
     from connectors.wecom.client import WeComClient
     from connectors.wecom.hub import WeComHubWriter
     from connectors.wecom.records import contact_from_get

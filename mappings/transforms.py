@@ -27,8 +27,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from connectors.kit import uscc as uscc_code
+from stdnum.cn import uscc as uscc_code
+from stdnum.exceptions import InvalidChecksum, InvalidLength
 
 Step = Callable[[Any], Any]
 #: The runner's hub lookup: ``(object, by_field, value) -> matching hub row (mapping) | value | None``.
@@ -1382,15 +1382,17 @@ def _uscc_factory(_params: None, _ctx: BuildContext) -> Step:
         code = code.strip().upper().replace(" ", "")
         if not code:
             return None
-        if uscc_code.is_valid(code):
-            return code
-        if len(code) != 18:
+        try:
+            return uscc_code.validate(code)  # python-stdnum: length, format, check character
+        except InvalidLength:
             raise TransformError(
                 f"unified social credit code must have 18 characters, has {len(code)}", value
-            )
-        bad = sorted({c for c in code if c not in uscc_code.ALPHABET})
-        if bad:
-            raise TransformError(f"unified social credit code has invalid characters {''.join(bad)}", value)
-        raise TransformError("unified social credit code check character is wrong", value)
+            ) from None
+        except InvalidChecksum:
+            raise TransformError("unified social credit code check character is wrong", value) from None
+        except ValueError:  # stdnum's InvalidFormat: GB 32100 omits I, O, S, V, Z; 8 leading digits
+            bad = sorted({c for c in code if c in "IOSVZ" or not c.isalnum()})
+            what = f"invalid characters {''.join(bad)}" if bad else "a non-digit in its first 8 characters"
+            raise TransformError(f"unified social credit code has {what}", value) from None
 
     return uscc

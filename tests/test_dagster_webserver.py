@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from connectors.simulators.base import free_port
+from connectors.kit.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -12,6 +12,9 @@ import pytest
 
 from connectors.kingdee.simulator import (
     FORMS,
+    MAX_DEPTH,
+    MAX_FILTER_CHARS,
+    MAX_PARAMS,
     SESSION_LOST_MESSAGE,
     FilterTranslator,
     KingdeeSimulator,
@@ -21,7 +24,7 @@ from connectors.kingdee.simulator import (
     parse_literal_ms,
 )
 from connectors.kit import uscc
-from connectors.simulators.registry import load_simulator
+from connectors.kit.simulator import FaultError, load_simulator, simulator_names
 
 SVC = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub."
 LOGIN = SVC + "AuthService.ValidateUser.common.kdsvc"
@@ -512,3 +515,91 @@ def test_malformed_rows_carry_bad_values_and_are_named_in_the_truth() -> None:
                     assert t == good[t["FCUSTID"]]
         finally:
             clean.close()
+
+
+# -- NULL modification dates (issue 9, item 8) ---------------------------------------------------------------
+def test_null_modify_date_fault_nulls_that_share_of_rows_deterministically() -> None:
+    with (
+        KingdeeSimulator(records=50, faults="null_modify_date=0.6", seed=8) as s,
+        KingdeeSimulator(records=50, faults="null_modify_date=0.6", seed=8) as twin,
+    ):
+        for form in ("BD_Customer", "SAL_SaleOrder", "AR_receivable"):
+            nulls = [t for t in s.truth(form) if t["FModifyDate"] is None]
+            assert len(nulls) == 30  # RATE is a share of the rows: 0.6 of 50, exactly
+            assert s.truth(form) == twin.truth(form)  # the same rows for the same seed
+        rows = query(http(s), FormId="BD_Customer", FieldKeys="FCUSTID,FModifyDate", Limit=100)
+        assert sum(1 for r in rows if r[1] is None) == 30  # the WebAPI sends them as null
+        clean = KingdeeSimulator(records=50, seed=8)
+        try:  # only FModifyDate changes, and only on the chosen rows
+            good = {t["FCUSTID"]: t for t in clean.truth("BD_Customer")}
+            for t in s.truth("BD_Customer"):
+                assert {**t, "FModifyDate": good[t["FCUSTID"]]["FModifyDate"]} == good[t["FCUSTID"]]
+        finally:
+            clean.close()
+    with KingdeeSimulator(records=50, faults="null_modify_date=7", orders=0, receivables=0) as s:
+        assert sum(1 for t in s.truth("BD_Customer") if t["FModifyDate"] is None) == 7  # above 1: a count
+
+
+def test_comparisons_with_null_other_than_equality_match_no_row() -> None:
+    # Regression: ``FModifyDate > NULL`` used to be translated to ``IS NULL``.
+    assert "IS NULL" not in FilterTranslator(FORMS["bd_customer"]).translate("FModifyDate > NULL")
+    with KingdeeSimulator(records=40, faults="null_modify_date=0.25", seed=3, orders=0, receivables=0) as s:
+        nulls = [t["FCUSTID"] for t in s.truth("BD_Customer") if t["FModifyDate"] is None]
+        assert len(nulls) == 10
+        for op in (">", ">=", "<", "<="):
+            assert _where(s, f"FModifyDate {op} NULL") == [], op
+        assert _where(s, "FModifyDate = NULL") == nulls == _where(s, "FModifyDate IS NULL")
+        assert len(_where(s, "FModifyDate <> NULL")) == 30
+
+
+# -- parser limits (issue 17) -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("(" * 100_000 + "FCUSTID = 1" + ")" * 100_000, "过长"),
+        ("(" * (MAX_DEPTH + 1) + "FCUSTID = 1" + ")" * (MAX_DEPTH + 1), "嵌套过深"),
+        ("NOT " * (MAX_DEPTH + 1) + "FCUSTID = 1", "嵌套过深"),
+        ("FCUSTID IN (" + ",".join(["1"] * (MAX_PARAMS + 1)) + ")", "值过多"),
+        ("FName = '" + "x" * (MAX_FILTER_CHARS + 1) + "'", "过长"),
+        ("FName = '" + "x" * 50_000, "语法错误"),  # an unterminated string
+    ],
+)
+def test_filters_beyond_the_limits_get_one_clear_query_error(text: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        FilterTranslator(FORMS["bd_customer"]).translate(text)
+
+
+def test_nesting_up_to_the_limit_is_fine_and_huge_numbers_are_bound_safely(sim: KingdeeSimulator) -> None:
+    depth = MAX_DEPTH - 1
+    assert _where(sim, "(" * depth + "FCUSTID = 100003" + ")" * depth) == [100003]
+    status = nested_error(query(http(sim), FormId="BD_Customer", FieldKeys="F" * 20_000))
+    assert "过长" in status["Errors"][0]["Message"]
+    assert _where(sim, "FCUSTID > 99999999999999999999999") == []
+
+
+# -- the kit's fault switches, control API and registry ----------------------------------------------------------
+def test_unknown_or_malformed_fault_switches_are_errors_with_a_hint() -> None:
+    with pytest.raises(FaultError, match="did you mean 'throttle'"):
+        KingdeeSimulator(records=1, faults="throtle=0.1")
+    with pytest.raises(FaultError, match="probability from 0 to 1"):
+        KingdeeSimulator(records=1, faults="http_5xx=5")
+    with pytest.raises(FaultError, match="not a number"):
+        KingdeeSimulator(records=1, faults="slow=fast")
+    with KingdeeSimulator(records=2) as s:
+        api = httpx.Client(base_url=s.base_url)
+        bad = api.post("/_sim/faults", json={"faults": "sesion_expiry=3"})
+        assert bad.status_code == 400 and "did you mean 'session_expiry'" in bad.json()["error"]
+        assert api.get("/_sim/faults").json() == {"faults": {}}  # nothing half-applied
+        specs = api.get("/_sim/fault-specs").json()
+        assert specs["null_modify_date"]["kind"] == "ROWS" and specs["throttle"]["kind"] == "RATE"
+        assert api.get("/_sim/truth", params={"stream": "nope"}).status_code == 400
+        assert (
+            api.get("/_sim/truth", params={"stream": "customers", "limit": 1}).json()["stream"]
+            == "BD_Customer"
+        )
+
+
+def test_registry_finds_simulators_from_the_connectors_themselves() -> None:
+    assert {"kingdee", "wecom"} <= set(simulator_names())
+    with pytest.raises(KeyError, match="did you mean 'kingdee'"):
+        load_simulator("kingde")

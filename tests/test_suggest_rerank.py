@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from connectors.kit.server import BackgroundServer
 from mappings.suggest.engine import Suggester
 from mappings.suggest.profiles import FieldProfile, TableProfile
 from mappings.suggest.rerank import Reranker, RerankError
@@ -37,25 +34,11 @@ async def chat(request: Request) -> JSONResponse:
     return JSONResponse({"choices": [{"message": {"role": "assistant", "content": content}}]})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = _free_port()
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    srv.should_exit = True
-    thread.join(timeout=5)
+    with BackgroundServer(app, lifespan="off") as srv:
+        yield f"{srv.url}/v1"
 
 
 SRC = TableProfile(

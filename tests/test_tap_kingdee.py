@@ -24,7 +24,7 @@ from connectors.kingdee.client import (
 )
 from connectors.kingdee.simulator import KingdeeSimulator
 from connectors.kingdee.tap import TapKingdee
-from connectors.simulators.base import free_port
+from connectors.kit.server import free_port
 
 TAP_EXE = Path(sys.executable).with_name("tap-kingdee")
 STREAMS = ("customers", "sales_orders", "receivables")

@@ -64,7 +64,7 @@ def test_token_margin_refetches_before_expiry(sim: WeComSimulator) -> None:
 
 def test_backoff_on_limits_then_give_up(sim: WeComSimulator) -> None:
     client = make(sim)
-    sim.set_faults("freq_limit=1")
+    sim.set_faults("throttle=1")
     with pytest.raises(WeComRetryExhausted) as exc:
         client.get_follow_user_list()
     assert exc.value.errcode == 45009 and len(client.sleeps) == 4  # type: ignore[attr-defined]

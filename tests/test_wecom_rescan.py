@@ -20,7 +20,7 @@ from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
 
 # Under the fault mix a call may need many attempts; each waits milliseconds.
 client_for = partial(fast_client, max_attempts=15, max_delay=0.02)
-FAULTS = "token_expiry=9,freq_limit=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
+FAULTS = "session_expiry=9,throttle=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
 
 
 pytestmark = pytest.mark.wecom_sim(records=800, seed=31)  # the `sim` fixture: tests/conftest.py

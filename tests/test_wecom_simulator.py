@@ -15,7 +15,7 @@ from wechatpy.enterprise import WeChatClient
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import APILimitedException, WeChatClientException
 
-from connectors.simulators.registry import load_simulator
+from connectors.kit.simulator import load_simulator
 from connectors.wecom.simulator import WeComSimulator
 from tests.helpers.wecom import point_wechatpy_at
 
@@ -143,7 +143,7 @@ def test_token_lifetime_fault(sim: WeComSimulator) -> None:
 
 def test_rate_and_concurrency_limits_are_fault_switches(sim: WeComSimulator) -> None:
     client = wechatpy_client(sim)
-    sim.set_faults("freq_limit=1")
+    sim.set_faults("throttle=1")
     with pytest.raises(APILimitedException):
         client.external_contact.get_follow_user_list()
     sim.set_faults("concurrency_rate=1")
@@ -253,3 +253,53 @@ def test_large_corp_is_deterministic_and_lazy() -> None:
     ext = a.random_external_userid(__import__("random").Random(1))
     assert a.contact_detail(ext) == b.contact_detail(ext)
     assert a.follow_pair_count > 100_000  # some contacts are followed by several employees
+
+
+def _token(sim: WeComSimulator) -> str:
+    return httpx.get(
+        sim.base_url + "/cgi-bin/gettoken",
+        params={"corpid": sim.corp_id, "corpsecret": sim.credentials()["corp_secret"]},
+    ).json()["access_token"]
+
+
+def test_kit_faults_mean_the_same_here_as_in_every_simulator(sim: WeComSimulator) -> None:
+    url = sim.base_url + "/cgi-bin/externalcontact/get_follow_user_list"
+    try:
+        sim.set_faults("session_expiry=2")  # a token serves two calls, then it is expired (42001)
+        token = _token(sim)
+        codes = [httpx.get(url, params={"access_token": token}).json()["errcode"] for _ in range(3)]
+        assert codes == [0, 0, 42001] and _token(sim) != token
+        sim.set_faults("http_5xx=1")
+        before = sim.stats()["http_5xx"]
+        r = httpx.get(url, params={"access_token": "x"})
+        assert r.status_code in (500, 502, 503) and sim.stats()["http_5xx"] == before + 1
+        sim.set_faults("timeout=1,hang=0.2")
+        assert httpx.get(url, params={"access_token": "x"}).status_code == 504
+        sim.set_faults("slow=0.05")
+        assert httpx.get(url, params={"access_token": "x"}).json()["errcode"] == 40014
+        assert sim.stats()["slow"] >= 1
+    finally:
+        sim.set_faults(None)
+
+
+def test_old_fault_names_and_typos_are_errors_that_say_what_to_use(sim: WeComSimulator) -> None:
+    from connectors.kit.simulator import FaultError
+
+    with pytest.raises(FaultError, match="renamed: use throttle"):
+        sim.set_faults("freq_limit=0.1")
+    with pytest.raises(FaultError, match="did you mean 'drop_callbacks'"):
+        sim.set_faults("drop_callback=0.1")
+    r = httpx.post(sim.base_url + "/_sim/faults", json={"faults": "token_expiry=3"})
+    assert r.status_code == 400 and "session_expiry" in r.json()["error"]
+
+
+def test_truth_endpoint_pages_the_simulators_own_ground_truth(sim: WeComSimulator) -> None:
+    api = httpx.Client(base_url=sim.base_url)
+    page = api.get("/_sim/truth", params={"stream": "contacts", "offset": 2, "limit": 3}).json()
+    assert page["stream"] == "contacts"
+    assert page["records"] == [d for d in sim.truth("contacts")][2:5]
+    assert page["records"][0] == sim.contact_detail(page["records"][0]["external_contact"]["external_userid"])
+    assert api.get("/_sim/counts").json()["contacts"] == sim.contact_count
+    assert api.get("/_sim/truth", params={"stream": "nope"}).status_code == 400
+    chats = api.get("/_sim/truth", params={"stream": "group_chats", "limit": 2}).json()["records"]
+    assert [c["chat_id"] for c in chats] == sim.group_chat_ids()[:2]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from connectors.simulators.base import free_port
+from connectors.kit.server import free_port
 from connectors.wecom.client import RetryPolicy, WeComClient
 from connectors.wecom.records import contact_from_get, group_chat_record
 from connectors.wecom.scan import ScanReport, scan_external_contacts
@@ -73,7 +73,7 @@ def test_corp_tags_and_group_chats() -> None:
 
 def test_scan_survives_token_expiry_and_limits() -> None:
     sim = WeComSimulator(
-        records=400, seed=14, faults="token_expiry=4,freq_limit=0.1,concurrency_rate=0.1,busy=0.05"
+        records=400, seed=14, faults="session_expiry=4,throttle=0.1,concurrency_rate=0.1,busy=0.05"
     )
     sim.start()
     try:

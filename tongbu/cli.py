@@ -266,13 +266,16 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 7,
 ) -> None:
     """Start a simulator of an external system in the foreground; prints its URL and demo credentials."""
-    from connectors.simulators.registry import load_simulator
+    from connectors.kit.simulator import load_simulator
 
     try:
         cls = load_simulator(system)
     except KeyError as exc:
         _fail(str(exc.args[0]))
-    sim = cls(records=records, faults=faults, seed=seed)
+    try:
+        sim = cls(records=records, faults=faults, seed=seed)
+    except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
+        _fail(str(exc))
     url = sim.start(host, port)
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(

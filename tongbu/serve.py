@@ -1035,7 +1035,7 @@ class BackgroundServer:
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
 
-        from connectors.simulators.base import free_port
+        from connectors.kit.server import free_port
 
         self.app = app
         self.host = host

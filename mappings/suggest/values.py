@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.kit.uscc import is_valid as is_valid_uscc
+from stdnum.cn.uscc import is_valid as is_valid_uscc
+
 from mappings.suggest.text import cjk_ratio, fold
 
 KINDS = (

@@ -1,0 +1,21 @@
+"""The simulator kit: one base class, one fault catalogue, one control API, one registry.
+
+See ``docs/writing-a-connector.md`` (section "The simulator") for how a connector uses it.
+"""
+
+from connectors.kit.simulator.base import CONTROL_ROUTES, Simulator
+from connectors.kit.simulator.faults import COMMON_FAULTS, FaultConfig, FaultError, FaultSpec, pick_rows
+from connectors.kit.simulator.registry import load_simulator, register, simulator_names
+
+__all__ = [
+    "COMMON_FAULTS",
+    "CONTROL_ROUTES",
+    "FaultConfig",
+    "FaultError",
+    "FaultSpec",
+    "Simulator",
+    "load_simulator",
+    "pick_rows",
+    "register",
+    "simulator_names",
+]
