@@ -487,7 +487,9 @@ class _InheritedFiles:
             import fcntl  # POSIX only, like memfd
 
             with contextlib.suppress(AttributeError, OSError):  # read-only from here on
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
+                fcntl.fcntl(
+                    fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
+                )
         else:  # pragma: no cover - macOS and other systems without memfd
             fd, write_end = os.pipe()
             self._all.append(fd)

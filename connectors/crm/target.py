@@ -203,7 +203,9 @@ class TargetCRM(Target):
         """
         parent = self.config.get("parent_pid")
         if parent and os.getppid() != int(parent):
-            raise RuntimeError(f"the tongbu run that started target-crm (pid {parent}) is gone; not committing")
+            raise RuntimeError(
+                f"the tongbu run that started target-crm (pid {parent}) is gone; not committing"
+            )
         holder = self.config.get("lock_holder")
         if not holder:
             return
