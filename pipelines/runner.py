@@ -15,7 +15,9 @@ sees, so the same guarantee holds.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
@@ -49,6 +51,8 @@ log = logging.getLogger("tongbu.runner")
 _RUNS = SyncRun.__table__
 
 ProgressFn = Callable[["RunResult"], None]
+#: Records of each run inspected for mapping source fields that never appear (see optional_sources).
+SAMPLE_RECORDS = 1000
 
 
 @dataclass
@@ -93,6 +97,48 @@ def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
     if not key:
         return None
     return {"replication_key": key, "replication_key_value": jsonable(record.get(key))}
+
+
+def optional_sources(mapping: CompiledMapping) -> dict[str, str]:
+    """``source path -> target column`` for the mapping's optional (not ``required``) fields.
+
+    A misspelt source of a required field fails every record loudly; one of an optional field just
+    leaves the column NULL, which is what the run-time sample catches.
+    """
+    out: dict[str, str] = {}
+    for field_spec in mapping.spec.fields:
+        if field_spec.required:
+            continue
+        for path in field_spec.source_paths():
+            out.setdefault(path, field_spec.target)
+    return out
+
+
+def _has_path(record: Any, path: str) -> bool:
+    for part in path.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return False
+        record = record[part]
+    return True
+
+
+def absent_source_fields(optional: dict[str, str], sample: list[dict[str, Any]]) -> tuple[str, ...]:
+    """One warning per optional source path present in none of the ``sample`` records (with a hint)."""
+    if not sample:
+        return ()
+    missing = [path for path in optional if not any(_has_path(r, path) for r in sample)]
+    if not missing:
+        return ()
+    seen_keys = sorted({k for r in sample if isinstance(r, dict) for k in r})
+    notes = []
+    for path in missing:
+        close = difflib.get_close_matches(path.split(".")[0], seen_keys, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else "check the field name in the mapping"
+        notes.append(
+            f"source field {path!r} (mapped to {optional[path]!r}) is absent from all {len(sample):,} "
+            f"sampled records, so {optional[path]!r} stays empty; {hint}"
+        )
+    return tuple(notes)
 
 
 def _cursor_value(cursor: dict[str, Any] | None) -> Any:
@@ -218,7 +264,11 @@ class Runner:
             batch_quarantined: list[dict[str, Any]],
             cursor: dict[str, Any] | None,
             read: int,
+            notes: tuple[str, ...] = (),
         ) -> None:
+            for note in notes:  # once per run, from the sample of the first records
+                log.warning("pipeline %s: %s", spec.name, note)
+                result.extra.setdefault("warnings", []).append(note)
             # Rows, quarantined records, cursor and lease renewal: one transaction, all or nothing.
             with self.engine.begin() as conn:
                 if batch.received:
@@ -244,13 +294,20 @@ class Runner:
         resolver: _LazyHubResolver | None = None
 
         def read_batches() -> Iterator[
-            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]
+            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int, tuple[str, ...]]
         ]:
             # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
             # for sorted streams (the cursor is taken from the last record of each batch).
             records = stream.get_records(None)
             if post is not None:
                 records = (r for r in (post(rec, None) for rec in records) if r is not None)
+            notes: tuple[str, ...] = ()
+            optional = optional_sources(mapping)
+            if optional:
+                # Only the first records are looked at, before the loop: the hot path stays as it is.
+                head = list(itertools.islice(records, SAMPLE_RECORDS))
+                notes = absent_source_fields(optional, head)
+                records = itertools.chain(head, records)
             # Hub lookups (``lookup: {object, by, return}``) read through this process's own connection,
             # opened on the first lookup only; in a forked reader the parent's pooled connections are
             # dropped first, never shared.
@@ -275,15 +332,18 @@ class Runner:
                 if pending >= batch_size:
                     # Unsorted streams keep their cursor until the final batch: only then is the max known.
                     cursor = stream_cursor(stream, record) if sorted_stream else start
-                    yield prepare(obj, rows, source_system=conn_name), quarantined, cursor, read
+                    yield prepare(obj, rows, source_system=conn_name), quarantined, cursor, read, notes
+                    notes = ()
                     rows, quarantined = [], []
                     append = rows.append
                     pending = 0
                 last = record
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
-            yield prepare(obj, rows, source_system=conn_name), quarantined, final, read
+            yield prepare(obj, rows, source_system=conn_name), quarantined, final, read, notes
 
-        def batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
+        def batches() -> Iterator[
+            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int, tuple[str, ...]]
+        ]:
             nonlocal resolver
             resolver = _LazyHubResolver(self.hub, forked=os.getpid() != parent_pid)
             try:
