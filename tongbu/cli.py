@@ -160,10 +160,15 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _runner(project: Path | None, overrides: dict[str, dict[str, Any]] | None = None):
+    # The hub first: a damaged hub is reported before anything else, and a fresh hub's schema is in
+    # place before the slower imports below (connector classes, Dagster's cron rules).
+    from tongbu.db import get_engine
+
+    engine = get_engine()
     from pipelines.project import load_project
     from pipelines.runner import Runner
 
-    return Runner(load_project(project), config_overrides=overrides)
+    return Runner(load_project(project), engine, config_overrides=overrides)
 
 
 # Vault commands whose ``--tenant`` defaults to the project's tenant.
