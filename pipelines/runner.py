@@ -15,7 +15,6 @@ sees, so the same guarantee holds.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import itertools
 import json
@@ -38,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connectors.crm.store import HubStore, PreparedBatch
+from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
@@ -51,8 +51,6 @@ log = logging.getLogger("tongbu.runner")
 _RUNS = SyncRun.__table__
 
 ProgressFn = Callable[["RunResult"], None]
-#: Records of each run inspected for mapping source fields that never appear (see optional_sources).
-SAMPLE_RECORDS = 1000
 
 
 @dataclass
@@ -97,48 +95,6 @@ def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
     if not key:
         return None
     return {"replication_key": key, "replication_key_value": jsonable(record.get(key))}
-
-
-def optional_sources(mapping: CompiledMapping) -> dict[str, str]:
-    """``source path -> target column`` for the mapping's optional (not ``required``) fields.
-
-    A misspelt source of a required field fails every record loudly; one of an optional field just
-    leaves the column NULL, which is what the run-time sample catches.
-    """
-    out: dict[str, str] = {}
-    for field_spec in mapping.spec.fields:
-        if field_spec.required:
-            continue
-        for path in field_spec.source_paths():
-            out.setdefault(path, field_spec.target)
-    return out
-
-
-def _has_path(record: Any, path: str) -> bool:
-    for part in path.split("."):
-        if not isinstance(record, dict) or part not in record:
-            return False
-        record = record[part]
-    return True
-
-
-def absent_source_fields(optional: dict[str, str], sample: list[dict[str, Any]]) -> tuple[str, ...]:
-    """One warning per optional source path present in none of the ``sample`` records (with a hint)."""
-    if not sample:
-        return ()
-    missing = [path for path in optional if not any(_has_path(r, path) for r in sample)]
-    if not missing:
-        return ()
-    seen_keys = sorted({k for r in sample if isinstance(r, dict) for k in r})
-    notes = []
-    for path in missing:
-        close = difflib.get_close_matches(path.split(".")[0], seen_keys, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else "check the field name in the mapping"
-        notes.append(
-            f"source field {path!r} (mapped to {optional[path]!r}) is absent from all {len(sample):,} "
-            f"sampled records, so {optional[path]!r} stays empty; {hint}"
-        )
-    return tuple(notes)
 
 
 def _cursor_value(cursor: dict[str, Any] | None) -> Any:
@@ -468,6 +424,10 @@ class Runner:
                     counts = json.loads(err_line.split(" ", 1)[1])
                     for k, v in counts.items():
                         setattr(result, k, getattr(result, k) + int(v))
+                elif err_line.startswith("TONGBU_WARNING "):
+                    note = str(json.loads(err_line.split(" ", 1)[1]))
+                    log.warning("pipeline %s: %s", spec.name, note)
+                    result.extra.setdefault("warnings", []).append(note)
                 else:
                     errors.append(err_line)
                     del errors[:-50]

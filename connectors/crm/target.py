@@ -23,6 +23,7 @@ from sqlalchemy import column, table, update
 
 from connectors.crm.models import HUB_OBJECTS
 from connectors.crm.store import HubStore
+from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from tongbu.config import DEFAULT_TENANT
 
 _INVALID = "__tongbu_invalid__"
@@ -59,6 +60,8 @@ class CRMSink(BatchSink):
         from mappings.engine import MappingError
 
         mapping = target.mapping_for(self.stream_name)
+        if mapping is not None:
+            target.sample(self.stream_name, mapping, context["records"])
         rows: list[dict[str, Any]] = []
         quarantined: list[dict[str, Any]] = []
         pipeline = self.config.get("pipeline") or f"target-crm:{self.stream_name}"
@@ -155,6 +158,8 @@ class TargetCRM(Target):
         self.hub = HubStore(self.engine, tenant)
         self.quarantine = Quarantine(self.engine, tenant)
         self._mappings: dict[str, Any] = {}
+        self._sampled: dict[str, list[dict[str, Any]]] = {}
+        self._sample_done: set[str] = set()
 
     def mapping_for(self, stream: str) -> Any:
         """The compiled mapping for ``stream``; None = write as-is to the hub object of that name.
@@ -220,6 +225,30 @@ class TargetCRM(Target):
             raise RuntimeError(
                 f"pipeline {pipeline!r} is no longer locked by the run that started target-crm; not committing"
             )
+
+    def sample(self, stream: str, mapping: Any, records: list[dict[str, Any]]) -> None:
+        """Warn once per stream when an optional source field is absent from the first records.
+
+        Only the first :data:`SAMPLE_RECORDS` records of the run are looked at (the first batch or
+        batches); the warnings go to tongbu's pipe runner on stderr, or to the log.
+        """
+        seen = self._sampled.setdefault(stream, [])
+        if len(seen) >= SAMPLE_RECORDS or stream in self._sample_done:
+            return
+        seen.extend(records[: SAMPLE_RECORDS - len(seen)])
+        if len(seen) < SAMPLE_RECORDS and len(records) >= self._batch_size():
+            return  # more records are coming: decide on a full sample
+        self._sample_done.add(stream)
+        for note in absent_source_fields(optional_sources(mapping), seen):
+            if self.config.get("emit_metrics"):
+                sys.stderr.write("TONGBU_WARNING " + json.dumps(note, ensure_ascii=False) + "\n")
+                sys.stderr.flush()
+            else:
+                self.logger.warning("%s: %s", stream, note)
+        self._sampled[stream] = []
+
+    def _batch_size(self) -> int:
+        return int(self.config.get("batch_size") or 5000)
 
     def metrics(self, **counts: int) -> None:
         """Report batch counts to tongbu's pipe runner (stderr, one JSON line)."""
