@@ -221,6 +221,8 @@ def run(
         message, code = _exit_code(exc)
         _fail(message, code)
     names = pipeline or [n for n, p in runner.project.pipelines.items() if p.enabled]
+    if not names:
+        _error_line("the project has no enabled pipelines: nothing to run", "warning")
     results: list[Any] = []
     outcomes: list[dict[str, Any]] = []
     codes: set[int] = set()
