@@ -350,3 +350,32 @@ def test_error_lines_never_wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     [line] = lines_with(res.output, "error:")
     assert "m" * 60 + ".yaml" in line and "p" * 50 in line and len(line) > 120
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_an_interrupted_first_migration_leaves_no_half_schema(tmp_path: Path) -> None:
+    """A run killed while it creates a fresh hub's schema must not leave tables without a version."""
+    from sqlalchemy import event
+
+    from tongbu.db import make_engine
+    from tongbu.migrate import upgrade_to_head
+
+    db = tmp_path / "hub.db"
+    engine = make_engine(f"sqlite:///{db}")  # as every run opens it (WAL, pragmas)
+    created = {"n": 0}
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def die_midway(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("CREATE TABLE"):
+            created["n"] += 1
+            if created["n"] == 4:
+                raise KeyboardInterrupt("killed mid-migration")
+
+    with pytest.raises(KeyboardInterrupt):
+        upgrade_to_head(engine)
+    event.remove(engine, "after_cursor_execute", die_midway)
+    dispose_engines()
+    con = sqlite3.connect(db)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    con.close()
+    assert created["n"] == 4 and tables == [], tables
+    get_engine(f"sqlite:///{db}")  # and the next run migrates it normally
