@@ -8,6 +8,7 @@ Dagster run config or logs.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tongbu.config import DEFAULT_TENANT
 
 PROJECT_FILE = "tongbu.yaml"
+#: A project file is hand-written configuration: anything larger is a mistake or an attack.
+MAX_PROJECT_BYTES = 1_000_000
+#: YAML nodes after alias expansion (``*ref`` copies): bounds "billion laughs" documents.
+MAX_YAML_NODES = 200_000
+MAX_YAML_DEPTH = 50
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -65,8 +71,8 @@ class PipelineSpec(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
-        if v is not None and len(v.split()) != 5:
-            raise ValueError(f"schedule {v!r} is not a 5-field cron expression (e.g. '*/15 * * * *')")
+        if v is not None:
+            check_cron(v, "schedule")
         return v
 
     @property
@@ -116,6 +122,79 @@ class Project(BaseModel):
         return cfg
 
 
+def is_valid_cron(expression: str) -> bool:
+    """Dagster's own test of a cron string (what its schedules accept: 5 fields, real dates)."""
+    try:
+        from dagster._utils.schedules import is_valid_cron_string
+    except ImportError:  # pragma: no cover - Dagster moved it: the same rule through croniter
+        from croniter import croniter
+
+        return len(expression.split()) == 5 and bool(croniter.is_valid(expression))
+    return bool(is_valid_cron_string(expression))
+
+
+def check_cron(expression: str, what: str) -> None:
+    """Raise ``ValueError`` (one line) unless ``expression`` is a cron string Dagster can schedule."""
+    if not isinstance(expression, str) or not is_valid_cron(expression):
+        raise ValueError(
+            f"{what} {expression!r} is not a valid cron expression "
+            "(5 fields: minute hour day-of-month month day-of-week, e.g. '*/15 * * * *')"
+        )
+
+
+def connector_settings(connector_name: str) -> set[str] | None:
+    """The config keys a connector accepts (its tap's settings schema, or its target's), or None.
+
+    None means the schema allows any key (``additionalProperties`` true). The keys singer-sdk adds to
+    every plugin (``stream_maps``, ``flattening_enabled``, …) are included.
+    """
+    import copy
+
+    from connectors.registry import connector, load_class
+
+    info = connector(connector_name)
+    path = info.tap or info.target
+    if not path:
+        return None
+    cls = load_class(path)
+    schema = copy.deepcopy(cls.config_jsonschema)
+    cls.append_builtin_config(schema)
+    if schema.get("additionalProperties") not in (None, False):
+        return None
+    return set(schema.get("properties") or {})
+
+
+def check_connections(project: Project, where: str | Path = PROJECT_FILE) -> None:
+    """Every connection names a known connector and only keys of that connector's settings schema.
+
+    A misspelt key (``page_sise``) would otherwise be ignored and the default used, silently; the
+    error names the connection, the key and the closest known key.
+    """
+    for name, conn in project.connections.items():
+        try:
+            allowed = connector_settings(conn.connector)
+        except KeyError as exc:
+            raise ProjectError(f"{where}: connections.{name}.connector: {exc.args[0]}") from None
+        if allowed is None:
+            continue
+        problems = []
+        for key in conn.config:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(allowed))}"
+            problems.append(f"unknown key {key!r} for connector {conn.connector!r} ({hint})")
+        if problems:
+            raise ProjectError(f"{where}: connections.{name}.config: " + "; ".join(problems))
+        for key, value in conn.config.items():
+            # Cron strings in a connection config (e.g. WeCom's rescan_schedule) are Dagster schedules.
+            if key.endswith("schedule") and isinstance(value, str) and "${" not in value:
+                try:
+                    check_cron(value, key)
+                except ValueError as exc:
+                    raise ProjectError(f"{where}: connections.{name}.config.{key}: {exc}") from None
+
+
 def _package_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -151,19 +230,97 @@ def find_project_file(start: Path | None = None) -> Path:
     return _package_root() / PROJECT_FILE
 
 
-def load_project(path: str | Path | None = None) -> Project:
-    """Load and validate a project file; errors name the file and the field."""
+def _read_yaml(p: Path) -> Any:
+    """Parse a project file: bounded in size, depth and alias expansion, safe constructors only."""
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ProjectError(f"{p}: cannot read the project file ({exc.strerror})") from None
+    if size > MAX_PROJECT_BYTES:
+        raise ProjectError(
+            f"{p}: the project file is {size:,} bytes, more than the {MAX_PROJECT_BYTES:,} allowed"
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ProjectError(f"{p}: cannot read the project file ({exc.strerror})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _check_node_budget(p, node)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1})" if mark else ""
+        reason = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise ProjectError(f"{p}: not valid YAML{where}: {reason}") from None
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ProjectError(f"{p}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_node_budget(p: Path, root: yaml.Node) -> None:
+    # Count the nodes the document stands for once every alias is expanded, without expanding it:
+    # an alias is the same node object, so a node's expanded size is computed once (iteratively,
+    # children first). A "billion laughs" file is refused before anything is built from it.
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                raise ProjectError(
+                    f"{p}: the YAML expands to more than {MAX_YAML_NODES:,} values (aliases nested too much)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ProjectError(f"{p}: the YAML refers to itself (recursive alias)")
+        if depth > MAX_YAML_DEPTH:
+            raise ProjectError(f"{p}: the YAML is nested more than {MAX_YAML_DEPTH} levels deep")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def load_project(path: str | Path | None = None, *, strict: bool = True) -> Project:
+    """Load and validate a project file; errors name the file and the field (one line).
+
+    ``strict`` (default) also checks every connection config against its connector's settings
+    schema and every cron string with Dagster's rules; commands that only need the tenant skip it.
+    """
     p = Path(path) if path else find_project_file()
     if not p.exists():
         raise ProjectError(f"{p}: project file not found (create tongbu.yaml or set TONGBU_PROJECT)")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ProjectError(f"{p}: not valid YAML: {exc}") from None
+    data = _read_yaml(p)
+    if not isinstance(data, dict):
+        raise ProjectError(f"{p}: the project file must be a mapping (connections:, pipelines:, …)")
     try:
         project = Project.model_validate({**data, "root": p.resolve().parent})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise ProjectError(f"{p}: {problems}") from None
     for name, spec in project.pipelines.items():
         spec.name = name
@@ -171,4 +328,6 @@ def load_project(path: str | Path | None = None) -> Project:
             raise ProjectError(
                 f"{p}: pipelines.{name}.source.connection: no connection {spec.source.connection!r}"
             )
+    if strict:
+        check_connections(project, p)
     return project

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -36,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connectors.crm.store import HubStore, PreparedBatch
+from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
@@ -218,7 +220,11 @@ class Runner:
             batch_quarantined: list[dict[str, Any]],
             cursor: dict[str, Any] | None,
             read: int,
+            notes: tuple[str, ...] = (),
         ) -> None:
+            for note in notes:  # once per run, from the sample of the first records
+                log.warning("pipeline %s: %s", spec.name, note)
+                result.extra.setdefault("warnings", []).append(note)
             # Rows, quarantined records, cursor and lease renewal: one transaction, all or nothing.
             with self.engine.begin() as conn:
                 if batch.received:
@@ -244,13 +250,20 @@ class Runner:
         resolver: _LazyHubResolver | None = None
 
         def read_batches() -> Iterator[
-            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]
+            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int, tuple[str, ...]]
         ]:
             # The per-record loop is the hot path: locals only, one counter, no per-record cursor work
             # for sorted streams (the cursor is taken from the last record of each batch).
             records = stream.get_records(None)
             if post is not None:
                 records = (r for r in (post(rec, None) for rec in records) if r is not None)
+            notes: tuple[str, ...] = ()
+            optional = optional_sources(mapping)
+            if optional:
+                # Only the first records are looked at, before the loop: the hot path stays as it is.
+                head = list(itertools.islice(records, SAMPLE_RECORDS))
+                notes = absent_source_fields(optional, head)
+                records = itertools.chain(head, records)
             # Hub lookups (``lookup: {object, by, return}``) read through this process's own connection,
             # opened on the first lookup only; in a forked reader the parent's pooled connections are
             # dropped first, never shared.
@@ -275,15 +288,18 @@ class Runner:
                 if pending >= batch_size:
                     # Unsorted streams keep their cursor until the final batch: only then is the max known.
                     cursor = stream_cursor(stream, record) if sorted_stream else start
-                    yield prepare(obj, rows, source_system=conn_name), quarantined, cursor, read
+                    yield prepare(obj, rows, source_system=conn_name), quarantined, cursor, read, notes
+                    notes = ()
                     rows, quarantined = [], []
                     append = rows.append
                     pending = 0
                 last = record
             final = (stream_cursor(stream, last) if last is not None else start) if sorted_stream else best
-            yield prepare(obj, rows, source_system=conn_name), quarantined, final, read
+            yield prepare(obj, rows, source_system=conn_name), quarantined, final, read, notes
 
-        def batches() -> Iterator[tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int]]:
+        def batches() -> Iterator[
+            tuple[PreparedBatch, list[dict[str, Any]], dict[str, Any] | None, int, tuple[str, ...]]
+        ]:
             nonlocal resolver
             resolver = _LazyHubResolver(self.hub, forked=os.getpid() != parent_pid)
             try:
@@ -329,91 +345,121 @@ class Runner:
             for md in entry.get("metadata", []):
                 if not md.get("breadcrumb"):
                     md["metadata"]["selected"] = entry["tap_stream_id"] == stream_name
-        with tempfile.TemporaryDirectory(prefix="tongbu-pipe-") as tmp:
-            os.chmod(tmp, 0o700)  # configs below may hold resolved secrets
-            files = {
-                "tap.json": self.connection_config(conn_name),
-                "catalog.json": catalog,
-                "state.json": {"bookmarks": {stream_name: start}} if start else {},
-                "target.json": {
-                    "database_url": str(self.engine.url.render_as_string(hide_password=False)),
-                    "source_system": conn_name,
-                    "mapping_file": str(path),
-                    "mapping_name": name,
-                    "tenant": self.tenant,
-                    "pipeline": spec.name,
-                    "batch_size": spec.batch_size,
-                    "emit_metrics": True,
-                },
-            }
-            for fname, content in files.items():
-                fd = os.open(Path(tmp) / fname, os.O_WRONLY | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(content, fh, default=str)
+        target_config = {
+            "database_url": str(self.engine.url.render_as_string(hide_password=False)),
+            "source_system": conn_name,
+            "mapping_file": str(path),
+            "mapping_name": name,
+            "tenant": self.tenant,
+            "pipeline": spec.name,
+            "batch_size": spec.batch_size,
+            "emit_metrics": True,
+            # The target refuses to commit once this runner is gone or has lost the lock (see
+            # connectors/crm/target.py): an orphan must never write after its run ended.
+            "lock_holder": lock.holder,
+            "parent_pid": os.getpid(),
+        }
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs: list[subprocess.Popen[Any]] = []
+        # Resolved configs (ERP password, database URL) reach the subprocesses through inherited
+        # in-memory files, never through a file on disk: nothing is left behind, even after SIGKILL.
+        with _InheritedFiles() as files:
             tap_cmd = [
                 _exe(info.tap_executable or f"tap-{info.name}"),
                 "--config",
-                f"{tmp}/tap.json",
+                files.add(self.connection_config(conn_name)),
                 "--catalog",
-                f"{tmp}/catalog.json",
+                files.add(catalog),
                 "--state",
-                f"{tmp}/state.json",
+                files.add({"bookmarks": {stream_name: start}} if start else {}),
             ]
-            target_cmd = [_exe("target-crm"), "--config", f"{tmp}/target.json"]
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            tap_proc = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-            target_proc = subprocess.Popen(
-                target_cmd,
-                stdin=tap_proc.stdout,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                text=True,
-            )
-            assert tap_proc.stdout is not None and target_proc.stdout is not None
-            tap_proc.stdout.close()  # the target owns the read end now
-            errors: list[str] = []
-
-            def read_stderr() -> None:
-                # Counts arrive on stderr (stdout is reserved for Singer STATE messages).
-                assert target_proc.stderr is not None
-                for err_line in target_proc.stderr:
-                    if err_line.startswith("TONGBU_METRICS "):
-                        counts = json.loads(err_line.split(" ", 1)[1])
-                        for k, v in counts.items():
-                            setattr(result, k, getattr(result, k) + int(v))
-                    else:
-                        errors.append(err_line)
-                        del errors[:-50]
-
-            reader = threading.Thread(target=read_stderr, daemon=True)
-            reader.start()
-            for line in target_proc.stdout:
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                msg = json.loads(line)
-                # Singer targets print the state *value* once its records are committed.
-                value = msg.get("value") if msg.get("type") == "STATE" else msg
-                if isinstance(value, dict) and "bookmarks" in value:
-                    bookmark = (value.get("bookmarks") or {}).get(stream_name)
-                    if bookmark:
-                        bookmark = {k: v for k, v in bookmark.items() if k != "progress_markers"}
-                        with self.engine.begin() as conn:
-                            self.state.put(conn, conn_name, stream_name, bookmark)
-                            lock.renew(conn)
-                        result.cursor_after = bookmark
-                    if self.progress is not None:
-                        self.progress(result)
-            rc_target, rc_tap = target_proc.wait(), tap_proc.wait()
-            reader.join(10)
-            err = "".join(errors)
-            if rc_tap != 0 or rc_target != 0:
-                from tongbu.vault import redact  # the subprocesses cannot mask what this process resolved
-
-                raise RuntimeError(
-                    f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {redact(err[-2000:])}"
+            try:
+                tap_proc = subprocess.Popen(
+                    tap_cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                    pass_fds=files.take(),
+                    preexec_fn=_die_with_parent(os.getpid()),
                 )
+                procs.append(tap_proc)
+                target_cmd = [_exe("target-crm"), "--config", files.add(target_config)]
+                target_proc = subprocess.Popen(
+                    target_cmd,
+                    stdin=tap_proc.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    text=True,
+                    pass_fds=files.take(),
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+                procs.append(target_proc)
+            except BaseException:
+                _stop(procs)
+                raise
+        try:
+            self._follow_pipe(spec, result, lock, tap_proc, target_proc)
+        finally:
+            _stop(procs)  # on any error here the subprocesses must not go on writing
+
+    def _follow_pipe(
+        self,
+        spec: PipelineSpec,
+        result: RunResult,
+        lock: PipelineLock,
+        tap_proc: subprocess.Popen[Any],
+        target_proc: subprocess.Popen[Any],
+    ) -> None:
+        conn_name, stream_name = spec.source.connection, spec.source.stream
+        assert tap_proc.stdout is not None and target_proc.stdout is not None
+        tap_proc.stdout.close()  # the target owns the read end now
+        errors: list[str] = []
+
+        def read_stderr() -> None:
+            # Counts arrive on stderr (stdout is reserved for Singer STATE messages).
+            assert target_proc.stderr is not None
+            for err_line in target_proc.stderr:
+                if err_line.startswith("TONGBU_METRICS "):
+                    counts = json.loads(err_line.split(" ", 1)[1])
+                    for k, v in counts.items():
+                        setattr(result, k, getattr(result, k) + int(v))
+                elif err_line.startswith("TONGBU_WARNING "):
+                    note = str(json.loads(err_line.split(" ", 1)[1]))
+                    log.warning("pipeline %s: %s", spec.name, note)
+                    result.extra.setdefault("warnings", []).append(note)
+                else:
+                    errors.append(err_line)
+                    del errors[:-50]
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        for line in target_proc.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            msg = json.loads(line)
+            # Singer targets print the state *value* once its records are committed.
+            value = msg.get("value") if msg.get("type") == "STATE" else msg
+            if isinstance(value, dict) and "bookmarks" in value:
+                bookmark = (value.get("bookmarks") or {}).get(stream_name)
+                if bookmark:
+                    bookmark = {k: v for k, v in bookmark.items() if k != "progress_markers"}
+                    with self.engine.begin() as conn:
+                        self.state.put(conn, conn_name, stream_name, bookmark)
+                        lock.renew(conn)
+                    result.cursor_after = bookmark
+                if self.progress is not None:
+                    self.progress(result)
+        rc_target, rc_tap = target_proc.wait(), tap_proc.wait()
+        reader.join(10)
+        err = "".join(errors)
+        if rc_tap != 0 or rc_target != 0:
+            from tongbu.vault import redact  # the subprocesses cannot mask what this process resolved
+
+            raise RuntimeError(
+                f"pipe failed: tap exit {rc_tap}, target exit {rc_target}: {redact(err[-2000:])}"
+            )
 
     # -- run history ----------------------------------------------------------------------------
     def _start_run(self, result: RunResult) -> int:
@@ -432,6 +478,102 @@ class Runner:
             cursor_after=result.cursor_after,
             duration_s=result.duration_s,
         )
+
+
+class _InheritedFiles:
+    """JSON documents handed to a subprocess as inherited file descriptors, never as files on disk.
+
+    Each document lives in a memfd (Linux; an anonymous in-memory file) or, where memfd does not
+    exist, in a pipe fed by a thread; the child opens it as ``/dev/fd/N``, which singer-sdk's
+    ``--config``/``--catalog``/``--state`` read like any path. The memory is freed when the last
+    descriptor closes, which the kernel does for killed processes too: a SIGKILL leaves nothing.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[int] = []
+        self._all: list[int] = []
+        self._writers: list[threading.Thread] = []
+
+    def add(self, document: Any) -> str:
+        """Hold ``document`` as JSON in a new inheritable descriptor; returns the path the child opens."""
+        data = json.dumps(document, default=str).encode("utf-8")
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("tongbu-config", os.MFD_CLOEXEC | getattr(os, "MFD_ALLOW_SEALING", 0))
+            self._all.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.lseek(fd, 0, os.SEEK_SET)
+            import fcntl  # POSIX only, like memfd
+
+            with contextlib.suppress(AttributeError, OSError):  # read-only from here on
+                fcntl.fcntl(
+                    fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
+                )
+        else:  # pragma: no cover - macOS and other systems without memfd
+            fd, write_end = os.pipe()
+            self._all.append(fd)
+
+            def feed(w: int = write_end, payload: bytes = data) -> None:
+                with contextlib.suppress(OSError), os.fdopen(w, "wb") as fh:
+                    fh.write(payload)
+
+            writer = threading.Thread(target=feed, daemon=True)
+            writer.start()
+            self._writers.append(writer)
+        self._pending.append(fd)
+        return f"/dev/fd/{fd}"
+
+    def take(self) -> tuple[int, ...]:
+        """The descriptors added since the last call (for one ``Popen(pass_fds=...)``)."""
+        fds, self._pending = tuple(self._pending), []
+        return fds
+
+    def __enter__(self) -> _InheritedFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # The children hold their own copies; ours go as soon as both are started.
+        for fd in self._all:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._all.clear()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when the runner dies (Linux ``prctl``).
+
+    Without it a SIGKILLed runner leaves ``tap | target`` running: the orphaned target would go on
+    committing batches no live run owns. (The target also checks before each commit; see
+    ``connectors/crm/target.py``.) The death signal is tied to the thread that starts the child,
+    which is the thread that waits for it here.
+    """
+    if not sys.platform.startswith("linux"):  # pragma: no cover - the target's own check remains
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: the child only calls it
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the runner died between fork and prctl
+            os._exit(1)
+
+    return preexec
+
+
+def _stop(procs: list[subprocess.Popen[Any]]) -> None:
+    """Kill what is still running of a pipe and reap it."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.wait(10)
 
 
 class _LazyHubResolver:

@@ -196,3 +196,30 @@ def test_hub_lookups_resolve_during_a_run(tmp_path: Path, hub_engine) -> None:
     with hub_engine.connect() as conn:
         row = HubStore(hub_engine).get(conn, "accounts", "synth", "1")
     assert row["region"] == "华南" and row["extra"] == {"region_code": "R1"}
+
+
+@pytest.mark.parametrize("mode", ["inprocess", "pipe"])
+def test_an_optional_source_field_never_seen_in_the_sample_warns_once(
+    tmp_path: Path, hub_engine, caplog: pytest.LogCaptureFixture, mode: str, reader_mode: str
+) -> None:
+    if mode == "pipe" and reader_mode == "thread":
+        pytest.skip("pipe mode has no reader thread/process choice")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(
+        MAPPING.read_text(encoding="utf-8")
+        .replace("{target: phone, source: phone}", "{target: phone, source: phnoe}")
+        .replace("{target: owner, source: owner}", "{target: owner, source: meta.owner}"),
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING", logger="tongbu.runner"):
+        r = Runner(project(2500, mapping=typo, batch=400), hub_engine).run("synth_accounts", mode=mode)
+    assert r.rows_written == 2500  # the run goes on: the column is just empty
+    warnings = r.extra["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "source field 'phnoe' (mapped to 'phone') is absent from all 1,000 sampled records" in warnings[0]
+    assert "did you mean 'phone'?" in warnings[0]
+    assert "'meta.owner'" in warnings[1] and "check the field name" in warnings[1]
+    assert sum("phnoe" in rec.getMessage() for rec in caplog.records) == 1  # once per run, not per batch
+    # A correct mapping warns about nothing.
+    ok = Runner(project(10), hub_engine).run("synth_accounts", full_refresh=True)
+    assert "warnings" not in ok.extra

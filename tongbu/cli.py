@@ -1,17 +1,32 @@
 """The ``tongbu`` command line: run pipelines, inspect state and quarantine, start simulators, demo.
 
-Every command has ``--help``. Errors print one actionable line (no traceback, no secret values)
-and exit non-zero.
+Every command has ``--help``. Errors print one actionable line (no traceback, no secret values, never
+wrapped whatever the terminal width) and exit non-zero:
+
+* 0 — success;
+* 1 — an error (bad project file or config, a failed pipeline, …);
+* 2 — the hub database is not a valid tongbu hub (empty, not SQLite, truncated or corrupt);
+* 3 — a pipeline is already running (its lock is held elsewhere);
+* 4 — a run read records but every one of them was quarantined.
+
+``tongbu run`` runs every pipeline it was asked for even when some fail, prints one line per problem
+and exits with the most serious code of the lot (1, then 4, then 3).
+
+Every command that touches tenant data (``run``, ``state``, ``quarantine``, ``vault``) uses the tenant
+of the project file: ``--project``, else ``TONGBU_PROJECT``, else the nearest ``tongbu.yaml``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,7 +45,10 @@ app.add_typer(state_app, name="state")
 app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
-err = Console(stderr=True)
+# soft_wrap: an error is one line whatever the terminal width (scripts and log collectors grep them).
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
 # Feature sub-commands live with their packages; mount those present in this build.
 for _module, _name in (("tongbu.vault.cli", "vault"), ("mappings.suggest.cli", "mappings")):
@@ -78,8 +96,64 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    _error_line(message)
     raise typer.Exit(code)
+
+
+def _error_line(message: str, label: str = "error") -> None:
+    # Markup is applied to the label only: a message may contain [brackets] from a source.
+    colour = "bold red" if label == "error" else "bold yellow"
+    err.print(f"[{colour}]{label}:[/] ", end="", highlight=False)
+    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+
+
+def _exit_code(exc: BaseException) -> tuple[str, int]:
+    """The one line and the exit code for an exception reaching the CLI."""
+    if "sqlalchemy" in sys.modules:
+        from tongbu.db import hub_error
+
+        bad = hub_error(exc)
+        if bad is not None:
+            return str(bad), EXIT_BAD_HUB
+        from pipelines.state import PipelineLocked
+
+        if isinstance(exc, PipelineLocked):
+            return str(exc), EXIT_LOCKED
+    return _one_line(exc), EXIT_FAILED
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handled(func: F) -> F:
+    """Every exception of a command becomes one line on stderr and its exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary
+            message, code = _exit_code(exc)
+            _fail(message, code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project_tenant(project: Path | None) -> str:
+    """The tenant of the project file in use (``--project``, ``TONGBU_PROJECT``, nearest tongbu.yaml).
+
+    Without any project file the tenant is ``default``; a named file that is missing or invalid is an
+    error, never a silent fall-back to another tenant.
+    """
+    from pipelines.project import find_project_file, load_project
+    from tongbu.config import DEFAULT_TENANT
+
+    path = project or find_project_file()
+    if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
+        return DEFAULT_TENANT
+    return load_project(path, strict=False).tenant
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -95,15 +169,39 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _runner(project: Path | None, overrides: dict[str, dict[str, Any]] | None = None):
+    # The hub first: a damaged hub is reported before anything else, and a fresh hub's schema is in
+    # place before the slower imports below (connector classes, Dagster's cron rules).
+    from tongbu.db import get_engine
+
+    engine = get_engine()
     from pipelines.project import load_project
     from pipelines.runner import Runner
 
-    return Runner(load_project(project), config_overrides=overrides)
+    return Runner(load_project(project), engine, config_overrides=overrides)
+
+
+# Vault commands whose ``--tenant`` defaults to the project's tenant.
+_VAULT_TENANT_COMMANDS = ("set", "get", "list", "delete", "audit")
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False) -> None:
+def _main(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging")] = False,
+) -> None:
     _setup_logging(verbose)
+    if ctx.invoked_subcommand == "vault" and not ctx.resilient_parsing:
+        # `tongbu vault set kingdee.password` must store the secret where the project's runs look for
+        # it: the project's tenant (an explicit --tenant still wins). A project file that does not
+        # load leaves the default; the run reports that file's problem itself.
+        try:
+            tenant = _project_tenant(None)
+        except Exception:  # noqa: BLE001 - see above
+            return
+        ctx.default_map = {
+            **(ctx.default_map or {}),
+            "vault": {cmd: {"tenant": tenant} for cmd in _VAULT_TENANT_COMMANDS},
+        }
 
 
 @app.command()
@@ -120,27 +218,57 @@ def run(
     project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
-    """Run pipelines now (incremental from the stored cursor unless --full-refresh)."""
-    from pipelines.state import PipelineLocked
+    """Run pipelines now (incremental from the stored cursor unless --full-refresh).
 
+    Every named (or enabled) pipeline runs even when another fails or is locked; each problem is one
+    line on stderr. Exit code: 0 all succeeded, 1 one failed, 4 one quarantined every record it read,
+    3 one was already running (the most serious wins).
+    """
     try:
         runner = _runner(project)
-        names = pipeline or [n for n, p in runner.project.pipelines.items() if p.enabled]
-        results = []
-        for name in names:
+    except Exception as exc:  # noqa: BLE001 - one actionable line
+        message, code = _exit_code(exc)
+        _fail(message, code)
+    names = pipeline or [n for n, p in runner.project.pipelines.items() if p.enabled]
+    if not names:
+        _error_line("the project has no enabled pipelines: nothing to run", "warning")
+    results: list[Any] = []
+    outcomes: list[dict[str, Any]] = []
+    codes: set[int] = set()
+    for name in names:
+        try:
             with console.status(f"running {name} …") as status:
                 runner.progress = lambda r, s=status, n=name: s.update(
                     f"{n}: read {r.rows_read:,}  written {r.rows_written:,}  quarantined {r.rows_quarantined:,}"
                 )
-                results.append(runner.run(name, full_refresh=full_refresh, mode=mode))
-    except PipelineLocked as exc:
-        _fail(str(exc), 3)
-    except Exception as exc:  # noqa: BLE001 - any failure is one actionable line, never a traceback
-        _fail(_one_line(exc))
+                result = runner.run(name, full_refresh=full_refresh, mode=mode)
+        except Exception as exc:  # noqa: BLE001 - reported, and the next pipeline still runs
+            message, code = _exit_code(exc)
+            if code == EXIT_BAD_HUB:
+                _fail(message, code)  # no other pipeline can run on a damaged hub either
+            codes.add(code)
+            state = "locked" if code == EXIT_LOCKED else "failed"
+            outcomes.append({"pipeline": name, "status": state, "error": message})
+            _error_line(f"pipeline {name} {'is locked' if state == 'locked' else 'failed'}: {message}")
+            continue
+        results.append(result)
+        outcomes.append(result.as_dict())
+        for warning in result.extra.get("warnings", ()):
+            _error_line(f"pipeline {name}: {warning}", "warning")
+        if result.rows_read and result.rows_quarantined >= result.rows_read:
+            codes.add(EXIT_ALL_QUARANTINED)
+            outcomes[-1]["status"] = "quarantined"
+            _error_line(
+                f"pipeline {name}: all {result.rows_read:,} records read were quarantined, none written; "
+                f"see `tongbu quarantine list --pipeline {name}` for the reasons"
+            )
     if as_json:
-        print(json.dumps([r.as_dict() for r in results], default=str, ensure_ascii=False))
-    else:
+        print(json.dumps(outcomes, default=str, ensure_ascii=False))
+    elif results:
         print_results(results)
+    for code in (EXIT_FAILED, EXIT_ALL_QUARANTINED, EXIT_LOCKED):
+        if code in codes:
+            raise typer.Exit(code)
 
 
 def print_results(results: list) -> None:
@@ -165,17 +293,16 @@ def print_results(results: list) -> None:
 
 
 @state_app.command("show")
+@_handled
 def state_show(
     connection: Annotated[str | None, typer.Argument(help="Only this connection")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Print every stored cursor."""
-    from pipelines.project import load_project
     from pipelines.state import StateStore
     from tongbu.db import get_engine
 
-    tenant = load_project(project).tenant if (project or Path("tongbu.yaml").exists()) else "default"
-    rows = StateStore(get_engine(), tenant).all(connection)
+    rows = StateStore(get_engine(), _project_tenant(project)).all(connection)
     table = Table(title="cursors")
     for col in ("tenant", "connection", "stream", "partition", "cursor", "updated"):
         table.add_column(col)
@@ -192,33 +319,44 @@ def state_show(
 
 
 @state_app.command("reset")
+@_handled
 def state_reset(
     connection: Annotated[str, typer.Argument(help="Connection whose cursors to forget")],
     stream: Annotated[str | None, typer.Option(help="Only this stream")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask")] = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Forget cursors so the next run re-reads from the beginning (the upsert keeps it idempotent)."""
     from pipelines.state import StateStore
     from tongbu.db import get_engine
 
+    tenant = _project_tenant(project)
     if not yes:
-        typer.confirm(f"reset cursors of {connection}{'/' + stream if stream else ''}?", abort=True)
-    n = StateStore(get_engine()).reset(connection, stream)
-    console.print(f"removed {n} cursor(s)")
+        typer.confirm(
+            f"reset cursors of {connection}{'/' + stream if stream else ''} (tenant {tenant})?", abort=True
+        )
+    n = StateStore(get_engine(), tenant).reset(connection, stream)
+    console.print(f"removed {n} cursor(s) of tenant {tenant}", soft_wrap=True)
 
 
 @quarantine_app.command("list")
+@_handled
 def quarantine_list(
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline")] = None,
     status: Annotated[str, typer.Option(help="open | replayed | dropped | all")] = "open",
     limit: Annotated[int, typer.Option(help="At most this many")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    project: ProjectOpt = None,
 ) -> None:
     """List quarantined records with the reason they were set aside."""
     from pipelines.state import Quarantine
     from tongbu.db import get_engine
 
-    rows = Quarantine(get_engine()).list(pipeline, None if status == "all" else status, limit)
+    if status not in ("open", "replayed", "dropped", "all"):
+        raise ValueError(f"unknown status {status!r}: open | replayed | dropped | all")
+    rows = Quarantine(get_engine(), _project_tenant(project)).list(
+        pipeline, None if status == "all" else status, limit
+    )
     if as_json:
         print(json.dumps(rows, default=str, ensure_ascii=False))
         return
@@ -239,6 +377,7 @@ def quarantine_list(
 
 
 @quarantine_app.command("replay")
+@_handled
 def quarantine_replay(
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline")] = None,
     ids: Annotated[list[int] | None, typer.Option("--id", help="Only these quarantine ids")] = None,
@@ -247,11 +386,8 @@ def quarantine_replay(
     """Re-apply the current mapping to quarantined records (e.g. after fixing the mapping)."""
     from pipelines.replay import replay
 
-    try:
-        res = replay(_runner(project), pipeline=pipeline, ids=ids)
-    except Exception as exc:  # noqa: BLE001 - one actionable line
-        _fail(_one_line(exc))
-    console.print(f"replayed {res['replayed']}, still failing {res['failed']}")
+    res = replay(_runner(project), pipeline=pipeline, ids=ids)
+    console.print(f"replayed {res['replayed']}, still failing {res['failed']}", soft_wrap=True)
 
 
 @app.command()
@@ -302,12 +438,20 @@ def demo(
     try:
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
-        _fail(_one_line(exc))
+        message, code = _exit_code(exc)
+        _fail(message, code)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (a last guard: whatever escapes a command is one line, not a traceback)."""
+    try:
+        app()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the outermost CLI boundary
+        message, code = _exit_code(exc)
+        _error_line(message)
+        raise SystemExit(code) from None
 
 
 if __name__ == "__main__":

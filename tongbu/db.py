@@ -6,7 +6,9 @@ One declarative ``Base`` holds every table tongbu owns, so Alembic sees one meta
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,96 @@ class Base(DeclarativeBase):
     """Declarative base for every table tongbu owns."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class HubDatabaseError(RuntimeError):
+    """The hub database file is not a usable tongbu hub (empty, not SQLite, truncated, corrupt).
+
+    The message names the file and what to do; the CLI prints it as one line and exits 2.
+    """
+
+    exit_code = 2
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_ADVICE = "restore it from a backup, or move it aside to start with a fresh hub"
+
+
+def _bad_hub(path: str | Path, problem: str) -> HubDatabaseError:
+    return HubDatabaseError(f"the hub database at {path} {problem}: {_ADVICE}")
+
+
+def check_sqlite_file(path: str | Path) -> None:
+    """Raise :class:`HubDatabaseError` when an existing SQLite hub file is visibly damaged.
+
+    Reads only the 100-byte header (cheap, for every command): an empty file, a file that is not
+    SQLite and a file shorter than its header says are refused instead of being silently rebuilt
+    (an empty hub would mean a full re-sync and lost vault secrets). An absent file is fine: it is
+    created as a new hub. Damage inside the pages shows up as a query error, see :func:`hub_error`.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _bad_hub(p, f"cannot be read ({exc.strerror})") from None
+    if not p.is_file():
+        raise _bad_hub(p, "is not a file")
+    if size == 0 and time.time() - p.stat().st_mtime < 2:
+        # Another process may be creating the hub right now (SQLite writes page 1 just after open).
+        for _ in range(10):
+            time.sleep(0.05)
+            size = p.stat().st_size
+            if size:
+                break
+    if size == 0:
+        raise _bad_hub(p, "is empty (0 bytes), not a tongbu hub")
+    try:
+        with p.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise _bad_hub(p, f"cannot be read ({exc.strerror})") from None
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+        raise _bad_hub(p, "is not a valid tongbu hub (not an SQLite database)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The in-header page count is valid when the change counter matches "version-valid-for".
+    if page_size < 512 or page_size & (page_size - 1):
+        raise _bad_hub(p, "is corrupt (bad page size in its header)")
+    if header[24:28] == header[92:96] and pages and size < pages * page_size:
+        raise _bad_hub(p, f"is truncated ({size:,} of {pages * page_size:,} bytes)")
+    if size % page_size:
+        raise _bad_hub(p, "is truncated (not a whole number of pages)")
+
+
+_CORRUPT_MARKERS = ("file is not a database", "database disk image is malformed", "file is encrypted")
+
+
+def hub_error(exc: BaseException, url: str | None = None) -> HubDatabaseError | None:
+    """The :class:`HubDatabaseError` an exception stands for (a corrupt SQLite hub), else None."""
+    if isinstance(exc, HubDatabaseError):
+        return exc
+    from sqlalchemy.exc import DatabaseError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(getattr(seen, "orig", None) or seen)
+        if isinstance(seen, DatabaseError | sqlite3.DatabaseError) and any(
+            m in text for m in _CORRUPT_MARKERS
+        ):
+            where = _sqlite_path(url or database_url()) or (url or "the configured URL")
+            return _bad_hub(where, "is corrupt (" + text.splitlines()[0][:80] + ")")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _sqlite_path(url: str) -> str | None:
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[-1]
+    return path if path and path != ":memory:" else None
 
 
 _engines: dict[str, Engine] = {}
@@ -59,8 +151,9 @@ def make_engine(url: str | None = None) -> Engine:
         if engine is not None:
             return engine
         if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
+            path = _sqlite_path(url)
+            if path:
+                check_sqlite_file(path)
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -86,7 +179,13 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     if migrate and key not in _migrated:
         from tongbu.migrate import upgrade_to_head
 
-        upgrade_to_head(engine)
+        try:
+            upgrade_to_head(engine)
+        except Exception as exc:
+            bad = hub_error(exc, key)
+            if bad is not None:
+                raise bad from None
+            raise
         _migrated.add(key)
     return engine
 

@@ -27,6 +27,22 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the database behind ``engine`` to the newest schema; a no-op when it is current."""
     cfg = alembic_config(engine)
+    if _is_current(cfg, engine):
+        return  # the common case: no write lock taken, nothing to do
     with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            # pysqlite runs DDL outside any transaction (it only opens one before DML), so a kill in
+            # the middle of a migration left half a schema that no later run could upgrade
+            # ("table … already exists"). An explicit BEGIN makes the whole upgrade one transaction.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
+
+
+def _is_current(cfg: Config, engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == set(ScriptDirectory.from_config(cfg).get_heads())

@@ -10,6 +10,7 @@ before the target emits the STATE that covers them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,17 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
+from sqlalchemy import column, table, update
 
 from connectors.crm.models import HUB_OBJECTS
 from connectors.crm.store import HubStore
+from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from tongbu.config import DEFAULT_TENANT
 
 _INVALID = "__tongbu_invalid__"
+# The pipeline lock row, by name only: connectors do not import the pipelines package.
+_LOCKS = table("pipeline_locks", column("tenant_id"), column("pipeline"), column("holder"))
 LIBRARY = Path(__file__).resolve().parents[2] / "mappings" / "library"
 
 
@@ -56,6 +61,8 @@ class CRMSink(BatchSink):
         from mappings.engine import MappingError
 
         mapping = target.mapping_for(self.stream_name)
+        if mapping is not None:
+            target.sample(self.stream_name, mapping, context["records"])
         rows: list[dict[str, Any]] = []
         quarantined: list[dict[str, Any]] = []
         pipeline = self.config.get("pipeline") or f"target-crm:{self.stream_name}"
@@ -81,6 +88,7 @@ class CRMSink(BatchSink):
             )
         obj = mapping.target_object if mapping else self.stream_name
         with target.engine.begin() as conn:
+            target.check_owner(conn)
             res = target.hub.upsert(conn, obj, rows, source_system=source_system)
             target.quarantine.add_many(conn, quarantined)
         target.metrics(
@@ -124,6 +132,17 @@ class TargetCRM(Target):
         th.Property("pipeline", th.StringType, description="Pipeline name recorded with quarantined records"),
         th.Property("batch_size", th.IntegerType, default=5000),
         th.Property(
+            "lock_holder",
+            th.StringType,
+            description="Pipeline lock holder of the run that started this target (pipe mode): a batch "
+            "commits only while that holder still holds the pipeline's lock",
+        ),
+        th.Property(
+            "parent_pid",
+            th.IntegerType,
+            description="PID of the runner that started this target: no commit once it is gone",
+        ),
+        th.Property(
             "emit_metrics",
             th.BooleanType,
             default=False,
@@ -141,6 +160,8 @@ class TargetCRM(Target):
         self.hub = HubStore(self.engine, tenant)
         self.quarantine = Quarantine(self.engine, tenant)
         self._mappings: dict[str, Any] = {}
+        self._sampled: dict[str, list[dict[str, Any]]] = {}
+        self._sample_done: set[str] = set()
         attach(self, self.quarantine_input)
 
     def quarantine_input(self, bad: BadMessage) -> None:
@@ -197,6 +218,58 @@ class TargetCRM(Target):
             )
         self._mappings[stream] = compile_mapping(found) if found is not None else None
         return self._mappings[stream]
+
+    def check_owner(self, conn: Any) -> None:
+        """Refuse to commit when the run that started this target is gone (pipe mode).
+
+        Called inside each batch's transaction, before anything is written. An orphaned target (its
+        runner was killed) or one whose run lost the pipeline lock raises, so the transaction never
+        commits. The lock check is a no-op UPDATE of the lock row: it takes the row's write lock, so a
+        concurrent take-over waits for this transaction or makes it fail, never interleaves.
+        """
+        parent = self.config.get("parent_pid")
+        if parent and os.getppid() != int(parent):
+            raise RuntimeError(
+                f"the tongbu run that started target-crm (pid {parent}) is gone; not committing"
+            )
+        holder = self.config.get("lock_holder")
+        if not holder:
+            return
+        tenant = self.config.get("tenant") or DEFAULT_TENANT
+        pipeline = self.config.get("pipeline") or ""
+        held = conn.execute(
+            update(_LOCKS)
+            .where(_LOCKS.c.tenant_id == tenant, _LOCKS.c.pipeline == pipeline, _LOCKS.c.holder == holder)
+            .values(holder=holder)
+        ).rowcount
+        if not held:
+            raise RuntimeError(
+                f"pipeline {pipeline!r} is no longer locked by the run that started target-crm; not committing"
+            )
+
+    def sample(self, stream: str, mapping: Any, records: list[dict[str, Any]]) -> None:
+        """Warn once per stream when an optional source field is absent from the first records.
+
+        Only the first :data:`SAMPLE_RECORDS` records of the run are looked at (the first batch or
+        batches); the warnings go to tongbu's pipe runner on stderr, or to the log.
+        """
+        seen = self._sampled.setdefault(stream, [])
+        if len(seen) >= SAMPLE_RECORDS or stream in self._sample_done:
+            return
+        seen.extend(records[: SAMPLE_RECORDS - len(seen)])
+        if len(seen) < SAMPLE_RECORDS and len(records) >= self._batch_size():
+            return  # more records are coming: decide on a full sample
+        self._sample_done.add(stream)
+        for note in absent_source_fields(optional_sources(mapping), seen):
+            if self.config.get("emit_metrics"):
+                sys.stderr.write("TONGBU_WARNING " + json.dumps(note, ensure_ascii=False) + "\n")
+                sys.stderr.flush()
+            else:
+                self.logger.warning("%s: %s", stream, note)
+        self._sampled[stream] = []
+
+    def _batch_size(self) -> int:
+        return int(self.config.get("batch_size") or 5000)
 
     def metrics(self, **counts: int) -> None:
         """Report batch counts to tongbu's pipe runner (stderr, one JSON line)."""

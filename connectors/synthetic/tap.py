@@ -102,6 +102,12 @@ class TapSynthetic(Tap):
     config_jsonschema = th.PropertiesList(
         th.Property("records", th.IntegerType, default=1000, description="How many records the source holds"),
         th.Property("changed", th.IntegerType, default=0, description="How many of them were edited since"),
+        th.Property(
+            "password",
+            th.StringType,
+            secret=True,
+            description="A credential the source ignores: lets tests follow a secret through a run",
+        ),
     ).to_dict()
 
     def discover_streams(self) -> list[Stream]:

@@ -93,6 +93,11 @@ def _handled(func: F) -> F:
         except VaultError as exc:
             _fail(str(exc), exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
+            from tongbu.db import hub_error
+
+            bad = hub_error(exc, _opts.database_url)
+            if bad is not None:
+                _fail(str(bad), bad.exit_code)
             if os.environ.get("TONGBU_DEBUG"):
                 from tongbu.vault.redact import redact
 
