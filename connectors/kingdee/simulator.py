@@ -28,7 +28,9 @@ Fault switches (``--faults``; rates are probabilities per request, drawn from a 
 * ``same_second=F``: a fraction F of the seeded records (or F records when F > 1; the bare switch
   means 25 %) share one ``FModifyDate`` to the millisecond;
 * ``malformed=R``: a fraction R of the seeded records carries a bad value (unparsable date,
-  non-numeric amount, invalid credit code or missing name); ``truth()`` names the defect.
+  non-numeric amount, invalid credit code or missing name); ``truth()`` names the defect;
+* ``null_modify_date=R``: a fraction R of the seeded records (R records when R > 1) has a NULL
+  ``FModifyDate`` (never-modified rows on some K/3 Cloud versions).
 
 A control API (``/_sim/...``) and the matching Python methods (:meth:`KingdeeSimulator.modify`,
 ``insert``, ``counts``, ``truth``, ``stats``, ``set_faults``, ``expire_sessions``) let tests and the
@@ -1051,6 +1053,7 @@ class KingdeeSimulator(Simulator):
             db.execute("COMMIT")
             self._create_indexes()
             self._apply_same_second()
+            self._apply_null_modify_date()
             self._last_ts = max(self._max_ts(), _ms(_SEED_TO))
             self._seeded = True
 
@@ -1377,6 +1380,16 @@ class KingdeeSimulator(Simulator):
             self.db_raw.executemany(
                 f'UPDATE "{form.table}" SET "FModifyDate" = ? WHERE "{form.pk}" = ?',
                 [(ts, 100_000 + i) for i in ids],
+            )
+
+    def _apply_null_modify_date(self) -> None:
+        v = self.faults.value("null_modify_date") if self.faults.enabled("null_modify_date") else 0.0
+        rng = random.Random(f"{self.seed}:null_modify_date")
+        for form in FORMS.values() if v else ():
+            total = self._next_id.get(form.form_id, 0)
+            ids = rng.sample(range(total), min(total, int(v) if v > 1 else round(total * v)))
+            self.db_raw.executemany(
+                f'UPDATE "{form.table}" SET "FModifyDate" = NULL WHERE "{form.pk}" = ?', [(100_000 + i,) for i in ids]
             )
 
     def _max_ts(self) -> int:
