@@ -25,7 +25,7 @@ def client_for(sim: WeComSimulator) -> WeComClient:
         sim.corp_id,
         sim.credentials()["corp_secret"],
         base_url=sim.base_url,
-        retry=RetryPolicy(max_attempts=15, base_delay=0.001, max_delay=0.02),
+        retry=RetryPolicy(max_retries=14, backoff_base=0.001, backoff_max=0.02),
     )
 
 
@@ -66,7 +66,7 @@ def test_faults_and_lost_callbacks_then_rescan_equals_truth(sim: WeComSimulator)
     assert clean(hub_mismatches(engine, sim, writer))
 
     sim.set_faults(FAULTS + ",drop_callbacks=0.3")
-    app = build_app(serve_config(sim, source_config={"max_attempts": 15, "backoff_base": 0.001}))
+    app = build_app(serve_config(sim, source_config={"max_retries": 14, "backoff_base": 0.001}))
     with BackgroundServer(app) as server:
         sim.set_callback(server.url + "/hooks/wecom", verify=False)
         rng = random.Random(7)

@@ -30,7 +30,7 @@ def client_for(sim: WeComSimulator) -> WeComClient:
         sim.corp_id,
         sim.credentials()["corp_secret"],
         base_url=sim.base_url,
-        retry=RetryPolicy(base_delay=0.001, max_delay=0.01),
+        retry=RetryPolicy(backoff_base=0.001, backoff_max=0.01),
     )
 
 

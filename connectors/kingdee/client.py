@@ -203,7 +203,7 @@ class KingdeeClient(HttpClient):
     """
 
     name = "kingdee"
-    errors = ERRORS
+    error_family = ERRORS
 
     def __init__(
         self,
@@ -297,7 +297,7 @@ class KingdeeClient(HttpClient):
     # -- public API -------------------------------------------------------------------------------------
     def login(self) -> None:
         """Log in (again) and keep the session cookies; raises :class:`KingdeeAuthError` if refused."""
-        self.call(self._login_once, label="login")
+        self.retrying(self._login_once, label="login")
 
     def execute_bill_query(
         self,
@@ -366,7 +366,7 @@ class KingdeeClient(HttpClient):
                 self._login_once()
                 return self._post(service, body, needs_session=True)
 
-        return self.call(attempt, label=label)
+        return self.retrying(attempt, label=label)
 
     def on_retry(self, exc: BaseException, retry: int, delay: float) -> None:
         """Count retries for :attr:`stats`."""

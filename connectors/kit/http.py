@@ -7,7 +7,7 @@ A connector subclasses :class:`HttpClient` (or holds one) and adds what is speci
 * :meth:`HttpClient.is_retryable` — widen or narrow what the policy retries;
 * :meth:`HttpClient.error_for_status` — map an HTTP error status to the connector's own subclasses.
 
-:meth:`HttpClient.call` runs one *attempt function* under the policy; an attempt may do several
+:meth:`HttpClient.retrying` runs one *attempt function* under the policy; an attempt may do several
 things that must be redone together (log in again, fetch a fresh token, then send), so there is one
 retry loop per call and never one inside another.
 """
@@ -79,7 +79,7 @@ class HttpClient:
     #: connector name used in messages and the default logger (``tongbu.<name>``)
     name: str = "http"
     #: the connector's own error classes (None: raise the kit's)
-    errors: ErrorFamily | None = None
+    error_family: ErrorFamily | None = None
 
     def __init__(
         self,
@@ -181,10 +181,10 @@ class HttpClient:
         return response
 
     def own(self, exc: ConnectorError) -> ConnectorError:
-        """``exc`` in this connector's error family (see :attr:`errors`)."""
-        return self.errors.translate(exc) if self.errors is not None else exc
+        """``exc`` in this connector's error family (see :attr:`error_family`)."""
+        return self.error_family.translate(exc) if self.error_family is not None else exc
 
-    def call(self, attempt: Callable[[], T], *, label: str) -> T:
+    def retrying(self, attempt: Callable[[], T], *, label: str) -> T:
         """Run ``attempt`` under the retry policy (one loop per call, whatever ``attempt`` does)."""
         return self.policy.run(
             attempt,
@@ -198,4 +198,4 @@ class HttpClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """:meth:`send` under the retry policy."""
-        return self.call(lambda: self.send(method, url, **kwargs), label=f"{method} {url.split('?')[0]}")
+        return self.retrying(lambda: self.send(method, url, **kwargs), label=f"{method} {url.split('?')[0]}")
