@@ -49,7 +49,7 @@ _HEADER_TUPLE = re.compile(
 )
 # "Set-Cookie: value" / "authorization=Bearer ..." up to the end of the line
 _HEADER_LINE = re.compile(rf"""(?<![\w-])((?:{_SENSITIVE_HEADERS})\s*[:=]\s*)[^\r\n'"]+""", re.IGNORECASE)
-_SESSION_PAIR = re.compile(r"""((?:[\w.-]*session[\w.-]*|sid)=)[^;,&\s'"]+""", re.IGNORECASE)
+_SESSION_PAIR = re.compile(r"""((?:[\w.-]*session(?:[_-]?id)?|[\w.-]*sid)=)[^;,&\s'"]+""", re.IGNORECASE)
 _SECRET_QUERY = re.compile(
     r"""((?:[?&]|\b)(?:access_token|refresh_token|id_token|token|corpsecret|secret|client_secret|"""
     r"""app_secret|password|passwd|api_key|apikey|signature|sig)=)[^&\s"'#]+""",

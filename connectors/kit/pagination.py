@@ -81,9 +81,12 @@ class OffsetPaginator(_SDKOffsetPaginator):
 
 
 def paginate(fetch: Callable[[Any], P], paginator: BaseAPIPaginator[Any]) -> Iterator[P]:
-    """Pages from ``fetch(token)``, starting at the paginator's start value, until it is finished."""
+    """Pages from ``fetch(token)``, starting at the paginator's start value, until it is finished.
+
+    An empty list of rows (the end of a keyset or offset read) is not yielded."""
     advance = cast(Any, paginator).advance  # singer-sdk types pages as requests.Response; any page works
     while not paginator.finished:
         page = fetch(paginator.current_value)
-        yield page
+        if not (isinstance(page, list | tuple) and not page):
+            yield page
         advance(page)
