@@ -97,7 +97,7 @@ class HttpSettings:
 
 def http_properties(
     *, request_timeout: float = 60.0, retried: str = "throttling, 5xx and timeouts"
-) -> list[th.Property]:
+) -> list[th.Property[Any]]:
     """The settings above as singer-sdk config properties, for a tap's or target's ``config_jsonschema``."""
     return [
         th.Property(
