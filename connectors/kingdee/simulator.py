@@ -1389,7 +1389,8 @@ class KingdeeSimulator(Simulator):
             total = self._next_id.get(form.form_id, 0)
             ids = rng.sample(range(total), min(total, int(v) if v > 1 else round(total * v)))
             self.db_raw.executemany(
-                f'UPDATE "{form.table}" SET "FModifyDate" = NULL WHERE "{form.pk}" = ?', [(100_000 + i,) for i in ids]
+                f'UPDATE "{form.table}" SET "FModifyDate" = NULL WHERE "{form.pk}" = ?',
+                [(100_000 + i,) for i in ids],
             )
 
     def _max_ts(self) -> int:
