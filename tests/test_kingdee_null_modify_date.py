@@ -28,7 +28,7 @@ STREAMS = {
 
 
 def config(sim: KingdeeSimulator, **extra: Any) -> dict[str, Any]:
-    return sim.tap_config(page_size=10, lookback_seconds=0, **extra)
+    return sim.tap_config(**{"page_size": 10, "lookback_seconds": 0, **extra})
 
 
 def ids(records: list[dict[str, Any]], key: str) -> list[int]:
@@ -73,7 +73,8 @@ def test_resume_inside_and_after_the_null_pass(sim: KingdeeSimulator, stop_after
     assert ids(rest, "FCUSTID") == ids(first[stop_after:], "FCUSTID")
 
 
-def test_singer_state_resumes_inside_the_null_pass(sim: KingdeeSimulator) -> None:
+@pytest.mark.parametrize("lookback", [0, 5])
+def test_singer_state_resumes_inside_the_null_pass(sim: KingdeeSimulator, lookback: int) -> None:
     state = {
         "bookmarks": {
             "customers": {
@@ -84,8 +85,9 @@ def test_singer_state_resumes_inside_the_null_pass(sim: KingdeeSimulator) -> Non
             }
         }
     }
-    records = list(TapKingdee(config=config(sim), state=state).streams["customers"].get_records(None))
-    assert len(records) == 50
+    tap = TapKingdee(config=config(sim, lookback_seconds=lookback), state=state)
+    records = list(tap.streams["customers"].get_records(None))
+    assert len(records) == 50 and len({r["FCUSTID"] for r in records}) == 50
 
 
 def test_all_50_reach_the_hub(tmp_path: Path, sim: KingdeeSimulator) -> None:

@@ -168,18 +168,18 @@ class KingdeeStream(CustomBookmarkStream):
             if start_date
             else ""
         )
-        total, last = 0, None
-        while True:
+
+        def fetch(last: int | None) -> list[list[Any]]:
             parts = [p for p in (floor, f"{key} > {int(last)}" if last is not None else "") if p]
             condition = self._with_stream_filter(" AND ".join(parts))
-            rows = self.client.execute_bill_query(
+            return self.client.execute_bill_query(
                 self.form_id, [key], condition, f"{key} ASC", 0, self.page_size
             )
-            if not rows:
-                return total
-            ids = {int(r[0]) for r in rows}  # order lines repeat their order's id
-            total += len(ids)
-            last = max(ids)
+
+        # order lines repeat their order's id: count distinct ids, continue after the last one
+        return sum(
+            len({int(r[0]) for r in rows}) for rows in paginate(fetch, KeysetPaginator(lambda r: int(r[0])))
+        )
 
     # -- Singer state ----------------------------------------------------------------------------------
     def update_bookmark(self, state: dict[str, Any], record: Mapping[str, Any]) -> None:
