@@ -72,7 +72,8 @@ class ConnectorError(Exception):
         new.__dict__.update(self.__dict__)
         reason = f" ({why})" if why else ""
         where = f"{label}: " if label else ""
-        message = f"{where}giving up after {attempts} attempts{reason}; last error: {self.message}"
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        message = f"{where}giving up after {tries}{reason}; last error: {self.message}"
         Exception.__init__(new, message)
         new.message = message
         new.attempts = attempts

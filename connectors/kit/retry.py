@@ -96,8 +96,15 @@ class RetryPolicy:
             assert exc is not None
             if on_retry is not None:
                 on_retry(exc, state.attempt_number, delay)
-            out.warning(
-                "%s: %s; retry %d/%d in %.2fs", label, exc, state.attempt_number, self.max_retries, delay
+            # an immediate retry the source asked for (a new token, a new session) is routine: INFO
+            out.log(
+                logging.WARNING if delay > 0 else logging.INFO,
+                "%s: %s; retry %d/%d in %.2fs",
+                label,
+                exc,
+                state.attempt_number,
+                self.max_retries,
+                delay,
             )
 
         retrying = tenacity.Retrying(
