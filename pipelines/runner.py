@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 
 from connectors.crm.store import HubStore, PreparedBatch
 from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
+from connectors.kit.sdk_compat import write_starting_replication_value
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
@@ -206,8 +207,7 @@ class Runner:
             raise NotImplementedError(
                 f"stream {stream_name!r} is partitioned; partitioned streams run in pipe mode"
             )
-        if hasattr(stream, "_write_starting_replication_value"):
-            stream._write_starting_replication_value(None)
+        write_starting_replication_value(stream)
         post = stream.post_process if _overrides(stream, "post_process") else None
         sorted_stream = bool(getattr(stream, "is_sorted", False))
         obj = mapping.target_object

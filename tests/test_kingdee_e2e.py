@@ -83,8 +83,8 @@ def test_sync_with_every_fault_injected_lands_exact_counts(tmp_path: Path) -> No
                 sim,
                 page_size=200,
                 request_timeout=1.0,
-                backoff_base_seconds=0.01,
-                backoff_max_seconds=0.05,
+                backoff_base=0.01,
+                backoff_max=0.05,
                 max_retries=30,
             )
         )

@@ -57,8 +57,8 @@ def fast(sim: KingdeeSimulator, **overrides: Any) -> dict[str, Any]:
         **{
             "lookback_seconds": 0,
             "request_timeout": 0.5,
-            "backoff_base_seconds": 0.01,
-            "backoff_max_seconds": 0.05,
+            "backoff_base": 0.01,
+            "backoff_max": 0.05,
             "max_retries": 12,
             **overrides,
         }
@@ -246,7 +246,8 @@ def test_client_gives_up_with_a_clear_error() -> None:
             client.execute_bill_query("BD_Customer", ["FNumber"])
         assert "giving up after 4 attempts" in str(err.value) and "MsgCode 14" in str(err.value)
         assert err.value.msg_code == 14
-        assert len(sleeps) == 3 and 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2 and 1.5 <= sleeps[2] <= 3
+        # full jitter: retry n waits uniform(0, min(backoff_max, backoff_base * 2**(n-1)))
+        assert len(sleeps) == 3 and 0 <= sleeps[0] <= 1 and 0 <= sleeps[1] <= 2 and 0 <= sleeps[2] <= 3
 
 
 def test_client_does_not_retry_a_bad_query() -> None:

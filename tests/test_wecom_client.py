@@ -35,7 +35,7 @@ def make(sim: WeComSimulator, **kw) -> WeComClient:
         base_url=sim.base_url + "/cgi-bin/",
         token_cache=MemoryTokenCache(),
         sleep=sleeps.append,
-        retry=kw.pop("retry", RetryPolicy(max_attempts=5, base_delay=0.01)),
+        retry=kw.pop("retry", RetryPolicy(max_retries=4, backoff_base=0.01)),
         **kw,
     )
     client.sleeps = sleeps  # type: ignore[attr-defined]
@@ -69,7 +69,7 @@ def test_backoff_on_limits_then_give_up(sim: WeComSimulator) -> None:
         client.get_follow_user_list()
     assert exc.value.errcode == 45009 and len(client.sleeps) == 4  # type: ignore[attr-defined]
     sim.set_faults("busy=0.5,concurrency_rate=0.3")
-    client2 = make(sim, retry=RetryPolicy(max_attempts=30, base_delay=0.001))
+    client2 = make(sim, retry=RetryPolicy(max_retries=29, backoff_base=0.001))
     assert len(client2.get_follow_user_list()) == sim.n_users
 
 

@@ -231,7 +231,7 @@ def test_failed_fetches_retry_and_pending_events_survive_a_restart(sim: WeComSim
             )
         )
     sim.set_faults("busy=1")  # WeCom answers -1 (system busy) to everything for a while
-    app = build_app(serve_config(sim, source_config={"max_attempts": 2}))
+    app = build_app(serve_config(sim, source_config={"max_retries": 1}))
     app.state.processor.retry_base_s = 0.05
     with TestClient(app):
         # Wait for the processor's first failed attempt (a fixed sleep raced a busy CI machine).

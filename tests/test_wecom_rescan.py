@@ -19,7 +19,7 @@ from tongbu.db import get_engine
 from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
 
 # Under the fault mix a call may need many attempts; each waits milliseconds.
-client_for = partial(fast_client, max_attempts=15, max_delay=0.02)
+client_for = partial(fast_client, max_retries=14, backoff_max=0.02)
 FAULTS = "session_expiry=9,throttle=0.05,concurrency_rate=0.05,busy=0.02,callback_retry_delay=0.05"
 
 
@@ -55,7 +55,7 @@ def test_faults_and_lost_callbacks_then_rescan_equals_truth(sim: WeComSimulator)
     assert clean(hub_mismatches(engine, sim, writer))
 
     sim.set_faults(FAULTS + ",drop_callbacks=0.3")
-    app = build_app(serve_config(sim, source_config={"max_attempts": 15, "backoff_base": 0.001}))
+    app = build_app(serve_config(sim, source_config={"max_retries": 14, "backoff_base": 0.001}))
     with BackgroundServer(app) as server:
         sim.set_callback(server.url + "/hooks/wecom", verify=False)
         rng = random.Random(7)

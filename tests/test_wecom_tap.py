@@ -81,7 +81,7 @@ def test_scan_survives_token_expiry_and_limits() -> None:
             sim.corp_id,
             sim.credentials()["corp_secret"],
             base_url=sim.base_url,
-            retry=RetryPolicy(max_attempts=12, base_delay=0.001, max_delay=0.01),
+            retry=RetryPolicy(max_retries=11, backoff_base=0.001, backoff_max=0.01),
         )
         report = ScanReport("external_contacts")
         records = list(scan_external_contacts(client, report, batch_limit=20))

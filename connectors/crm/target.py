@@ -17,23 +17,23 @@ from typing import Any
 
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 from sqlalchemy import column, table, update
 
 from connectors.crm.models import HUB_OBJECTS
 from connectors.crm.store import HubStore
 from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
+from connectors.kit.sdk_compat import INVALID_RECORD_KEY, QuarantiningSinkMixin
 from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from tongbu.config import DEFAULT_TENANT
 
-_INVALID = "__tongbu_invalid__"
+_INVALID = INVALID_RECORD_KEY
 # The pipeline lock row, by name only: connectors do not import the pipelines package.
 _LOCKS = table("pipeline_locks", column("tenant_id"), column("pipeline"), column("holder"))
 LIBRARY = Path(__file__).resolve().parents[2] / "mappings" / "library"
 
 
-class CRMSink(BatchSink):
+class CRMSink(QuarantiningSinkMixin, BatchSink):
     """Batches records of one stream and upserts them into the hub."""
 
     def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
@@ -44,16 +44,6 @@ class CRMSink(BatchSink):
     def max_size(self) -> int:
         """Records per batch (and per transaction)."""
         return int(self.config.get("batch_size") or 5000)
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        # A schema violation quarantines the record instead of failing the whole sync.
-        try:
-            if self._validator is not None:
-                self._validator.validate(record)
-        except InvalidRecord as exc:
-            record[_INVALID] = f"schema: {exc}"
-            return record
-        return record
 
     def process_batch(self, context: dict) -> None:
         """Map, upsert and quarantine one batch in one transaction."""

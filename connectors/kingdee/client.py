@@ -1,4 +1,4 @@
-"""An httpx client for the Kingdee K/3 Cloud (金蝶云星空) WebAPI read path.
+"""An httpx client for the Kingdee K/3 Cloud (金蝶云星空) WebAPI read path, on the connector kit.
 
 What it handles so callers do not have to:
 
@@ -6,26 +6,41 @@ What it handles so callers do not have to:
   cookies the server sets (``kdservice-sessionid`` / ``ASP.NET_SessionId``);
 * errors that arrive as HTTP 200: ``[[{"Result": {"ResponseStatus": {"IsSuccess": false, ...}}}]]``
   for queries, ``{"Result": {"ResponseStatus": ...}}`` for the rest, plain ``response_error:`` text;
-* a lost session ("会话信息已丢失" / ``MsgCode`` 1): log in again and repeat the call;
-* throttling (``MsgCode`` 14), HTTP 5xx/429, timeouts and dropped connections: retry with
-  exponential backoff and jitter, up to ``max_retries`` times, then a :class:`KingdeeError`.
+* a lost session ("会话信息已丢失" / ``MsgCode`` 1): log in again and repeat the call at once (once per
+  call; a session lost again is retried like any transient failure);
+* throttling (``MsgCode`` 14, HTTP 429), HTTP 5xx, timeouts and dropped connections: the kit's one retry
+  policy (:mod:`connectors.kit.retry`: full jitter, ``Retry-After``, ``max_retries`` and
+  ``max_retry_seconds``), then the last error with "giving up after N attempts".
 
-Secrets (password, app secret) are never logged, never put in an exception and never shown in a repr.
+Every error is a :class:`KingdeeError` and also one of the kit's categories (``Throttled``,
+``Transient``, ``AuthError``, ``BadRequest``, ``NotFound``). Secrets (password, app secret, session
+cookies) are never logged, never put in an exception and never shown in a repr.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-log = logging.getLogger("tongbu.kingdee")
+from connectors.kit.errors import (
+    AuthError,
+    BadRequest,
+    ConnectorError,
+    ErrorFamily,
+    NotFound,
+    Throttled,
+    Transient,
+)
+from connectors.kit.http import HttpClient
+from connectors.kit.logs import get_logger, remember_secret
+from connectors.kit.settings import HttpSettings
+
+log = get_logger("tongbu.kingdee")
 
 SERVICE_PREFIX = "Kingdee.BOS.WebApi.ServicesStub."
 VALIDATE_USER = "AuthService.ValidateUser"
@@ -42,12 +57,15 @@ MAX_PAGE_SIZE = 10000  # documented cap of ExecuteBillQuery ``Limit``
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8))
 
 
-class KingdeeError(Exception):
+class KingdeeError(ConnectorError):
     """A call the Kingdee server rejected or that could not be completed.
 
     ``msg_code`` is ``ResponseStatus.MsgCode`` when the server sent one; ``status_code`` is the HTTP
     status for transport-level failures.
     """
+
+    msg_code: int | None = None
+    service: str | None = None
 
     def __init__(
         self,
@@ -56,34 +74,49 @@ class KingdeeError(Exception):
         msg_code: int | None = None,
         status_code: int | None = None,
         service: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, status_code=status_code, **kwargs)
         self.msg_code = msg_code
-        self.status_code = status_code
         self.service = service
 
 
-class KingdeeAuthError(KingdeeError):
+class KingdeeAuthError(KingdeeError, AuthError):
     """Login refused (wrong account, user, password or app credentials)."""
 
 
-class _Retryable(Exception):
-    """Internal: a failure worth another attempt (throttled, 5xx, timeout, lost session)."""
+class KingdeeThrottled(KingdeeError, Throttled):
+    """MsgCode 14 or HTTP 429: the server asks us to slow down."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        session_lost: bool = False,
-        msg_code: int | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.session_lost = session_lost
-        self.msg_code = msg_code
-        self.status_code = status_code
+
+class KingdeeTransient(KingdeeError, Transient):
+    """HTTP 5xx, a timeout or a dropped connection."""
+
+
+class KingdeeSessionLost(KingdeeTransient):
+    """The server forgot our session (MsgCode 1 / 会话信息已丢失); cured by logging in again."""
+
+    kind = "session_lost"
+
+
+class KingdeeBadRequest(KingdeeError, BadRequest):
+    """The server refused the request (a wrong field, a bad FilterString, an HTTP 4xx)."""
+
+
+class KingdeeNotFound(KingdeeError, NotFound):
+    """HTTP 404: the URL is not a K/3 Cloud WebAPI."""
+
+
+ERRORS = ErrorFamily(
+    KingdeeError,
+    {
+        Throttled: KingdeeThrottled,
+        Transient: KingdeeTransient,
+        AuthError: KingdeeAuthError,
+        NotFound: KingdeeNotFound,
+        BadRequest: KingdeeBadRequest,
+    },
+)
 
 
 def response_status_error(data: Any) -> dict[str, Any] | None:
@@ -160,13 +193,17 @@ def normalize_iso(value: str) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-class KingdeeClient:
+class KingdeeClient(HttpClient):
     """A session-keeping, retrying client for one Kingdee account (数据中心).
 
     Log in with ``password`` (``ValidateUser``) or with ``app_id`` + ``app_secret``
     (``LoginByAppSecret``). Login happens lazily on the first call and again whenever the server
-    reports the session lost.
+    reports the session lost. HTTP settings come from ``settings`` or the keyword arguments of the same
+    names (:class:`connectors.kit.settings.HttpSettings`).
     """
+
+    name = "kingdee"
+    error_family = ERRORS
 
     def __init__(
         self,
@@ -178,34 +215,43 @@ class KingdeeClient:
         app_id: str | None = None,
         app_secret: str | None = None,
         lcid: int = 2052,
-        timeout: float = 60.0,
+        settings: HttpSettings | None = None,
+        request_timeout: float = 60.0,
         max_retries: int = 8,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        max_retry_seconds: float = 300.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not password and not (app_id and app_secret):
             raise ValueError("Kingdee login needs either password, or app_id and app_secret")
+        settings = settings or HttpSettings(
+            request_timeout=float(request_timeout),
+            max_retries=max(0, int(max_retries)),
+            backoff_base=float(backoff_base),
+            backoff_max=float(backoff_max),
+            max_retry_seconds=float(max_retry_seconds),
+        )
+        super().__init__(
+            settings=settings,
+            headers={"Content-Type": "application/json;charset=utf-8", "User-Agent": "tongbu-kingdee/1.0"},
+            transport=transport,
+            sleep=sleep,
+            logger=log,
+        )
         self.base_url = self._service_root(base_url)
         self.acct_id = acct_id
         self.username = username
         self.app_id = app_id
         self.lcid = int(lcid)
-        self.max_retries = max(0, int(max_retries))
-        self.backoff_base = float(backoff_base)
-        self.backoff_max = float(backoff_max)
-        # Kept private and out of __repr__/exceptions; only the login body carries them.
+        # Kept private and out of __repr__/exceptions; only the login body carries them, and the log
+        # redactor masks them should they ever reach a log line.
         self.__password = password
         self.__app_secret = app_secret
-        self._sleep = sleep
-        self._jitter = random.Random()
+        remember_secret(password)
+        remember_secret(app_secret)
         self._logged_in = False
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"Content-Type": "application/json;charset=utf-8", "User-Agent": "tongbu-kingdee/1.0"},
-        )
         #: counters a caller can surface (runs, tests): calls, retries, relogins, failures by kind
         self.stats: dict[str, int] = dict.fromkeys(
             (
@@ -222,6 +268,11 @@ class KingdeeClient:
             0,
         )
 
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt of one call."""
+        return self.policy.max_retries
+
     def __repr__(self) -> str:
         mode = "password" if self.__password else "app_secret"
         return f"KingdeeClient(base_url={self.base_url!r}, acct_id={self.acct_id!r}, username={self.username!r}, auth={mode})"
@@ -237,10 +288,6 @@ class KingdeeClient:
         return f"{self.base_url}{SERVICE_PREFIX}{service}.common.kdsvc"
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._http.close()
-
     def __enter__(self) -> KingdeeClient:
         return self
 
@@ -250,31 +297,7 @@ class KingdeeClient:
     # -- public API -------------------------------------------------------------------------------------
     def login(self) -> None:
         """Log in (again) and keep the session cookies; raises :class:`KingdeeAuthError` if refused."""
-        self._http.cookies.clear()
-        if self.__password:
-            service = VALIDATE_USER
-            params: list[Any] = [self.acct_id, self.username, self.__password, self.lcid]
-        else:
-            service = LOGIN_BY_APP_SECRET
-            params = [self.acct_id, self.username, self.app_id, self.__app_secret, self.lcid]
-        body = {
-            "format": 1,
-            "useragent": "ApiClient",
-            "rid": {},
-            "parameters": params,
-            "timestamp": dt.datetime.now(CHINA_TZ).strftime("%Y-%m-%d"),
-            "v": "1.0",
-        }
-        data = self._send(service, body, needs_session=False)
-        if not isinstance(data, dict) or data.get("LoginResultType") != 1:
-            reason = (data or {}).get("Message") if isinstance(data, dict) else None
-            raise KingdeeAuthError(
-                f"Kingdee login refused for user {self.username!r} in account {self.acct_id!r}: "
-                f"{reason or 'no reason given'} (check acct_id/username and the password or app secret)",
-                service=service,
-            )
-        self._logged_in = True
-        self.stats["logins"] += 1
+        self.retrying(self._login_once, label="login")
 
     def execute_bill_query(
         self,
@@ -299,7 +322,7 @@ class KingdeeClient:
             "Limit": min(int(limit), MAX_PAGE_SIZE),
             "SubSystemId": "",
         }
-        result = self._send(EXECUTE_BILL_QUERY, {"data": data}, needs_session=True, context=form_id)
+        result = self._call_service(EXECUTE_BILL_QUERY, {"data": data}, context=form_id)
         if not isinstance(result, list):
             raise KingdeeError(
                 f"ExecuteBillQuery {form_id}: expected an array of rows, got {type(result).__name__}",
@@ -315,78 +338,93 @@ class KingdeeClient:
             "Id": "" if id is None else str(id),
             "IsSortBySeq": "false",
         }
-        result = self._send(VIEW, {"formid": form_id, "data": data}, needs_session=True, context=form_id)
+        result = self._call_service(VIEW, {"formid": form_id, "data": data}, context=form_id)
         entity = result.get("Result", {}).get("Result") if isinstance(result, dict) else None
         if not isinstance(entity, dict):
             raise KingdeeError(f"View {form_id}: no entity in the response", service=VIEW)
         return entity
 
-    # -- transport with retries -----------------------------------------------------------------------
-    def _send(self, service: str, body: dict[str, Any], *, needs_session: bool, context: str = "") -> Any:
-        attempt = 0
-        relogged = False
+    # -- one call = one retry loop -----------------------------------------------------------------
+    def _call_service(self, service: str, body: dict[str, Any], *, context: str = "") -> Any:
         label = f"{service.split('.')[-1]}{' ' + context if context else ''}"
-        while True:
+        relogged = False
+
+        def attempt() -> Any:
+            nonlocal relogged
+            if not self._logged_in:
+                self._login_once()
             try:
-                if needs_session and not self._logged_in:
-                    self.login()
-                return self._attempt(service, body, needs_session)
-            except _Retryable as exc:
-                if exc.session_lost:
-                    self._logged_in = False
-                    self.stats["session_lost"] += 1
-                    if not relogged:
-                        # First loss in this call: log in again at once (the usual cause is an
-                        # idle or recycled session, not an overloaded server).
-                        relogged = True
-                        self.stats["relogins"] += 1
-                        log.info("%s: session lost, logging in again", label)
-                        continue
-                attempt += 1
-                if attempt > self.max_retries:
-                    raise KingdeeError(
-                        f"{label}: giving up after {attempt} attempts; last error: {exc.reason}",
-                        msg_code=exc.msg_code,
-                        status_code=exc.status_code,
-                        service=service,
-                    ) from None
-                delay = self._backoff(attempt)
-                self.stats["retries"] += 1
-                log.warning(
-                    "%s: %s; retry %d/%d in %.2fs", label, exc.reason, attempt, self.max_retries, delay
-                )
-                self._sleep(delay)
+                return self._post(service, body, needs_session=True)
+            except KingdeeSessionLost:
+                if relogged:
+                    raise  # lost again in this call: back off like any transient failure
+                # First loss in this call: log in again at once (the usual cause is an idle or
+                # recycled session, not an overloaded server).
+                relogged = True
+                self.stats["relogins"] += 1
+                log.info("%s: session lost, logging in again", label)
+                self._login_once()
+                return self._post(service, body, needs_session=True)
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff capped at ``backoff_max``, with "equal jitter" so that parallel
-        clients throttled together do not come back together."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
+        return self.retrying(attempt, label=label)
 
-    def _attempt(self, service: str, body: dict[str, Any], needs_session: bool) -> Any:
+    def on_retry(self, exc: BaseException, retry: int, delay: float) -> None:
+        """Count retries for :attr:`stats`."""
+        self.stats["retries"] += 1
+
+    def _login_once(self) -> None:
+        self.http.cookies.clear()
+        self._logged_in = False
+        if self.__password:
+            service = VALIDATE_USER
+            params: list[Any] = [self.acct_id, self.username, self.__password, self.lcid]
+        else:
+            service = LOGIN_BY_APP_SECRET
+            params = [self.acct_id, self.username, self.app_id, self.__app_secret, self.lcid]
+        body = {
+            "format": 1,
+            "useragent": "ApiClient",
+            "rid": {},
+            "parameters": params,
+            "timestamp": dt.datetime.now(CHINA_TZ).strftime("%Y-%m-%d"),
+            "v": "1.0",
+        }
+        data = self._post(service, body, needs_session=False)
+        for cookie in self.http.cookies.jar:
+            remember_secret(cookie.value)  # a session id in a log is a login; mask it everywhere
+        if not isinstance(data, dict) or data.get("LoginResultType") != 1:
+            reason = (data or {}).get("Message") if isinstance(data, dict) else None
+            raise KingdeeAuthError(
+                f"Kingdee login refused for user {self.username!r} in account {self.acct_id!r}: "
+                f"{reason or 'no reason given'} (check acct_id/username and the password or app secret)",
+                service=service,
+            )
+        self._logged_in = True
+        self.stats["logins"] += 1
+
+    def _post(self, service: str, body: dict[str, Any], *, needs_session: bool) -> Any:
+        """One POST, no retry; every failure raised as a :class:`KingdeeError` of its category."""
         self.stats["requests"] += 1
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
-            response = self._http.post(self._url(service), content=content)
-        except httpx.TimeoutException:
-            self.stats["timeouts"] += 1
-            raise _Retryable("request timed out") from None
-        except httpx.TransportError as exc:
-            self.stats["connection_errors"] += 1
-            raise _Retryable(f"connection error ({type(exc).__name__})") from None
-        status = response.status_code
-        if status >= 500 or status == 429:
-            self.stats["server_errors"] += 1
-            raise _Retryable(f"HTTP {status}", status_code=status)
-        if status >= 400:
-            raise KingdeeError(
-                f"{service}: HTTP {status} from {self.base_url} (is base_url the K/3 Cloud site?)",
-                status_code=status,
-                service=service,
-            )
+            response = self.send("POST", self._url(service), content=content)
+        except KingdeeError as exc:
+            exc.service = service
+            if exc.kind == "timeout":
+                self.stats["timeouts"] += 1
+            elif exc.kind == "connection":
+                self.stats["connection_errors"] += 1
+            elif exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429):
+                self.stats["server_errors"] += 1
+            elif isinstance(exc, BadRequest | NotFound | AuthError):
+                exc.message = f"{exc.message} (is base_url the K/3 Cloud site?)"
+                exc.args = (exc.message,)
+            raise
         text = response.text
         if text.startswith("response_error:"):
-            raise KingdeeError(f"{service}: {text[len('response_error:') :].strip()[:500]}", service=service)
+            raise KingdeeBadRequest(
+                f"{service}: {text[len('response_error:') :].strip()[:500]}", service=service
+            )
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
@@ -397,8 +435,12 @@ class KingdeeClient:
         message = _error_message(failed)
         code = failed.get("MsgCode")
         if needs_session and (SESSION_LOST_TEXT in message or code == MSG_SESSION_LOST):
-            raise _Retryable(f"session lost ({message})", session_lost=True, msg_code=code)
+            self._logged_in = False
+            self.stats["session_lost"] += 1
+            raise KingdeeSessionLost(f"{service}: session lost ({message})", msg_code=code, service=service)
         if code == MSG_THROTTLED:
             self.stats["throttled"] += 1
-            raise _Retryable(f"throttled (MsgCode 14: {message})", msg_code=code)
-        raise KingdeeError(f"{service}: {message} (MsgCode {code})", msg_code=code, service=service)
+            raise KingdeeThrottled(
+                f"{service}: throttled (MsgCode 14: {message})", msg_code=code, service=service
+            )
+        raise KingdeeBadRequest(f"{service}: {message} (MsgCode {code})", msg_code=code, service=service)

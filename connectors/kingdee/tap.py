@@ -4,7 +4,10 @@ Every stream is incremental on ``FModifyDate`` with a compound cursor ``(FModify
 read page by page with keyset paging (``FModifyDate > ts OR (FModifyDate = ts AND id > n)``), so
 records sharing a timestamp are never skipped at a page boundary, and a ``lookback_seconds`` window
 re-reads the tail of the previous run to catch transactions that committed late with an older time.
-Records come out in strictly ascending ``(FModifyDate, id)`` order.
+Records come out in strictly ascending ``(FModifyDate, id)`` order. Rows whose ``FModifyDate`` is NULL
+(never modified, on some K/3 Cloud versions) come first, read in their own keyset pass on the id
+(NULL fails every comparison, so they cannot be paged by time); they carry ``FModifyDate``
+``1900-01-01T00:00:00.000+08:00`` and are read again only by a full refresh (:mod:`connectors.kit.cursor`).
 
 Property names are the Kingdee FieldKeys with ``.`` turned into ``_`` (``FSELLER.FName`` ->
 ``FSELLER_FName``); sales order lines drop their ``FSaleOrderEntry_`` prefix. ``FModifyDate`` is
@@ -20,8 +23,6 @@ The in-process runner reads a stream without Singer messages: it calls ``get_rec
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -36,11 +37,14 @@ from connectors.kingdee.client import (
     normalize_kingdee_datetime,
     to_filter_literal,
 )
+from connectors.kit.cursor import CompoundCursor, ReadPlan, plan_read
+from connectors.kit.pagination import KeysetPaginator, paginate
+from connectors.kit.sdk_compat import CustomBookmarkStream
+from connectors.kit.settings import HttpSettings, http_properties
 
 REPLICATION_KEY = "FModifyDate"
-
-# httpx logs every request at INFO: one line per page drowns the tap's own log in a large sync.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+#: what a record carries as ``FModifyDate`` when Kingdee has none (sorts first, as the server sorts NULLs)
+NULL_MODIFY_DATE = "1900-01-01T00:00:00.000+08:00"
 
 _TEXT = th.StringType
 _INT = th.IntegerType
@@ -86,8 +90,9 @@ def _schema(
     return th.PropertiesList(*props).to_dict()
 
 
-def _cursor_from(mapping: Mapping[str, Any] | None, tiebreak_key: str) -> tuple[str, int | None] | None:
-    """(normalised FModifyDate, tiebreak id) from a bookmark in either accepted shape."""
+def _cursor_from(mapping: Mapping[str, Any] | None, tiebreak_key: str) -> CompoundCursor | None:
+    """(normalised FModifyDate or None for the NULL pass, tiebreak id) from a bookmark in either
+    accepted shape."""
     if not mapping:
         return None
     rk = mapping.get("replication_key")
@@ -97,10 +102,11 @@ def _cursor_from(mapping: Mapping[str, Any] | None, tiebreak_key: str) -> tuple[
     if not ts:
         return None
     tb = mapping.get("tiebreak_value", mapping.get(tiebreak_key, mapping.get("FID")))
-    return normalize_iso(str(ts)), None if tb is None else int(tb)
+    iso = normalize_iso(str(ts))
+    return CompoundCursor(None if iso == NULL_MODIFY_DATE else iso, None if tb is None else int(tb))
 
 
-class KingdeeStream(Stream):
+class KingdeeStream(CustomBookmarkStream):
     """One Kingdee form read with ExecuteBillQuery, incrementally on ``(FModifyDate, id)``.
 
     Subclasses declare ``form_id``, ``tiebreak_key`` (the internal id FieldKey) and ``fields``.
@@ -143,7 +149,7 @@ class KingdeeStream(Stream):
             "tiebreak_value": record[self.tiebreak_key],
         }
 
-    def starting_cursor(self, context: Mapping[str, Any] | None = None) -> tuple[str, int | None] | None:
+    def starting_cursor(self, context: Mapping[str, Any] | None = None) -> CompoundCursor | None:
         """The cursor this run starts after: an override, else the stream's Singer bookmark."""
         if self._start_override is not _UNSET:
             return _cursor_from(self._start_override, self.tiebreak_key)
@@ -162,32 +168,31 @@ class KingdeeStream(Stream):
             if start_date
             else ""
         )
-        total, last = 0, None
-        while True:
+
+        def fetch(last: int | None) -> list[list[Any]]:
             parts = [p for p in (floor, f"{key} > {int(last)}" if last is not None else "") if p]
             condition = self._with_stream_filter(" AND ".join(parts))
-            rows = self.client.execute_bill_query(
+            return self.client.execute_bill_query(
                 self.form_id, [key], condition, f"{key} ASC", 0, self.page_size
             )
-            if not rows:
-                return total
-            ids = {int(r[0]) for r in rows}  # order lines repeat their order's id
-            total += len(ids)
-            last = max(ids)
+
+        # order lines repeat their order's id: count distinct ids, continue after the last one
+        return sum(
+            len({int(r[0]) for r in rows}) for rows in paginate(fetch, KeysetPaginator(lambda r: int(r[0])))
+        )
 
     # -- Singer state ----------------------------------------------------------------------------------
-    def _increment_stream_state(self, latest_record: dict[str, Any], *, context: Any = None) -> None:
+    def update_bookmark(self, state: dict[str, Any], record: Mapping[str, Any]) -> None:
         """Keep both cursor parts in state, and never move it backwards.
 
         The SDK's own bookmark holds only ``replication_key_value`` and would reject the records
         the lookback window re-reads as "unsorted"; this keeps ``(FModifyDate, id)`` and only
         advances it.
         """
-        state = self.get_context_state(context)
-        new = (latest_record[REPLICATION_KEY], latest_record[self.tiebreak_key])
+        new = _cursor_from(self.cursor_for_record(record), self.tiebreak_key)
         old = _cursor_from(state, self.tiebreak_key) if state.get("replication_key_value") else None
-        if old is None or (new[0], new[1]) > (old[0], -1 if old[1] is None else old[1]):
-            state.update(self.cursor_for_record(latest_record))
+        if new is not None and new.after(old):
+            state.update(self.cursor_for_record(record))
 
     # -- reading ---------------------------------------------------------------------------------------
     @property
@@ -200,28 +205,52 @@ class KingdeeStream(Stream):
         """Rows per ExecuteBillQuery call (config ``page_size``, capped at Kingdee's 10000)."""
         return max(1, min(int(self.config.get("page_size") or 2000), MAX_PAGE_SIZE))
 
-    def _first_filter(self, context: Mapping[str, Any] | None) -> str:
-        """FilterString of the first page: after the cursor (minus lookback), not before start_date."""
-        cursor = self.starting_cursor(context)
-        lookback = float(self.config.get("lookback_seconds", 5) or 0)
-        floor: str | None = None
-        condition = ""
-        if cursor is not None:
-            ts, tiebreak = cursor
-            if lookback > 0 or tiebreak is None:
-                # Re-read the window: a transaction that committed after our last read may carry
-                # an FModifyDate at or before the bookmark. Duplicates are fine; targets upsert.
-                floor = _shift(ts, -lookback)
-            else:
-                condition = _keyset(to_filter_literal(ts), [(self.tiebreak_key, tiebreak)])
+    def _plan(self, context: Mapping[str, Any] | None) -> ReadPlan:
+        """The passes of this read: the NULL-FModifyDate rows (first read only), then the timestamped
+        rows after the cursor, re-reading ``lookback_seconds`` before it to catch late commits (a
+        transaction that committed after our last read may carry an FModifyDate at or before the
+        bookmark; duplicates are fine, targets upsert), never before ``start_date``."""
         start_date = self.config.get("start_date")
-        if start_date:
-            start = normalize_iso(str(start_date))
-            if cursor is None or (floor or cursor[0]) < start:
-                floor, condition = start, ""
-        if floor is not None:
-            condition = f"{REPLICATION_KEY} >= '{to_filter_literal(floor)}'"
-        return self._with_stream_filter(condition)
+        return plan_read(
+            self.starting_cursor(context),
+            lookback_seconds=float(self.config.get("lookback_seconds", 5) or 0),
+            start=normalize_iso(str(start_date)) if start_date else None,
+        )
+
+    def _passes(
+        self, context: Mapping[str, Any] | None, ids: list[str], i_ids: list[int]
+    ) -> Iterator[tuple[str, str, Callable[[list[Any]], str]]]:
+        """(order, first FilterString, FilterString after a row) per pass; ``ids`` are the keyset
+        columns after FModifyDate (``FID`` or ``FID, FEntryID``) at ``i_ids`` in a row."""
+        plan = self._plan(context)
+        m = REPLICATION_KEY
+
+        def after_ids(row: list[Any]) -> list[tuple[str, Any]]:
+            # an order without lines has no entry id to continue from
+            return [(k, row[i]) for k, i in zip(ids, i_ids, strict=True) if row[i] is not None]
+
+        if plan.null_pass:
+            first = f"{m} IS NULL"
+            if plan.null_after_id is not None:
+                first += f" AND {ids[0]} > {int(plan.null_after_id)}"
+            yield (
+                ", ".join(f"{k} ASC" for k in ids),
+                first,
+                lambda row: f"{m} IS NULL AND ({_keyset_ids(after_ids(row))})",
+            )
+        if plan.ts_floor is not None:
+            first = f"{m} >= '{to_filter_literal(plan.ts_floor)}'"
+        elif plan.ts_after is not None:
+            after = plan.ts_after
+            first = _keyset(to_filter_literal(str(after.ts)), [(ids[0], after.id)])
+        else:
+            first = f"{m} IS NOT NULL"
+        i_mod = self._i_mod
+        yield (
+            ", ".join([f"{m} ASC"] + [f"{k} ASC" for k in ids]),
+            first,
+            lambda row: _keyset(_raw_literal(row[i_mod]), after_ids(row)),
+        )
 
     def _with_stream_filter(self, condition: str) -> str:
         extra = (self.config.get("filters") or {}).get(self.name)
@@ -237,35 +266,34 @@ class KingdeeStream(Stream):
     def _pages(
         self, field_keys: list[str], order: str, condition: str, after_row: Callable[[list[Any]], str]
     ) -> Iterator[list[list[Any]]]:
-        """Keyset pages, each starting right after the last row of the one before, until an empty one.
+        """Keyset pages, each starting right after the last row of the one before, until an empty one
+        (not a short one: a server whose Limit cap is below our page size would end the sync early).
 
         Pages are fetched one after the other on purpose: prefetching the next page in a thread was
         measured 2-3x slower (the reader thread queues for the GIL on every socket read).
         """
-        size = self.page_size
-        client = self.client
-        while True:
-            rows = client.execute_bill_query(self.form_id, field_keys, condition, order, 0, size)
-            if not rows:
-                # Stop on an empty page, not a short one: a server whose Limit cap is below our
-                # page size would otherwise end the sync early.
-                return
-            yield rows
-            condition = self._with_stream_filter(after_row(rows[-1]))
+        size, client, form = self.page_size, self.client, self.form_id
+
+        def fetch(last_row: list[Any] | None) -> list[list[Any]]:
+            where = self._with_stream_filter(condition if last_row is None else after_row(last_row))
+            return client.execute_bill_query(form, field_keys, where, order, 0, size)
+
+        yield from paginate(fetch, KeysetPaginator(lambda row: row))
+
+    def _rows(
+        self, context: Mapping[str, Any] | None, field_keys: list[str], ids: list[str]
+    ) -> Iterator[list[Any]]:
+        """Every row of every pass, in ``(FModifyDate NULLS FIRST, ids)`` order."""
+        i_ids = [field_keys.index(k) for k in ids]
+        for order, first, after in self._passes(context, ids, i_ids):
+            for rows in self._pages(field_keys, order, first, after):
+                yield from rows
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
         """Records in ascending ``(FModifyDate, id)`` order, from the starting cursor on."""
-        order = f"{REPLICATION_KEY} ASC, {self.tiebreak_key} ASC"
-        i_mod, i_id, key = self._i_mod, self._i_id, self.tiebreak_key
         to_record = self._to_record
-        for rows in self._pages(
-            self._field_keys,
-            order,
-            self._first_filter(context),
-            lambda last: _keyset(_raw_literal(last[i_mod]), [(key, last[i_id])]),
-        ):
-            for row in rows:
-                yield to_record(row)
+        for row in self._rows(context, self._field_keys, [self.tiebreak_key]):
+            yield to_record(row)
 
 
 class CustomersStream(KingdeeStream):
@@ -432,32 +460,22 @@ class SalesOrdersStream(KingdeeStream):
     def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
         """Orders in ascending ``(FModifyDate, FID)`` order, each with all of its lines."""
         keys = self._field_keys + self._line_keys
-        entry_key = f"{ORDER_ENTRY}_FEntryID"
-        order = f"{REPLICATION_KEY} ASC, FID ASC, {entry_key} ASC"
         n, i_id, i_mod, i_entry = self._n_header, self._i_id, self._i_mod, self._i_entry
-
-        def after(last: list[Any]) -> str:
-            parts = [("FID", last[i_id])]
-            if last[i_entry] is not None:  # an order without lines has no entry id to continue from
-                parts.append((entry_key, last[i_entry]))
-            return _keyset(_raw_literal(last[i_mod]), parts)
-
         current: dict[str, Any] | None = None
         current_key: tuple[Any, Any] | None = None
-        for rows in self._pages(keys, order, self._first_filter(context), after):
-            for row in rows:
-                # One record per order *version*: the same FID with a newer FModifyDate (edited
-                # between two page reads) starts a new record instead of doubling the lines.
-                row_key = (row[i_id], row[i_mod])
-                if row_key != current_key:
-                    if current is not None:
-                        yield current
-                    current = self._to_record(row[:n])
-                    current["lines"] = []
-                    current_key = row_key
-                if row[i_entry] is not None:
-                    assert current is not None
-                    current["lines"].append(dict(zip(self._line_props, row[n:], strict=True)))
+        for row in self._rows(context, keys, ["FID", f"{ORDER_ENTRY}_FEntryID"]):
+            # One record per order *version*: the same FID with a newer FModifyDate (edited
+            # between two page reads) starts a new record instead of doubling the lines.
+            row_key = (row[i_id], row[i_mod])
+            if row_key != current_key:
+                if current is not None:
+                    yield current
+                current = self._to_record(row[:n])
+                current["lines"] = []
+                current_key = row_key
+            if row[i_entry] is not None:
+                assert current is not None
+                current["lines"].append(dict(zip(self._line_props, row[n:], strict=True)))
         if current is not None:
             yield current
 
@@ -492,15 +510,9 @@ class TapKingdee(Tap):
             description="Re-read this many seconds before the bookmark to catch late commits",
         ),
         th.Property("start_date", th.DateTimeType, description="Ignore records modified before this time"),
-        th.Property("request_timeout", th.NumberType, default=60, description="Seconds per HTTP request"),
-        th.Property(
-            "max_retries",
-            th.IntegerType,
-            default=8,
-            description="Retries on throttling (MsgCode 14), 5xx, timeouts and lost sessions",
+        *http_properties(
+            request_timeout=60, retried="throttling (MsgCode 14, 429), 5xx, timeouts, lost sessions"
         ),
-        th.Property("backoff_base_seconds", th.NumberType, default=0.5),
-        th.Property("backoff_max_seconds", th.NumberType, default=30),
         th.Property(
             "filters",
             th.ObjectType(
@@ -533,47 +545,46 @@ class TapKingdee(Tap):
                 app_id=cfg.get("app_id"),
                 app_secret=cfg.get("app_secret"),
                 lcid=int(cfg.get("lcid") or 2052),
-                timeout=float(cfg.get("request_timeout") or 60),
-                max_retries=int(cfg.get("max_retries", 8)),
-                backoff_base=float(cfg.get("backoff_base_seconds", 0.5)),
-                backoff_max=float(cfg.get("backoff_max_seconds", 30)),
+                settings=HttpSettings.from_config(cfg, connector="tap-kingdee", request_timeout=60),
             )
         return self._client
 
 
 # -- FilterString helpers ---------------------------------------------------------------------------------
+def _keyset_ids(after: list[tuple[str, Any]]) -> str:
+    """``k1 > v1 OR (k1 = v1 AND k2 > v2)``: strictly after the ids (integers only)."""
+    tail = ""
+    for key, value in reversed(after):
+        lit = int(value)  # ids are integers; never interpolate anything else
+        tail = f"{key} > {lit}" if not tail else f"{key} > {lit} OR ({key} = {lit} AND ({tail}))"
+    return tail
+
+
 def _keyset(ts_literal: str, after: list[tuple[str, Any]]) -> str:
     """``FModifyDate >= ts AND (FModifyDate > ts OR (FModifyDate = ts AND (k1 > v1 OR (k1 = v1 AND k2 > v2))))``.
 
     The leading ``>=`` is redundant logically but gives the server a plain range to use its index
     on; the rest is the strict "after (ts, k1, k2)" comparison.
     """
-    tail = ""
-    for key, value in reversed(after):
-        lit = int(value)  # ids are integers; never interpolate anything else
-        tail = f"{key} > {lit}" if not tail else f"{key} > {lit} OR ({key} = {lit} AND ({tail}))"
+    tail = _keyset_ids(after)
     m = REPLICATION_KEY
     return f"{m} >= '{ts_literal}' AND ({m} > '{ts_literal}' OR ({m} = '{ts_literal}' AND ({tail})))"
 
 
 def _raw_literal(raw: Any) -> str:
     """A row's own FModifyDate as a FilterString literal (exact, so the keyset neither skips nor
-    repeats)."""
+    repeats). Only rows of the timestamped pass get here: a NULL has no literal that compares."""
     if raw is None:
-        return "1900-01-01 00:00:00"
+        raise KingdeeError("FModifyDate is NULL in the timestamped pass (the server ignored IS NOT NULL)")
     text = str(raw)
     normalize_kingdee_datetime(text)  # validates
     return text.replace("T", " ")
 
 
-def _shift(iso: str, seconds: float) -> str:
-    return (dt.datetime.fromisoformat(iso) + dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
-
-
 def _normalize_modify_date(raw: Any, form_id: str, record_id: Any) -> str:
     if raw is None:
         # Never-modified rows can carry no FModifyDate; they sort first, like the server sorts NULLs.
-        return "1900-01-01T00:00:00.000+08:00"
+        return NULL_MODIFY_DATE
     try:
         return normalize_kingdee_datetime(str(raw))
     except ValueError:

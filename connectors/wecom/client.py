@@ -1,165 +1,110 @@
-"""HTTP client for the WeCom (企业微信) 客户联系 API.
+"""HTTP client for the WeCom (企业微信) 客户联系 API, on the connector kit.
 
-WeCom answers every call with HTTP 200 and puts the outcome in ``errcode``, so the retry logic lives
-here rather than in an HTTP-status layer:
+WeCom answers every call with HTTP 200 and puts the outcome in ``errcode``; this client reads it and
+raises the kit's error categories, and the kit's one retry policy (:mod:`connectors.kit.retry`) does
+the rest — one loop per call, never one inside another:
 
-* 42001 (expired) / 40014 (invalid) / 41001 (missing token): fetch a new ``access_token`` once and
-  repeat the call; tokens are cached with a safety margin before ``expires_in`` and shared by every
-  thread of the process (and across processes when a vault token cache is plugged in);
-* 45009 (frequency), 45033 (concurrency), -1 (system busy), HTTP 5xx and transport errors: retry with
-  exponential backoff and full jitter; in-flight requests are bounded by a semaphore so one client
-  never causes 45033 by itself;
+* 42001 (expired) / 40014 (invalid) / 41001 (missing token): drop that token, fetch a new
+  ``access_token`` and repeat the call at once (at most ``max_token_refreshes`` times per call); tokens
+  are cached with a safety margin before ``expires_in`` and shared by every thread of the process (and
+  across processes through the vault's token cache with ``token_cache: vault``);
+* 45009 (frequency), 45033 (concurrency), HTTP 429: :class:`WeComThrottled`; -1 (system busy), HTTP
+  5xx and transport errors: :class:`WeComBusy` — retried with full-jitter backoff (or ``Retry-After``),
+  and raised as :class:`WeComRetryExhausted` subclasses once ``max_retries`` is spent (no sleep after
+  the last attempt); in-flight requests are bounded so one client never causes 45033 by itself;
 * anything else raises :class:`WeComError` (with the errcode, never the token or secret).
+
+A call makes at most ``2 × (max_retries + 1)`` requests (a token fetch and the call per attempt).
+``next_cursor`` paging is :meth:`WeComClient.iter_pages` (the kit's :class:`CursorPaginator`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import random
-import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-log = logging.getLogger("tongbu.wecom.client")
+from connectors.kit.errors import AuthError, ConnectorError, NotFound, Throttled, Transient
+from connectors.kit.http import HttpClient
+from connectors.kit.logs import get_logger, remember_secret
+from connectors.kit.pagination import CursorPaginator, paginate
+from connectors.kit.retry import RetryPolicy as KitRetryPolicy
+from connectors.kit.settings import HttpSettings
+from connectors.kit.tokens import CachedToken, MemoryTokenCache, TokenCache, VaultTokenSource
+
+__all__ = [
+    "CachedToken",
+    "MemoryTokenCache",
+    "RetryPolicy",
+    "TokenCache",
+    "VaultTokenSource",
+    "WeComAuthError",
+    "WeComBusy",
+    "WeComClient",
+    "WeComError",
+    "WeComNoRelation",
+    "WeComRetryExhausted",
+    "WeComThrottled",
+    "client_from_config",
+]
+
+log = get_logger("tongbu.wecom.client")
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 TOKEN_ERRORS = frozenset({40014, 41001, 42001})
-RETRYABLE_ERRORS = frozenset({-1, 45009, 45033})
+THROTTLE_ERRORS = frozenset({45009, 45033})
+RETRYABLE_ERRORS = frozenset({-1}) | THROTTLE_ERRORS
 NO_RELATION_ERRORS = frozenset({84061, 40096})
 AUTH_ERRORS = frozenset({40001, 40013, 48002, 60020})
-_SECRET_QUERY = re.compile(r"((?:access_token|corpsecret)=)[^&\s\"']+")
 
 
-class _RedactQuery(logging.Filter):
-    """Scrub ``access_token=`` / ``corpsecret=`` from httpx's request log lines."""
+class WeComError(ConnectorError):
+    """A WeCom API call failed with a non-zero ``errcode`` (negative: an HTTP status or -1 transport)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if "access_token=" in msg or "corpsecret=" in msg:
-            record.msg, record.args = _SECRET_QUERY.sub(r"\1***", msg), ()
-        return True
-
-
-logging.getLogger("httpx").addFilter(_RedactQuery())
-
-
-class WeComError(Exception):
-    """A WeCom API call failed with a non-zero ``errcode``."""
-
-    def __init__(self, api: str, errcode: int, errmsg: str) -> None:
+    def __init__(self, api: str, errcode: int, errmsg: str, **kwargs: Any) -> None:
         # errmsg carries WeCom's "hint: [...]" for support tickets; the query string (token) is never included.
-        super().__init__(f"WeCom {api} failed: errcode {errcode}: {errmsg}")
+        super().__init__(f"WeCom {api} failed: errcode {errcode}: {errmsg}", **kwargs)
         self.api = api
         self.errcode = errcode
         self.errmsg = errmsg
 
 
-class WeComAuthError(WeComError):
+class WeComAuthError(WeComError, AuthError):
     """Credentials are wrong or lack permission: retrying will not help."""
 
 
-class WeComNoRelation(WeComError):
+class WeComNoRelation(WeComError, NotFound):
     """The external contact does not exist or no longer has any follow user (84061 / 40096)."""
 
 
 class WeComRetryExhausted(WeComError):
-    """Rate limits, busy answers or transport errors persisted through every retry."""
+    """Rate limits, busy answers or transport errors persisted through every retry (the two
+    subclasses say which)."""
+
+
+class WeComThrottled(WeComRetryExhausted, Throttled):
+    """45009 / 45033 / HTTP 429."""
+
+
+class WeComBusy(WeComRetryExhausted, Transient):
+    """-1 (system busy), HTTP 5xx, a timeout or a dropped connection."""
+
+
+class _TokenRejected(WeComError, Transient):
+    """42001 / 40014 / 41001: retried at once with a fresh token."""
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """How hard the client retries throttled, busy and failed calls."""
+class RetryPolicy(KitRetryPolicy):
+    """The kit's retry policy plus how many fresh tokens one call may fetch."""
 
-    max_attempts: int = 8
-    base_delay: float = 0.5
-    max_delay: float = 30.0
     max_token_refreshes: int = 3
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Exponential backoff with full jitter (spreads retries of concurrent workers)."""
-        return rng.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
-
-
-@dataclass
-class CachedToken:
-    """An access_token and the wall-clock second it expires."""
-
-    value: str
-    expires_at: float
-
-    def __repr__(self) -> str:
-        return f"CachedToken(value=***, expires_at={self.expires_at:.0f})"
-
-
-class TokenCache(Protocol):
-    """Where access tokens are kept between calls (memory by default; the vault can provide one)."""
-
-    def get(self, key: str) -> CachedToken | None: ...
-
-    def set(self, key: str, token: CachedToken) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-
-class MemoryTokenCache:
-    """A process-local token cache (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, CachedToken] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> CachedToken | None:
-        with self._lock:
-            return self._data.get(key)
-
-    def set(self, key: str, token: CachedToken) -> None:
-        with self._lock:
-            self._data[key] = token
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-
-_SHARED_CACHE = MemoryTokenCache()
-
-
-class VaultTokenSource:
-    """Shares one access_token between every process of a deployment through the vault's encrypted
-    token cache (``tongbu.vault.tokens``): ``tongbu serve``, Dagster rescans and taps then fetch a token
-    once per lifetime between them — single-flight across processes — instead of once each.
-    Opt in with ``token_cache: vault`` in the connection config.
-    """
-
-    def __init__(self, connection: str, *, tenant: str = "default", cache: Any = None) -> None:
-        if cache is None:
-            from tongbu.vault.tokens import TokenCache as VaultTokenCache
-
-            cache = VaultTokenCache()
-        self.cache = cache
-        self.connection = connection
-        self.tenant = tenant
-
-    def get(self, fetch: Callable[[], CachedToken]) -> str:
-        """The shared token, calling ``fetch`` only when it is due (in one process at a time)."""
-        from tongbu.vault.tokens import TokenGrant
-
-        def refresh(_refresh_token: Any) -> Any:
-            token = fetch()
-            return TokenGrant(token.value, expires_in=max(1.0, token.expires_at - time.time()))
-
-        return self.cache.get(self.connection, "access_token", refresh, tenant=self.tenant).get_secret_value()
-
-    def invalidate(self, token: str) -> None:
-        """WeCom rejected ``token`` (40014/42001): drop exactly that one."""
-        self.cache.invalidate(self.connection, "access_token", tenant=self.tenant, token=token)
 
 
 def normalize_base_url(base_url: str | None) -> str:
@@ -168,8 +113,13 @@ def normalize_base_url(base_url: str | None) -> str:
     return url[: -len("/cgi-bin")] if url.endswith("/cgi-bin") else url
 
 
-class WeComClient:
-    """Synchronous, thread-safe WeCom API client (httpx) with token caching and backoff."""
+_SHARED_CACHE = MemoryTokenCache()
+
+
+class WeComClient(HttpClient):
+    """Synchronous, thread-safe WeCom API client with token caching and the kit's retry policy."""
+
+    name = "wecom"
 
     def __init__(
         self,
@@ -177,7 +127,7 @@ class WeComClient:
         corp_secret: str,
         *,
         base_url: str | None = None,
-        timeout: float = 15.0,
+        request_timeout: float = 15.0,
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
         token_margin: float = 300.0,
@@ -193,10 +143,26 @@ class WeComClient:
                 "corp_id and corp_secret are required "
                 "(store the secret with `tongbu vault set wecom.corp_secret`)",
             )
+        self.retry = retry or RetryPolicy()
+        settings = HttpSettings(
+            request_timeout=float(request_timeout),
+            max_retries=self.retry.max_retries,
+            backoff_base=self.retry.backoff_base,
+            backoff_max=self.retry.backoff_max,
+            max_retry_seconds=self.retry.max_retry_seconds,
+        )
+        self.base_url = normalize_base_url(base_url)
+        super().__init__(
+            settings=settings,
+            base_url=self.base_url + "/cgi-bin/",
+            max_concurrency=max_concurrency,
+            transport=transport,
+            sleep=sleep,
+            logger=log,
+        )
         self.corp_id = corp_id
         self._secret = corp_secret
-        self.base_url = normalize_base_url(base_url)
-        self.retry = retry or RetryPolicy()
+        remember_secret(corp_secret)
         self._cache: TokenCache = token_cache or _SHARED_CACHE
         self._token_source = token_source
         # One token per (host, corp, secret); the key holds a digest, never secret text.
@@ -204,15 +170,6 @@ class WeComClient:
         self._cache_key = f"wecom:{corp_id}:{digest}"
         self.token_margin = token_margin
         self._token_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
-        self._http = httpx.Client(
-            base_url=self.base_url + "/cgi-bin/",
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(max_connections=max(4, max_concurrency * 2)),
-        )
-        self._sleep = sleep
-        self._rng = random.Random()
         self.calls: Counter[str] = Counter()
         self.errors: Counter[int] = Counter()
         self.token_fetches = 0
@@ -220,9 +177,20 @@ class WeComClient:
     def __repr__(self) -> str:
         return f"WeComClient(corp_id={self.corp_id!r}, base_url={self.base_url!r}, secret=***)"
 
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
+    def own(self, exc: ConnectorError) -> ConnectorError:
+        """Kit errors (HTTP status, transport) as WeCom errors; ``api`` is filled in by the caller."""
+        if isinstance(exc, WeComError):
+            return exc
+        code = -exc.status_code if exc.status_code else -1
+        text = f"HTTP {exc.status_code}" if exc.status_code else f"transport error: {exc.message}"
+        cls: type[WeComError] = (
+            WeComThrottled
+            if isinstance(exc, Throttled)
+            else WeComBusy
+            if isinstance(exc, Transient)
+            else WeComError
+        )
+        return cls("?", code, text, status_code=exc.status_code, retry_after=exc.retry_after, kind=exc.kind)
 
     def __enter__(self) -> WeComClient:
         return self
@@ -233,6 +201,10 @@ class WeComClient:
     # -- tokens -----------------------------------------------------------------------------------
     def access_token(self, *, refresh_if: str | None = None) -> str:
         """A valid token: cached unless near expiry, or unless it is ``refresh_if`` (just rejected)."""
+        return self.retrying(lambda: self._token(refresh_if), label="gettoken")
+
+    def _token(self, refresh_if: str | None = None) -> str:
+        """The token without retrying (the caller's attempt is retried as a whole)."""
         if self._token_source is not None:
             if refresh_if is not None:
                 self._token_source.invalidate(refresh_if)
@@ -251,47 +223,52 @@ class WeComClient:
             return token.value
 
     def _fetch_token(self) -> CachedToken:
-        for attempt in range(self.retry.max_attempts):
-            data = self._send("GET", "gettoken", {"corpid": self.corp_id, "corpsecret": self._secret}, None)
-            code = int(data.get("errcode", 0) or 0)
-            if code == 0:
-                self.token_fetches += 1
-                expires_in = float(data.get("expires_in") or 7200)
-                # A margin larger than the lifetime would refetch on every call; cap it at half.
-                self.token_margin = min(self.token_margin, expires_in / 2)
-                return CachedToken(str(data["access_token"]), time.time() + expires_in)
-            self.errors[code] += 1
-            if code in RETRYABLE_ERRORS:
-                self._sleep(self.retry.delay(attempt, self._rng))
-                continue
-            raise WeComAuthError("gettoken", code, str(data.get("errmsg", "")))
-        raise WeComRetryExhausted("gettoken", -1, "token endpoint kept failing")
+        """One ``gettoken`` request (no retry)."""
+        data = self._request("GET", "gettoken", {"corpid": self.corp_id, "corpsecret": self._secret}, None)
+        code = int(data.get("errcode", 0) or 0)
+        if code == 0:
+            self.token_fetches += 1
+            expires_in = float(data.get("expires_in") or 7200)
+            # A margin larger than the lifetime would refetch on every call; cap it at half.
+            self.token_margin = min(self.token_margin, expires_in / 2)
+            value = str(data["access_token"])
+            remember_secret(value)
+            return CachedToken(value, time.time() + expires_in)
+        self.errors[code] += 1
+        raise self._error("gettoken", code, str(data.get("errmsg", "")), token_call=True)
 
     # -- calls ------------------------------------------------------------------------------------
-    def _send(self, method: str, api: str, params: dict[str, Any], body: Any) -> dict[str, Any]:
-        for attempt in range(self.retry.max_attempts):
-            self.calls[api] += 1  # every HTTP request counts (the benchmark compares with the minimum)
-            try:
-                with self._slots:
-                    resp = self._http.request(method, api, params=params, json=body)
-            except httpx.TransportError as exc:
-                if attempt + 1 >= self.retry.max_attempts:
-                    raise WeComRetryExhausted(api, -1, f"transport error: {type(exc).__name__}") from None
-                self._sleep(self.retry.delay(attempt, self._rng))
-                continue
-            if resp.status_code >= 500:
-                self._sleep(self.retry.delay(attempt, self._rng))
-                continue
-            if resp.status_code != 200:
-                raise WeComError(api, -resp.status_code, f"HTTP {resp.status_code}")
-            try:
-                data = resp.json()
-            except ValueError:
-                raise WeComError(api, -2, "response is not JSON") from None
-            if not isinstance(data, dict):
-                raise WeComError(api, -2, "response is not a JSON object")
-            return data
-        raise WeComRetryExhausted(api, -1, "HTTP 5xx persisted")
+    def _request(self, method: str, api: str, params: dict[str, Any], body: Any) -> dict[str, Any]:
+        """One HTTP request (no retry); the decoded JSON object."""
+        self.calls[api] += 1  # every HTTP request counts (the benchmark compares with the minimum)
+        try:
+            resp = self.send(method, api, params=params, json=body)
+        except WeComError as exc:
+            exc.api = api
+            exc.message = f"WeCom {api} failed: errcode {exc.errcode}: {exc.errmsg}"
+            exc.args = (exc.message,)
+            raise
+        try:
+            data = resp.json()
+        except ValueError:
+            raise WeComError(api, -2, "response is not JSON") from None
+        if not isinstance(data, dict):
+            raise WeComError(api, -2, "response is not a JSON object")
+        return data
+
+    @staticmethod
+    def _error(api: str, code: int, errmsg: str, *, token_call: bool = False) -> WeComError:
+        if code in TOKEN_ERRORS and not token_call:
+            return _TokenRejected(api, code, errmsg, retry_after=0.0)
+        if code in THROTTLE_ERRORS:
+            return WeComThrottled(api, code, errmsg)
+        if code in RETRYABLE_ERRORS:
+            return WeComBusy(api, code, errmsg)
+        if code in NO_RELATION_ERRORS:
+            return WeComNoRelation(api, code, errmsg)
+        if code in AUTH_ERRORS or token_call:
+            return WeComAuthError(api, code, errmsg)
+        return WeComError(api, code, errmsg)
 
     def call(
         self,
@@ -302,31 +279,48 @@ class WeComClient:
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Call ``/cgi-bin/<api>`` with a token, retrying token errors, limits and busy answers."""
-        token = self.access_token()
+        rejected: str | None = None
         refreshes = 0
-        attempt = 0
-        while True:
-            data = self._send(method, api, {**(params or {}), "access_token": token}, body)
+
+        def attempt() -> dict[str, Any]:
+            nonlocal rejected, refreshes
+            token = self._token(refresh_if=rejected)
+            rejected = None
+            data = self._request(method, api, {**(params or {}), "access_token": token}, body)
             code = int(data.get("errcode", 0) or 0)
             if code == 0:
                 return data
             self.errors[code] += 1
-            errmsg = str(data.get("errmsg", ""))
-            if code in TOKEN_ERRORS and refreshes < self.retry.max_token_refreshes:
+            error = self._error(api, code, str(data.get("errmsg", "")))
+            if isinstance(error, _TokenRejected):
+                if refreshes >= self.retry.max_token_refreshes:
+                    raise WeComError(
+                        api, code, f"{error.errmsg} (still rejected after {refreshes} new tokens)"
+                    )
                 refreshes += 1
-                token = self.access_token(refresh_if=token)
-                continue
-            if code in RETRYABLE_ERRORS:
-                if attempt + 1 >= self.retry.max_attempts:
-                    raise WeComRetryExhausted(api, code, errmsg)
-                self._sleep(self.retry.delay(attempt, self._rng))
-                attempt += 1
-                continue
-            if code in NO_RELATION_ERRORS:
-                raise WeComNoRelation(api, code, errmsg)
-            if code in AUTH_ERRORS:
-                raise WeComAuthError(api, code, errmsg)
-            raise WeComError(api, code, errmsg)
+                rejected = token
+            raise error
+
+        return self.retrying(attempt, label=api)
+
+    def iter_pages(
+        self,
+        method: str,
+        api: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of a ``next_cursor``-paginated call, the cursor sent as ``cursor`` (in the query
+        for GET, in the body for POST)."""
+
+        def fetch(cursor: str | None) -> dict[str, Any]:
+            if method == "GET":
+                query = {**(params or {}), **({"cursor": cursor} if cursor else {})}
+                return self.call(method, api, params=query)
+            return self.call(method, api, params=params, body={**(body or {}), "cursor": cursor or ""})
+
+        yield from paginate(fetch, CursorPaginator("next_cursor"))
 
     # -- 客户联系 endpoints -----------------------------------------------------------------------
     def get_follow_user_list(self) -> list[str]:
@@ -344,32 +338,22 @@ class WeComClient:
 
         Raises :class:`WeComNoRelation` when the contact is gone (no follow user left).
         """
-        data = self.call("GET", "externalcontact/get", params={"external_userid": external_userid})
-        follow = list(data.get("follow_user") or [])
-        cursor = data.get("next_cursor")
-        while cursor:
-            more = self.call(
-                "GET", "externalcontact/get", params={"external_userid": external_userid, "cursor": cursor}
-            )
-            follow.extend(more.get("follow_user") or [])
-            cursor = more.get("next_cursor")
-        return {"external_contact": data.get("external_contact") or {}, "follow_user": follow}
+        contact: dict[str, Any] = {}
+        follow: list[dict[str, Any]] = []
+        for page in self.iter_pages(
+            "GET", "externalcontact/get", params={"external_userid": external_userid}
+        ):
+            contact = contact or page.get("external_contact") or {}
+            follow.extend(page.get("follow_user") or [])
+        return {"external_contact": contact, "follow_user": follow}
 
     def iter_batch_by_user(self, userids: list[str], *, limit: int = 100) -> Iterator[list[dict[str, Any]]]:
         """Pages of ``batch/get_by_user`` for up to 100 employees (one item per relation)."""
         if not 1 <= len(userids) <= 100:
             raise ValueError("batch/get_by_user takes 1..100 userids")
-        cursor = ""
-        while True:
-            data = self.call(
-                "POST",
-                "externalcontact/batch/get_by_user",
-                body={"userid_list": userids, "cursor": cursor, "limit": limit},
-            )
-            yield list(data.get("external_contact_list") or [])
-            cursor = data.get("next_cursor") or ""
-            if not cursor:
-                return
+        body = {"userid_list": userids, "limit": limit}
+        for page in self.iter_pages("POST", "externalcontact/batch/get_by_user", body=body):
+            yield list(page.get("external_contact_list") or [])
 
     def get_corp_tag_list(
         self, tag_ids: list[str] | None = None, group_ids: list[str] | None = None
@@ -414,16 +398,11 @@ class WeComClient:
         self, *, limit: int = 1000, status_filter: int = 0, owners: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every ``groupchat/list`` entry (``chat_id``, ``status``), following ``next_cursor``."""
-        cursor = ""
-        while True:
-            body: dict[str, Any] = {"status_filter": status_filter, "cursor": cursor, "limit": limit}
-            if owners:
-                body["owner_filter"] = {"userid_list": owners}
-            data = self.call("POST", "externalcontact/groupchat/list", body=body)
-            yield from data.get("group_chat_list") or []
-            cursor = data.get("next_cursor") or ""
-            if not cursor:
-                return
+        body: dict[str, Any] = {"status_filter": status_filter, "limit": limit}
+        if owners:
+            body["owner_filter"] = {"userid_list": owners}
+        for page in self.iter_pages("POST", "externalcontact/groupchat/list", body=body):
+            yield from page.get("group_chat_list") or []
 
     def get_group_chat(self, chat_id: str) -> dict[str, Any]:
         """One customer group chat with members (``groupchat/get``, ``need_name=1``)."""
@@ -438,20 +417,23 @@ class WeComClient:
 def client_from_config(
     config: dict[str, Any], *, connection: str = "wecom", tenant: str = "default", **kwargs: Any
 ) -> WeComClient:
-    """Build a client from a connector config (``corp_id``, ``corp_secret``, optional ``base_url``;
-    ``token_cache: vault`` shares the access_token across processes through the vault)."""
+    """Build a client from a connector config (``corp_id``, ``corp_secret``, optional ``base_url``, the
+    kit's HTTP settings; ``token_cache: vault`` shares the access_token across processes through the
+    vault)."""
     if config.get("token_cache") == "vault" and "token_source" not in kwargs:
         kwargs["token_source"] = VaultTokenSource(connection, tenant=tenant)
+    http = HttpSettings.from_config(config, connector="wecom", request_timeout=15.0)
     retry = RetryPolicy(
-        max_attempts=int(config.get("max_attempts", 8)),
-        base_delay=float(config.get("backoff_base", 0.5)),
-        max_delay=float(config.get("backoff_max", 30.0)),
+        max_retries=http.max_retries,
+        backoff_base=http.backoff_base,
+        backoff_max=http.backoff_max,
+        max_retry_seconds=http.max_retry_seconds,
     )
     return WeComClient(
         str(config.get("corp_id") or ""),
         str(config.get("corp_secret") or ""),
         base_url=config.get("base_url"),
-        timeout=float(config.get("timeout", 15.0)),
+        request_timeout=http.request_timeout,
         retry=retry,
         max_concurrency=int(config.get("max_concurrency", 4)),
         **kwargs,

@@ -21,6 +21,7 @@ from typing import Any
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
+from connectors.kit.settings import http_properties
 from connectors.wecom.client import WeComClient, client_from_config
 from connectors.wecom.scan import ScanReport, scan_corp_tags, scan_external_contacts, scan_group_chats
 
@@ -184,14 +185,7 @@ class TapWeCom(Tap):
             "batch_limit", th.IntegerType, default=100, description="batch/get_by_user page size (1..100)"
         ),
         th.Property("max_concurrency", th.IntegerType, default=4, description="requests in flight at most"),
-        th.Property("timeout", th.NumberType, default=15.0, description="HTTP timeout in seconds"),
-        th.Property(
-            "max_attempts", th.IntegerType, default=8, description="tries per call on 45009/45033/-1/5xx"
-        ),
-        th.Property("backoff_base", th.NumberType, default=0.5, description="first backoff delay in seconds"),
-        th.Property(
-            "backoff_max", th.NumberType, default=30.0, description="longest backoff delay in seconds"
-        ),
+        *http_properties(request_timeout=15, retried="45009/45033/-1, 429, 5xx and timeouts"),
         th.Property(
             "follow_users",
             th.ArrayType(th.StringType),

@@ -27,6 +27,7 @@ from singer_sdk import typing as th
 from singer_sdk.sinks import RecordSink
 from sqlalchemy import Engine, select
 
+from connectors.kit.settings import http_properties
 from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from connectors.wecom.client import WeComClient, WeComError, WeComNoRelation, client_from_config
 from connectors.wecom.records import tag_rows
@@ -260,8 +261,7 @@ class TargetWeCom(Target):
             default=False,
             description="stop at the first record that cannot be written",
         ),
-        th.Property("max_attempts", th.IntegerType, default=8),
-        th.Property("backoff_base", th.NumberType, default=0.5),
+        *http_properties(request_timeout=15, retried="45009/45033/-1, 429, 5xx and timeouts"),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

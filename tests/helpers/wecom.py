@@ -25,7 +25,7 @@ from connectors.wecom.records import contact_from_get
 
 def client_for(sim: Any, **retry: Any) -> WeComClient:
     """A client of ``sim``'s corp whose retries wait milliseconds (``retry`` overrides the policy)."""
-    policy = {"base_delay": 0.001, "max_delay": 0.01, **retry}
+    policy = {"backoff_base": 0.001, "backoff_max": 0.01, **retry}
     return WeComClient(
         sim.corp_id, sim.credentials()["corp_secret"], base_url=sim.base_url, retry=RetryPolicy(**policy)
     )
