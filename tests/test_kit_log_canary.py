@@ -94,7 +94,7 @@ def test_wecom_debug_logging_shows_no_token_or_secret() -> None:
         )
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "done" in output, output[-2000:]
-        tokens = list(sim._tokens)
+        tokens = sim.issued_tokens()
         assert tokens and "access_token=***" in output
         _assert_clean(output, [*tokens, secret])
     finally:

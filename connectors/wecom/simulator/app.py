@@ -117,6 +117,11 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
         }
 
     # == tokens =====================================================================================
+    def issued_tokens(self) -> list[str]:
+        """Access tokens the simulator has issued."""
+        with self._lock:
+            return self._tokens.issued()
+
     def expire_tokens(self) -> None:
         """Make every issued access_token expire now (the next call gets 42001)."""
         with self._lock:

@@ -18,6 +18,10 @@ class TokenDesk:
         self._corp_secret = corp_secret
         self._tokens: dict[str, list[Any]] = {}
 
+    def issued(self) -> list[str]:
+        """Every access token handed out and still remembered (tests look for them in logs)."""
+        return list(self._tokens)
+
     def gettoken(self, q: dict[str, str], ttl: int) -> dict[str, Any]:
         """Answer ``/cgi-bin/gettoken`` (raises :class:`WeComAPIError` for bad credentials)."""
         if q.get("corpid") != self.corp_id:
