@@ -98,4 +98,6 @@ def test_equivalent_values_hash_alike(hub_engine) -> None:
     with hub_engine.begin() as conn:
         assert hub.upsert(conn, "leads", [same], source_system="k").written == 0
     with hub_engine.begin() as conn:
-        assert hub.upsert(conn, "leads", [{**same, "budget": Decimal("10.51")}], source_system="k").written == 1
+        assert (
+            hub.upsert(conn, "leads", [{**same, "budget": Decimal("10.51")}], source_system="k").written == 1
+        )

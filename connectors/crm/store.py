@@ -104,11 +104,12 @@ class UpsertResult:
 class PreparedBatch:
     """Rows of one object ready to write, built without touching the database (it pickles cheaply).
 
-    ``tuples`` are ``(source_id, values)`` with values in the order of ``columns`` and already in the
-    form the database takes; ``hashes`` are their row hashes when ``prepare`` had to compute them
-    (otherwise ``write`` does, from the values). ``rows`` holds mapped rows for the SQLite
-    order-lines path. ``lines`` is the prepared child batch (PostgreSQL) and ``with_lines`` the
-    source ids of the parents whose line set is authoritative in this batch.
+    SQLite: ``tuples`` are ``(source_id, values)`` with values in the order of ``columns`` and in
+    the form the driver takes; ``hashes`` are their row hashes when ``prepare`` had to compute them
+    (otherwise ``write`` does, from the values). PostgreSQL: ``copy`` is the whole batch in COPY's
+    text format (duplicates removed, hashes included) and ``ids`` its source ids (``parents``: each
+    line's order, for a line batch). ``lines`` is the prepared batch of order lines and
+    ``with_lines`` the source ids of the orders whose line set is authoritative in this batch.
     """
 
     object_name: str
@@ -117,16 +118,18 @@ class PreparedBatch:
     columns: tuple[str, ...] = ()
     tuples: list[tuple[str, Any]] | None = None
     hashes: list[str] | None = None
-    rows: list[dict[str, Any]] | None = None
+    copy: str | None = None
+    ids: list[str] | None = None
+    parents: list[str] | None = None
     lines: PreparedBatch | None = None
     with_lines: list[str] = field(default_factory=list)
 
     @property
     def source_ids(self) -> list[str]:
         """Source ids of the batch's rows."""
-        if self.tuples is not None:
-            return [t[0] for t in self.tuples]
-        return [str(r["source_id"]) for r in self.rows or ()]
+        if self.ids is not None:
+            return self.ids
+        return [t[0] for t in self.tuples or ()]
 
 
 # -- canonical values (the row hash's input) ---------------------------------------------------
@@ -298,6 +301,8 @@ class _Plan:
     sql: str = ""  # SQLite: the upsert; PostgreSQL: the INSERT .. SELECT from the staging table
     stage_sql: str = ""  # PostgreSQL: create-if-missing and empty the staging table
     copy_sql: str = ""  # PostgreSQL: COPY into the staging table
+    direct_copy_sql: str = ""  # PostgreSQL: COPY straight into the hub table (top-level objects)
+    direct: bool = True  # PostgreSQL: still trying direct COPY (no row of this store existed yet)
 
 
 class HubStore:
@@ -341,7 +346,10 @@ class HubStore:
         batch.columns = plan.columns
         child = CHILD_OBJECTS.get(object_name)
         has_lines = child is not None and any(LINES_KEY in r for r in rows)
-        batch.tuples, batch.hashes = self._tuples(plan, rows, with_lines=has_lines)
+        if self._dialect == "postgresql":
+            self._prepare_copy(batch, plan, rows, with_lines=has_lines)
+        else:
+            batch.tuples, batch.hashes = self._tuples(plan, rows, with_lines=has_lines)
         if has_lines:
             assert child is not None
             child_name, parent_key = child
@@ -361,7 +369,7 @@ class HubStore:
     def write(self, conn: Connection, batch: PreparedBatch) -> UpsertResult:
         """Write a prepared batch in the caller's transaction."""
         result = UpsertResult(received=batch.received)
-        if not batch.tuples:
+        if not batch.tuples and not batch.copy:
             return result
         table = hub_table(batch.object_name)
         plan = self._plan(table, batch.columns)
@@ -369,7 +377,7 @@ class HubStore:
         child = CHILD_OBJECTS.get(batch.object_name)
         if child is not None and batch.with_lines:
             lines = batch.lines
-            if lines is not None and lines.tuples:
+            if lines is not None and (lines.tuples or lines.copy):
                 child_plan = self._plan(hub_table(lines.object_name), lines.columns)
                 result.lines_written = self._write_tuples(conn, child_plan, lines, (table, child[1]))
             result.lines_deleted = self._delete_stale_lines(conn, batch, child)
@@ -523,6 +531,9 @@ class HubStore:
                 db.append((i, float))
             elif self._dialect == "postgresql" and isinstance(coltype, Boolean | Integer):
                 db.append((i, str))
+            elif self._dialect == "postgresql" and isinstance(coltype, DateTime) and coltype.timezone:
+                # The canonical text is UTC without an offset; say so, whatever the session's zone.
+                db.append((i, _utc_text))
         getter = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r, c=columns[0]: (r[c],))
         plan = _Plan(table, columns, repr(columns), getter, canon, db)
         if self._dialect == "sqlite":
@@ -532,15 +543,35 @@ class HubStore:
         self._plans[key] = plan
         return plan
 
+    def _prepare_copy(
+        self, batch: PreparedBatch, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool
+    ) -> None:
+        # PostgreSQL: everything up to the COPY text happens here, in the reader process when there is
+        # one; the writer only streams the text and runs one statement.
+        tuples, hashes = self._tuples(plan, rows, with_lines=with_lines, hash_always=True)
+        assert hashes is not None
+        if len({sid for sid, _ in tuples}) != len(tuples):
+            # ON CONFLICT cannot touch one row twice in a statement: the last copy of a row wins, as it
+            # would have with row-by-row upserts.
+            keep = sorted({sid: i for i, (sid, _) in enumerate(tuples)}.values())
+            tuples = [tuples[i] for i in keep]
+            hashes = [hashes[i] for i in keep]
+        batch.ids = [sid for sid, _ in tuples]
+        child_of = _parent_of(plan.table.name)
+        if child_of is not None:
+            at = plan.columns.index(CHILD_OBJECTS[child_of][1])
+            batch.parents = [vals[at] for _, vals in tuples]
+        batch.copy = _copy_text(self.tenant, batch.source_system, tuples, hashes, len(plan.columns))
+
     def _tuples(
-        self, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool
+        self, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool, hash_always: bool = False
     ) -> tuple[list[tuple[str, Any]], list[str] | None]:
         # The hot path: one C call gathers a row's values; only non-text columns get normalised.
         getter, canon, db, prefix, columns = plan.getter, plan.canon, plan.db, plan.prefix, plan.columns
         # The hash is taken here only when it cannot be taken from the stored values in ``write``
         # (those differ from the canonical ones, or lines are part of it); otherwise ``write`` does
         # it, which balances the Python work between a reader process and the writer.
-        hash_here = bool(db) or with_lines
+        hash_here = bool(db) or with_lines or hash_always
         parent = plan.table if with_lines else None
         out: list[tuple[str, Any]] = []
         hashes: list[str] | None = [] if hash_here else None
@@ -581,7 +612,7 @@ class HubStore:
     ) -> int:
         tuples = batch.tuples or []
         hashes = batch.hashes
-        if hashes is None:
+        if hashes is None and self._dialect == "sqlite":
             prefix, md5 = plan.prefix, hashlib.md5
             hashes = [
                 md5((prefix + repr(vals)).encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
@@ -590,6 +621,7 @@ class HubStore:
         cursor = conn.connection.driver_connection.cursor()  # same connection, same transaction
         try:
             if self._dialect == "sqlite":
+                assert hashes is not None
                 tenant, system = self.tenant, batch.source_system
                 if parent is None:
                     params = [
@@ -603,20 +635,33 @@ class HubStore:
                     ]
                 cursor.executemany(plan.sql, params)
                 return max(cursor.rowcount, 0)
-            # PostgreSQL: COPY the batch into the staging table, then one INSERT .. SELECT.
-            if len({sid for sid, _ in tuples}) != len(tuples):
-                # ON CONFLICT cannot touch one row twice in a statement: the last copy of a row wins,
-                # as it would have with row-by-row upserts.
-                last = {sid: i for i, (sid, _) in enumerate(tuples)}
-                keep = sorted(last.values())
-                tuples = [tuples[i] for i in keep]
-                hashes = [hashes[i] for i in keep]
-            cursor.execute(plan.stage_sql)
-            cursor.copy_expert(plan.copy_sql, _copy_text(tuples, hashes, len(plan.columns)), size=1 << 22)
-            cursor.execute(plan.sql, {"tenant": self.tenant, "system": batch.source_system})
-            return max(cursor.rowcount, 0)
+            return self._write_copy(cursor, plan, batch, direct=parent is None)
         finally:
             cursor.close()
+
+    def _write_copy(self, cursor: Any, plan: _Plan, batch: PreparedBatch, *, direct: bool) -> int:
+        """PostgreSQL: COPY the batch, straight into the hub table while that works, else staged."""
+        import psycopg2.errors
+
+        assert batch.copy is not None and batch.ids is not None
+        if direct and plan.direct:
+            # While every row is new (a first sync, a new tenant), the batch goes straight in with
+            # COPY: it is exactly what the upsert would do, at the database's own bulk speed. The
+            # first row that already exists rolls the attempt back (a savepoint: the caller's
+            # transaction is untouched) and from then on this store stages every batch.
+            cursor.execute("SAVEPOINT tongbu_copy")
+            try:
+                cursor.copy_expert(plan.direct_copy_sql, io.StringIO(batch.copy), size=_COPY_CHUNK)
+            except psycopg2.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT tongbu_copy")
+                plan.direct = False
+            else:
+                cursor.execute("RELEASE SAVEPOINT tongbu_copy")
+                return len(batch.ids)
+        cursor.execute(plan.stage_sql)
+        cursor.copy_expert(plan.copy_sql, io.StringIO(batch.copy), size=_COPY_CHUNK)
+        cursor.execute(plan.sql)
+        return max(cursor.rowcount, 0)
 
     def _sqlite_sql(self, plan: _Plan) -> None:
         # SQLAlchemy's per-row parameter handling costs more than SQLite's own insert, so the
@@ -647,17 +692,12 @@ class HubStore:
         table, columns = plan.table, plan.columns
         dialect = postgresql.dialect()
         stage = f"tongbu_stage_{table.name}_{_digest(repr(columns))[:10]}"
-        stage_cols = ['"source_id" text', '"row_hash" text']
-        selects = ["%(tenant)s", "%(system)s", 's."source_id"', 's."row_hash"']
+        stage_cols = ['"tenant_id" text', '"source_system" text', '"source_id" text', '"row_hash" text']
+        selects = ['s."tenant_id"', 's."source_system"', 's."source_id"', 's."row_hash"']
         for c in columns:
             coltype = table.c[c].type
-            if isinstance(coltype, DateTime):
-                # The canonical text is UTC without an offset: read it as UTC whatever the session's zone.
-                stage_cols.append(f'"{c}" timestamp')
-                selects.append(f"s.\"{c}\" AT TIME ZONE 'UTC'" if coltype.timezone else f's."{c}"')
-            else:
-                stage_cols.append(f'"{c}" {coltype.compile(dialect=dialect)}')
-                selects.append(f's."{c}"')
+            stage_cols.append(f'"{c}" {coltype.compile(dialect=dialect)}')
+            selects.append(f's."{c}"')
         names = ", ".join(f'"{c}"' for c in ("tenant_id", "source_system", "source_id", "row_hash", *columns))
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in ("row_hash", *columns))
         child_of = _parent_of(table.name)
@@ -666,7 +706,7 @@ class HubStore:
             extra_col, extra_set = ', "order_id"', ', "order_id" = excluded."order_id"'
             selects.append("p.id")
             join = (
-                f' LEFT JOIN "{child_of}" p ON p.tenant_id = %(tenant)s AND p.source_system = %(system)s'
+                f' LEFT JOIN "{child_of}" p ON p.tenant_id = s.tenant_id AND p.source_system = s.source_system'
                 ' AND p.source_id = s."order_source_id"'
             )
         # ON COMMIT DELETE ROWS empties the table when the transaction ends; the DELETE covers a
@@ -676,8 +716,12 @@ class HubStore:
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({', '.join(stage_cols)}) ON COMMIT DELETE ROWS; "
             f"DELETE FROM {stage}"
         )
-        copy_cols = ", ".join(["source_id", "row_hash", *(f'"{c}"' for c in columns)])
+        copy_cols = ", ".join(
+            ["tenant_id", "source_system", "source_id", "row_hash", *(f'"{c}"' for c in columns)]
+        )
         plan.copy_sql = f"COPY {stage} ({copy_cols}) FROM STDIN"
+        if child_of is None:  # lines need their order's id, which only the staged statement joins in
+            plan.direct_copy_sql = f'COPY "{table.name}" ({copy_cols}) FROM STDIN'
         plan.sql = (
             f'INSERT INTO "{table.name}" AS t ({names}{extra_col}, created_at, updated_at) '
             f"SELECT {', '.join(selects)}, current_timestamp, current_timestamp FROM {stage} s{join} "
@@ -692,7 +736,10 @@ class HubStore:
         table = hub_table(child_name)
         keep: dict[str, set[str]] = {sid: set() for sid in batch.with_lines}
         lines = batch.lines
-        if lines is not None and lines.tuples:
+        if lines is not None and lines.parents is not None:
+            for sid, order_sid in zip(lines.source_ids, lines.parents, strict=True):
+                keep[order_sid].add(sid)
+        elif lines is not None and lines.tuples:
             at = lines.columns.index(parent_key)
             for sid, vals in lines.tuples:
                 keep[vals[at]].add(sid)
@@ -724,6 +771,10 @@ class HubStore:
         return text(_SQLITE_NOW) if self._dialect == "sqlite" else func.current_timestamp()
 
 
+def _utc_text(value: str) -> str:
+    return value + "+00"
+
+
 def _parent_of(child_name: str) -> str | None:
     for parent, (child, _) in CHILD_OBJECTS.items():
         if child == child_name:
@@ -731,6 +782,7 @@ def _parent_of(child_name: str) -> str | None:
     return None
 
 
+_COPY_CHUNK = 1 << 22  # psycopg2 reads the COPY buffer in chunks of this many characters
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -740,7 +792,7 @@ def _copy_field(value: Any) -> str:
     return (value if type(value) is str else str(value)).translate(_COPY_ESCAPES)
 
 
-def _copy_text(tuples: list[tuple[str, Any]], hashes: list[str], ncols: int) -> io.StringIO:
+def _copy_text(tenant: str, system: str, tuples: list[tuple[str, Any]], hashes: list[str], ncols: int) -> str:
     """The batch in COPY's text format, built with one ``join`` per row in the common case.
 
     Rows are joined without escaping first; counting tabs, newlines and backslashes over the whole
@@ -752,7 +804,7 @@ def _copy_text(tuples: list[tuple[str, Any]], hashes: list[str], ncols: int) -> 
     nulls = 0
     for (sid, vals), h in zip(tuples, hashes, strict=True):
         try:
-            append("\t".join((sid, h, *vals)))
+            append("\t".join((tenant, system, sid, h, *vals)))
         except TypeError:  # NULLs or non-text values in this row
             fields = []
             for v in vals:
@@ -761,23 +813,24 @@ def _copy_text(tuples: list[tuple[str, Any]], hashes: list[str], ncols: int) -> 
                     nulls += 1
                 else:
                     fields.append(v if type(v) is str else str(v))
-            append("\t".join((sid, h, *fields)))
+            append("\t".join((tenant, system, sid, h, *fields)))
     parts.append("")
     body = "\n".join(parts)
     rows = len(tuples)
     if (
-        body.count("\t") != rows * (ncols + 1)
+        body.count("\t") != rows * (ncols + 3)
         or body.count("\n") != rows
         or body.count("\\") != nulls
         or "\r" in body
     ):
+        head = f"{_copy_field(tenant)}\t{_copy_field(system)}\t"
         lines = [
-            "\t".join((_copy_field(sid), h, *[_copy_field(v) for v in vals]))
+            head + "\t".join((_copy_field(sid), h, *[_copy_field(v) for v in vals]))
             for (sid, vals), h in zip(tuples, hashes, strict=True)
         ]
         lines.append("")
         body = "\n".join(lines)
-    return io.StringIO(body)
+    return body
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:
