@@ -304,6 +304,6 @@ def test_other_databases_are_refused_with_one_line() -> None:
     from types import SimpleNamespace
 
     fake = SimpleNamespace(dialect=SimpleNamespace(name="mysql"))
-    with pytest.raises(HubError, match="runs on SQLite or PostgreSQL, not mysql") as err:
+    with pytest.raises(HubError, match="tongbu runs on SQLite or PostgreSQL, not mysql") as err:
         HubStore(fake)  # type: ignore[arg-type]
     assert "\n" not in str(err.value)

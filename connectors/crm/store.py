@@ -52,12 +52,11 @@ from sqlalchemy import (
 
 from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
 from tongbu.config import DEFAULT_TENANT
+from tongbu.db import SUPPORTED_BACKENDS, unsupported_backend_message
 
 LINES_KEY = "__lines__"
 _KEY_COLUMNS = ("tenant_id", "source_system", "source_id")
 _NOT_HASHED = frozenset({"tenant_id", "source_system", "source_id", "row_hash", LINES_KEY})
-#: Dialects the hub has a bulk write path for (and tests on).
-SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 
 # SQLite keeps DATETIME as text and compares it as text, so hub timestamps must be written in the
@@ -68,14 +67,6 @@ _SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 class HubError(ValueError):
     """A write the hub cannot accept (unknown object or column, unstorable value); names what is wrong."""
-
-
-def unsupported_dialect_message(dialect: str) -> str:
-    """The one line a user sees when the hub database is neither SQLite nor PostgreSQL."""
-    return (
-        f"the CRM hub runs on SQLite or PostgreSQL, not {dialect}: point TONGBU_DATABASE_URL (or "
-        "database_url) at a postgresql+psycopg2:// or sqlite:/// URL"
-    )
 
 
 @dataclass
@@ -318,8 +309,8 @@ class HubStore:
         self.engine = engine
         self.tenant = tenant
         self._dialect = engine.dialect.name
-        if self._dialect not in SUPPORTED_DIALECTS:
-            raise HubError(unsupported_dialect_message(self._dialect))
+        if self._dialect not in SUPPORTED_BACKENDS:
+            raise HubError(unsupported_backend_message(self._dialect))
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
     # -- writes ---------------------------------------------------------------------------------
