@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -121,14 +122,21 @@ def test_lock_under_contention_admits_exactly_one(hub_engine) -> None:
             lock.acquire()
             winners.append(i)
         except PipelineLocked:
-            pass
+            return
+        done.wait()
+        lock.release()
 
+    done = threading.Event()
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 30
+    while sum(t.is_alive() for t in threads) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(winners) == 1
+    done.set()
     for t in threads:
         t.join()
-    assert len(winners) == 1
 
 
 def test_quarantine_roundtrip(hub_engine) -> None:
