@@ -95,12 +95,11 @@ class UpsertResult:
 class PreparedBatch:
     """Rows of one object ready to write, built without touching the database (it pickles cheaply).
 
-    SQLite: ``tuples`` are ``(source_id, values)`` with values in the order of ``columns`` and in
-    the form the driver takes; ``hashes`` are their row hashes when ``prepare`` had to compute them
-    (otherwise ``write`` does, from the values). PostgreSQL: ``copy`` is the whole batch in COPY's
-    text format (duplicates removed, hashes included) and ``ids`` its source ids (``parents``: each
-    line's order, for a line batch). ``lines`` is the prepared batch of order lines and
-    ``with_lines`` the source ids of the orders whose line set is authoritative in this batch.
+    ``tuples`` are ``(source_id, values)`` with values in the order of ``columns``, normalised (and
+    on SQLite already in the form the driver takes); ``hashes`` are their row hashes when ``prepare``
+    had to compute them (otherwise ``write`` does, from the values). ``lines`` is the prepared batch
+    of order lines and ``with_lines`` the source ids of the orders whose line set is authoritative in
+    this batch.
     """
 
     object_name: str
@@ -109,17 +108,12 @@ class PreparedBatch:
     columns: tuple[str, ...] = ()
     tuples: list[tuple[str, Any]] | None = None
     hashes: list[str] | None = None
-    copy: str | None = None
-    ids: list[str] | None = None
-    parents: list[str] | None = None
     lines: PreparedBatch | None = None
     with_lines: list[str] = field(default_factory=list)
 
     @property
     def source_ids(self) -> list[str]:
         """Source ids of the batch's rows."""
-        if self.ids is not None:
-            return self.ids
         return [t[0] for t in self.tuples or ()]
 
 
@@ -337,10 +331,11 @@ class HubStore:
         batch.columns = plan.columns
         child = CHILD_OBJECTS.get(object_name)
         has_lines = child is not None and any(LINES_KEY in r for r in rows)
-        if self._dialect == "postgresql":
-            self._prepare_copy(batch, plan, rows, with_lines=has_lines)
-        else:
-            batch.tuples, batch.hashes = self._tuples(plan, rows, with_lines=has_lines)
+        # PostgreSQL's conversions to COPY text happen in ``write``: with a reader process the
+        # writer mostly waits on the server, so it has the time the reader does not.
+        batch.tuples, batch.hashes = self._tuples(
+            plan, rows, with_lines=has_lines, apply_db=self._dialect == "sqlite"
+        )
         if has_lines:
             assert child is not None
             child_name, parent_key = child
@@ -360,7 +355,7 @@ class HubStore:
     def write(self, conn: Connection, batch: PreparedBatch) -> UpsertResult:
         """Write a prepared batch in the caller's transaction."""
         result = UpsertResult(received=batch.received)
-        if not batch.tuples and not batch.copy:
+        if not batch.tuples:
             return result
         table = hub_table(batch.object_name)
         plan = self._plan(table, batch.columns)
@@ -368,7 +363,7 @@ class HubStore:
         child = CHILD_OBJECTS.get(batch.object_name)
         if child is not None and batch.with_lines:
             lines = batch.lines
-            if lines is not None and (lines.tuples or lines.copy):
+            if lines is not None and lines.tuples:
                 child_plan = self._plan(hub_table(lines.object_name), lines.columns)
                 result.lines_written = self._write_tuples(conn, child_plan, lines, (table, child[1]))
             result.lines_deleted = self._delete_stale_lines(conn, batch, child)
@@ -534,35 +529,16 @@ class HubStore:
         self._plans[key] = plan
         return plan
 
-    def _prepare_copy(
-        self, batch: PreparedBatch, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool
-    ) -> None:
-        # PostgreSQL: everything up to the COPY text happens here, in the reader process when there is
-        # one; the writer only streams the text and runs one statement.
-        tuples, hashes = self._tuples(plan, rows, with_lines=with_lines, hash_always=True)
-        assert hashes is not None
-        if len({sid for sid, _ in tuples}) != len(tuples):
-            # ON CONFLICT cannot touch one row twice in a statement: the last copy of a row wins, as it
-            # would have with row-by-row upserts.
-            keep = sorted({sid: i for i, (sid, _) in enumerate(tuples)}.values())
-            tuples = [tuples[i] for i in keep]
-            hashes = [hashes[i] for i in keep]
-        batch.ids = [sid for sid, _ in tuples]
-        child_of = _parent_of(plan.table.name)
-        if child_of is not None:
-            at = plan.columns.index(CHILD_OBJECTS[child_of][1])
-            batch.parents = [vals[at] for _, vals in tuples]
-        batch.copy = _copy_text(self.tenant, batch.source_system, tuples, hashes, len(plan.columns))
-
     def _tuples(
-        self, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool, hash_always: bool = False
+        self, plan: _Plan, rows: Sequence[dict[str, Any]], *, with_lines: bool, apply_db: bool = True
     ) -> tuple[list[tuple[str, Any]], list[str] | None]:
         # The hot path: one C call gathers a row's values; only non-text columns get normalised.
         getter, canon, db, prefix, columns = plan.getter, plan.canon, plan.db, plan.prefix, plan.columns
         # The hash is taken here only when it cannot be taken from the stored values in ``write``
         # (those differ from the canonical ones, or lines are part of it); otherwise ``write`` does
         # it, which balances the Python work between a reader process and the writer.
-        hash_here = bool(db) or with_lines or hash_always
+        db = db if apply_db else []
+        hash_here = bool(db) or with_lines
         parent = plan.table if with_lines else None
         out: list[tuple[str, Any]] = []
         hashes: list[str] | None = [] if hash_here else None
@@ -603,7 +579,7 @@ class HubStore:
     ) -> int:
         tuples = batch.tuples or []
         hashes = batch.hashes
-        if hashes is None and self._dialect == "sqlite":
+        if hashes is None:
             prefix, md5 = plan.prefix, hashlib.md5
             hashes = [
                 md5((prefix + repr(vals)).encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
@@ -612,7 +588,6 @@ class HubStore:
         cursor = conn.connection.driver_connection.cursor()  # same connection, same transaction
         try:
             if self._dialect == "sqlite":
-                assert hashes is not None
                 tenant, system = self.tenant, batch.source_system
                 if parent is None:
                     params = [
@@ -626,15 +601,39 @@ class HubStore:
                     ]
                 cursor.executemany(plan.sql, params)
                 return max(cursor.rowcount, 0)
-            return self._write_copy(cursor, plan, batch, direct=parent is None)
+            return self._write_copy(cursor, plan, batch, tuples, hashes, direct=parent is None)
         finally:
             cursor.close()
 
-    def _write_copy(self, cursor: Any, plan: _Plan, batch: PreparedBatch, *, direct: bool) -> int:
+    def _write_copy(
+        self,
+        cursor: Any,
+        plan: _Plan,
+        batch: PreparedBatch,
+        tuples: list[tuple[str, Any]],
+        hashes: list[str],
+        *,
+        direct: bool,
+    ) -> int:
         """PostgreSQL: COPY the batch, straight into the hub table while that works, else staged."""
         import psycopg2.errors
 
-        assert batch.copy is not None and batch.ids is not None
+        if len({sid for sid, _ in tuples}) != len(tuples):
+            # ON CONFLICT cannot touch one row twice in a statement: the last copy of a row wins, as it
+            # would have with row-by-row upserts.
+            keep = sorted({sid: i for i, (sid, _) in enumerate(tuples)}.values())
+            tuples = [tuples[i] for i in keep]
+            hashes = [hashes[i] for i in keep]
+        if plan.db:
+            converted = []
+            for sid, vals in tuples:
+                vals = list(vals)
+                for i, proc in plan.db:
+                    if vals[i] is not None:
+                        vals[i] = proc(vals[i])
+                converted.append((sid, vals))
+            tuples = converted
+        copy = _copy_text(self.tenant, batch.source_system, tuples, hashes, len(plan.columns))
         if direct and plan.direct:
             # While every row is new (a first sync, a new tenant), the batch goes straight in with
             # COPY: it is exactly what the upsert would do, at the database's own bulk speed. The
@@ -642,15 +641,15 @@ class HubStore:
             # transaction is untouched) and from then on this store stages every batch.
             cursor.execute("SAVEPOINT tongbu_copy")
             try:
-                cursor.copy_expert(plan.direct_copy_sql, io.StringIO(batch.copy), size=_COPY_CHUNK)
+                cursor.copy_expert(plan.direct_copy_sql, io.StringIO(copy), size=_COPY_CHUNK)
             except psycopg2.errors.UniqueViolation:
                 cursor.execute("ROLLBACK TO SAVEPOINT tongbu_copy")
                 plan.direct = False
             else:
                 cursor.execute("RELEASE SAVEPOINT tongbu_copy")
-                return len(batch.ids)
+                return len(tuples)
         cursor.execute(plan.stage_sql)
-        cursor.copy_expert(plan.copy_sql, io.StringIO(batch.copy), size=_COPY_CHUNK)
+        cursor.copy_expert(plan.copy_sql, io.StringIO(copy), size=_COPY_CHUNK)
         cursor.execute(plan.sql)
         return max(cursor.rowcount, 0)
 
@@ -727,10 +726,7 @@ class HubStore:
         table = hub_table(child_name)
         keep: dict[str, set[str]] = {sid: set() for sid in batch.with_lines}
         lines = batch.lines
-        if lines is not None and lines.parents is not None:
-            for sid, order_sid in zip(lines.source_ids, lines.parents, strict=True):
-                keep[order_sid].add(sid)
-        elif lines is not None and lines.tuples:
+        if lines is not None and lines.tuples:
             at = lines.columns.index(parent_key)
             for sid, vals in lines.tuples:
                 keep[vals[at]].add(sid)
