@@ -1,17 +1,25 @@
-"""Throughput of the sync path: synthetic tap → 10-field mapping → CRM hub on SQLite.
+"""Throughput of the sync path: synthetic tap → 10-field mapping → CRM hub on SQLite (and PostgreSQL).
 
 Measured in one run, each phase in its own fresh subprocess (so peak memory is per phase):
 
-* ``raw``: a raw ``sqlite3.executemany`` upsert of the already-mapped rows (the floor);
+* ``raw``: the database floor for rows of the same width — on SQLite a raw ``sqlite3.executemany``
+  upsert of the already-mapped rows; on PostgreSQL its own ``COPY`` of them (text format, batches of
+  5,000, each committed) into a table with the hub table's columns and indexes;
 * ``inprocess``: the in-process runner, full sync of N records into an empty hub;
 * ``reupsert``: the in-process runner again, a --full-refresh of all N records into the populated hub;
 * ``incremental``: after 1 % of the source changed, an incremental run (cost vs. the full run);
 * ``pipe``: the same tap and target as a Singer subprocess pipe (``tap-synthetic | target-crm``);
 * ``inprocess_small``: the in-process runner on N/10 records, to show memory is flat in N.
 
-Usage: ``python benchmarks/throughput.py [--records 1000000] [--pipe-records N] [--json]``.
-With ``--json`` the last line is
-``{"records", "inprocess_rps", "reupsert_rps", "subprocess_pipe_rps", "raw_insert_rps", "peak_rss_mb", ...}``.
+Usage: ``python benchmarks/throughput.py [--records 1000000] [--pipe-records N]
+[--database-url postgresql+psycopg2://user@host/db] [--json]``.
+
+With ``--database-url`` every phase runs a second time on that PostgreSQL server, each in a fresh
+database the benchmark creates next to the given one (``tongbu_bench_<random>``, dropped afterwards;
+the role needs ``CREATEDB``), so nothing is written into the database the URL names. With ``--json``
+the last line is ``{"records", "inprocess_rps", "reupsert_rps", "subprocess_pipe_rps",
+"raw_insert_rps", "peak_rss_mb", ..., "postgresql": {same keys, "copy_floor_rps", "inprocess_vs_copy"}}``
+(the top-level keys are the SQLite figures).
 """
 
 from __future__ import annotations
@@ -60,12 +68,16 @@ def _peak_mb() -> float:
     return max(own, children) / 1024
 
 
+def _url(db: str) -> str:
+    return db if "://" in db else f"sqlite:///{db}"
+
+
 def phase_runner(db: str, records: int, changed: int, full_refresh: bool, mode: str) -> dict:
     """Run the pipeline once in this process and report its figures."""
     from pipelines.runner import Runner
     from tongbu.db import get_engine
 
-    engine = get_engine(f"sqlite:///{db}")
+    engine = get_engine(_url(db))
     project = _project(records, changed)
     for spec in project.pipelines.values():
         spec.name = "bench"
@@ -130,6 +142,107 @@ def phase_raw(db: str, records: int) -> dict:
     return {"read": records, "seconds": secs, "rps": records / secs, "peak_rss_mb": _peak_mb()}
 
 
+def phase_copy(url: str, records: int) -> dict:
+    """The PostgreSQL floor: its own COPY of pre-built rows of the same width, batches of 5,000."""
+    import io
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from connectors.synthetic.tap import SyntheticRecords
+
+    u = make_url(url)
+    con = psycopg2.connect(
+        host=u.host, port=u.port or 5432, user=u.username, password=u.password, dbname=u.database
+    )
+    cur = con.cursor()
+    # The hub's accounts table as far as these rows go: same columns, key, unique and index.
+    cur.execute(
+        "CREATE TABLE floor_accounts (id serial PRIMARY KEY, tenant_id varchar(64) NOT NULL,"
+        " source_system varchar(32) NOT NULL, source_id varchar(128) NOT NULL, row_hash varchar(32) NOT NULL,"
+        " name varchar(255), credit_code varchar(18), grade varchar(32), industry varchar(64),"
+        " region varchar(64), phone varchar(32), owner varchar(64), status varchar(32),"
+        " source_modified_at timestamptz, created_at timestamptz NOT NULL DEFAULT now(),"
+        " updated_at timestamptz NOT NULL DEFAULT now(), UNIQUE (tenant_id, source_system, source_id));"
+        " CREATE INDEX ON floor_accounts (credit_code)"
+    )
+    con.commit()
+    gen = SyntheticRecords.__new__(SyntheticRecords)
+    # Pre-build the COPY text outside the timed region: this phase measures only the database floor.
+    chunks = []
+    for start in range(0, records, 5000):
+        lines = []
+        for i in range(start, min(start + 5000, records)):
+            r = gen._record(i, i, False)
+            vals = list(r.values())[1:9]
+            lines.append(
+                "\t".join(["default", "synthetic", str(i), "0" * 32, *map(str, vals), r["updated_at"]])
+            )
+        chunks.append("\n".join(lines) + "\n")
+    sql = (
+        "COPY floor_accounts (tenant_id, source_system, source_id, row_hash, name, credit_code, grade,"
+        " industry, region, phone, owner, status, source_modified_at) FROM STDIN"
+    )
+    t0 = time.perf_counter()
+    for chunk in chunks:
+        cur.copy_expert(sql, io.StringIO(chunk), size=1 << 22)
+        con.commit()
+    secs = time.perf_counter() - t0
+    con.close()
+    return {"read": records, "seconds": secs, "rps": records / secs, "peak_rss_mb": _peak_mb()}
+
+
+class _PgDatabases:
+    """Fresh databases on the server of ``url`` for the PostgreSQL phases, dropped afterwards."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+
+        self.base = url
+        self.admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        self.tag = os.urandom(4).hex()
+        self.names: list[str] = []
+
+    def new(self, name: str) -> str:
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+
+        db = f"tongbu_bench_{self.tag}_{name}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        self.names.append(db)
+        return make_url(self.base).set(database=db).render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            for db in self.names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def _summary(r: dict[str, dict], n: int, pipe_n: int) -> dict:
+    return {
+        "records": n,
+        "inprocess_rps": round(r["inprocess"]["rps"]),
+        "reupsert_rps": round(r["reupsert"]["rps"]),
+        "subprocess_pipe_rps": round(r["pipe"]["rps"]),
+        "raw_insert_rps": round(r["raw"]["rps"]),
+        "peak_rss_mb": round(r["inprocess"]["peak_rss_mb"], 1),
+        "peak_rss_mb_at_tenth": round(r["inprocess_small"]["peak_rss_mb"], 1),
+        "inprocess_small_rps": round(r["inprocess_small"]["rps"]),
+        "inprocess_vs_pipe": round(r["inprocess"]["rps"] / r["pipe"]["rps"], 2),
+        "reupsert_vs_first": round(r["reupsert"]["rps"] / r["inprocess"]["rps"], 2),
+        "inprocess_vs_raw": round(r["inprocess"]["rps"] / r["raw"]["rps"], 2),
+        "incremental_records": r["incremental"]["read"],
+        "incremental_written": r["incremental"]["written"],
+        "incremental_cost_vs_full": round(r["incremental"]["seconds"] / r["inprocess"]["seconds"], 4),
+        "import_warmup_s": round(r["incremental"]["warmup_s"], 3),
+        "pipe_records": pipe_n,
+    }
+
+
 def _sub(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -143,6 +256,9 @@ def main() -> None:
     ap.add_argument(
         "--pipe-records", type=int, default=None, help="Records for the pipe phase (default: same)"
     )
+    ap.add_argument(
+        "--database-url", help="Also run every phase on this PostgreSQL server (fresh databases, dropped)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -152,64 +268,87 @@ def main() -> None:
     if a.phase == "raw":
         print(json.dumps(phase_raw(a.db, a.records)))
         return
+    if a.phase == "copy":
+        print(json.dumps(phase_copy(a.db, a.records)))
+        return
     if a.phase:
         print(json.dumps(phase_runner(a.db, a.records, a.changed, a.full_refresh, a.phase)))
         return
 
     n = a.records
     pipe_n = a.pipe_records or n
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="tongbu-bench-") as tmp:
         os.environ["TONGBU_HOME"] = tmp
-        r: dict[str, dict] = {}
+        backends = ["sqlite"] + (["postgresql"] if a.database_url else [])
+        for backend in backends:
+            r: dict[str, dict] = {}
+            pg = _PgDatabases(a.database_url) if backend == "postgresql" else None
 
-        def say(name: str) -> None:
-            x = r[name]
-            print(
-                f"{name:>16}: {x['read']:>9,} records in {x['seconds']:7.2f} s = {x['rps']:>10,.0f} rec/s,"
-                f" peak RSS {x['peak_rss_mb']:6.1f} MB",
-                file=sys.stderr,
-                flush=True,
-            )
+            def say(name: str, r: dict[str, dict] = r, backend: str = backend) -> None:
+                x = r[name]
+                print(
+                    f"{backend:>10} {name:>16}: {x['read']:>9,} records in {x['seconds']:7.2f} s ="
+                    f" {x['rps']:>10,.0f} rec/s, peak RSS {x['peak_rss_mb']:6.1f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-        main_db = f"{tmp}/hub.db"
-        r["raw"] = _sub(["--phase", "raw", "--db", f"{tmp}/raw.db", "--records", str(n)])
-        say("raw")
-        r["inprocess"] = _sub(["--phase", "inprocess", "--db", main_db, "--records", str(n)])
-        say("inprocess")
-        r["reupsert"] = _sub(["--phase", "inprocess", "--db", main_db, "--records", str(n), "--full-refresh"])
-        say("reupsert")
-        r["incremental"] = _sub(
-            ["--phase", "inprocess", "--db", main_db, "--records", str(n), "--changed", str(max(n // 100, 1))]
-        )
-        say("incremental")
-        r["pipe"] = _sub(["--phase", "pipe", "--db", f"{tmp}/pipe.db", "--records", str(pipe_n)])
-        say("pipe")
-        r["inprocess_small"] = _sub(
-            ["--phase", "inprocess", "--db", f"{tmp}/small.db", "--records", str(max(n // 10, 1))]
-        )
-        say("inprocess_small")
+            try:
+                if pg is None:
+                    dbs = {k: f"{tmp}/{k}.db" for k in ("raw", "hub", "pipe", "small")}
+                    r["raw"] = _sub(["--phase", "raw", "--db", dbs["raw"], "--records", str(n)])
+                else:
+                    dbs = {k: pg.new(k) for k in ("raw", "hub", "pipe", "small")}
+                    r["raw"] = _sub(["--phase", "copy", "--db", dbs["raw"], "--records", str(n)])
+                say("raw")
+                hub = dbs["hub"]
+                r["inprocess"] = _sub(["--phase", "inprocess", "--db", hub, "--records", str(n)])
+                say("inprocess")
+                r["reupsert"] = _sub(
+                    ["--phase", "inprocess", "--db", hub, "--records", str(n), "--full-refresh"]
+                )
+                say("reupsert")
+                r["incremental"] = _sub(
+                    [
+                        "--phase",
+                        "inprocess",
+                        "--db",
+                        hub,
+                        "--records",
+                        str(n),
+                        "--changed",
+                        str(max(n // 100, 1)),
+                    ]
+                )
+                say("incremental")
+                r["pipe"] = _sub(["--phase", "pipe", "--db", dbs["pipe"], "--records", str(pipe_n)])
+                say("pipe")
+                r["inprocess_small"] = _sub(
+                    ["--phase", "inprocess", "--db", dbs["small"], "--records", str(max(n // 10, 1))]
+                )
+                say("inprocess_small")
+            finally:
+                if pg is not None:
+                    pg.drop()
+            results[backend] = _summary(r, n, pipe_n)
 
-    out = {
-        "records": n,
-        "inprocess_rps": round(r["inprocess"]["rps"]),
-        "reupsert_rps": round(r["reupsert"]["rps"]),
-        "subprocess_pipe_rps": round(r["pipe"]["rps"]),
-        "raw_insert_rps": round(r["raw"]["rps"]),
-        "peak_rss_mb": round(r["inprocess"]["peak_rss_mb"], 1),
-        "peak_rss_mb_at_tenth": round(r["inprocess_small"]["peak_rss_mb"], 1),
-        "inprocess_vs_pipe": round(r["inprocess"]["rps"] / r["pipe"]["rps"], 2),
-        "reupsert_vs_first": round(r["reupsert"]["rps"] / r["inprocess"]["rps"], 2),
-        "inprocess_vs_raw": round(r["inprocess"]["rps"] / r["raw"]["rps"], 2),
-        "incremental_records": r["incremental"]["read"],
-        "incremental_cost_vs_full": round(r["incremental"]["seconds"] / r["inprocess"]["seconds"], 4),
-        "import_warmup_s": round(r["incremental"]["warmup_s"], 3),
-        "pipe_records": pipe_n,
-    }
+    out = results["sqlite"]
+    if "postgresql" in results:
+        p = results["postgresql"]
+        p["copy_floor_rps"] = p.pop("raw_insert_rps")
+        p["inprocess_vs_copy"] = p.pop("inprocess_vs_raw")
+        p["inprocess_vs_sqlite"] = round(p["inprocess_rps"] / out["inprocess_rps"], 2)
+        out["postgresql"] = p
     if a.json:
         print(json.dumps(out))
     else:
         for k, v in out.items():
-            print(f"{k:>26}: {v}")
+            if isinstance(v, dict):
+                for k2, v2 in v.items():
+                    print(f"{k + '.' + k2:>37}: {v2}")
+            else:
+                print(f"{k:>37}: {v}")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from pipelines.models import PipelineLock, QuarantinedRecord, SyncRun, SyncState
 from tongbu.config import DEFAULT_TENANT
@@ -120,21 +122,60 @@ class StateStore:
             return conn.execute(q).rowcount
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    """Which PID space ``os.getpid()`` counts in: the kernel's boot id and the PID namespace inode.
+
+    Containers often share a hostname (host networking, fixed ``hostname:``) while their PIDs are
+    numbered independently, so hostname + PID alone names different processes in different
+    containers. Boot id + namespace inode make "same PID" mean "same process" (Linux; elsewhere both
+    are empty, which is right for a host without PID namespaces).
+    """
+    boot = _read("/proc/sys/kernel/random/boot_id").replace("-", "")
+    try:
+        ns = os.readlink("/proc/self/ns/pid").removeprefix("pid:[").removesuffix("]")
+    except OSError:
+        ns = ""
+    return f"{boot}-{ns}"
+
+
 class PipelineLock:
     """A lease in the database that keeps two runs of one pipeline from interleaving.
 
-    The lease expires (default 10 minutes) unless renewed, so a run killed with SIGKILL does not block
-    the pipeline forever; a live run renews it with every committed batch.
+    The holder is named ``host:pid:token:boot-pidns``; the random token makes every lock instance
+    unique, and the boot id and PID namespace let a process judge another one dead only when the PID
+    really is in its own PID space (a live holder in another container is never taken over). While
+    held, a heartbeat thread renews the lease every quarter of it (default lease 2 minutes), and every
+    committed batch renews it too; so a live run never loses its lock to a slow source, and a run
+    killed anywhere (SIGKILL, a lost container) frees the pipeline once its lease runs out.
     """
 
     def __init__(
-        self, engine: Engine, pipeline: str, *, tenant: str = DEFAULT_TENANT, lease_s: float = 600
+        self,
+        engine: Engine,
+        pipeline: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        lease_s: float = 120,
+        heartbeat: bool = True,
     ) -> None:
         self.engine = engine
         self.pipeline = pipeline
         self.tenant = tenant
         self.lease = dt.timedelta(seconds=lease_s)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        host = socket.gethostname()[:40]
+        self.holder = f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"[:128]
+        self._heartbeat = heartbeat and lease_s > 0
+        self._stop = threading.Event()
+        self._beats: threading.Thread | None = None
+        self.lost = False
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`PipelineLocked` naming the holder and when it expires."""
@@ -148,6 +189,7 @@ class PipelineLock:
                 .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
             ).rowcount
         if taken:
+            self._start_heartbeat()
             return
         try:
             with self.engine.begin() as conn:
@@ -160,6 +202,7 @@ class PipelineLock:
                         expires_at=now + self.lease,
                     )
                 )
+            self._start_heartbeat()
         except IntegrityError:
             with self.engine.connect() as conn:
                 row = conn.execute(select(_LOCKS.c.holder, _LOCKS.c.expires_at).where(*key)).first()
@@ -174,6 +217,7 @@ class PipelineLock:
                         .values(holder=self.holder, acquired_at=now, expires_at=now + self.lease)
                     ).rowcount
                 if taken:
+                    self._start_heartbeat()
                     return
             raise PipelineLocked(
                 f"pipeline {self.pipeline!r} is already running (lock held by {holder} until {expires}); "
@@ -197,8 +241,40 @@ class PipelineLock:
                 f"lost the lock of pipeline {self.pipeline!r} (lease expired and was taken over)"
             )
 
+    def _start_heartbeat(self) -> None:
+        url = self.engine.url
+        if not self._heartbeat or (
+            url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+        ):
+            return  # an in-memory database is private to its connection: batches renew the lease
+        self._stop.clear()
+        self._beats = threading.Thread(target=self._beat, name="tongbu-lock-heartbeat", daemon=True)
+        self._beats.start()
+
+    def _beat(self) -> None:
+        # Its own engine without a pool: nothing shared with the run's connections, and nothing a
+        # forked reader process could inherit in use.
+        engine = create_engine(self.engine.url, poolclass=NullPool)
+        every = self.lease.total_seconds() / 4
+        try:
+            while not self._stop.wait(every):
+                try:
+                    with engine.begin() as conn:
+                        self.renew(conn)
+                except PipelineLocked:
+                    self.lost = True  # the next batch's renew() fails the run
+                    return
+                except SQLAlchemyError:
+                    continue  # a transient database error: the next beat (or batch) tries again
+        finally:
+            engine.dispose()
+
     def release(self) -> None:
         """Give the lock back (only if we still hold it)."""
+        self._stop.set()
+        if self._beats is not None and self._beats is not threading.current_thread():
+            self._beats.join(timeout=30)
+            self._beats = None
         with self.engine.begin() as conn:
             conn.execute(
                 delete(_LOCKS).where(
@@ -219,11 +295,13 @@ class PipelineLock:
 
 
 def _holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` names a process on this host that is not running any more."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another machine's process: only its lease expiry can tell
+    """True when ``holder`` names a process in this PID space that is not running any more."""
+    parts = holder.split(":")
+    if len(parts) != 4:
+        return False  # an older holder format without its PID space: only its lease expiry can tell
+    host, pid_text, _token, space = parts
+    if host != socket.gethostname()[:40] or space != _pid_namespace() or not pid_text.isdigit():
+        return False  # another machine, boot or container: only its lease expiry can tell
     pid = int(pid_text)
     if pid == os.getpid():
         return False

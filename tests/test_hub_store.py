@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -121,14 +122,21 @@ def test_lock_under_contention_admits_exactly_one(hub_engine) -> None:
             lock.acquire()
             winners.append(i)
         except PipelineLocked:
-            pass
+            return
+        done.wait()
+        lock.release()
 
+    done = threading.Event()
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 30
+    while sum(t.is_alive() for t in threads) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(winners) == 1
+    done.set()
     for t in threads:
         t.join()
-    assert len(winners) == 1
 
 
 def test_quarantine_roundtrip(hub_engine) -> None:
@@ -173,3 +181,137 @@ def test_record_links_keep_external_ids_and_last_snapshot(hub_engine) -> None:
         ).all()
     assert [(s, e, v) for s, e, _, v in links] == [("kingdee", "100234", 2), ("wecom", "wmABC", 1)]
     assert links[0].snapshot == {"FName": "甲公司"}
+
+
+def test_awkward_text_and_nulls_round_trip_exactly(hub_engine) -> None:
+    # The PostgreSQL path streams rows as COPY text: separators, escapes and NULL markers in values
+    # must come back byte for byte, and a NULL must stay distinct from the text "\N".
+    hub = HubStore(hub_engine)
+    names = [
+        "tab\there",
+        "new\nline",
+        "cr\rlf\r\n",
+        "back\\slash",
+        "\\N",
+        "",
+        None,
+        "\\.",
+        "引号'\"",
+        "x\x01y",
+    ]
+    rows = [
+        {"source_id": f"s\t{i}\\", "name": n, "phone": None if i % 2 else "1"} for i, n in enumerate(names)
+    ]
+    with hub_engine.begin() as conn:
+        assert hub.upsert(conn, "accounts", rows, source_system="k\\t").written == len(rows)
+    with hub_engine.begin() as conn:
+        assert hub.upsert(conn, "accounts", rows, source_system="k\\t").written == 0
+        for i, n in enumerate(names):
+            got = hub.get(conn, "accounts", "k\\t", f"s\t{i}\\")
+            assert (got["name"], got["phone"]) == (n, None if i % 2 else "1")
+
+
+def test_a_row_repeated_in_one_batch_lands_once_with_its_last_content(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    rows = [
+        {"source_id": "1", "name": "old"},
+        {"source_id": "2", "name": "b"},
+        {"source_id": "1", "name": "new"},
+    ]
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "accounts", rows, source_system="k")
+        assert hub.count(conn, "accounts") == 2 and hub.get(conn, "accounts", "k", "1")["name"] == "new"
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "accounts", [{"source_id": "3", "name": "c"}, *rows], source_system="k")
+        assert hub.count(conn, "accounts") == 3 and hub.get(conn, "accounts", "k", "1")["name"] == "new"
+
+
+def test_new_and_existing_rows_mixed_in_one_transaction(hub_engine) -> None:
+    # On PostgreSQL a batch of only new rows is COPY-ed straight in; the first batch that meets an
+    # existing row falls back to the staged upsert without losing what the transaction already wrote.
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        first = hub.upsert(
+            conn, "accounts", [{"source_id": str(i), "name": "a"} for i in range(10)], source_system="k"
+        )
+        mixed = hub.upsert(
+            conn,
+            "accounts",
+            [{"source_id": str(i), "name": "a" if i < 5 else "b"} for i in range(20)],
+            source_system="k",
+        )
+        assert hub.count(conn, "accounts") == 20
+    assert (first.written, mixed.written, mixed.unchanged) == (10, 15, 5)
+    with hub_engine.connect() as conn:
+        assert hub.get(conn, "accounts", "k", "7")["name"] == "b"
+        assert hub.get(conn, "accounts", "k", "3")["name"] == "a"
+
+
+def test_timestamps_are_stored_as_the_same_instant_whatever_the_session_zone(hub_engine) -> None:
+    from sqlalchemy import text
+
+    hub = HubStore(hub_engine)
+    when = dt.datetime(2024, 5, 1, 10, 3, 4, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    with hub_engine.begin() as conn:
+        if hub_engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+        hub.upsert(conn, "accounts", [{"source_id": "1", "source_modified_at": when}], source_system="k")
+        hub.upsert(conn, "accounts", [{"source_id": "1", "source_modified_at": when}], source_system="k")
+        hub.upsert(conn, "accounts", [{"source_id": "2", "source_modified_at": when}], source_system="k")
+    with hub_engine.connect() as conn:
+        for sid in ("1", "2"):
+            got = hub.get(conn, "accounts", "k", sid)["source_modified_at"]
+            got = got if got.tzinfo else got.replace(tzinfo=dt.UTC)
+            assert got == when
+
+
+def test_lines_moving_between_orders_and_vanishing(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        hub.upsert(
+            conn,
+            "sales_orders",
+            [_order("1", [("11", 1), ("12", 2)]), _order("2", [("21", 1)])],
+            source_system="kingdee",
+        )
+    with hub_engine.begin() as conn:
+        # Line 12 moves to order 2, line 21 vanishes, order 1 keeps 11; an order without lines key
+        # leaves its lines alone.
+        res = hub.upsert(
+            conn,
+            "sales_orders",
+            [_order("1", [("11", 1)]), _order("2", [("12", 2)]), {"source_id": "3", "order_no": "SO3"}],
+            source_system="kingdee",
+        )
+        o2 = hub.get(conn, "sales_orders", "kingdee", "2")
+        moved = hub.get(conn, "sales_order_lines", "kingdee", "12")
+        assert hub.get(conn, "sales_order_lines", "kingdee", "21") is None
+        assert hub.count(conn, "sales_order_lines") == 2
+    assert (res.lines_deleted, moved["order_id"], moved["order_source_id"]) == (1, o2["id"], "2")
+
+
+def test_soft_deleted_row_comes_back_when_it_changes(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        hub.upsert(conn, "contacts", [{"source_id": "a", "name": "A"}], source_system="w")
+        hub.mark_deleted(conn, "contacts", ["a"], source_system="w")
+        hub.upsert(conn, "contacts", [{"source_id": "a", "name": "A2"}], source_system="w")
+        assert hub.get(conn, "contacts", "w", "a")["deleted_at"] is None
+
+
+def test_a_value_the_column_cannot_hold_is_one_clear_error(hub_engine) -> None:
+    hub = HubStore(hub_engine)
+    with (
+        hub_engine.begin() as conn,
+        pytest.raises(HubError, match=r"leads\.budget of source id '1': cannot store 'abc'"),
+    ):
+        hub.upsert(conn, "leads", [{"source_id": "1", "budget": "abc"}], source_system="k")
+
+
+def test_other_databases_are_refused_with_one_line() -> None:
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(dialect=SimpleNamespace(name="mysql"))
+    with pytest.raises(HubError, match="tongbu runs on SQLite or PostgreSQL, not mysql") as err:
+        HubStore(fake)  # type: ignore[arg-type]
+    assert "\n" not in str(err.value)

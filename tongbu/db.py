@@ -6,6 +6,7 @@ One declarative ``Base`` holds every table tongbu owns, so Alembic sees one meta
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from tongbu.config import database_url
@@ -143,9 +146,41 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercise
     cur.close()
 
 
+class UnsupportedDatabase(ValueError):
+    """The database URL names a backend tongbu does not run on."""
+
+
+#: Backends the hub, state store, quarantine and vault are built and tested for.
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def check_backend(url: str) -> None:
+    """Refuse (one line) a URL whose backend tongbu does not support, before any driver is loaded.
+
+    MySQL/MariaDB in particular: the hub's bulk upsert, its row-hash guard and the migrations are
+    written and tested for SQLite and PostgreSQL only; a half-working hub would be worse than a
+    clear refusal.
+    """
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:  # noqa: BLE001 - any unparsable URL: the same one line, without echoing secrets
+        raise UnsupportedDatabase("the database URL is not a valid SQLAlchemy URL") from None
+    if backend not in SUPPORTED_BACKENDS:
+        raise UnsupportedDatabase(unsupported_backend_message(backend))
+
+
+def unsupported_backend_message(backend: str) -> str:
+    """The one line a user sees when the database is neither SQLite nor PostgreSQL."""
+    return (
+        f"tongbu runs on SQLite or PostgreSQL, not {backend}: point TONGBU_DATABASE_URL (or "
+        "database_url) at a postgresql+psycopg2:// or sqlite:/// URL"
+    )
+
+
 def make_engine(url: str | None = None) -> Engine:
     """Create (or reuse) the engine for ``url``; SQLite gets WAL and a busy timeout."""
     url = url or database_url()
+    check_backend(url)
     with _lock:
         engine = _engines.get(url)
         if engine is not None:
@@ -186,8 +221,58 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             if bad is not None:
                 raise bad from None
             raise
+        _migrate_once(engine)
         _migrated.add(key)
     return engine
+
+
+log = logging.getLogger(__name__)
+
+# Session-level advisory lock key on PostgreSQL ("tongbumg" as a signed 64-bit integer).
+MIGRATION_LOCK_KEY = int.from_bytes(b"tongbumg", "big")
+MIGRATION_LOCK_WAIT = "10min"
+
+
+def _migrate_once(engine: Engine) -> bool:
+    """Upgrade to heads unless current; on PostgreSQL one process at a time (the rest wait).
+
+    Every process runs this on its first ``get_engine()``; when ten workers start at once on a fresh
+    database, the advisory lock lets exactly one migrate, and the others find the schema current once
+    they get the lock and do nothing. Returns whether this process changed the schema.
+    """
+    if engine.dialect.name != "postgresql":
+        return _upgrade_if_behind(engine)
+    with engine.connect() as lock_conn:
+        try:
+            with lock_conn.begin():
+                lock_conn.execute(text(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT}'"))
+                lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        except OperationalError:
+            raise RuntimeError(
+                f"another process has been migrating database {engine.url.database!r} for "
+                f"{MIGRATION_LOCK_WAIT}; check it (pg_stat_activity) before retrying"
+            ) from None
+        try:
+            return _upgrade_if_behind(engine)
+        finally:
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            lock_conn.commit()
+
+
+def _upgrade_if_behind(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from tongbu.migrate import alembic_config, upgrade_to_head
+
+    heads = set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current == heads:
+        return False
+    upgrade_to_head(engine)
+    log.info("upgraded the database schema from %s to %s", sorted(current) or "empty", sorted(heads))
+    return True
 
 
 @contextmanager
