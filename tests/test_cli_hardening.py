@@ -239,8 +239,8 @@ def test_every_command_uses_the_projects_tenant_and_tongbu_project(
 def test_vault_commands_default_to_the_projects_tenant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tests.helpers.vault import key_text, new_key_source
     from tongbu.vault import Vault
-    from tongbu.vault.testing import key_text, new_key_source
 
     key = new_key_source()
     Vault.initialize(key_source=key)

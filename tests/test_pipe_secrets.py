@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from tests.helpers.vault import canary, key_text, new_key_source
 from tongbu.db import dispose_engines
 from tongbu.vault import Vault
-from tongbu.vault.testing import canary, key_text, new_key_source
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "mappings/library/synthetic_to_crm.yaml"

@@ -212,16 +212,13 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     engine = make_engine(url)
     key = str(engine.url)
     if migrate and key not in _migrated:
-        from tongbu.migrate import upgrade_to_head
-
         try:
-            upgrade_to_head(engine)
+            _migrate_once(engine)
         except Exception as exc:
             bad = hub_error(exc, key)
             if bad is not None:
                 raise bad from None
             raise
-        _migrate_once(engine)
         _migrated.add(key)
     return engine
 
