@@ -9,6 +9,11 @@ The scheme (external-apis.md §1.3, checked against wechatpy's test vectors):
 
 Both sides of the wire use this module: the simulator encrypts and signs what it sends, the callback
 receiver verifies and decrypts. Nothing here ever puts the token or the key into a message or repr.
+
+The envelope arrives before anything is authenticated, so :meth:`WXBizMsgCrypt.decrypt_message` does
+the cheap work first and only the cheap work until the signature holds: a size check, one linear scan
+for the ``<Encrypt>`` text, the SHA1 signature. Only an authentic envelope is parsed as XML (with
+``defusedxml``: no DTD, no entities, no external references) and decrypted.
 """
 
 from __future__ import annotations
@@ -18,17 +23,21 @@ import binascii
 import hashlib
 import hmac
 import os
-import re
 import struct
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as _defused_fromstring
 
 BLOCK_SIZE = 32  # WeCom pads to 32 bytes, a multiple of AES's 16-byte block
-_ENVELOPE_FIELD = re.compile(
-    r"<(ToUserName|AgentID|Encrypt)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))\s*</\1>", re.S
-)
+#: An envelope is three short fields around one ciphertext; WeCom's own are well under 8 KB.
+MAX_ENVELOPE_BYTES = 64 * 1024
+_ENVELOPE_FIELDS = ("ToUserName", "AgentID", "Encrypt")
+_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_XML_SPACE = b" \t\r\n"
 
 
 class WeComCryptoError(ValueError):
@@ -37,6 +46,52 @@ class WeComCryptoError(ValueError):
 
 class InvalidSignature(WeComCryptoError):
     """``msg_signature`` does not match token + timestamp + nonce + ciphertext."""
+
+
+class MalformedMessage(WeComCryptoError):
+    """The message is authentic but its content is unusable (not UTF-8, not well-formed XML)."""
+
+
+def parse_xml(data: str | bytes, *, what: str = "XML", max_bytes: int = MAX_ENVELOPE_BYTES) -> Any:
+    """Parse untrusted XML in linear time: size-bounded, DTDs/entities/external references forbidden.
+
+    Returns the root element; raises :class:`WeComCryptoError` (never a parser exception) otherwise.
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise WeComCryptoError(f"{what} is larger than {max_bytes} bytes")
+    try:
+        return _defused_fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise WeComCryptoError(f"{what} with a DTD or entities is not a WeCom callback") from None
+    except (SyntaxError, ValueError, LookupError):  # ParseError is a SyntaxError; bad encodings
+        raise WeComCryptoError(f"{what} is not well-formed") from None
+
+
+def scan_encrypt(body: str | bytes) -> str:
+    """The ``<Encrypt>`` text of an envelope by one linear scan (no regex, no XML parser).
+
+    This runs before the signature is checked, on unauthenticated bytes, so it only looks for the one
+    ``<Encrypt>…</Encrypt>`` pair (CDATA or plain text) and requires base64 inside. Anything else
+    (missing, repeated, nested markup) is rejected; :meth:`WXBizMsgCrypt.decrypt_message` later checks
+    that the full parse of an authentic envelope agrees.
+    """
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise WeComCryptoError(f"callback body is larger than {MAX_ENVELOPE_BYTES} bytes")
+    start = raw.find(b"<Encrypt>")
+    if start < 0:
+        raise WeComCryptoError("callback body has no <Encrypt> element")
+    start += len(b"<Encrypt>")
+    end = raw.find(b"</Encrypt>", start)
+    if end < 0 or raw.find(b"<Encrypt>", end) >= 0:
+        raise WeComCryptoError("callback body has no single <Encrypt> element")
+    value = raw[start:end].strip(_XML_SPACE)
+    if value.startswith(b"<![CDATA[") and value.endswith(b"]]>"):
+        value = value[len(b"<![CDATA[") : -len(b"]]>")]
+    if not value or not _B64_CHARS.issuperset(value):
+        raise WeComCryptoError("<Encrypt> does not hold base64 ciphertext")
+    return value.decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -79,16 +134,19 @@ def _pkcs7_unpad(data: bytes) -> bytes:
 def parse_envelope(body: str | bytes) -> dict[str, str]:
     """Read ``ToUserName`` / ``AgentID`` / ``Encrypt`` from a callback's XML envelope.
 
-    A small regex reader rather than a general XML parser: the envelope is untrusted and read before
-    the signature is checked, and three flat fields need no DTD, entity or namespace handling.
+    A full (defused, size-bounded, linear-time) XML parse; the ``Encrypt`` element must occur once.
+    Receivers should not call this before the signature is checked: :meth:`WXBizMsgCrypt.decrypt_message`
+    verifies first, using :func:`scan_encrypt`.
     """
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise WeComCryptoError("XML with a DTD is not a WeCom callback")
+    root = parse_xml(body, what="callback body")
     fields: dict[str, str] = {}
-    for m in _ENVELOPE_FIELD.finditer(text):
-        fields.setdefault(m.group(1), m.group(2) if m.group(2) is not None else m.group(3).strip())
-    if "Encrypt" not in fields:
+    for name in _ENVELOPE_FIELDS:
+        found = root.findall(name)
+        if len(found) > 1:
+            raise WeComCryptoError(f"callback body has more than one <{name}> element")
+        if found:
+            fields[name] = (found[0].text or "").strip()
+    if not fields.get("Encrypt"):
         raise WeComCryptoError("callback body has no <Encrypt> element")
     return fields
 
@@ -161,13 +219,20 @@ class WXBizMsgCrypt:
     def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """URL verification (``GET ...&echostr=``): verify, decrypt, return the plaintext to echo."""
         self.verify(msg_signature, timestamp, nonce, echostr)
-        return self.decrypt(echostr).decode("utf-8")
+        return _utf8(self.decrypt(echostr), "echostr")
 
     def decrypt_message(self, body: str | bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
-        """Event delivery (``POST``): verify the envelope's ciphertext and return the inner XML."""
-        encrypt = parse_envelope(body)["Encrypt"]
+        """Event delivery (``POST``): verify the envelope's ciphertext and return the inner XML.
+
+        Order matters (the body is untrusted until the signature holds): linear scan for ``Encrypt``
+        → signature → full defused parse, which must find the same single ``Encrypt`` (so the scanner
+        and the parser cannot be played against each other) → decrypt → UTF-8.
+        """
+        encrypt = scan_encrypt(body)
         self.verify(msg_signature, timestamp, nonce, encrypt)
-        return self.decrypt(encrypt).decode("utf-8")
+        if parse_envelope(body)["Encrypt"] != encrypt:
+            raise WeComCryptoError("the envelope's <Encrypt> is ambiguous")
+        return _utf8(self.decrypt(encrypt), "message")
 
     def encrypt_message(
         self,
@@ -197,6 +262,13 @@ class WXBizMsgCrypt:
         nonce = nonce or str(int.from_bytes(os.urandom(4), "big") % 10**10)
         encrypt = self.encrypt(plaintext)
         return SignedMessage(self.sign(ts, nonce, encrypt), ts, nonce, encrypt, "")
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"decrypted {what} is not UTF-8 text (byte {exc.start})") from None
 
 
 def new_encoding_aes_key() -> str:
