@@ -207,6 +207,7 @@ class ServeProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         env.setdefault("TONGBU_HOME", str(workdir / "home"))
         self.log = open(workdir / "serve-abuse.log", "w+b")  # noqa: SIM115 - closed in stop()
+        self._output = ""
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--serve", str(cfg), str(self.port)],
             env=env,
@@ -227,6 +228,9 @@ class ServeProcess:
         raise RuntimeError(f"tongbu serve did not start on {self.url}")
 
     def output(self) -> str:
+        """What the server logged (also after :meth:`stop`)."""
+        if self.log.closed:
+            return self._output
         self.log.flush()
         self.log.seek(0)
         return self.log.read().decode("utf-8", "replace")
@@ -242,6 +246,7 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+        self._output = self.output()
         self.log.close()
 
     def __enter__(self) -> ServeProcess:
@@ -260,31 +265,48 @@ def percentile(values: list[float], p: float) -> float:
 def send_all(
     url: str, requests: list[Abuse], threads: int, timeout: float = 10.0
 ) -> list[tuple[str, int, float]]:
-    """POST every request from ``threads`` threads; (kind, status or -1 on timeout, seconds) each."""
+    """POST every request from ``threads`` threads; (kind, status or -1 on timeout, seconds) each.
+
+    A request still unanswered after ``timeout`` seconds counts as -1 and ends the run at once (a
+    frozen server would otherwise cost ``timeout`` per remaining request); the stragglers are daemon
+    threads that finish when the server goes away.
+    """
     results: list[tuple[str, int, float]] = []
     lock = threading.Lock()
     todo: Iterator[Abuse] = iter(requests)
+    failed = threading.Event()
+    inflight: dict[int, tuple[str, float]] = {}
 
     def worker() -> None:
         with httpx.Client(base_url=url, timeout=timeout) as client:
             while True:
                 with lock:
-                    item = next(todo, None)
-                if item is None:
-                    return
-                t0 = time.perf_counter()
+                    item = None if failed.is_set() else next(todo, None)
+                    if item is None:
+                        return
+                    t0 = time.perf_counter()
+                    inflight[threading.get_ident()] = (item.kind, t0)
                 try:
                     status = client.post("/hooks/wecom", params=item.params, content=item.body).status_code
                 except httpx.HTTPError:
                     status = -1
                 with lock:
+                    inflight.pop(threading.get_ident(), None)
                     results.append((item.kind, status, time.perf_counter() - t0))
+                    if status == -1:
+                        failed.set()
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     for t in pool:
         t.start()
-    for t in pool:
-        t.join()
+    while any(t.is_alive() for t in pool):
+        time.sleep(0.05)
+        with lock:
+            stuck = [(k, t0) for k, t0 in inflight.values() if time.perf_counter() - t0 > timeout + 1]
+            if stuck:
+                failed.set()
+                results.extend((k, -1, time.perf_counter() - t0) for k, t0 in stuck)
+                return list(results)
     return results
 
 
