@@ -726,7 +726,7 @@ def parse_tz(name: str) -> dt.tzinfo:
         return dt.timezone(-delta if sign == "-" else delta)
     try:
         return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ValueError(
             f"unknown time zone '{name}' (use an offset like +08:00 or a name like Asia/Shanghai)"
         ) from None

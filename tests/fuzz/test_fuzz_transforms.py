@@ -101,11 +101,30 @@ def test_a_step_returns_or_raises_a_transform_error(index: int, value: object) -
         pytest.fail(f"{name} {params}: {type(exc).__name__}: {exc} on {value!r:.80}")
 
 
+# Parameters come from the mapping file's YAML loader: scalars, text without lone surrogates, lists
+# and mappings (no Decimal or datetime objects, which YAML 1.2 core never produces).
+YAML_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=60),
+    st.sampled_from(["", "+08:00", "Asia/Shanghai", "9" * 300, "(a|aa)+$", "(?P<x>", "%Y", "ms", "null"]),
+)
+YAML_VALUES = st.one_of(
+    YAML_SCALARS,
+    st.lists(YAML_SCALARS, max_size=4),
+    st.dictionaries(
+        YAML_SCALARS.filter(lambda v: not isinstance(v, float) or v == v), YAML_SCALARS, max_size=3
+    ),
+)
+
+
 @given(
     st.sampled_from(sorted(PARAMS)),
     st.one_of(
         st.none(),
-        VALUES,
+        YAML_VALUES,
         st.dictionaries(
             st.sampled_from(
                 [
@@ -132,7 +151,7 @@ def test_a_step_returns_or_raises_a_transform_error(index: int, value: object) -
                     "x",
                 ]
             ),
-            VALUES,
+            YAML_VALUES,
             max_size=3,
         ),
     ),
@@ -149,6 +168,11 @@ def test_parameters_validate_or_raise_a_params_error(name: str, raw: object) -> 
 def test_the_value_types_used_are_what_records_carry() -> None:
     # a reminder of what the engine hands a step: JSON values plus the Python types taps produce
     assert {type(v) for v in (1, 1.0, "a", None, True, [], {}, Decimal(1), dt.date(2024, 1, 1))}
+
+
+def test_a_time_zone_name_too_long_for_a_file_is_a_params_error() -> None:
+    with pytest.raises(tf.TransformParamsError, match="unknown time zone"):
+        tf.build_step("datetime", {"tz": "9" * 300})
 
 
 @pytest.mark.parametrize(
