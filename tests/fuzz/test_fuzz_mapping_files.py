@@ -82,3 +82,20 @@ def test_alias_bombs_are_refused_by_their_expanded_size(levels: int, fan: int) -
             assert "expand" in str(exc)
     else:
         assert expanded <= MAX_MAPPING_NODES
+
+
+def test_a_585_character_alias_bomb_in_a_valid_mapping_is_refused() -> None:
+    # Six nested anchors under null_if's values expand to a million strings: the old loader built
+    # and validated them all (10 s here), the bounded one refuses the file before constructing it.
+    seq = "&l0 ['', '', '', '', '', '', '', '', '', '']"
+    for i in range(1, 7):
+        seq = f"&l{i} [{seq}, " + ", ".join([f"*l{i - 1}"] * 9) + "]"
+    text = (
+        "version: 1\nname: bomb\nsource: {system: kingdee, stream: customers}\ntarget: {object: accounts}\n"
+        "fields:\n  - {target: source_id, source: FCUSTID, transform: [str]}\n"
+        "  - {target: number, source: FNumber, transform: [{null_if: {values: " + seq + "}}]}\n"
+    )
+    import pytest
+
+    with pytest.raises(MappingSpecError, match="expand to more than"):
+        parse_mappings(text, "bomb.yaml")
