@@ -433,12 +433,38 @@ def load_mappings(path: str | Path) -> list[MappingSpec]:
     """Read every mapping in ``path`` (single mapping, ``---`` documents or a ``mappings:`` list)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_MAPPING_BYTES:  # refuse before reading a huge file into memory
+            raise MappingSpecError(
+                [
+                    SpecProblem(
+                        _display(path), None, None, f"the file is larger than {MAX_MAPPING_BYTES} bytes"
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingSpecError(
+            [SpecProblem(_display(path), None, None, f"the file is not UTF-8 text (byte {exc.start})")]
+        ) from None
     except OSError as exc:
         raise MappingSpecError(
             [SpecProblem(_display(path), None, None, f"cannot read the file: {exc}")]
         ) from None
     return parse_mappings(text, _display(path))
+
+
+#: bounds on a mapping file (the largest in the library is a few KB)
+MAX_MAPPING_BYTES = 1024 * 1024
+MAX_MAPPING_NODES = 100_000
+MAX_MAPPING_DEPTH = 64
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def parse_mapping(text: str, filename: str = "<mapping>", name: str | None = None) -> MappingSpec:
@@ -447,9 +473,78 @@ def parse_mapping(text: str, filename: str = "<mapping>", name: str | None = Non
 
 
 def parse_mappings(text: str, filename: str = "<mapping>") -> list[MappingSpec]:
-    """Parse every mapping in YAML text, reporting all problems of all mappings at once."""
+    """Parse every mapping in YAML text, reporting all problems of all mappings at once.
+
+    Mapping files may come from anyone with write access to a repository, so the text is bounded
+    (:data:`MAX_MAPPING_BYTES`) and each document's node graph is measured *as aliases expand it*
+    before it is built: a "billion laughs" of nested anchors, a self-referencing anchor or nesting
+    deeper than :data:`MAX_MAPPING_DEPTH` is refused in time linear in the text.
+    """
+    if len(text) > MAX_MAPPING_BYTES:
+        raise MappingSpecError(
+            [SpecProblem(filename, None, None, f"the file is longer than {MAX_MAPPING_BYTES} characters")]
+        )
+
+    def expanded_size(root: yaml.Node) -> tuple[int, int | None]:
+        # Iterative post-order over the node graph with memoised subtree sizes: linear in the graph,
+        # while the sizes say what the aliases would expand to. A node met again while open is a cycle.
+        sizes: dict[int, int] = {}
+        open_nodes: set[int] = set()
+        stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+        while stack:
+            node, depth, done = stack.pop()
+            key = id(node)
+            if done:
+                open_nodes.discard(key)
+                children = _yaml_children(node)
+                sizes[key] = min(MAX_MAPPING_NODES + 1, 1 + sum(sizes[id(c)] for c in children))
+                if sizes[key] > MAX_MAPPING_NODES:
+                    return sizes[key], node.start_mark.line + 1
+                continue
+            if key in sizes:
+                continue
+            if key in open_nodes:
+                return MAX_MAPPING_NODES + 1, node.start_mark.line + 1
+            if depth > MAX_MAPPING_DEPTH:
+                raise MappingSpecError(
+                    [
+                        SpecProblem(
+                            filename,
+                            node.start_mark.line + 1,
+                            None,
+                            f"nesting deeper than {MAX_MAPPING_DEPTH} levels",
+                        )
+                    ]
+                )
+            open_nodes.add(key)
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in _yaml_children(node) if id(c) not in sizes)
+        return sizes[id(root)], None
+
+    documents: list[Any] = []
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_SpecLoader) if d is not None]
+        loader = _SpecLoader(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                size, line = expanded_size(node)
+                if size > MAX_MAPPING_NODES:
+                    raise MappingSpecError(
+                        [
+                            SpecProblem(
+                                filename,
+                                line,
+                                None,
+                                f"anchors/aliases expand to more than {MAX_MAPPING_NODES} values "
+                                "(or refer to themselves)",
+                            )
+                        ]
+                    )
+                doc = loader.construct_document(node)
+                if doc is not None:
+                    documents.append(doc)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

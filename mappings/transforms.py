@@ -22,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, DecimalException, InvalidOperation
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -337,7 +337,7 @@ def _int_factory(_params: None, _ctx: BuildContext) -> Step:
             if not text:
                 return None
             if _INT_TEXT.fullmatch(text):
-                return int(text)
+                return _int_text(text, value)
             number = _parse_decimal(text)
         elif kind is float:
             if not value.is_integer():
@@ -351,9 +351,22 @@ def _int_factory(_params: None, _ctx: BuildContext) -> Step:
             raise TransformError(f"cannot make an integer from a {kind.__name__}", value)
         if not number.is_finite() or number != number.to_integral_value():
             raise TransformError("not a whole number", value)
+        if number.adjusted() >= _MAX_INT_DIGITS:  # int() of '1e999999' would build a million digits
+            raise TransformError(f"more than {_MAX_INT_DIGITS} digits", value)
         return int(number)
 
     return to_int
+
+
+#: Python's own limit for int <-> text (sys.int_info.default_max_str_digits); no id or amount is longer
+_MAX_INT_DIGITS = 4300
+
+
+def _int_text(text: str, value: Any) -> int:
+    try:
+        return int(text)
+    except ValueError:  # beyond the digit limit (the pattern already matched)
+        raise TransformError(f"more than {_MAX_INT_DIGITS} digits", value) from None
 
 
 @_register("float", output=NUMBER, summary="binary floating point (use 'decimal' for money)")
@@ -364,18 +377,25 @@ def _float_factory(_params: None, _ctx: BuildContext) -> Step:
         kind = type(value)
         if kind is float:
             return value
-        if kind is int:
-            return float(value)
         if kind is str:
             text = value.strip()
             if not text:
                 return None
-            return float(_parse_decimal(text))
-        if kind is bool:
+            number: Any = _parse_decimal(text)
+        elif kind is bool:
             raise TransformError("got a boolean where a number is expected", value)
-        if isinstance(value, Decimal):
-            return float(value)
-        raise TransformError(f"cannot make a number from a {kind.__name__}", value)
+        elif kind is int or isinstance(value, Decimal):
+            number = value
+        else:
+            raise TransformError(f"cannot make a number from a {kind.__name__}", value)
+        # Decimal NaN/sNaN/Infinity, and ints or texts beyond a float's range ("1e400"): not amounts.
+        try:
+            result = float(number)
+        except (OverflowError, ValueError):
+            raise TransformError("not a finite number", value) from None
+        if not _isfinite(result):
+            raise TransformError("not a finite number", value)
+        return result
 
     return to_float
 
@@ -443,7 +463,12 @@ def _decimal_factory(params: DecimalParams, _ctx: BuildContext) -> Step:
         if value is None:
             return None
         number = _to_decimal(value)
-        return None if number is None else number.quantize(quantum, rounding=ROUND_HALF_UP)
+        if number is None:
+            return None
+        try:
+            return number.quantize(quantum, rounding=ROUND_HALF_UP)
+        except InvalidOperation:  # more digits than Decimal's 28 of precision at this many places
+            raise TransformError(f"too many digits to round to {params.places} places", value) from None
 
     return to_rounded_decimal
 
@@ -466,7 +491,11 @@ def _bool_factory(_params: None, _ctx: BuildContext) -> Step:
             if text in _FALSE:
                 return False
             raise TransformError("not a yes/no value (expected 1/0, true/false, Y/N, 是/否)", value)
-        if isinstance(value, int | float | Decimal) and value in (0, 1):
+        # (a signalling Decimal NaN raises on any comparison: test finiteness first)
+        numeric = isinstance(value, int | float | Decimal) and not (
+            isinstance(value, Decimal) and value.is_nan()
+        )
+        if numeric and value in (0, 1):
             return bool(value)
         raise TransformError("not a yes/no value (expected 1/0, true/false, Y/N, 是/否)", value)
 
@@ -697,7 +726,7 @@ def parse_tz(name: str) -> dt.tzinfo:
         return dt.timezone(-delta if sign == "-" else delta)
     try:
         return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ValueError(
             f"unknown time zone '{name}' (use an offset like +08:00 or a name like Asia/Shanghai)"
         ) from None
@@ -936,7 +965,7 @@ def _epoch_factory(params: EpochParams, _ctx: BuildContext) -> Step:
             text = value.strip()
             if not text:
                 return None
-            number = int(text) if _INT_TEXT.fullmatch(text) else float(_parse_decimal(text))
+            number = _int_text(text, value) if _INT_TEXT.fullmatch(text) else float(_parse_decimal(text))
         elif isinstance(value, Decimal) and value.is_finite():
             number = float(value)
         else:
@@ -1194,8 +1223,11 @@ def _scale_factory(params: ScaleParams, _ctx: BuildContext) -> Step:
         number = _to_decimal(value)
         if number is None:
             return None
-        result = number * factor
-        return result if quantum is None else result.quantize(quantum, rounding=ROUND_HALF_UP)
+        try:
+            result = number * factor
+            return result if quantum is None else result.quantize(quantum, rounding=ROUND_HALF_UP)
+        except DecimalException:  # overflow, or more digits than Decimal's precision at these places
+            raise TransformError("too many digits to scale", value) from None
 
     return scale
 

@@ -139,3 +139,104 @@ def test_secrets_stay_out_of_repr_and_errors(crypt: WXBizMsgCrypt) -> None:
         WXBizMsgCrypt(TOKEN, "short", CORP)
     with pytest.raises(WeComCryptoError):
         parse_envelope("<!DOCTYPE x [<!ENTITY a 'b'>]><xml><Encrypt>&a;</Encrypt></xml>")
+
+
+# -- untrusted envelopes (issue 17 item 1) ------------------------------------------------------------
+def test_the_cubic_envelope_is_refused_at_once() -> None:
+    # The issue's freeze body, 20x longer: the old regex took seconds at 3 KB and hours at 60 KB. It
+    # runs in a child process so that a regression fails the test instead of hanging the suite (a
+    # regex holds the GIL).
+    import subprocess
+    import sys
+
+    code = (
+        "from connectors.wecom.crypto import WXBizMsgCrypt, WeComCryptoError, parse_envelope\n"
+        f"c = WXBizMsgCrypt({TOKEN!r}, {AES_KEY!r}, {CORP!r})\n"
+        "for f, b in ((lambda b: c.decrypt_message(b, '0' * 40, '1700000000', '1'), '<Encrypt>' + ' ' * 60000 + 'x'),\n"
+        "             (parse_envelope, '<xml><Encrypt>' + ' ' * 60000 + 'x</xml>')):\n"
+        "    try:\n"
+        "        f(b)\n"
+        "    except WeComCryptoError:\n"
+        "        print('refused')\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still parsing a 60 KB envelope after 20 s: the envelope reader is not linear")
+    assert out.stdout.split() == ["refused", "refused"], out.stderr[-500:]
+
+
+def test_the_signature_is_checked_before_the_body_is_parsed(crypt: WXBizMsgCrypt, monkeypatch) -> None:  # noqa: ANN001
+    import connectors.wecom.crypto as mod
+
+    parsed: list[object] = []
+    real = mod.parse_xml
+    monkeypatch.setattr(mod, "parse_xml", lambda *a, **k: parsed.append(a) or real(*a, **k))
+    msg = crypt.encrypt_message("<xml><a>1</a></xml>", timestamp=1, nonce="n")
+    with pytest.raises(InvalidSignature):
+        crypt.decrypt_message(msg.body, "0" * 40, msg.timestamp, msg.nonce)
+    assert parsed == []  # a forged envelope never reached the XML parser
+    assert (
+        crypt.decrypt_message(msg.body, msg.msg_signature, msg.timestamp, msg.nonce) == "<xml><a>1</a></xml>"
+    )
+    assert len(parsed) == 1
+
+
+def test_the_scan_and_the_parse_cannot_be_played_against_each_other(crypt: WXBizMsgCrypt) -> None:
+    msg = crypt.encrypt_message("<xml><a>1</a></xml>", timestamp=1, nonce="n", random_prefix=b"7" * 16)
+    assert "+" in msg.encrypt or "/" in msg.encrypt
+    other = crypt.encrypt("<xml><a>2</a></xml>")
+    # the scanner sees the signed ciphertext inside a comment; the XML parser would see `other`
+    sneaky = f"<xml><!-- <Encrypt>{msg.encrypt}</Encrypt> --><Encrypt>{other}</Encrypt></xml>"
+    with pytest.raises(WeComCryptoError):
+        crypt.decrypt_message(sneaky, msg.msg_signature, msg.timestamp, msg.nonce)
+    # an entity the parser would decode is not base64 to the scanner
+    entity = msg.body.replace(msg.encrypt, msg.encrypt.replace("+", "&#43;").replace("/", "&#47;"))
+    with pytest.raises(WeComCryptoError):
+        crypt.decrypt_message(entity, msg.msg_signature, msg.timestamp, msg.nonce)
+    twice = msg.body.replace("</xml>", f"<Encrypt>{other}</Encrypt></xml>")
+    with pytest.raises(WeComCryptoError):
+        crypt.decrypt_message(twice, msg.msg_signature, msg.timestamp, msg.nonce)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<!DOCTYPE xml [<!ENTITY a "b">]><xml><Encrypt>QUJD</Encrypt></xml>',
+        '<!doctype xml SYSTEM "http://127.0.0.1:1/x.dtd"><xml><Encrypt>QUJD</Encrypt></xml>',
+        '<?xml version="1.0"?>\n<!DOCTYPE xml [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><xml/>',
+        "<xml><Encrypt>QUJD</Encrypt>",  # not well-formed
+        b"<xml><Encrypt>\xff\xfe</Encrypt></xml>",
+    ],
+)
+def test_hostile_envelopes_raise_only_crypto_errors(crypt: WXBizMsgCrypt, body: str | bytes) -> None:
+    with pytest.raises(WeComCryptoError):
+        parse_envelope(body)
+
+
+def test_authentic_but_not_utf8_content_is_a_malformed_message(crypt: WXBizMsgCrypt) -> None:
+    from connectors.wecom.crypto import MalformedMessage
+
+    msg = crypt.encrypt_message("placeholder", timestamp=1, nonce="n")
+    encrypt = crypt.encrypt(b"<xml>\xff\xfe\xc3</xml>")
+    body = msg.body.replace(msg.encrypt, encrypt)
+    with pytest.raises(MalformedMessage, match="not UTF-8"):
+        crypt.decrypt_message(body, crypt.sign("1", "n", encrypt), "1", "n")
+    with pytest.raises(MalformedMessage):
+        crypt.verify_url(crypt.sign("1", "n", encrypt), "1", "n", encrypt)
+
+
+def test_we_read_wechatpys_own_envelope_as_it_posts_it(crypt: WXBizMsgCrypt) -> None:
+    theirs = WeChatCrypto(TOKEN, AES_KEY, CORP)
+    posted = theirs.encrypt_message("<xml><Content>第二条</Content></xml>", "4455", "1700000009")
+    sig = xmltodict.parse(posted)["xml"]["MsgSignature"]
+    assert "第二条" in crypt.decrypt_message(posted, sig, "1700000009", "4455")
+    # and the envelope as WeCom itself lays it out (newlines, ToUserName/AgentID around it)
+    assert (
+        xmltodict.parse(
+            crypt.decrypt_message(
+                POSTED.encode(), "74d92dfeb87ba7c714f89d98870ae5eb62dff26d", "1411525903", "461056294"
+            )
+        )["xml"]["Content"]
+        == "test"
+    )

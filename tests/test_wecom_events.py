@@ -283,3 +283,137 @@ def test_only_new_events_reach_the_inbox_under_concurrent_retries(sim: WeComSimu
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(event_inbox)).scalar_one() == 1
     assert sim.calls["externalcontact/get"] == 1
+
+
+# -- serve edges (issue 17 items 1 and 8) -------------------------------------------------------------
+class _Lines:
+    """Collects the log records of the serve and uvicorn loggers (uvicorn's do not reach caplog)."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.records: list[logging.LogRecord] = []
+        self.handler = logging.Handler()
+        self.handler.emit = self.records.append  # type: ignore[method-assign]
+        self.loggers = [logging.getLogger(n) for n in ("tongbu.serve", "uvicorn.error", "uvicorn")]
+
+    def __enter__(self) -> _Lines:
+        for lg in self.loggers:
+            lg.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lg in self.loggers:
+            lg.removeHandler(self.handler)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(r.getMessage() for r in self.records)
+
+    def assert_no_traceback(self) -> None:
+        assert not [r for r in self.records if r.exc_info], self.text
+        assert "Exception in ASGI application" not in self.text and "Traceback" not in self.text
+
+
+def test_a_signed_callback_whose_content_is_not_utf8_is_a_clear_400(sim: WeComSimulator) -> None:
+    cred = sim.credentials()
+    crypt = WXBizMsgCrypt(cred["callback_token"], cred["encoding_aes_key"], cred["corp_id"])
+    msg = crypt.encrypt_message("x", timestamp=int(time.time()))
+    encrypt = crypt.encrypt(b"<xml><Event>\xff\xfe\xc3</Event></xml>")
+    body = msg.body.replace(msg.encrypt, encrypt).encode()
+    query = {**msg.query, "msg_signature": crypt.sign(msg.timestamp, msg.nonce, encrypt)}
+    app = build_app(serve_config(sim))
+    with _Lines() as lines, TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/hooks/wecom", params=query, content=body)
+        assert r.status_code == 400 and "not UTF-8" in r.text
+        # well-formed UTF-8 but not XML: also the sender's fault, also 400
+        encrypt = crypt.encrypt("not <xml")
+        query = {**msg.query, "msg_signature": crypt.sign(msg.timestamp, msg.nonce, encrypt)}
+        r = client.post("/hooks/wecom", params=query, content=msg.body.replace(msg.encrypt, encrypt).encode())
+        assert r.status_code == 400
+    lines.assert_no_traceback()
+    assert len([r for r in lines.records if "rejected" in r.getMessage()]) == 2
+    assert inbox_rows() == []
+
+
+def test_head_on_a_hook_is_not_a_delivery(sim: WeComSimulator) -> None:
+    ext = next(sim.external_userids())
+    good = signed(sim, event_xml(sim, ext))
+    app = build_app(serve_config(sim))
+    with TestClient(app) as client:
+        r = client.head("/hooks/wecom", params=good["params"])
+        assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+        assert (
+            client.request("PUT", "/hooks/wecom", params=good["params"], content=good["content"]).status_code
+            == 405
+        )
+    assert inbox_rows() == [] and sim.calls["externalcontact/get"] == 0
+
+
+def test_query_parameters_are_checked_strictly_before_the_body(sim: WeComSimulator) -> None:
+    ext = next(sim.external_userids())
+    good = signed(sim, event_xml(sim, ext))
+    now = str(int(time.time()))
+    app = build_app(serve_config(sim))
+    with TestClient(app) as client:
+        for bad, code in (
+            ({"timestamp": "١٧٠٠٠٠٠٠٠٠"}, 400),  # Arabic-Indic digits int() would accept
+            ({"timestamp": " " + now}, 400),
+            ({"nonce": "n" * 500}, 400),
+            ({"msg_signature": "0"}, 403),
+        ):
+            r = client.post("/hooks/wecom", params={**good["params"], **bad}, content=good["content"])
+            assert r.status_code == code, (bad, r.text)
+        r = client.post(
+            "/hooks/wecom",
+            params=good["params"],
+            content=good["content"],
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 415
+        assert client.post("/hooks/wecom", params=good["params"], content=good["content"]).status_code == 200
+        # a Content-Length that is not a number is refused before reading
+        r = client.post("/hooks/wecom", params=good["params"], content=b"x", headers={"content-length": "-1"})
+        assert r.status_code in (400, 413)
+
+
+def test_the_freeze_body_is_refused_while_healthz_stays_responsive(sim: WeComSimulator) -> None:
+    import threading
+
+    import httpx
+
+    app = build_app(serve_config(sim))
+    body = ("<Encrypt>" + " " * 3_000 + "x").encode()  # the issue's reproduction
+    params = {"msg_signature": "0" * 40, "timestamp": str(int(time.time())), "nonce": "1"}
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        answered: list[int] = []
+        t = threading.Thread(
+            target=lambda: answered.append(
+                client.post("/hooks/wecom", params=params, content=body).status_code
+            )
+        )
+        t.start()
+        t.join(5)  # the old regex spent ~8 s on this body, on the event loop
+        assert answered == [403]
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_sender_hanging_up_mid_body_logs_one_line_and_no_traceback(sim: WeComSimulator) -> None:
+    import socket
+
+    app = build_app(serve_config(sim))
+    with _Lines() as lines, BackgroundServer(app) as server:
+        sock = socket.create_connection((server.host, server.port))
+        sock.sendall(
+            b"POST /hooks/wecom?msg_signature=0&timestamp=1&nonce=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: text/xml\r\nContent-Length: 5000\r\n\r\n<xml><Encrypt>abc"
+        )
+        time.sleep(0.3)
+        sock.close()
+        deadline = time.monotonic() + 5
+        while app.state.processor.metrics.counts["disconnected"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.state.processor.metrics.counts["disconnected"] == 1
+    lines.assert_no_traceback()
+    assert len([r for r in lines.records if "hung up" in r.getMessage()]) == 1
+    assert inbox_rows() == []

@@ -62,7 +62,8 @@ from sqlalchemy import (
     update,
 )
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -947,11 +948,71 @@ def build_processor(
     )
 
 
+# -- bounded parsing of untrusted bodies -------------------------------------------------------------
+class BodyRejected(ValueError):
+    """An untrusted body is too large, too deep or not what it claims to be (the message is public)."""
+
+
+def parse_json_body(
+    body: bytes | str, *, max_bytes: int = 64 * 1024, max_depth: int = 32, max_items: int = 10_000
+) -> Any:
+    """Parse an untrusted JSON webhook body in linear time, bounded in size, nesting and item count.
+
+    The bounds are checked by one pass over the bytes *before* ``json.loads`` runs, so a deep or huge
+    document never reaches the parser (whose recursion a 100,000-deep ``[[[…`` would otherwise blow);
+    numbers are parsed with Python's digit limit, NaN/Infinity are refused. Raises :class:`BodyRejected`.
+    """
+    import json
+
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise BodyRejected(f"JSON body is larger than {max_bytes} bytes")
+    depth = items = 0
+    in_string = escaped = False
+    for byte in raw:  # one linear pass: nesting outside strings, and commas as an item count
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > max_depth:
+                raise BodyRejected(f"JSON body is nested deeper than {max_depth} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+        elif byte == 0x2C:
+            items += 1
+            if items > max_items:
+                raise BodyRejected(f"JSON body has more than {max_items} items")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyRejected("JSON body is not UTF-8") from None
+
+    def no_constants(name: str) -> Any:
+        raise BodyRejected(f"JSON body contains {name}, which is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except BodyRejected:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and int() over the digit limit
+        raise BodyRejected(f"JSON body is not valid JSON ({str(exc)[:80]})") from None
+
+
 # -- the ASGI app --------------------------------------------------------------------------------------
 async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it exceeds ``limit`` (an oversized body is never buffered whole)."""
+    """The request body, or None once it exceeds ``limit`` (an oversized body is never buffered whole).
+
+    Raises :class:`~starlette.requests.ClientDisconnect` when the sender hangs up mid-body.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and (not declared.isdigit() or int(declared[:20]) > limit):
         return None
     chunks: list[bytes] = []
     size = 0
@@ -981,28 +1042,48 @@ def build_app(
         async def endpoint(request: Request) -> Response:
             received = time.time()
             query = dict(request.query_params)
+
+            def rejected(status: int, reason: str) -> Response:
+                # Every refusal: one warning line (no traceback), a metric, and the public reason.
+                processor.metrics.count("rejected")
+                log.warning("rejected a %s to %s (%d): %s", request.method, source.path, status, reason)
+                return PlainTextResponse(reason, status_code=status)
+
             if request.method == "GET":
                 try:
-                    return PlainTextResponse(source.verify_url(query))
+                    return PlainTextResponse(await run_in_threadpool(source.verify_url, query))
                 except EventRejected as exc:
-                    processor.metrics.count("rejected")
-                    return PlainTextResponse(exc.reason, status_code=exc.status_code)
-            body = await _read_limited(request, max_body)
-            if body is None:
-                processor.metrics.count("rejected")
-                return PlainTextResponse("payload too large", status_code=413)
+                    return rejected(exc.status_code, exc.reason)
+                except Exception as exc:  # a bug in a source: one line, never a traceback to the sender
+                    log.error("URL verification on %s failed: %s: %s", source.path, type(exc).__name__, exc)
+                    return PlainTextResponse("internal error", status_code=500)
+            if request.method != "POST":
+                # Starlette routes HEAD to GET endpoints; neither HEAD nor anything else is a delivery.
+                resp = rejected(405, f"{request.method} is not a delivery (deliveries are POST)")
+                resp.headers["Allow"] = "GET, POST"
+                return resp
             try:
-                events = source.parse(query, request.headers, body, received)
+                body = await _read_limited(request, max_body)
+            except ClientDisconnect:
+                processor.metrics.count("disconnected")
+                log.warning("a sender hung up mid-body on %s; nothing stored", source.path)
+                return PlainTextResponse("client disconnected", status_code=400)  # nobody is listening
+            if body is None:
+                return rejected(413, "payload too large")
+            try:
+                # Verification is cheap, but decrypting and XML parsing are not free: keep the loop free.
+                events = await run_in_threadpool(source.parse, query, request.headers, body, received)
             except EventRejected as exc:
-                processor.metrics.count("rejected")
-                log.warning("rejected a delivery to %s: %s", source.path, exc.reason)
-                return PlainTextResponse(exc.reason, status_code=exc.status_code)
+                return rejected(exc.status_code, exc.reason)
+            except Exception as exc:
+                log.error("could not parse a delivery to %s: %s: %s", source.path, type(exc).__name__, exc)
+                return PlainTextResponse("internal error", status_code=500)
             for ev in events:
                 ev.received_at = received
             try:
                 await processor.accept(events)
-            except Exception:
-                log.exception("could not store events for %s", source.name)
+            except Exception as exc:
+                log.error("could not store events for %s: %s: %s", source.name, type(exc).__name__, exc)
                 return PlainTextResponse("temporarily unavailable", status_code=503)  # the sender retries
             return source.ack()
 

@@ -9,6 +9,11 @@ The scheme (external-apis.md §1.3, checked against wechatpy's test vectors):
 
 Both sides of the wire use this module: the simulator encrypts and signs what it sends, the callback
 receiver verifies and decrypts. Nothing here ever puts the token or the key into a message or repr.
+
+The envelope arrives before anything is authenticated, so :meth:`WXBizMsgCrypt.decrypt_message` does
+the cheap work first and only the cheap work until the signature holds: a size check, one linear scan
+for the ``<Encrypt>`` text, the SHA1 signature. Only an authentic envelope is parsed as XML (with
+``defusedxml``: no DTD, no entities, no external references) and decrypted.
 """
 
 from __future__ import annotations
@@ -18,17 +23,25 @@ import binascii
 import hashlib
 import hmac
 import os
-import re
 import struct
 import time
+import xml.etree.ElementTree as ET  # only the tree types: parsing goes through defusedxml
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
 
 BLOCK_SIZE = 32  # WeCom pads to 32 bytes, a multiple of AES's 16-byte block
-_ENVELOPE_FIELD = re.compile(
-    r"<(ToUserName|AgentID|Encrypt)>\s*(?:<!\[CDATA\[(.*?)\]\]>|([^<]*))\s*</\1>", re.S
-)
+#: An envelope is three short fields around one ciphertext; WeCom's own are well under 8 KB.
+MAX_ENVELOPE_BYTES = 64 * 1024
+_ENVELOPE_FIELDS = ("ToUserName", "AgentID", "Encrypt")
+_B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_XML_SPACE = b" \t\r\n"
+#: WeCom's XML is flat (depth 2-3, a few dozen elements); these bounds leave room and stop bombs early
+MAX_XML_DEPTH = 32
+MAX_XML_ELEMENTS = 10_000
+_XML_CHUNK = 4096
 
 
 class WeComCryptoError(ValueError):
@@ -37,6 +50,96 @@ class WeComCryptoError(ValueError):
 
 class InvalidSignature(WeComCryptoError):
     """``msg_signature`` does not match token + timestamp + nonce + ciphertext."""
+
+
+class MalformedMessage(WeComCryptoError):
+    """The message is authentic but its content is unusable (not UTF-8, not well-formed XML)."""
+
+
+class _BoundedTreeBuilder(ET.TreeBuilder):
+    """A tree builder that stops the parse at the first element past the depth or count bound."""
+
+    def __init__(self, max_depth: int, max_elements: int) -> None:
+        super().__init__()
+        self.depth = 0
+        self.elements = 0
+        self.max_depth = max_depth
+        self.max_elements = max_elements
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        self.depth += 1
+        self.elements += 1
+        if self.depth > self.max_depth:
+            raise WeComCryptoError(f"XML nested deeper than {self.max_depth} levels")
+        if self.elements > self.max_elements:
+            raise WeComCryptoError(f"XML with more than {self.max_elements} elements")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> ET.Element:
+        self.depth -= 1
+        return super().end(tag)
+
+
+def parse_xml(
+    data: str | bytes,
+    *,
+    what: str = "XML",
+    max_bytes: int = MAX_ENVELOPE_BYTES,
+    max_depth: int = MAX_XML_DEPTH,
+    max_elements: int = MAX_XML_ELEMENTS,
+) -> ET.Element:
+    """Parse untrusted XML in linear time: bounded in size, depth and element count; no DTD, entities
+    or external references (``defusedxml``). Returns the root; raises only :class:`WeComCryptoError`.
+
+    The bytes are fed in small chunks and the depth/count bounds stop the parse at the first element
+    past them, so no single call holds the GIL for long: a 64 KB tree of 20,000 nested elements once
+    took ~0.2 s inside one C call, stalling every other thread (the event loop included).
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        raise WeComCryptoError(f"{what} is larger than {max_bytes} bytes")
+    parser = DefusedXMLParser(
+        target=_BoundedTreeBuilder(max_depth, max_elements),
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+    )
+    try:
+        for start in range(0, len(raw), _XML_CHUNK):
+            parser.feed(raw[start : start + _XML_CHUNK])
+        return parser.close()
+    except WeComCryptoError as exc:
+        raise WeComCryptoError(f"{what}: {exc}") from None
+    except DefusedXmlException:
+        raise WeComCryptoError(f"{what} with a DTD or entities is not a WeCom callback") from None
+    except (SyntaxError, ValueError, LookupError):  # ParseError is a SyntaxError; bad encodings
+        raise WeComCryptoError(f"{what} is not well-formed") from None
+
+
+def scan_encrypt(body: str | bytes) -> str:
+    """The ``<Encrypt>`` text of an envelope by one linear scan (no regex, no XML parser).
+
+    This runs before the signature is checked, on unauthenticated bytes, so it only looks for the one
+    ``<Encrypt>…</Encrypt>`` pair (CDATA or plain text) and requires base64 inside. Anything else
+    (missing, repeated, nested markup) is rejected; :meth:`WXBizMsgCrypt.decrypt_message` later checks
+    that the full parse of an authentic envelope agrees.
+    """
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise WeComCryptoError(f"callback body is larger than {MAX_ENVELOPE_BYTES} bytes")
+    start = raw.find(b"<Encrypt>")
+    if start < 0:
+        raise WeComCryptoError("callback body has no <Encrypt> element")
+    start += len(b"<Encrypt>")
+    end = raw.find(b"</Encrypt>", start)
+    if end < 0 or raw.find(b"<Encrypt>", end) >= 0:
+        raise WeComCryptoError("callback body has no single <Encrypt> element")
+    value = raw[start:end].strip(_XML_SPACE)
+    if value.startswith(b"<![CDATA[") and value.endswith(b"]]>"):
+        value = value[len(b"<![CDATA[") : -len(b"]]>")]
+    if not value or not _B64_CHARS.issuperset(value):
+        raise WeComCryptoError("<Encrypt> does not hold base64 ciphertext")
+    return value.decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -79,16 +182,19 @@ def _pkcs7_unpad(data: bytes) -> bytes:
 def parse_envelope(body: str | bytes) -> dict[str, str]:
     """Read ``ToUserName`` / ``AgentID`` / ``Encrypt`` from a callback's XML envelope.
 
-    A small regex reader rather than a general XML parser: the envelope is untrusted and read before
-    the signature is checked, and three flat fields need no DTD, entity or namespace handling.
+    A full (defused, size-bounded, linear-time) XML parse; the ``Encrypt`` element must occur once.
+    Receivers should not call this before the signature is checked: :meth:`WXBizMsgCrypt.decrypt_message`
+    verifies first, using :func:`scan_encrypt`.
     """
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise WeComCryptoError("XML with a DTD is not a WeCom callback")
+    root = parse_xml(body, what="callback body")
     fields: dict[str, str] = {}
-    for m in _ENVELOPE_FIELD.finditer(text):
-        fields.setdefault(m.group(1), m.group(2) if m.group(2) is not None else m.group(3).strip())
-    if "Encrypt" not in fields:
+    for name in _ENVELOPE_FIELDS:
+        found = root.findall(name)
+        if len(found) > 1:
+            raise WeComCryptoError(f"callback body has more than one <{name}> element")
+        if found:
+            fields[name] = (found[0].text or "").strip()
+    if not fields.get("Encrypt"):
         raise WeComCryptoError("callback body has no <Encrypt> element")
     return fields
 
@@ -161,13 +267,20 @@ class WXBizMsgCrypt:
     def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """URL verification (``GET ...&echostr=``): verify, decrypt, return the plaintext to echo."""
         self.verify(msg_signature, timestamp, nonce, echostr)
-        return self.decrypt(echostr).decode("utf-8")
+        return _utf8(self.decrypt(echostr), "echostr")
 
     def decrypt_message(self, body: str | bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
-        """Event delivery (``POST``): verify the envelope's ciphertext and return the inner XML."""
-        encrypt = parse_envelope(body)["Encrypt"]
+        """Event delivery (``POST``): verify the envelope's ciphertext and return the inner XML.
+
+        Order matters (the body is untrusted until the signature holds): linear scan for ``Encrypt``
+        → signature → full defused parse, which must find the same single ``Encrypt`` (so the scanner
+        and the parser cannot be played against each other) → decrypt → UTF-8.
+        """
+        encrypt = scan_encrypt(body)
         self.verify(msg_signature, timestamp, nonce, encrypt)
-        return self.decrypt(encrypt).decode("utf-8")
+        if parse_envelope(body)["Encrypt"] != encrypt:
+            raise WeComCryptoError("the envelope's <Encrypt> is ambiguous")
+        return _utf8(self.decrypt(encrypt), "message")
 
     def encrypt_message(
         self,
@@ -197,6 +310,13 @@ class WXBizMsgCrypt:
         nonce = nonce or str(int.from_bytes(os.urandom(4), "big") % 10**10)
         encrypt = self.encrypt(plaintext)
         return SignedMessage(self.sign(ts, nonce, encrypt), ts, nonce, encrypt, "")
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"decrypted {what} is not UTF-8 text (byte {exc.start})") from None
 
 
 def new_encoding_aes_key() -> str:

@@ -28,14 +28,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from connectors.wecom.client import WeComClient, WeComError, WeComNoRelation, client_from_config
-from connectors.wecom.crypto import InvalidSignature, WeComCryptoError, WXBizMsgCrypt
+from connectors.wecom.crypto import (
+    InvalidSignature,
+    MalformedMessage,
+    WeComCryptoError,
+    WXBizMsgCrypt,
+    parse_xml,
+)
 from connectors.wecom.hub import CONTACT_PREFIX, WeComHubWriter, contact_key
 from connectors.wecom.records import contact_from_get, group_chat_record, tag_rows
 from tongbu.config import DEFAULT_TENANT
@@ -45,15 +50,28 @@ CHAT_PREFIX = "chat:"
 TAGS_KEY = "corp_tags"
 
 
-def parse_event_xml(text: str) -> dict[str, str]:
-    """The flat child elements of a decrypted WeCom event (``<xml><Event>…</Event>…</xml>``)."""
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise WeComCryptoError("event XML with a DTD")
+#: the query parameters are checked before the body is looked at; WeCom's are 40 hex, ~10 digits, ~10 chars
+_HEX = frozenset("0123456789abcdefABCDEF")
+_MAX_NONCE = 128
+#: WeCom posts text/xml; a sender that omits the header is accepted, an explicit non-XML type is not
+_XML_CONTENT_TYPES = frozenset({"text/xml", "application/xml", "text/plain", "application/octet-stream"})
+
+
+def parse_event_xml(text: str | bytes) -> dict[str, str]:
+    """The flat child elements of a decrypted WeCom event (``<xml><Event>…</Event>…</xml>``).
+
+    Parsed with ``defusedxml`` (no DTD or entities, bounded size); raises :class:`MalformedMessage`.
+    Only the first occurrence of a repeated element counts, and nested markup is read as its text.
+    """
     try:
-        root = ET.fromstring(text)
-    except ET.ParseError:
-        raise WeComCryptoError("event is not well-formed XML") from None
-    return {child.tag: (child.text or "").strip() for child in root}
+        root = parse_xml(text, what="event XML")
+    except WeComCryptoError as exc:
+        raise MalformedMessage(str(exc)) from None
+    fields: dict[str, str] = {}
+    for child in root:
+        if isinstance(child.tag, str):
+            fields.setdefault(child.tag, (child.text or "").strip())
+    return fields
 
 
 class WeComEventSource(EventSource):
@@ -98,10 +116,14 @@ class WeComEventSource(EventSource):
         sig, ts, nonce = query.get("msg_signature"), query.get("timestamp"), query.get("nonce")
         if not sig or not ts or not nonce:
             raise EventRejected(400, "msg_signature, timestamp and nonce are required")
-        try:
-            stamp = int(ts)
-        except ValueError:
-            raise EventRejected(400, "timestamp is not a number") from None
+        # Strict shapes before any work: int() alone would take ' 12', '1_2' or Arabic-Indic digits.
+        if not (ts.isascii() and ts.isdigit() and len(ts) <= 12):
+            raise EventRejected(400, "timestamp is not a number")
+        if len(nonce) > _MAX_NONCE or not nonce.isascii() or not nonce.isprintable():
+            raise EventRejected(400, "nonce is not a short printable ASCII string")
+        if len(sig) != 40 or not _HEX.issuperset(sig):
+            raise EventRejected(403, "signature check failed")
+        stamp = int(ts)
         if abs(received_at - stamp) > self.window_s:
             # Older than the dedup retention could remember, or from the future: a replay.
             raise EventRejected(403, "timestamp outside the accepted window")
@@ -114,21 +136,35 @@ class WeComEventSource(EventSource):
         echostr = (query.get("echostr") or "").replace(" ", "+")
         if not echostr:
             raise EventRejected(400, "echostr is required")
+        if len(echostr) > 4096:
+            raise EventRejected(400, "echostr is too long")
         try:
             return self.crypt.verify_url(sig, ts, nonce, echostr)
+        except MalformedMessage as exc:
+            raise EventRejected(400, str(exc)) from None
         except WeComCryptoError:
             raise EventRejected(403, "signature check failed") from None
 
     def parse(
         self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
     ) -> list[InboundEvent]:
-        """Verify and decrypt one callback into one event."""
+        """Verify and decrypt one callback into one event.
+
+        Cheap checks first (query shapes, timestamp window, content type), then the signature (a linear
+        scan and a SHA1), and only then XML parsing and AES; ``tongbu serve`` calls this off the loop.
+        """
         sig, ts, nonce = self._check_query(query, received_at)
+        ctype = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype and ctype not in _XML_CONTENT_TYPES:
+            raise EventRejected(415, f"content type {ctype[:60]!r} is not XML")
         try:
             plain = self.crypt.decrypt_message(body, sig, ts, nonce)
             fields = parse_event_xml(plain)
         except InvalidSignature:
             raise EventRejected(403, "signature check failed") from None
+        except MalformedMessage as exc:
+            # Authentic but unusable: a clear 4xx; WeCom shows it in the callback log.
+            raise EventRejected(400, str(exc)) from None
         except WeComCryptoError:
             raise EventRejected(403, "message could not be decrypted for this corp") from None
         event = fields.get("Event", "")
