@@ -2,8 +2,9 @@
 
 ``TONGBU_FUZZ_PROFILE`` (or ``HYPOTHESIS_PROFILE``) selects one:
 
-* ``dev`` (default): a few hundred examples per property, so the normal test command stays quick;
-* ``ci``: 10,000 examples for every parser's main property, no example database, 1 s per example;
+* ``dev`` (default on a developer's machine): a few hundred examples per property, so the test command
+  stays quick;
+* ``ci`` (default when ``CI`` or ``TONGBU_REQUIRE_SERVICES`` is set, as ``.ci/run`` does): 10,000 examples for every parser's main property, no example database, 1 s per example;
 * ``soak``: 100,000 examples, for a nightly or a run by hand.
 
 Every example has a deadline (``bounded time per input``): a parser that goes super-linear on some
@@ -25,7 +26,10 @@ _COMMON = {
 settings.register_profile("dev", max_examples=300, **_COMMON)
 settings.register_profile("ci", max_examples=10_000, database=None, **_COMMON)
 settings.register_profile("soak", max_examples=100_000, database=None, **_COMMON)
-settings.load_profile(os.environ.get("TONGBU_FUZZ_PROFILE") or os.environ.get("HYPOTHESIS_PROFILE") or "dev")
+_IN_CI = os.environ.get("CI") or os.environ.get("TONGBU_REQUIRE_SERVICES")
+settings.load_profile(
+    os.environ.get("TONGBU_FUZZ_PROFILE") or os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _IN_CI else "dev")
+)
 
 
 def examples(share: float) -> int:
