@@ -69,17 +69,27 @@ def build(spec: dict[str, Any], banned: set[str]) -> tuple[dict[str, Any], list[
     return pair, dropped
 
 
+def build_all() -> list[tuple[Path, str, dict[str, Any], list[str]]]:
+    """(file, text, pair, dropped names) of every spec, without writing anything."""
+    banned = glossary_forms() | dev_forms()
+    out = []
+    for spec in PAIRS:
+        pair, dropped = build(spec, banned)
+        path = FOLDERS[spec["split"]] / f"{spec['id']}.json"
+        out.append((path, json.dumps(pair, ensure_ascii=False, indent=1) + "\n", pair, dropped))
+    return out
+
+
 def main() -> int:
     """Write both splits."""
-    banned = glossary_forms() | dev_forms()
+    built = build_all()
     for folder in FOLDERS.values():
         folder.mkdir(exist_ok=True)
         for old in folder.glob("hx_*.json"):
             old.unlink()
-    for spec in PAIRS:
-        pair, dropped = build(spec, banned)
-        path = FOLDERS[spec["split"]] / f"{spec['id']}.json"
-        path.write_text(json.dumps(pair, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    for path, text, pair, dropped in built:
+        spec = pair
+        path.write_text(text, encoding="utf-8")
         ns, nt, ng = len(pair["source"]["fields"]), len(pair["target"]["fields"]), len(pair["ground_truth"])
         print(
             f"{spec['id']}: {ns}x{nt}, {ng} matched, unmatched src {1 - ng / ns:.2f} tgt {1 - ng / nt:.2f}; "

@@ -161,9 +161,14 @@ class Glossary:
         entries).
         """
         banned = set(forms)
+        # Forms that read the same once inflections and synonyms are folded ("uniform social credit
+        # code" for a removed "unified social credit code") go too: they would give the name away.
+        canon = {self._canon_key(f) for f in banned if f.isascii()}
 
         def keep(surface: str) -> bool:
-            return not (surface_forms(surface) & banned)
+            if surface_forms(surface) & banned:
+                return False
+            return not (surface.isascii() and self._canon_key(surface) in canon)
 
         terms = {
             tid: Term(t.id, [e for e in t.en if keep(e)], [z for z in t.zh if keep(z)], t.kinds, t.learned)
@@ -176,6 +181,10 @@ class Glossary:
         g.blocked_ids = frozenset(self.blocked_ids | {tid for tid in terms if not keep(tid.replace("_", " "))})
         g._build()
         return g
+
+    def _canon_key(self, text: str) -> tuple[str, ...]:
+        words = [w for w in re.split(r"[\s_\-.]+", text.lower()) if w and w not in STOP_WORDS]
+        return tuple(self.canon_word(w) for w in words)
 
     # ------------------------------------------------------------------ lookup
     @lru_cache(maxsize=50000)  # noqa: B019 - glossaries are long-lived singletons
