@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
 def _bench() -> Path:
     """$MAPPING_BENCH, or ``shared/mapping-bench`` beside the checkout or one level up (worktrees)."""
     if os.environ.get("MAPPING_BENCH"):
@@ -342,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_out", default=None, help="write all results as JSON here")
     ap.add_argument("--skip-learning", action="store_true")
     ap.add_argument(
-        "--skip-loso", action="store_true", help="skip leave-one-system-out without glossary entries (minutes)"
+        "--skip-loso",
+        action="store_true",
+        help="skip leave-one-system-out without glossary entries (minutes)",
     )
     ap.add_argument(
         "--heldout",
@@ -417,7 +420,9 @@ def _print_tools(results: dict[str, Any]) -> None:
             )
     for name, why in results["skipped"].items():
         print(f"skipped {name}: {why}")
-    print(f"{ours['n_pairs']} pairs, {ours['n_gt']} ground-truth fields; FA = false accepts among source fields with no match")
+    print(
+        f"{ours['n_pairs']} pairs, {ours['n_gt']} ground-truth fields; FA = false accepts among source fields with no match"
+    )
     print("top-1 by naming style:", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_naming_style"].items()))
     print("top-1 by labels:      ", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_labels"].items()))
     print("top-1 by family:      ", ", ".join(f"{k}={v:.2f}" for k, v in ours["by_family"].items()))

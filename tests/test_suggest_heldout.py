@@ -57,7 +57,10 @@ def test_checker_flags_glossary_entries_and_dev_names(tmp_path: Path) -> None:
     assert any("'billing.City'" in b for b in bad)
     assert not any("zq_frobnicate" in b for b in bad)
     proc = subprocess.run(
-        [sys.executable, str(DATA / "check_heldout.py"), str(tmp_path)], capture_output=True, text=True, check=False
+        [sys.executable, str(DATA / "check_heldout.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 1 and "Unified_Social_Credit_Code" in proc.stdout
 
@@ -133,3 +136,21 @@ def test_sibling_context_prefers_the_group_the_siblings_chose() -> None:
     # without group information the columns stay zero (and the shapes agree)
     bare = context_features(p1)
     assert bare.shape == ctx.shape and not bare[..., k].any()
+
+
+def test_in_process_metrics_count_false_accepts_like_the_scorer() -> None:
+    from mappings.suggest.engine import Candidate, MappingLine, Suggestion, SuggestResult
+    from mappings.suggest.profiles import FieldProfile, TableProfile
+    from mappings.suggest.training import PairData, score_results
+
+    src = TableProfile("s", "o", [FieldProfile(n, "string") for n in ("a", "b", "c", "d")])
+    tgt = TableProfile("t", "o", [FieldProfile(n, "string") for n in ("x", "y", "z")])
+    pair = PairData("p", "crm_to_crm", {}, src, tgt, [("a", "x")], np.zeros((4, 3, 1)), np.zeros((4, 3)))
+    res = SuggestResult(
+        [Suggestion(s, [Candidate(t, 0.9, 0.9, "")]) for s, t in (("a", "x"), ("b", "y"), ("c", "z"))],
+        [MappingLine("a", "x", 0.9, ""), MappingLine("b", "y", 0.9, "")],
+        0.8,
+    )
+    out = score_results([pair], [res])
+    assert out["false_accept_rate"] == 1 / 3  # b accepted without a counterpart; b, c, d are unmatched
+    assert out["micro"]["precision"] == 0.5

@@ -45,7 +45,12 @@ def build(spec: dict[str, Any], banned: set[str]) -> tuple[dict[str, Any], list[
     sides = {}
     for side, has_lab, has_smp, start in (
         ("source", tags["labels"] in ("source", "both"), tags["samples"] in ("source", "both"), 0),
-        ("target", tags["labels"] == "both", tags["samples"] == "both", 3 if tags.get("overlap") == "shared" else 300),
+        (
+            "target",
+            tags["labels"] == "both",
+            tags["samples"] == "both",
+            3 if tags.get("overlap") == "shared" else 300,
+        ),
     ):
         system, obj, fields = spec[side]
         out = []
@@ -88,11 +93,10 @@ def main() -> int:
         for old in folder.glob("hx_*.json"):
             old.unlink()
     for path, text, pair, dropped in built:
-        spec = pair
         path.write_text(text, encoding="utf-8")
         ns, nt, ng = len(pair["source"]["fields"]), len(pair["target"]["fields"]), len(pair["ground_truth"])
         print(
-            f"{spec['id']}: {ns}x{nt}, {ng} matched, unmatched src {1 - ng / ns:.2f} tgt {1 - ng / nt:.2f}; "
+            f"{pair['id']}: {ns}x{nt}, {ng} matched, unmatched src {1 - ng / ns:.2f} tgt {1 - ng / nt:.2f}; "
             f"dropped {len(dropped)}: {', '.join(dropped)}"
         )
     return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 GLOSSARY = ROOT / "mappings" / "suggest" / "data" / "glossary.txt"
 
+
 def _bench() -> Path:
     """The shared benchmark folder: $MAPPING_BENCH, or ``shared/mapping-bench`` beside or above the checkout."""
     if os.environ.get("MAPPING_BENCH"):
@@ -119,9 +120,13 @@ def violations(
                 for f in p[side]["fields"]:
                     fs = forms(f["name"])
                     if fs & glossary:
-                        out.append(f"{fn.name}: {side} {f['name']!r} is a glossary entry ({sorted(fs & glossary)[0]!r})")
+                        out.append(
+                            f"{fn.name}: {side} {f['name']!r} is a glossary entry ({sorted(fs & glossary)[0]!r})"
+                        )
                     if fs & dev:
-                        out.append(f"{fn.name}: {side} {f['name']!r} is a dev-pair field name ({sorted(fs & dev)[0]!r})")
+                        out.append(
+                            f"{fn.name}: {side} {f['name']!r} is a dev-pair field name ({sorted(fs & dev)[0]!r})"
+                        )
     return out
 
 

@@ -13,33 +13,161 @@ from collections.abc import Callable
 from typing import Any
 
 _COMPANY = [
-    ("杭州", "云栖", "科技"), ("苏州", "恒润", "精密机械"), ("深圳", "前海微链", "信息技术"), ("成都", "蜀锦", "食品"),
-    ("武汉", "江城", "环保设备"), ("青岛", "海岳", "电气"), ("西安", "秦川", "汽车零部件"), ("宁波", "甬港", "物流"),
-    ("南京", "金陵", "医疗器械"), ("天津", "渤海", "化工"), ("厦门", "鹭岛", "纺织"), ("合肥", "庐州", "新能源"),
-    ("长沙", "湘江", "工程机械"), ("郑州", "中原", "农业科技"), ("济南", "泉城", "软件"), ("福州", "闽江", "茶业"),
+    ("杭州", "云栖", "科技"),
+    ("苏州", "恒润", "精密机械"),
+    ("深圳", "前海微链", "信息技术"),
+    ("成都", "蜀锦", "食品"),
+    ("武汉", "江城", "环保设备"),
+    ("青岛", "海岳", "电气"),
+    ("西安", "秦川", "汽车零部件"),
+    ("宁波", "甬港", "物流"),
+    ("南京", "金陵", "医疗器械"),
+    ("天津", "渤海", "化工"),
+    ("厦门", "鹭岛", "纺织"),
+    ("合肥", "庐州", "新能源"),
+    ("长沙", "湘江", "工程机械"),
+    ("郑州", "中原", "农业科技"),
+    ("济南", "泉城", "软件"),
+    ("福州", "闽江", "茶业"),
 ]
 _FORM = ["有限公司", "股份有限公司", "有限责任公司"]
-_EN_CO = ["Northwind", "Contoso", "Fabrikam", "Tailspin", "Litware", "Adatum", "Proseware", "Wingtip",
-          "Lucerne", "Margie", "Alpine", "Coho", "Fourth Coffee", "Humongous", "Trey", "Woodgrove"]
+_EN_CO = [
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Tailspin",
+    "Litware",
+    "Adatum",
+    "Proseware",
+    "Wingtip",
+    "Lucerne",
+    "Margie",
+    "Alpine",
+    "Coho",
+    "Fourth Coffee",
+    "Humongous",
+    "Trey",
+    "Woodgrove",
+]
 _EN_SUFFIX = ["Ltd", "Inc", "GmbH", "Co., Ltd.", "LLC", "Pte Ltd"]
 _SURNAME = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-_GIVEN = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英", "建华", "晓东", "海燕", "志强"]
-_FIRST = ["James", "Mary", "Wei", "Li", "Anna", "Peter", "Linda", "Chen", "Olivia", "Noah", "Emma", "Lucas", "Mia", "Ethan"]
-_LAST = ["Smith", "Wang", "Johnson", "Zhang", "Brown", "Liu", "Miller", "Chen", "Davis", "Garcia", "Wilson", "Lee"]
-_PLACES = [
-    ("浙江省", "杭州市", "西湖区", "310012"), ("江苏省", "苏州市", "工业园区", "215021"), ("广东省", "深圳市", "南山区", "518057"),
-    ("四川省", "成都市", "武侯区", "610041"), ("湖北省", "武汉市", "洪山区", "430074"), ("山东省", "青岛市", "崂山区", "266061"),
-    ("陕西省", "西安市", "雁塔区", "710061"), ("浙江省", "宁波市", "鄞州区", "315100"), ("江苏省", "南京市", "玄武区", "210018"),
-    ("天津市", "天津市", "滨海新区", "300450"), ("福建省", "厦门市", "思明区", "361001"), ("安徽省", "合肥市", "蜀山区", "230031"),
+_GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "建华",
+    "晓东",
+    "海燕",
+    "志强",
 ]
-_ROADS = ["文三路", "星湖街", "科技园南路", "天府大道", "光谷大道", "香港东路", "科技路", "天童南路", "中山路", "第三大街"]
-_US = [("Seattle", "WA", "98101"), ("Austin", "TX", "73301"), ("Denver", "CO", "80202"), ("Boston", "MA", "02108"),
-       ("Chicago", "IL", "60601"), ("Portland", "OR", "97201")]
+_FIRST = [
+    "James",
+    "Mary",
+    "Wei",
+    "Li",
+    "Anna",
+    "Peter",
+    "Linda",
+    "Chen",
+    "Olivia",
+    "Noah",
+    "Emma",
+    "Lucas",
+    "Mia",
+    "Ethan",
+]
+_LAST = [
+    "Smith",
+    "Wang",
+    "Johnson",
+    "Zhang",
+    "Brown",
+    "Liu",
+    "Miller",
+    "Chen",
+    "Davis",
+    "Garcia",
+    "Wilson",
+    "Lee",
+]
+_PLACES = [
+    ("浙江省", "杭州市", "西湖区", "310012"),
+    ("江苏省", "苏州市", "工业园区", "215021"),
+    ("广东省", "深圳市", "南山区", "518057"),
+    ("四川省", "成都市", "武侯区", "610041"),
+    ("湖北省", "武汉市", "洪山区", "430074"),
+    ("山东省", "青岛市", "崂山区", "266061"),
+    ("陕西省", "西安市", "雁塔区", "710061"),
+    ("浙江省", "宁波市", "鄞州区", "315100"),
+    ("江苏省", "南京市", "玄武区", "210018"),
+    ("天津市", "天津市", "滨海新区", "300450"),
+    ("福建省", "厦门市", "思明区", "361001"),
+    ("安徽省", "合肥市", "蜀山区", "230031"),
+]
+_ROADS = [
+    "文三路",
+    "星湖街",
+    "科技园南路",
+    "天府大道",
+    "光谷大道",
+    "香港东路",
+    "科技路",
+    "天童南路",
+    "中山路",
+    "第三大街",
+]
+_US = [
+    ("Seattle", "WA", "98101"),
+    ("Austin", "TX", "73301"),
+    ("Denver", "CO", "80202"),
+    ("Boston", "MA", "02108"),
+    ("Chicago", "IL", "60601"),
+    ("Portland", "OR", "97201"),
+]
 _STREETS = ["Pine St", "Main Street", "Elm Ave", "Harbor Blvd", "Lake Dr", "Market St"]
-_PRODUCTS = ["智能温控器 T3", "不锈钢保温杯 500ml", "无线蓝牙耳机 Pro", "有机绿茶 250g", "工业网关 G200", "空气净化滤芯",
-             "儿童安全座椅", "LED 平板灯 600x600", "电动螺丝刀套装", "真丝枕套"]
-_EN_PRODUCTS = ["Ceramic Mug", "Linen Shirt", "Trail Backpack", "Desk Lamp", "Wool Scarf", "Espresso Beans 1kg"]
-_REMARKS = ["请尽快发货", "周末不收货", "老客户，优先处理", "需要开专票", "节前送达", "", "电话联系后再送", "月结客户"]
+_PRODUCTS = [
+    "智能温控器 T3",
+    "不锈钢保温杯 500ml",
+    "无线蓝牙耳机 Pro",
+    "有机绿茶 250g",
+    "工业网关 G200",
+    "空气净化滤芯",
+    "儿童安全座椅",
+    "LED 平板灯 600x600",
+    "电动螺丝刀套装",
+    "真丝枕套",
+]
+_EN_PRODUCTS = [
+    "Ceramic Mug",
+    "Linen Shirt",
+    "Trail Backpack",
+    "Desk Lamp",
+    "Wool Scarf",
+    "Espresso Beans 1kg",
+]
+_REMARKS = [
+    "请尽快发货",
+    "周末不收货",
+    "老客户，优先处理",
+    "需要开专票",
+    "节前送达",
+    "",
+    "电话联系后再送",
+    "月结客户",
+]
 _USCC_ALPHA = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_W = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
@@ -79,14 +207,14 @@ def epoch(i: int, lo: int = 1_640_995_200, hi: int = 1_733_011_200) -> int:
 def _iso(ts: int, sep: str = "T", tz: str = "") -> str:
     import datetime as dt
 
-    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc) + dt.timedelta(hours=8)
+    d = dt.datetime.fromtimestamp(ts, dt.UTC) + dt.timedelta(hours=8)
     return d.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + tz
 
 
 def _date(ts: int, fmt: str = "%Y-%m-%d") -> str:
     import datetime as dt
 
-    return (dt.datetime.fromtimestamp(ts, dt.timezone.utc) + dt.timedelta(hours=8)).strftime(fmt)
+    return (dt.datetime.fromtimestamp(ts, dt.UTC) + dt.timedelta(hours=8)).strftime(fmt)
 
 
 def _money(i: int, lo: float, hi: float, salt: str) -> float:
@@ -105,18 +233,28 @@ KINDS: dict[str, Gen] = {
     "person_en": lambda i: f"{_FIRST[i % len(_FIRST)]} {_LAST[(i * 7) % len(_LAST)]}",
     "mobile": mobile,
     "mobile_intl": lambda i: "+86 " + mobile(i),
-    "landline": lambda i: f"0{_rng('ll', i).choice(['571', '512', '755', '28', '27'])}-{_rng('ll2', i).randint(10000000, 89999999)}",
+    "landline": lambda i: (
+        f"0{_rng('ll', i).choice(['571', '512', '755', '28', '27'])}-{_rng('ll2', i).randint(10000000, 89999999)}"
+    ),
     "phone_us": lambda i: f"+1 {_rng('pu', i).randint(200, 989)}-555-{_rng('pu2', i).randint(1000, 9999)}",
-    "email": lambda i: f"{['sales', 'info', 'li.wei', 'zhang', 'buyer', 'ops'][i % 6]}{i}@{_COMPANY[i % len(_COMPANY)][1] and ['yunqi', 'hengrun', 'wl', 'shujin', 'jc-env', 'haiyue'][i % 6]}.com.cn",
-    "email_en": lambda i: f"{_FIRST[i % len(_FIRST)].lower()}.{_LAST[(i * 7) % len(_LAST)].lower()}@{_EN_CO[i % len(_EN_CO)].lower().replace(' ', '')}.com",
-    "url": lambda i: f"https://www.{['yunqi', 'hengrun', 'qhwl', 'shujin', 'jcep', 'haiyue'][i % 6]}{i % 9}.cn",
+    "email": lambda i: (
+        f"{['sales', 'info', 'li.wei', 'zhang', 'buyer', 'ops'][i % 6]}{i}@{_COMPANY[i % len(_COMPANY)][1] and ['yunqi', 'hengrun', 'wl', 'shujin', 'jc-env', 'haiyue'][i % 6]}.com.cn"
+    ),
+    "email_en": lambda i: (
+        f"{_FIRST[i % len(_FIRST)].lower()}.{_LAST[(i * 7) % len(_LAST)].lower()}@{_EN_CO[i % len(_EN_CO)].lower().replace(' ', '')}.com"
+    ),
+    "url": lambda i: (
+        f"https://www.{['yunqi', 'hengrun', 'qhwl', 'shujin', 'jcep', 'haiyue'][i % 6]}{i % 9}.cn"
+    ),
     "uscc": uscc,
     "province": lambda i: _PLACES[i % len(_PLACES)][0],
     "city": lambda i: _PLACES[i % len(_PLACES)][1],
     "district": lambda i: _PLACES[i % len(_PLACES)][2],
     "postcode": lambda i: _PLACES[i % len(_PLACES)][3],
     "street_zh": lambda i: f"{_ROADS[i % len(_ROADS)]}{_rng('no', i).randint(1, 999)}号",
-    "address_zh": lambda i: f"{_PLACES[i % len(_PLACES)][0]}{_PLACES[i % len(_PLACES)][1]}{_PLACES[i % len(_PLACES)][2]}{_ROADS[i % len(_ROADS)]}{_rng('no', i).randint(1, 999)}号",
+    "address_zh": lambda i: (
+        f"{_PLACES[i % len(_PLACES)][0]}{_PLACES[i % len(_PLACES)][1]}{_PLACES[i % len(_PLACES)][2]}{_ROADS[i % len(_ROADS)]}{_rng('no', i).randint(1, 999)}号"
+    ),
     "city_en": lambda i: _US[i % len(_US)][0],
     "state_en": lambda i: _US[i % len(_US)][1],
     "zip_en": lambda i: _US[i % len(_US)][2],
@@ -166,7 +304,12 @@ KINDS: dict[str, Gen] = {
     "product_zh": lambda i: _PRODUCTS[i % len(_PRODUCTS)],
     "product_en": lambda i: _EN_PRODUCTS[i % len(_EN_PRODUCTS)],
     "remark_zh": lambda i: _REMARKS[i % len(_REMARKS)] or "无",
-    "text_en": lambda i: ["Key account, quarterly review", "Prefers email", "Met at trade fair", "Net 30 agreed"][i % 4],
+    "text_en": lambda i: [
+        "Key account, quarterly review",
+        "Prefers email",
+        "Met at trade fair",
+        "Net 30 agreed",
+    ][i % 4],
     "bool": lambda i: i % 3 == 0,
     "bool01": lambda i: i % 3 == 0 and 1 or 0,
     "ip": lambda i: f"10.{i % 20}.{(i * 7) % 250}.{(i * 13) % 250}",
@@ -184,11 +327,19 @@ KINDS: dict[str, Gen] = {
     "title_en": lambda i: ["Sales Manager", "Buyer", "CEO", "Engineer", "Accountant"][i % 5],
     "tracking": lambda i: f"SF{_rng('sf', i).randint(10**11, 10**12 - 1)}",
     "carrier": lambda i: ["顺丰速运", "中通快递", "圆通速递", "京东物流"][i % 4],
-    "avatar": lambda i: f"https://s3-imfile.feishucdn.com/static-resource/v1/v2_{_rng('av', i).getrandbits(48):012x}~?image_size=72x72",
-    "tender_title": lambda i: f"{_PLACES[i % len(_PLACES)][1]}{['人民医院', '第一中学', '城投集团', '水务公司'][i % 4]}{['医疗设备', '智慧校园', '环卫车辆', '监控系统'][i % 4]}采购项目",
+    "avatar": lambda i: (
+        f"https://s3-imfile.feishucdn.com/static-resource/v1/v2_{_rng('av', i).getrandbits(48):012x}~?image_size=72x72"
+    ),
+    "tender_title": lambda i: (
+        f"{_PLACES[i % len(_PLACES)][1]}{['人民医院', '第一中学', '城投集团', '水务公司'][i % 4]}{['医疗设备', '智慧校园', '环卫车辆', '监控系统'][i % 4]}采购项目"
+    ),
     "tender_no": lambda i: f"ZB{_date(epoch(i), '%Y')}-{_PLACES[i % len(_PLACES)][3][:3]}-{i:04d}",
-    "org_zh": lambda i: f"{_PLACES[i % len(_PLACES)][1]}{['人民医院', '第一中学', '城投集团', '水务公司'][i % 4]}",
-    "agency_zh": lambda i: ["浙江省成套招标代理有限公司", "江苏省国际招标公司", "广东元正招标采购有限公司"][i % 3],
+    "org_zh": lambda i: (
+        f"{_PLACES[i % len(_PLACES)][1]}{['人民医院', '第一中学', '城投集团', '水务公司'][i % 4]}"
+    ),
+    "agency_zh": lambda i: ["浙江省成套招标代理有限公司", "江苏省国际招标公司", "广东元正招标采购有限公司"][
+        i % 3
+    ],
 }
 
 ENUMS: dict[str, list[Any]] = {}

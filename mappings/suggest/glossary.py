@@ -178,7 +178,9 @@ class Glossary:
         g = Glossary.__new__(Glossary)
         g.terms, g.related, g.erp = terms, dict(self.related), erp
         g.word_term, g.phrase_term, g.zh_term = {}, {}, {}
-        g.blocked_ids = frozenset(self.blocked_ids | {tid for tid in terms if not keep(tid.replace("_", " "))})
+        g.blocked_ids = frozenset(
+            self.blocked_ids | {tid for tid in terms if not keep(tid.replace("_", " "))}
+        )
         g._build()
         return g
 

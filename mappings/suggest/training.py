@@ -228,7 +228,10 @@ def fit_stages(pairs: Sequence[PairData], inner_folds: int = 3) -> tuple[TreeEns
     x2 = np.concatenate(
         [
             np.concatenate(
-                [p.x, context_features(oof[p.id], table_groups(p.source.names), table_groups(p.target.names))],
+                [
+                    p.x,
+                    context_features(oof[p.id], table_groups(p.source.names), table_groups(p.target.names)),
+                ],
                 axis=2,
             ).reshape(-1, p.x.shape[-1] + len(CONTEXT_NAMES))
             for p in pairs
@@ -481,7 +484,9 @@ def fit_folds(
     return raw
 
 
-def evaluate_folds(raw: Folds, strip_glossary: bool = False) -> tuple[dict[str, Any], list[tuple[float, bool]]]:
+def evaluate_folds(
+    raw: Folds, strip_glossary: bool = False
+) -> tuple[dict[str, Any], list[tuple[float, bool]]]:
     """Score each fold's held-out pairs with its model; calibration and threshold from the other folds.
 
     Returns the metrics and every out-of-fold (raw top-1 probability, correct) point.  With
