@@ -5,7 +5,10 @@
     .venv/bin/python benchmarks/mapping_accuracy.py --baseline-python /path/to/venv/bin/python
 
 * Every tool runs through ``../shared/mapping-bench/score.py`` (the scorer's own numbers, same pairs),
-  on the dev set and then on ``benchmarks/data/heldout_pairs`` (systems outside the dev set).
+  on the dev set and then on the honest held-out splits ``benchmarks/data/heldout_pairs`` (A, reported
+  after each change) and ``benchmarks/data/heldout_final`` (B, the final figure); ours alone on the
+  ``glossary_covered_pairs`` (a lookup test, reported apart).
+* Leave-one-source-system-out on dev with the held-out system's glossary entries removed (in-process).
 * Baselines (``baselines.py fuzzy | coma | coma_inst | jaccard``) need pandas, rapidfuzz and
   valentine==1.0.1; give a Python that has them with ``--baseline-python`` (or ``MAPPING_BASELINE_PYTHON``).
   A baseline whose dependencies are missing is reported as skipped, not silently dropped.
