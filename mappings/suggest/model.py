@@ -12,11 +12,15 @@ other source field loses confidence here.
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mappings.suggest.text import raw_words, split_path
 
 MODEL_FILE = Path(__file__).parent / "data" / "model.json"
 CONTEXT_NAMES = (
@@ -31,7 +35,14 @@ CONTEXT_NAMES = (
     "row_size",
     "col_size",
     "mutual_best",
+    "diag_support",
+    "group_support",
+    "group_lead",
+    "has_groups",
 )
+# How many of the table's fields a name prefix may cover and still be a sibling group (billing.*,
+# shipto_*): a prefix on most fields is a vendor prefix (hs_, msdyn_, new_), not a group.
+_GROUP_MAX_SHARE = 0.6
 
 
 @dataclass
@@ -194,8 +205,79 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def context_features(p1: np.ndarray) -> np.ndarray:
-    """Row/column context of each cell of a stage-1 score matrix (shape (n_src, n_tgt, len(CONTEXT_NAMES)))."""
+def table_groups(names: Sequence[str]) -> list[str | None]:
+    """The sibling group of each field of a table: its path parent (``billing`` of ``billing.city``)
+    or, for flat names, its first word (``shipto`` of ``shipto_city``), when that prefix is shared by
+    at least two fields and by no more than ``_GROUP_MAX_SHARE`` of the table; else None."""
+    keys: list[str | None] = []
+    for name in names:
+        parts = split_path(name)
+        if len(parts) > 1:
+            keys.append("/".join(p.lower() for p in parts[:-1]))
+            continue
+        words = raw_words(parts[0])
+        keys.append(words[0] if len(words) > 1 else None)
+    counts = Counter(k for k in keys if k)
+    limit = max(2, int(_GROUP_MAX_SHARE * len(names)))
+    return [k if k and 2 <= counts[k] <= limit else None for k in keys]
+
+
+def _group_context(
+    p1: np.ndarray, src_groups: Sequence[str | None], tgt_groups: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How well the siblings of a source field match the siblings of a target field.
+
+    ``S[i, g]`` is the mean, over the other members of the source field's group, of their best stage-1
+    score inside target group ``g``: ``billing.city`` → ``billto_city`` is likely when ``billing.street``
+    → ``billto_line1`` is, and less so when the siblings all prefer ``shipto_*``.  Returns the support of
+    each cell's target group, its lead over the best other target group, and a both-have-groups flag.
+    """
+    n_s, n_t = p1.shape
+    support = np.zeros((n_s, n_t))
+    lead = np.zeros((n_s, n_t))
+    flag = np.zeros((n_s, n_t))
+    tg = sorted({g for g in tgt_groups if g})
+    if not tg:
+        return support, lead, flag
+    cols = {g: [j for j in range(n_t) if tgt_groups[j] == g] for g in tg}
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(src_groups):
+        if g:
+            members.setdefault(g, []).append(i)
+    # best[i', g]: the best score of source field i' inside target group g
+    best = np.stack([p1[:, cols[g]].max(axis=1) for g in tg], axis=1)
+    g_index = {g: k for k, g in enumerate(tg)}
+    for i, g in enumerate(src_groups):
+        if not g:
+            continue
+        sib = [k for k in members[g] if k != i]
+        if not sib:
+            continue
+        s_ig = best[sib].mean(axis=0)
+        for j, h in enumerate(tgt_groups):
+            if not h:
+                continue
+            k = g_index[h]
+            support[i, j] = s_ig[k]
+            others = np.delete(s_ig, k)
+            lead[i, j] = s_ig[k] - (others.max() if others.size else 0.0)
+            flag[i, j] = 1.0
+    return support, lead, flag
+
+
+def context_features(
+    p1: np.ndarray,
+    src_groups: Sequence[str | None] | None = None,
+    tgt_groups: Sequence[str | None] | None = None,
+) -> np.ndarray:
+    """Row/column and table context of each cell of a stage-1 score matrix.
+
+    Shape (n_src, n_tgt, len(CONTEXT_NAMES)).  Besides how a cell ranks in its row and column, the
+    context says whether the neighbouring fields (the one before and after, in declared order) match
+    each other (``diag_support``: tables list street, city, state, zip in similar orders) and whether
+    the field's siblings match the target's siblings (``group_support`` / ``group_lead``, see
+    :func:`table_groups`).
+    """
     n_s, n_t = p1.shape
     out = np.zeros((n_s, n_t, len(CONTEXT_NAMES)), dtype=np.float64)
     if n_s == 0 or n_t == 0:
@@ -220,6 +302,10 @@ def context_features(p1: np.ndarray) -> np.ndarray:
     out[..., 8] = np.log1p(n_t)
     out[..., 9] = np.log1p(n_s)
     out[..., 10] = ((row_rank == 0) & (col_rank == 0)).astype(np.float64)
+    padded = np.pad(p1, 1)
+    out[..., 11] = np.maximum(padded[:-2, :-2], padded[2:, 2:])  # (i-1, j-1) and (i+1, j+1)
+    if src_groups is not None and tgt_groups is not None:
+        out[..., 12], out[..., 13], out[..., 14] = _group_context(p1, src_groups, tgt_groups)
     return out
 
 
@@ -236,15 +322,23 @@ class MappingModel:
     meta: dict[str, Any] = field(default_factory=dict)
     overlay: Overlay | None = None
 
-    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(stage-1 matrix, stage-2 matrix) of match probabilities for a feature tensor (n_s, n_t, F)."""
+    def score(
+        self,
+        x: np.ndarray,
+        src_groups: Sequence[str | None] | None = None,
+        tgt_groups: Sequence[str | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(stage-1 matrix, stage-2 matrix) of match probabilities for a feature tensor (n_s, n_t, F).
+
+        The groups (:func:`table_groups` of the two tables' names) feed the sibling context.
+        """
         n_s, n_t, n_f = x.shape
         if n_s == 0 or n_t == 0:
             empty = np.zeros((n_s, n_t))
             return empty, empty
         flat = x.reshape(-1, n_f)
         p1 = self.stage1.predict_proba(flat).reshape(n_s, n_t)
-        ctx = context_features(p1)
+        ctx = context_features(p1, src_groups, tgt_groups)
         x2 = np.concatenate([x, ctx], axis=2).reshape(n_s * n_t, -1)
         p2 = self.stage2.predict_proba(x2)
         if self.overlay is not None:
