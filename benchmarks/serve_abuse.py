@@ -198,7 +198,7 @@ class ServeProcess:
     """``tongbu serve`` (with :class:`LagProbe`) in its own process, so a frozen loop cannot freeze us."""
 
     def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        from connectors.simulators.base import free_port
+        from connectors.kit.server import free_port
 
         self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
