@@ -358,7 +358,9 @@ class ConnectorSuite:
 
     def test_fault_switch(self, fault: str, tmp_path: Path) -> None:
         spec = self.simulator_class().fault_specs()[fault]
-        pattern = self.fault_values.get(fault) or DEFAULT_FAULT_VALUES.get(fault) or DEFAULT_FAULT_VALUES[spec.kind]
+        pattern = (
+            self.fault_values.get(fault) or DEFAULT_FAULT_VALUES.get(fault) or DEFAULT_FAULT_VALUES[spec.kind]
+        )
         faults = pattern.format(name=fault)
         sim = self.start(faults)
         runner = self.runner(self.write_project(tmp_path, sim, **FAULT_RUN_CONFIG))
@@ -430,7 +432,9 @@ class ConnectorSuite:
         (tmp_path / "tap.json").write_text(json.dumps(cfg), encoding="utf-8")
         out_dir = tmp_path / "out"
         out_dir.mkdir()
-        (tmp_path / "target.json").write_text(json.dumps({"destination_path": str(out_dir)}), encoding="utf-8")
+        (tmp_path / "target.json").write_text(
+            json.dumps({"destination_path": str(out_dir)}), encoding="utf-8"
+        )
         tap_cmd = [
             sys.executable,
             "-c",
@@ -458,7 +462,9 @@ class ConnectorSuite:
             tap.wait(60)
         assert tap.returncode == 0, tap_err[-2000:]
         assert out.returncode == 0, out.stderr[-2000:]
-        lines = {p.name.split("-")[0]: len(p.read_text(encoding="utf-8").splitlines()) for p in out_dir.iterdir()}
+        lines = {
+            p.name.split("-")[0]: len(p.read_text(encoding="utf-8").splitlines()) for p in out_dir.iterdir()
+        }
         assert lines == {s: len(self.truth_ids(sim, s)[0]) for s in self.streams}
 
     def test_second_full_run_writes_nothing(self, tmp_path: Path) -> None:
