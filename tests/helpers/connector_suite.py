@@ -19,7 +19,9 @@ free loopback port):
 * ``test_full_then_incremental_sync_lands_exact_counts`` — pipelines into the hub, then edits in the
   simulator: the second run reads and writes exactly the edited records;
 * ``test_fault_switch[<name>]`` — one run per switch the simulator declares (its fault catalogue):
-  the hub still holds exactly the truth, nothing twice;
+  the hub still holds exactly the truth, nothing twice (streams without a hub object: the tap's
+  records are exactly the truth), and the switch really acted (a fault counter moved, or the sync
+  took more calls than without it);
 * ``test_sigkill_after_a_committed_batch_then_resume`` — ``tongbu run`` killed with SIGKILL after its
   first committed batch, at a random point, then resumed: exact, no duplicates;
 * ``test_output_is_accepted_by_a_third_party_singer_target`` — the tap's CLI piped into
@@ -58,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: what each kind of switch is set to when the suite turns it on (a class may override per name)
 DEFAULT_FAULT_VALUES: dict[str, str] = {
-    "RATE": "{name}=0.15",
+    "RATE": "{name}=0.25",
     "ROWS": "{name}=0.3",
     "COUNT": "{name}=4",
     "SECONDS": "{name}=0.01",
@@ -82,7 +84,7 @@ class SuiteStream:
     ``key`` is the record property that identifies a record (and its field in the truth, unless
     ``truth_key`` differs); ``truth`` the simulator's name for the stream (default: the stream name);
     ``object`` the hub object its pipeline writes (None: tap-level tests only); ``incremental`` False
-    for a stream read in full every run.
+    for a stream read in full every run. ``truth_key`` may be dotted (``external_contact.external_userid``).
     """
 
     key: str = "id"
@@ -232,11 +234,22 @@ class ConnectorSuite:
         for sim in self._sims:
             sim.close()
 
+    def truth_rows(self, sim: Any, stream: str) -> list[dict[str, Any]]:
+        """The simulator's truth of ``stream``, one row per record the tap emits (override when the
+        truth nests records differently, e.g. tag groups holding tags)."""
+        return sim_truth(sim, self.truth_name(stream))
+
     def truth_ids(self, sim: Any, stream: str) -> tuple[list[str], set[str]]:
         """(every id in the truth, the ids of records the simulator broke on purpose)."""
-        key = self.truth_key(stream)
-        rows = sim_truth(sim, self.truth_name(stream))
-        return [str(r[key]) for r in rows], {str(r[key]) for r in rows if r.get("_malformed")}
+        path = self.truth_key(stream).split(".")  # a dotted key reaches into a nested truth row
+
+        def key_of(row: Any) -> str:
+            for part in path:
+                row = row[part]
+            return str(row)
+
+        rows = self.truth_rows(sim, stream)
+        return [key_of(r) for r in rows], {key_of(r) for r in rows if r.get("_malformed")}
 
     def hub_streams(self) -> dict[str, SuiteStream]:
         hub = {name: spec for name, spec in self.streams.items() if spec.object}
@@ -280,12 +293,33 @@ class ConnectorSuite:
         path.write_text(yaml.safe_dump(project, allow_unicode=True), encoding="utf-8")
         return path
 
-    def runner(self, path: Path) -> Any:
+    def runner(self, path: Path, database_url: str | None = None) -> Any:
+        """A pipeline runner on the project at ``path``, writing to the test's hub (or ``database_url``)."""
         from pipelines.project import load_project
         from pipelines.runner import Runner
         from tongbu.db import get_engine
 
-        return Runner(load_project(path), get_engine())
+        return Runner(load_project(path), get_engine(database_url))
+
+    def sync_everything(self, folder: Path, sim: Any, database_url: str | None = None, **config: Any) -> Any:
+        """Every hub stream through its pipeline, and every other stream read by the tap in process
+        (checked against the truth here); returns the runner."""
+        runner = self.runner(self.write_project(folder, sim, **config), database_url)
+        for stream in self.hub_streams():
+            runner.run(self.pipeline(stream))
+        tap_only = [name for name, spec in self.streams.items() if not spec.object]
+        if tap_only:
+            tap = self.tap_class()(config=self.tap_config(sim, **config), parse_env_config=False)
+            for stream in tap_only:
+                got = sorted(str(r[self.streams[stream].key]) for r in tap.streams[stream].get_records(None))
+                assert got == sorted(self.truth_ids(sim, stream)[0]), f"{stream}: not the truth"
+        return runner
+
+    def sync_requests(self, folder: Path, **config: Any) -> int:
+        """API requests one :meth:`sync_everything` makes without faults, in a hub of its own."""
+        sim = self.start()
+        self.sync_everything(folder, sim, f"sqlite:///{folder / 'hub.db'}", **config)
+        return int(sim.stats()["requests"])
 
     def hub_ids(self, engine: Engine, obj: str) -> list[str]:
         from connectors.crm.store import hub_table
@@ -363,14 +397,18 @@ class ConnectorSuite:
         )
         faults = pattern.format(name=fault)
         sim = self.start(faults)
-        runner = self.runner(self.write_project(tmp_path, sim, **FAULT_RUN_CONFIG))
-        for stream in self.hub_streams():
-            runner.run(self.pipeline(stream))
+        runner = self.sync_everything(tmp_path, sim, **FAULT_RUN_CONFIG)
         self.assert_hub_exact(runner, sim)
         stats = sim.stats()
         if spec.kind != "ROWS" and fault != "malformed":
+            # The switch really acted: a fault counter moved, or the sync needed more calls than
+            # the same sync without faults (retries, new tokens, new sessions).
             fired = {k: v for k, v in stats.items() if k != "requests" and v}
-            assert fired, f"{faults}: no fault was injected during the sync ({stats}); raise its value"
+            baseline = self.sync_requests(tmp_path / "baseline", **FAULT_RUN_CONFIG)
+            assert fired or stats["requests"] > baseline, (
+                f"{faults}: no fault was injected during the sync ({stats}, {baseline} requests without "
+                "faults); raise its value in fault_values"
+            )
         if fault == "malformed":
             assert any(self.truth_ids(sim, s)[1] for s in self.hub_streams()), "no record was broken"
 
