@@ -1,14 +1,31 @@
 """Connectors tongbu knows by name: the Singer tap/target classes and their executables.
 
-The registry is the one place a new connector is declared (see docs/writing-a-connector.md). Classes
-are imported lazily so that loading the project file does not import every connector.
+Nothing here lists a connector. A connector is found, lazily, in one of two ways:
+
+1. a package ``connectors/<name>/`` with a ``tap`` and/or ``target`` module, each defining one
+   singer-sdk ``Tap`` / ``Target`` subclass (``tongbu new connector NAME`` creates one);
+2. an installed distribution's entry point in the group ``tongbu.connectors``
+   (``name = "package"``: a package with the same ``tap`` / ``target`` modules), for connectors that
+   live outside this repository.
+
+The executables are ``tap-<name>`` / ``target-<name>`` (console scripts in ``pyproject.toml``).
+Modules are not imported until a class is loaded, so loading the project file imports no connector.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
+import inspect
+import pkgutil
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
+
+ENTRY_POINT_GROUP = "tongbu.connectors"
+#: packages under connectors/ that are not connectors
+_NOT_CONNECTORS = {"kit"}
 
 
 @dataclass(frozen=True)
@@ -16,45 +33,92 @@ class ConnectorInfo:
     """Where a connector's tap and target live."""
 
     name: str
-    tap: str | None = None  # "module:Class" of a singer_sdk.Tap
-    target: str | None = None  # "module:Class" of a singer_sdk.Target
+    tap: str | None = None  # "module" (its one singer_sdk.Tap) or "module:Class"
+    target: str | None = None  # "module" (its one singer_sdk.Target) or "module:Class"
     tap_executable: str | None = None
     target_executable: str | None = None
 
 
-CONNECTORS: dict[str, ConnectorInfo] = {
-    "kingdee": ConnectorInfo(
-        "kingdee", tap="connectors.kingdee.tap:TapKingdee", tap_executable="tap-kingdee"
-    ),
-    "crm": ConnectorInfo(
-        "crm",
-        tap="connectors.crm.tap:TapCRM",
-        target="connectors.crm.target:TargetCRM",
-        tap_executable="tap-crm",
-        target_executable="target-crm",
-    ),
-    "synthetic": ConnectorInfo(
-        "synthetic", tap="connectors.synthetic.tap:TapSynthetic", tap_executable="tap-synthetic"
-    ),
-    "wecom": ConnectorInfo(
-        "wecom",
-        tap="connectors.wecom.tap:TapWeCom",
-        target="connectors.wecom.target:TargetWeCom",
-        tap_executable="tap-wecom",
-        target_executable="target-wecom",
-    ),
-}
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _info(name: str, package: str) -> ConnectorInfo | None:
+    tap, target = f"{package}.tap", f"{package}.target"
+    has_tap, has_target = _has_module(tap), _has_module(target)
+    if not (has_tap or has_target):
+        return None
+    return ConnectorInfo(
+        name,
+        tap=tap if has_tap else None,
+        target=target if has_target else None,
+        tap_executable=f"tap-{name}" if has_tap else None,
+        target_executable=f"target-{name}" if has_target else None,
+    )
+
+
+def _packages() -> dict[str, str]:
+    """name -> package of every connector candidate (entry points first, the repository's win)."""
+    import connectors
+
+    found = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for mod in pkgutil.iter_modules(connectors.__path__):
+        if mod.ispkg and not mod.name.startswith("_") and mod.name not in _NOT_CONNECTORS:
+            found[mod.name] = f"connectors.{mod.name}"
+    return found
+
+
+def connectors() -> dict[str, ConnectorInfo]:
+    """Every connector found (see the module docstring)."""
+    out = {}
+    for name, package in sorted(_packages().items()):
+        info = _info(name, package)
+        if info is not None:
+            out[name] = info
+    return out
 
 
 def connector(name: str) -> ConnectorInfo:
-    """The registered connector ``name`` (clear error listing the known ones)."""
-    try:
-        return CONNECTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown connector {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
+    """The connector ``name`` (KeyError with a did-you-mean and the known ones)."""
+    package = _packages().get(name)
+    info = _info(name, package) if package else None
+    if info is None:
+        known = sorted(connectors())
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise KeyError(f"unknown connector {name!r}; {hint}known: {', '.join(known)}")
+    return info
 
 
 def load_class(path: str) -> Any:
-    """Import ``module:Class``."""
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """Import ``module:Class``, or the one singer-sdk Tap/Target class ``module`` defines."""
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        return getattr(module, attr)
+    from singer_sdk.plugin_base import PluginBase
+
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, PluginBase)
+        and obj.__module__ == module_name
+        and not inspect.isabstract(obj)
+    ]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise ImportError(
+            f"{module_name} must define exactly one singer-sdk Tap or Target class (found {names})"
+        )
+    return found[0]
+
+
+def __getattr__(name: str) -> Any:
+    # ``CONNECTORS`` was a hand-kept dict; it is now what discovery finds (read-only snapshot).
+    if name == "CONNECTORS":
+        return connectors()
+    raise AttributeError(name)

@@ -51,7 +51,11 @@ err = Console(stderr=True, soft_wrap=True)
 EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
 # Feature sub-commands live with their packages; mount those present in this build.
-for _module, _name in (("tongbu.vault.cli", "vault"), ("mappings.suggest.cli", "mappings")):
+for _module, _name in (
+    ("tongbu.vault.cli", "vault"),
+    ("mappings.suggest.cli", "mappings"),
+    ("tongbu.scaffold", "new"),
+):
     try:
         app.add_typer(importlib.import_module(_module).app, name=_name)
     except ModuleNotFoundError as _exc:  # pragma: no cover - package not built yet
