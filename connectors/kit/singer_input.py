@@ -164,7 +164,7 @@ class SingerInputReader(SimpleSingerReader):
         super().__init__()
 
     def process_lines(
-        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict], None]]
+        self, file_input: t.IO[str] | None, callbacks: dict[str, Callable[[dict[str, t.Any]], None]]
     ) -> t.Counter[str]:
         """Validate and dispatch every line; return the count of processed messages per type."""
         stats: Counter[str] = Counter()
