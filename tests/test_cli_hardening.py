@@ -379,3 +379,15 @@ def test_an_interrupted_first_migration_leaves_no_half_schema(tmp_path: Path) ->
     con.close()
     assert created["n"] == 4 and tables == [], tables
     get_engine(f"sqlite:///{db}")  # and the next run migrates it normally
+
+
+def test_vault_commands_refuse_an_unsupported_database_in_one_plain_line(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from tongbu.cli import app
+
+    monkeypatch.setenv("TONGBU_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/tongbu")
+    result = CliRunner().invoke(app, ["vault", "list"])
+    assert result.exit_code == 2
+    out = result.output.strip()
+    assert "not mysql" in out and "UnsupportedDatabase" not in out and "\n" not in out

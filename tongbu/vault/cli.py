@@ -93,8 +93,10 @@ def _handled(func: F) -> F:
         except VaultError as exc:
             _fail(str(exc), exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
-            from tongbu.db import hub_error
+            from tongbu.db import UnsupportedDatabase, hub_error
 
+            if isinstance(exc, UnsupportedDatabase):
+                _fail(str(exc), 2)
             bad = hub_error(exc, _opts.database_url)
             if bad is not None:
                 _fail(str(bad), bad.exit_code)
