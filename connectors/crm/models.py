@@ -145,6 +145,11 @@ class SalesOrder(HubRecord, Base):
     amount: Mapped[Decimal | None] = mapped_column(Money)
     status: Mapped[str | None] = mapped_column(String(32))
     owner: Mapped[str | None] = mapped_column(String(64))
+    # Lead-to-cash: the ERP's bill number and document status, owned by the ERP (migration 0007),
+    # and the lines as one value for the two-way engine (each with its ERP entry id once known).
+    erp_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    erp_status: Mapped[str | None] = mapped_column(String(32))
+    lines: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class SalesOrderLine(HubRecord, Base):

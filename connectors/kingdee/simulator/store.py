@@ -378,7 +378,19 @@ class KingdeeStore:
     def save(self, form: str, data: dict[str, Any]) -> SaveResult:
         """``Save`` of one ``data`` object (``Model`` plus options); raises :class:`WriteError`."""
         with self.lock:
-            return self._writer().save(form, data, data.get("Model") or {}, 0)
+            result = self._writer().save(form, data, data.get("Model") or {}, 0)
+            self._auto_audit(form, data, [result])
+            return result
+
+    def _auto_audit(self, form: str, data: dict[str, Any], results: list[SaveResult]) -> None:
+        """``IsAutoSubmitAndAudit``: submit and audit what was just saved, in the same call."""
+        if str(data.get("IsAutoSubmitAndAudit", "")).lower() not in ("true", "1"):
+            return
+        fd = form_def(form)
+        writer = self._writer()
+        for r in results:
+            writer.transition(fd, "submit", r.id, r.number, 0)
+            writer.transition(fd, "audit", r.id, r.number, 0)
 
     def batch_save(self, form: str, data: dict[str, Any]) -> tuple[list[SaveResult | None], list[dict[str, Any]]]:
         """``BatchSave``: every entity of ``Model`` saved on its own (``DIndex`` = its position);
@@ -394,7 +406,9 @@ class KingdeeStore:
             writer = self._writer()
             for i, model in enumerate(models):
                 try:
-                    results.append(writer.save(form, data, model, i))
+                    saved = writer.save(form, data, model, i)
+                    self._auto_audit(form, data, [saved])
+                    results.append(saved)
                 except WriteError as exc:
                     results.append(None)
                     errors.extend({**e, "DIndex": i} for e in exc.errors)
