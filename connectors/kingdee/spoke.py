@@ -45,6 +45,7 @@ from connectors.kingdee.client import (
     to_filter_literal,
 )
 from connectors.kit.errors import Throttled, Transient
+from connectors.kit.logs import get_logger
 from connectors.kit.spoke import SpokeError, SpokeRecord, TransientSpokeError
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
@@ -59,6 +60,7 @@ ENTRY = "FSaleOrderEntry"
 #: MsgCode 12 (不可操作): the document's status forbids the operation
 MSG_NOT_ALLOWED = 12
 PAGE = 2000
+log = get_logger("tongbu.kingdee.spoke")
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,8 @@ class KingdeeSpoke:
         self._status: dict[tuple[str, str], str] = {}
         self._customer_numbers: dict[str, str] = {}
         self.calls: dict[str, int] = {}
+        #: records a read could not translate: (object, id, reason)
+        self.rejected: list[tuple[str, str, str]] = []
 
     # -- reads ---------------------------------------------------------------------------------------
     def changes(self, object_name: str, cursor: Any) -> tuple[list[SpokeRecord], Any]:
@@ -502,8 +506,12 @@ class KingdeeSpoke:
             try:
                 values = self.to_hub(b.object, rec)
             except MappingError as exc:
-                # A record the mapping refuses (a malformed value) is reported, never guessed.
-                raise SpokeError(f"Kingdee {b.form_id} {the_id}: {exc}") from None
+                # A record the mapping refuses (a malformed value) is set aside with the reason,
+                # never guessed; the others go on. Fixing it in Kingdee bumps FModifyDate, so the
+                # next incremental read sees it again.
+                self.rejected.append((b.object, the_id, str(exc)))
+                log.warning("Kingdee %s %s skipped: %s", b.form_id, the_id, exc)
+                continue
             deleted = (rec.get("FForbidStatus") == "B") if b is ACCOUNTS else (rec.get("FCancelStatus") == "B")
             out.append(SpokeRecord(the_id, values, _modified(rec.get("FModifyDate")), None, deleted))
         return out
@@ -582,4 +590,6 @@ def _modified(raw: Any) -> dt.datetime | None:
         moment = dt.datetime.fromisoformat(str(raw))
     except ValueError:
         return None
-    return moment.replace(tzinfo=CHINA_TZ) if moment.tzinfo is None else moment
+    moment = moment.replace(tzinfo=CHINA_TZ) if moment.tzinfo is None else moment
+    # In UTC: a hub on SQLite keeps datetimes without their offset and reads them back as UTC.
+    return moment.astimezone(dt.UTC)

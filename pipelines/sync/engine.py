@@ -638,6 +638,7 @@ class SyncEngine:
             except SpokeError as exc:
                 report.direction(system).failed += 1
                 report.errors.append(f"{system} {link['external_id']}: {action} failed: {exc}")
+                self._retry_next_cycle(hub_id)
                 continue
             finally:
                 report.direction(system).calls += 1
@@ -658,6 +659,7 @@ class SyncEngine:
             except SpokeError as exc:
                 counts.failed += 1
                 report.errors.append(f"{system} {link['external_id']}: update failed: {exc}")
+                self._retry_next_cycle(hub_id)
                 continue
             with self.engine.begin() as conn:
                 current = conn.execute(
@@ -677,6 +679,20 @@ class SyncEngine:
                     MergeEvent("written", None, system, json.dumps(sorted(values)), None, values),
                 )
             counts.updated += 1
+
+    def _retry_next_cycle(self, hub_id: int) -> None:
+        """A write that failed leaves its base where it was; forgetting the hub hash makes the next
+        cycle merge the entity again and send the difference, instead of waiting for another edit."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_ENTITIES)
+                .where(
+                    _ENTITIES.c.tenant_id == self.tenant,
+                    _ENTITIES.c.pair == self.pair.name,
+                    _ENTITIES.c.hub_id == hub_id,
+                )
+                .values(hub_hash=None)
+            )
 
     def _create_in(
         self, spoke: Spoke, hub_id: int, values: dict[str, Any], counts: DirectionCounts, report: SyncReport
@@ -837,6 +853,17 @@ class SyncEngine:
                     .where(_LINKS.c.id == link["id"])
                     .values(snapshot=base, snapshot_hash=canonical_hash(base))
                 )
+            # The entity must be merged again next cycle even when the hub keeps its value (no hub
+            # edit to notice): the losing system still holds the other value and must receive it.
+            conn.execute(
+                update(_ENTITIES)
+                .where(
+                    _ENTITIES.c.tenant_id == self.tenant,
+                    _ENTITIES.c.pair == self.pair.name,
+                    _ENTITIES.c.hub_id == hub_id,
+                )
+                .values(hub_hash=None)
+            )
             conn.execute(
                 update(_CONFLICTS)
                 .where(_CONFLICTS.c.id == conflict_id)
