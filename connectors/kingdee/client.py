@@ -424,12 +424,14 @@ class KingdeeClient(HttpClient):
         *,
         need_update_fields: list[str] | None = None,
         is_delete_entry: bool = True,
+        extra: dict[str, Any] | None = None,
     ) -> WriteOutcome:
         """``BatchSave``: every model saved on its own; the outcome says which (``DIndex``) failed."""
         data = {
             "NeedUpDateFields": list(need_update_fields or []),
             "IsDeleteEntry": "true" if is_delete_entry else "false",
             "BatchCount": min(len(models), 8),
+            **(extra or {}),
             "Model": models,
         }
         return self._write(BATCH_SAVE, form_id, data)

@@ -301,6 +301,37 @@ class KingdeeSpoke:
         self._status[(b.object, str(the_id))] = "C" if policy.audit else "A"
         return str(the_id)
 
+    def create_many(
+        self, object_name: str, items: Sequence[tuple[Mapping[str, Any], str]]
+    ) -> list[str | SpokeError]:
+        """Create several records in one ``BatchSave`` (``(values, intent_key)`` each); per item the
+        new id, or the :class:`SpokeError` that refused it. A transient failure of the call itself
+        is raised: every item's outcome is then unknown (look them up by intent key)."""
+        b = self._binding(object_name)
+        if not items:
+            return []
+        models = []
+        out: list[str | SpokeError] = []
+        for values, intent in items:
+            model = {**b.create_defaults, **self._model(b, values, "0"), b.pk: 0, EXTERNAL_ID: intent}
+            if b is SALES_ORDERS:
+                model.setdefault("FDate", dt.datetime.now(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"))
+                model[ENTRY] = [self._new_line(line) for line in _lines(values.get("lines"))]
+            models.append(model)
+        policy = self.lifecycle[b.object]
+        outcome = self._call("BatchSave", lambda: self.client.batch_save(b.form_id, models, extra={"IsAutoSubmitAndAudit": policy.audit}))
+        errors: dict[int, list[str]] = {}
+        for e in outcome.errors:
+            errors.setdefault(int(e.get("DIndex") or 0), []).append(_error_text(e))
+        for i in range(len(models)):
+            if i in outcome.done:
+                the_id = str(outcome.done[i][0])
+                self._status[(b.object, the_id)] = "C" if policy.audit else "A"
+                out.append(the_id)
+            else:
+                out.append(SpokeError(f"Kingdee BatchSave refused: {'; '.join(errors.get(i, ['no entity saved']))}"))
+        return out
+
     def update(self, object_name: str, external_id: str, values: Mapping[str, Any]) -> None:
         """Change exactly the given fields (un-auditing first when the document is audited)."""
         b = self._binding(object_name)
@@ -318,6 +349,10 @@ class KingdeeSpoke:
         policy = self.lifecycle[b.object]
         key = (b.object, str(external_id))
         status = self._status.get(key)
+        if status is None:
+            # Unknown to this process (a new run): one read instead of a refused write.
+            rows = self._query(b.form_id, ["FDocumentStatus"], f"{b.pk} = {int(external_id)}", limit=1)
+            status = str(rows[0][0]) if rows else None
         if status in ("B", "C"):
             self._unaudit(b, external_id, status, policy)
         try:
