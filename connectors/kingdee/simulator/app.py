@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -314,7 +314,10 @@ class KingdeeSimulator(Simulator):
         failure = await self.transport_faults()
         if failure is not None:
             return failure
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client went away (killed) mid-request: nothing to answer
+            return PlainTextResponse("", status_code=499)
         try:
             payload = json.loads(body.decode("utf-8-sig") or "{}")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
