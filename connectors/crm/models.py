@@ -262,6 +262,9 @@ class RecordLink(Base):
     intent_key: Mapped[str | None] = mapped_column(String(64))
     #: The system's own modification time of the record as last read: an older read is stale.
     source_modified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: An update decided but not yet known to be applied there (migration 0007): a crash between the
+    #: decision and the write, or a lost answer, is finished by reading the record back.
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "object", "system", "external_id"),

@@ -1,4 +1,5 @@
-"""lead-to-cash: a CRM sales order carries its lines and the ERP's bill number and status
+"""lead-to-cash: a CRM sales order carries its lines and the ERP's bill number and status;
+a link remembers an update in flight
 
 Revision ID: 0007_sales_order_erp
 Revises: 0006_sync_engine
@@ -25,9 +26,14 @@ def upgrade() -> None:
         # ERP entry id once known); sales_order_lines stays the one-way, per-line reporting copy.
         batch.add_column(sa.Column("lines", sa.JSON(), nullable=True))
         batch.create_index("ix_sales_orders_erp_number", ["erp_number"], unique=False)
+    with op.batch_alter_table("record_links") as batch:
+        # The values of an update decided but not yet known to be applied in that system.
+        batch.add_column(sa.Column("pending", sa.JSON(none_as_null=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("record_links") as batch:
+        batch.drop_column("pending")
     with op.batch_alter_table("sales_orders") as batch:
         batch.drop_index("ix_sales_orders_erp_number")
         batch.drop_column("lines")
