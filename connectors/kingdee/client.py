@@ -463,7 +463,9 @@ class KingdeeClient(HttpClient):
         data = {"CreateOrgId": 0, "Numbers": list(numbers or []), "Ids": ",".join(str(i) for i in ids or [])}
         return self._write(EXCUTE_OPERATION, form_id, data, op_number=op_number)
 
-    def _write(self, service: str, form_id: str, data: dict[str, Any], op_number: str | None = None) -> WriteOutcome:
+    def _write(
+        self, service: str, form_id: str, data: dict[str, Any], op_number: str | None = None
+    ) -> WriteOutcome:
         body: dict[str, Any] = {"formid": form_id, "data": data}
         if op_number is not None:
             body["opNumber"] = op_number
@@ -496,7 +498,9 @@ class KingdeeClient(HttpClient):
         )
 
     # -- one call = one retry loop -----------------------------------------------------------------
-    def _call_service(self, service: str, body: dict[str, Any], *, context: str = "", write: bool = False) -> Any:
+    def _call_service(
+        self, service: str, body: dict[str, Any], *, context: str = "", write: bool = False
+    ) -> Any:
         label = f"{service.split('.')[-1]}{' ' + context if context else ''}"
         relogged = False
 
@@ -609,7 +613,9 @@ class KingdeeClient(HttpClient):
             )
         if code == MSG_NETWORK_CONTROL:
             self.stats["locked"] = self.stats.get("locked", 0) + 1
-            raise KingdeeLocked(f"{service}: record locked (MsgCode 13: {message})", msg_code=code, service=service)
+            raise KingdeeLocked(
+                f"{service}: record locked (MsgCode 13: {message})", msg_code=code, service=service
+            )
         if write:
             return data  # the caller reads Errors[] entity by entity
         raise KingdeeBadRequest(f"{service}: {message} (MsgCode {code})", msg_code=code, service=service)

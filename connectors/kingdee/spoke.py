@@ -137,7 +137,9 @@ ACCOUNTS = Binding(
     identity={"number": "FNumber", "credit_code": "FSOCIALCRECODE"},
     create_defaults={"FCreateOrgId": _ORG, "FUseOrgId": _ORG, "FTRADINGCURRID": {"FNumber": "PRE001"}},
     extra_inbound={"credit_limit": "F_PAEZ_CreditLimit", "receivable_balance": "F_PAEZ_ARBalance"},
-    read_only=frozenset({"receivable_balance", "status", "region", "city", "province", "owner", "account_type"}),
+    read_only=frozenset(
+        {"receivable_balance", "status", "region", "city", "province", "owner", "account_type"}
+    ),
 )
 SALES_ORDERS = Binding(
     object="sales_orders",
@@ -184,9 +186,23 @@ SALES_ORDERS = Binding(
 )
 BINDINGS = {b.object: b for b in (ACCOUNTS, SALES_ORDERS)}
 #: the fields of one hub order line (``sales_orders.lines``), in a stable order
-LINE_FIELDS = ("entry_id", "line_no", "product_code", "product_name", "qty", "unit_price", "tax_rate", "amount")
+LINE_FIELDS = (
+    "entry_id",
+    "line_no",
+    "product_code",
+    "product_name",
+    "qty",
+    "unit_price",
+    "tax_rate",
+    "amount",
+)
 #: hub line field -> Kingdee entry field a write may set
-_LINE_WRITE = {"product_code": "FMaterialId", "qty": "FQty", "unit_price": "FTaxPrice", "tax_rate": "FEntryTaxRate"}
+_LINE_WRITE = {
+    "product_code": "FMaterialId",
+    "qty": "FQty",
+    "unit_price": "FTaxPrice",
+    "tax_rate": "FEntryTaxRate",
+}
 
 
 def _prop(key: str) -> str:
@@ -231,7 +247,9 @@ class KingdeeSpoke:
             spec = outbound[b.outbound]
             self._out[b.object] = compile_mapping(spec)
             self._out_sources[b.object] = {
-                str(f.target): str(f.source) for f in spec.fields if isinstance(f.source, str) and f.target != "source_id"
+                str(f.target): str(f.source)
+                for f in spec.fields
+                if isinstance(f.source, str) and f.target != "source_id"
             }
         #: document status by (object, id), from every read and write: saves a failed call later
         self._status: dict[tuple[str, str], str] = {}
@@ -319,7 +337,10 @@ class KingdeeSpoke:
                 model[ENTRY] = [self._new_line(line) for line in _lines(values.get("lines"))]
             models.append(model)
         policy = self.lifecycle[b.object]
-        outcome = self._call("BatchSave", lambda: self.client.batch_save(b.form_id, models, extra={"IsAutoSubmitAndAudit": policy.audit}))
+        outcome = self._call(
+            "BatchSave",
+            lambda: self.client.batch_save(b.form_id, models, extra={"IsAutoSubmitAndAudit": policy.audit}),
+        )
         errors: dict[int, list[str]] = {}
         for e in outcome.errors:
             errors.setdefault(int(e.get("DIndex") or 0), []).append(_error_text(e))
@@ -329,7 +350,9 @@ class KingdeeSpoke:
                 self._status[(b.object, the_id)] = "C" if policy.audit else "A"
                 out.append(the_id)
             else:
-                out.append(SpokeError(f"Kingdee BatchSave refused: {'; '.join(errors.get(i, ['no entity saved']))}"))
+                out.append(
+                    SpokeError(f"Kingdee BatchSave refused: {'; '.join(errors.get(i, ['no entity saved']))}")
+                )
         return out
 
     def update(self, object_name: str, external_id: str, values: Mapping[str, Any]) -> None:
@@ -401,7 +424,9 @@ class KingdeeSpoke:
         """A Kingdee record (tap-kingdee property names, ``lines`` for orders) as hub values."""
         b = self._binding(object_name)
         mapped = self._in[b.object].apply(record)
-        values = {k: v for k, v in mapped.items() if k not in ("source_id", "source_system", "extra", "__lines__")}
+        values = {
+            k: v for k, v in mapped.items() if k not in ("source_id", "source_system", "extra", "__lines__")
+        }
         values.pop("source_modified_at", None)
         for hub_field, key in b.extra_inbound.items():
             values[hub_field] = record.get(_prop(key))
@@ -470,7 +495,9 @@ class KingdeeSpoke:
             row[key] = _line_value(hub_field, value)
         return row
 
-    def _line_changes(self, external_id: str, wanted: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    def _line_changes(
+        self, external_id: str, wanted: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         """The entry rows that turn the order's current lines into ``wanted``: kept lines by
         ``FEntryID`` alone, changed fields only, new lines whole; and the line keys that change."""
         current = {}
@@ -509,7 +536,9 @@ class KingdeeSpoke:
         try:
             return BINDINGS[object_name]
         except KeyError:
-            raise SpokeError(f"Kingdee spoke: no object {object_name!r} (objects: {', '.join(BINDINGS)})") from None
+            raise SpokeError(
+                f"Kingdee spoke: no object {object_name!r} (objects: {', '.join(BINDINGS)})"
+            ) from None
 
     def _read(self, b: Binding, where: str) -> list[SpokeRecord]:
         keys = list(b.header_keys) + list(b.line_keys)
@@ -517,7 +546,9 @@ class KingdeeSpoke:
         rows: list[list[Any]] = []
         start = 0
         while True:
-            page = self._query(b.form_id, keys, where, order=", ".join(f"{k} ASC" for k in order), start=start)
+            page = self._query(
+                b.form_id, keys, where, order=", ".join(f"{k} ASC" for k in order), start=start
+            )
             rows.extend(page)
             if len(page) < PAGE:
                 break
@@ -547,7 +578,9 @@ class KingdeeSpoke:
                 self.rejected.append((b.object, the_id, str(exc)))
                 log.warning("Kingdee %s %s skipped: %s", b.form_id, the_id, exc)
                 continue
-            deleted = (rec.get("FForbidStatus") == "B") if b is ACCOUNTS else (rec.get("FCancelStatus") == "B")
+            deleted = (
+                (rec.get("FForbidStatus") == "B") if b is ACCOUNTS else (rec.get("FCancelStatus") == "B")
+            )
             out.append(SpokeRecord(the_id, values, _modified(rec.get("FModifyDate")), None, deleted))
         return out
 
@@ -573,7 +606,9 @@ class KingdeeSpoke:
         if not outcome.ok:
             if outcome.msg_code == MSG_NOT_ALLOWED:
                 raise _StatusRefused("; ".join(str(e.get("Message")) for e in outcome.errors))
-            raise SpokeError(f"Kingdee {service} refused: " + "; ".join(_error_text(e) for e in outcome.errors))
+            raise SpokeError(
+                f"Kingdee {service} refused: " + "; ".join(_error_text(e) for e in outcome.errors)
+            )
         return outcome
 
     def _call(self, service: str, fn: Any) -> Any:

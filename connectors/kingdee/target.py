@@ -45,7 +45,17 @@ log = get_logger("tongbu.kingdee.target")
 
 #: hub fields target-kingdee writes, per stream (the reverse mapping's sources, and order lines)
 WRITABLE = {
-    "accounts": ("number", "name", "short_name", "credit_code", "phone", "address", "industry", "grade", "currency"),
+    "accounts": (
+        "number",
+        "name",
+        "short_name",
+        "credit_code",
+        "phone",
+        "address",
+        "industry",
+        "grade",
+        "currency",
+    ),
     "sales_orders": ("account_ref", "order_date", "currency", "lines"),
 }
 
@@ -80,34 +90,79 @@ class WriteLedger:
         ).fetchone()
         return None if row is None else (row[0], row[1], row[2], json.loads(row[3]))
 
-    def put(self, stream: str, hub_id: str, external_id: str | None, intent: str, state: str, values: Mapping[str, Any]) -> None:
+    def put(
+        self,
+        stream: str,
+        hub_id: str,
+        external_id: str | None,
+        intent: str,
+        state: str,
+        values: Mapping[str, Any],
+    ) -> None:
         """Record (durably, at once) what Kingdee holds for a record, or the intent to create it."""
         self.db.execute(
             'INSERT INTO written (stream, hub_id, external_id, intent_key, state, "values", hash, updated_at) '
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (stream, hub_id) DO UPDATE SET "
             'external_id = excluded.external_id, state = excluded.state, "values" = excluded."values", '
             "hash = excluded.hash, updated_at = excluded.updated_at",
-            (stream, hub_id, external_id, intent, state, json.dumps(dict(values), ensure_ascii=False, sort_keys=True),
-             canonical_hash(values), _now()),
+            (
+                stream,
+                hub_id,
+                external_id,
+                intent,
+                state,
+                json.dumps(dict(values), ensure_ascii=False, sort_keys=True),
+                canonical_hash(values),
+                _now(),
+            ),
         )
 
     def result(
-        self, stream: str, hub_id: str, external_id: str | None, values: Mapping[str, Any], op: str, error: Exception | None = None
+        self,
+        stream: str,
+        hub_id: str,
+        external_id: str | None,
+        values: Mapping[str, Any],
+        op: str,
+        error: Exception | None = None,
     ) -> None:
         """One record's outcome (success, or the error's class and message)."""
         self.db.execute(
             "INSERT INTO write_results (run_id, stream, hub_id, external_id, hash, op, success, error_class, error_message, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self.run_id, stream, hub_id, external_id, canonical_hash(values), op, int(error is None),
-             None if error is None else ("transient" if getattr(error, "transient", False) else "rejected"),
-             None if error is None else str(error)[:2000], _now()),
+            (
+                self.run_id,
+                stream,
+                hub_id,
+                external_id,
+                canonical_hash(values),
+                op,
+                int(error is None),
+                None
+                if error is None
+                else ("transient" if getattr(error, "transient", False) else "rejected"),
+                None if error is None else str(error)[:2000],
+                _now(),
+            ),
         )
 
     def results(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Result rows (of one run, or all), oldest first."""
         q = "SELECT run_id, stream, hub_id, external_id, hash, op, success, error_class, error_message FROM write_results"
-        rows = self.db.execute(q + (" WHERE run_id = ?" if run_id else "") + " ORDER BY id", (run_id,) if run_id else ())
-        keys = ("run_id", "stream", "hub_id", "external_id", "hash", "op", "success", "error_class", "error_message")
+        rows = self.db.execute(
+            q + (" WHERE run_id = ?" if run_id else "") + " ORDER BY id", (run_id,) if run_id else ()
+        )
+        keys = (
+            "run_id",
+            "stream",
+            "hub_id",
+            "external_id",
+            "hash",
+            "op",
+            "success",
+            "error_class",
+            "error_message",
+        )
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
@@ -146,7 +201,13 @@ class RecordWriter:
             self._update(stream, hub_id, known, values)
         self._create(stream, creates)
 
-    def _update(self, stream: str, hub_id: str, known: tuple[str | None, str, str, dict[str, Any]], values: dict[str, Any]) -> None:
+    def _update(
+        self,
+        stream: str,
+        hub_id: str,
+        known: tuple[str | None, str, str, dict[str, Any]],
+        values: dict[str, Any],
+    ) -> None:
         external_id, intent, _state, base = known
         assert external_id is not None
         diff = {k: v for k, v in values.items() if base.get(k) != v}
@@ -181,7 +242,15 @@ class RecordWriter:
             self.ledger.result(stream, hub_id, outcome, values, "create")
             self.stats["created"] += 1
 
-    def _failed(self, stream: str, hub_id: str, external_id: str | None, values: Mapping[str, Any], op: str, exc: Exception) -> None:
+    def _failed(
+        self,
+        stream: str,
+        hub_id: str,
+        external_id: str | None,
+        values: Mapping[str, Any],
+        op: str,
+        exc: Exception,
+    ) -> None:
         self.stats["failed"] += 1
         self.ledger.result(stream, hub_id, external_id, values, op, exc)
         log.warning("%s %s: %s failed: %s", stream, hub_id, op, exc)
@@ -230,7 +299,9 @@ class TargetKingdee(Target):
     default_sink_class = KingdeeSink
     message_reader_class = SingerInputReader  # bad input: one line each, counted, no traceback
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, required=True, description="K/3 Cloud site (or the simulator URL)"),
+        th.Property(
+            "base_url", th.StringType, required=True, description="K/3 Cloud site (or the simulator URL)"
+        ),
         th.Property("acct_id", th.StringType, required=True, description="Account (数据中心) id"),
         th.Property("username", th.StringType, required=True),
         th.Property("password", th.StringType, secret=True, description="Password for ValidateUser login"),
@@ -250,7 +321,9 @@ class TargetKingdee(Target):
             allowed_values=["unaudit", "refuse"],
             description="a change of an audited document: un-audit it first, or refuse",
         ),
-        *http_properties(request_timeout=60, retried="MsgCode 13/14, 429; writes are not re-sent after a 5xx"),
+        *http_properties(
+            request_timeout=60, retried="MsgCode 13/14, 429; writes are not re-sent after a 5xx"
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -268,7 +341,9 @@ class TargetKingdee(Target):
             lcid=int(cfg.get("lcid") or 2052),
             settings=HttpSettings.from_config(cfg, connector="target-kingdee", request_timeout=60),
         )
-        policy = Lifecycle(audit=bool(cfg.get("audit", True)), modify_audited=cfg.get("modify_audited") or "unaudit")
+        policy = Lifecycle(
+            audit=bool(cfg.get("audit", True)), modify_audited=cfg.get("modify_audited") or "unaudit"
+        )
         self.spoke = KingdeeSpoke(self.client, lifecycle=dict.fromkeys(BINDINGS, policy))
         home = Path(os.environ.get("TONGBU_HOME") or Path.home() / ".tongbu")
         self.ledger = WriteLedger(cfg.get("state_db") or home / "target-kingdee.sqlite")

@@ -28,7 +28,12 @@ def main(hub_url: str, sim_url: str, cycles: int) -> None:
     engine = create_engine(hub_url)
     with engine.begin() as conn:
         conn.execute(delete(PipelineLock.__table__).where(PipelineLock.__table__.c.pipeline.like("sync:%")))
-    pairs = {p.name: p for p in build_pairs(yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"])}
+    pairs = {
+        p.name: p
+        for p in build_pairs(
+            yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"]
+        )
+    }
     client = KingdeeClient(
         sim_url,
         acct_id=KingdeeSimulator.ACCT_ID,

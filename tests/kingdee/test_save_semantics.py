@@ -28,7 +28,8 @@ def new_order(client, sim, lines: int = 3) -> tuple[int, str]:
         "FCustId": {"FNumber": customer},
         "FSaleOrgId": {"FNumber": "100"},
         "FSaleOrderEntry": [
-            {"FMaterialId": {"FNumber": "1.01.001"}, "FQty": str(i + 1), "FTaxPrice": "113"} for i in range(lines)
+            {"FMaterialId": {"FNumber": "1.01.001"}, "FQty": str(i + 1), "FTaxPrice": "113"}
+            for i in range(lines)
         ],
     }
     return client.save(ORDER, model)
@@ -54,7 +55,9 @@ def test_modify_with_need_update_fields_changes_only_those(client, sim) -> None:
     cid = cust["FCUSTID"]
     client.lifecycle("unaudit", "BD_Customer", ids=[cid]) if cust["FDocumentStatus"] == "C" else None
     before = customer_truth(sim, cid)
-    client.save("BD_Customer", {"FCUSTID": cid, "FTEL": "021-1", "FADDRESS": "不应写入"}, need_update_fields=["FTEL"])
+    client.save(
+        "BD_Customer", {"FCUSTID": cid, "FTEL": "021-1", "FADDRESS": "不应写入"}, need_update_fields=["FTEL"]
+    )
     after = customer_truth(sim, cid)
     assert after["FTEL"] == "021-1"
     assert after["FADDRESS"] == before["FADDRESS"]  # in Model but not in NeedUpDateFields: untouched
@@ -96,7 +99,9 @@ def test_a_header_only_modify_keeps_every_line(client, sim) -> None:
 
 def test_resending_an_unchanged_customer_fires_its_value_update_event(client, sim) -> None:
     fid, _ = new_order(client, sim, lines=1)
-    client.save(ORDER, {"FID": fid, "FReceiveAddress": "手工改过的地址"}, need_update_fields=["FReceiveAddress"])
+    client.save(
+        ORDER, {"FID": fid, "FReceiveAddress": "手工改过的地址"}, need_update_fields=["FReceiveAddress"]
+    )
     cust_id = order_truth(sim, fid)["FCustId"]
     same_customer = customer_truth(sim, cust_id)["FNumber"]
     sim.reset_stats()
@@ -112,7 +117,12 @@ def test_numbers_are_unique(client, sim) -> None:
     with pytest.raises(KingdeeWriteError) as err:
         client.save(
             "BD_Customer",
-            {"FNumber": taken, "FName": "重复", "FCreateOrgId": {"FNumber": "100"}, "FTRADINGCURRID": {"FNumber": "PRE001"}},
+            {
+                "FNumber": taken,
+                "FName": "重复",
+                "FCreateOrgId": {"FNumber": "100"},
+                "FTRADINGCURRID": {"FNumber": "PRE001"},
+            },
         )
     assert err.value.errors[0]["FieldName"] == "FNumber" and "唯一" in err.value.errors[0]["Message"]
     assert sim.counts()["BD_Customer"] == 8
@@ -132,7 +142,12 @@ def test_required_fields_and_unknown_base_data(client, sim) -> None:
     with pytest.raises(KingdeeWriteError, match="至少需要一行"):
         client.save(
             ORDER,
-            {"FBillTypeID": {"FNumber": "XSDD01_SYS"}, "FDate": "2026-03-01", "FCustId": {"FNumber": customer}, "FSaleOrgId": {"FNumber": "100"}},
+            {
+                "FBillTypeID": {"FNumber": "XSDD01_SYS"},
+                "FDate": "2026-03-01",
+                "FCustId": {"FNumber": customer},
+                "FSaleOrgId": {"FNumber": "100"},
+            },
         )
     assert sim.counts()["BD_Customer"] == 8 and sim.counts()[ORDER] == 4  # nothing half-applied
 
@@ -167,7 +182,11 @@ def test_lost_response_applies_the_write_and_loses_the_answer(client, sim) -> No
     with pytest.raises(KingdeeTransient):
         client.save(
             "BD_Customer",
-            {"FName": "丢了回复", "FCreateOrgId": {"FNumber": "100"}, "FTRADINGCURRID": {"FNumber": "PRE001"}},
+            {
+                "FName": "丢了回复",
+                "FCreateOrgId": {"FNumber": "100"},
+                "FTRADINGCURRID": {"FNumber": "PRE001"},
+            },
         )
     sim.set_faults(None)
     assert sim.counts()["BD_Customer"] == 9  # applied, exactly once: a write is never re-sent blind

@@ -17,7 +17,9 @@ k3 = pytest.importorskip("k3cloud_webapi_sdk.main")
 def sdk(sim):
     c = sim.credentials()
     api = k3.K3CloudApiSdk(sim.base_url + "/k3cloud/")
-    api.InitConfig(c["acct_id"], c["username"], c["app_id"], c["app_secret"], sim.base_url + "/k3cloud/", 2052)
+    api.InitConfig(
+        c["acct_id"], c["username"], c["app_id"], c["app_secret"], sim.base_url + "/k3cloud/", 2052
+    )
     return api
 
 
@@ -35,7 +37,9 @@ NEW_CUSTOMER = {
 
 
 def test_the_sdk_signs_in_and_queries(sdk, sim) -> None:
-    rows = json.loads(sdk.ExecuteBillQuery({"FormId": "BD_Customer", "FieldKeys": "FCUSTID,FNumber", "Limit": 3}))
+    rows = json.loads(
+        sdk.ExecuteBillQuery({"FormId": "BD_Customer", "FieldKeys": "FCUSTID,FNumber", "Limit": 3})
+    )
     assert [r[0] for r in rows] == [t["FCUSTID"] for t in sim.truth("BD_Customer", limit=3)]
     assert sim.stats()["signed_logins"] == 1
     sdk.ExecuteBillQuery({"FormId": "BD_Customer", "FieldKeys": "FNumber", "Limit": 1})
@@ -57,9 +61,15 @@ def test_save_submit_audit_delete_through_the_sdk(sdk, sim) -> None:
     assert status(sdk.Submit("BD_Customer", {"Numbers": [number]}))["IsSuccess"]
     assert status(sdk.Audit("BD_Customer", {"Numbers": [number]}))["IsSuccess"]
     row = next(t for t in sim.truth("BD_Customer") if t["FCUSTID"] == the_id)
-    assert (row["FDocumentStatus"], row["FName"], row["FTRADINGCURRID.FName"]) == ("C", NEW_CUSTOMER["FName"], "人民币")
+    assert (row["FDocumentStatus"], row["FName"], row["FTRADINGCURRID.FName"]) == (
+        "C",
+        NEW_CUSTOMER["FName"],
+        "人民币",
+    )
     # Audited: neither Save nor Delete until UnAudit.
-    refused = status(sdk.Save("BD_Customer", {"NeedUpDateFields": ["FTEL"], "Model": {"FCUSTID": the_id, "FTEL": "1"}}))
+    refused = status(
+        sdk.Save("BD_Customer", {"NeedUpDateFields": ["FTEL"], "Model": {"FCUSTID": the_id, "FTEL": "1"}})
+    )
     assert (refused["IsSuccess"], refused["MsgCode"]) == (False, 12)
     assert status(sdk.Delete("BD_Customer", {"Numbers": [number]}))["MsgCode"] == 12
     assert status(sdk.UnAudit("BD_Customer", {"Numbers": [number]}))["IsSuccess"]
@@ -77,7 +87,11 @@ def test_a_refused_save_has_the_real_error_shape(sdk) -> None:
 
 def test_batch_save_reports_each_entity_by_dindex(sdk, sim) -> None:
     taken = sim.truth("BD_Customer", limit=1)[0]["FNumber"]
-    models = [dict(NEW_CUSTOMER, FName="甲公司"), dict(NEW_CUSTOMER, FName="乙公司", FNumber=taken), dict(NEW_CUSTOMER, FName="丙公司")]
+    models = [
+        dict(NEW_CUSTOMER, FName="甲公司"),
+        dict(NEW_CUSTOMER, FName="乙公司", FNumber=taken),
+        dict(NEW_CUSTOMER, FName="丙公司"),
+    ]
     answer = status(sdk.BatchSave("BD_Customer", {"Model": models}))
     assert answer["IsSuccess"] is False
     assert [e["DIndex"] for e in answer["SuccessEntitys"]] == [0, 2]
@@ -86,7 +100,12 @@ def test_batch_save_reports_each_entity_by_dindex(sdk, sim) -> None:
 
 
 def test_excute_operation_forbids_a_customer(sdk, sim) -> None:
-    audited = next(t for t in sim.truth("BD_Customer") if t["FDocumentStatus"] == "C" and t["FForbidStatus"] == "A")
+    audited = next(
+        t for t in sim.truth("BD_Customer") if t["FDocumentStatus"] == "C" and t["FForbidStatus"] == "A"
+    )
     answer = status(sdk.ExcuteOperation("BD_Customer", "Forbid", {"Ids": str(audited["FCUSTID"])}))
     assert answer["IsSuccess"] is True
-    assert next(t for t in sim.truth("BD_Customer") if t["FCUSTID"] == audited["FCUSTID"])["FForbidStatus"] == "B"
+    assert (
+        next(t for t in sim.truth("BD_Customer") if t["FCUSTID"] == audited["FCUSTID"])["FForbidStatus"]
+        == "B"
+    )

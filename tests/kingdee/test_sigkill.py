@@ -55,7 +55,12 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(hub_engin
     api = CrmApi(hub_engine)
     with KingdeeSimulator(records=12, orders=0, receivables=0, seed=9) as sim:
         # What the CRM has before the first run: 8 new companies (created in Kingdee by the run).
-        crm_new = [api.create("accounts", {"name": f"断电测试公司{i}", "phone": f"010-{5000_0000 + i}"}, author="alice") for i in range(8)]
+        crm_new = [
+            api.create(
+                "accounts", {"name": f"断电测试公司{i}", "phone": f"010-{5000_0000 + i}"}, author="alice"
+            )
+            for i in range(8)
+        ]
         expected_phone: dict[int, str] = {h: f"010-{5000_0000 + i}" for i, h in enumerate(crm_new)}
         expected_industry: dict[int, str] = {}
         proc = start(hub_url, sim)
@@ -69,7 +74,9 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(hub_engin
         stop_at = time.monotonic() + 240  # bounded in time, whatever the machine's speed
         while kills < KILLS and time.monotonic() < stop_at:
             with hub_engine.connect() as conn:
-                hub_ids = [r[0] for r in conn.execute(text("SELECT id FROM accounts WHERE deleted_at IS NULL"))]
+                hub_ids = [
+                    r[0] for r in conn.execute(text("SELECT id FROM accounts WHERE deleted_at IS NULL"))
+                ]
                 linked = {
                     r.hub_id: r.external_id
                     for r in conn.execute(
@@ -96,18 +103,34 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(hub_engin
         # A customer forbidden (voided) before the sync ever saw it is not imported.
         truth = {k: t for k, t in every.items() if t["FForbidStatus"] == "A"}
         with hub_engine.connect() as conn:
-            links = conn.execute(select(RecordLink.__table__).where(RecordLink.__table__.c.object == "accounts")).mappings().all()
-            rows = {r["id"]: dict(r) for r in conn.execute(text("SELECT * FROM accounts WHERE deleted_at IS NULL")).mappings()}
+            links = (
+                conn.execute(select(RecordLink.__table__).where(RecordLink.__table__.c.object == "accounts"))
+                .mappings()
+                .all()
+            )
+            rows = {
+                r["id"]: dict(r)
+                for r in conn.execute(text("SELECT * FROM accounts WHERE deleted_at IS NULL")).mappings()
+            }
         # 0 duplicates: one Kingdee customer per CRM company, one link per entity and per record.
         assert len(every) == 12 + len(crm_new)
-        assert sorted(t["FName"] for t in every.values() if t["FName"].startswith("断电测试公司")) == [f"断电测试公司{i}" for i in range(8)]
+        assert sorted(t["FName"] for t in every.values() if t["FName"].startswith("断电测试公司")) == [
+            f"断电测试公司{i}" for i in range(8)
+        ]
         assert len(rows) == len(truth)
         assert all(link["state"] == "linked" for link in links)
-        assert len({link["hub_id"] for link in links}) == len(links) == len({link["external_id"] for link in links}) == len(rows)
+        assert (
+            len({link["hub_id"] for link in links})
+            == len(links)
+            == len({link["external_id"] for link in links})
+            == len(rows)
+        )
         by_hub = {link["hub_id"]: link for link in links}
         for hub_id, row in rows.items():
             k = truth[by_hub[hub_id]["external_id"]]
             # 0 lost edits, both systems equal, bases equal to what Kingdee holds.
             assert row["phone"] == k["FTEL"] == expected_phone.get(hub_id, row["phone"]), hub_id
-            assert row["industry"] == (k["FDomains"] or None) == expected_industry.get(hub_id, row["industry"]), hub_id
+            assert (
+                row["industry"] == (k["FDomains"] or None) == expected_industry.get(hub_id, row["industry"])
+            ), hub_id
             assert by_hub[hub_id]["snapshot"]["phone"] == k["FTEL"]

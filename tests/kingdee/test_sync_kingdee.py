@@ -14,15 +14,18 @@ from sqlalchemy import select, text
 
 from connectors.crm.api import CrmApi
 from connectors.crm.models import RecordLink
+from connectors.kingdee.spoke import EXTERNAL_ID, KingdeeSpoke
 from connectors.kit import uscc
 from connectors.kit.spoke import TransientSpokeError
-from connectors.kingdee.spoke import EXTERNAL_ID, KingdeeSpoke
 from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine, verify_audit
 from tests.kingdee.conftest import client_for
 
 ROOT = Path(__file__).resolve().parents[2]
-PAIRS = {p.name: p for p in build_pairs(yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"])}
+PAIRS = {
+    p.name: p
+    for p in build_pairs(yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"])
+}
 USCC = "91330100MA2B0000" + "0" + uscc.check_char("91330100MA2B00000")
 WRITES = ("saves", "batch_saves", "submits", "audits", "unaudits", "cancel_assigns", "deletes", "operations")
 
@@ -50,13 +53,18 @@ def links(hub_engine, obj: str) -> dict[int, str]:
     with hub_engine.connect() as conn:
         return {
             r.hub_id: r.external_id
-            for r in conn.execute(select(t.c.hub_id, t.c.external_id).where(t.c.object == obj, t.c.state == "linked"))
+            for r in conn.execute(
+                select(t.c.hub_id, t.c.external_id).where(t.c.object == obj, t.c.state == "linked")
+            )
         }
 
 
 def hub_rows(hub_engine, table: str) -> dict[int, dict]:
     with hub_engine.connect() as conn:
-        return {r["id"]: dict(r) for r in conn.execute(text(f"SELECT * FROM {table} WHERE deleted_at IS NULL")).mappings()}
+        return {
+            r["id"]: dict(r)
+            for r in conn.execute(text(f"SELECT * FROM {table} WHERE deleted_at IS NULL")).mappings()
+        }
 
 
 def customer(sim, ext: str) -> dict:
@@ -74,12 +82,20 @@ def test_first_cycle_links_every_kingdee_record_and_a_second_writes_nothing(worl
 
 def test_a_crm_account_reaches_kingdee_in_one_call_and_its_number_comes_back(world) -> None:
     hub_engine, api, sim, accounts, _ = world
-    hub_id = api.create("accounts", {"name": "杭州同步科技有限公司", "phone": "0571-88886666", "credit_code": USCC}, author="alice")
+    hub_id = api.create(
+        "accounts",
+        {"name": "杭州同步科技有限公司", "phone": "0571-88886666", "credit_code": USCC},
+        author="alice",
+    )
     accounts.run()
     assert sim.stats()["saves"] == 1 and writes(sim) == 1  # Save with IsAutoSubmitAndAudit
     ext = links(hub_engine, "accounts")[hub_id]
     row = customer(sim, ext)
-    assert (row["FName"], row["FTEL"], row["FDocumentStatus"]) == ("杭州同步科技有限公司", "0571-88886666", "C")
+    assert (row["FName"], row["FTEL"], row["FDocumentStatus"]) == (
+        "杭州同步科技有限公司",
+        "0571-88886666",
+        "C",
+    )
     assert row[EXTERNAL_ID]  # the intent key: a retried create finds it
     accounts.run()  # the echo brings Kingdee's number back to the CRM; nothing is written to Kingdee
     assert writes(sim) == 1
@@ -90,7 +106,9 @@ def test_t1_disjoint_edits_on_both_sides_are_all_kept(world) -> None:
     hub_engine, api, sim, accounts, _ = world
     linked = links(hub_engine, "accounts")
     for i, (hub_id, ext) in enumerate(sorted(linked.items())):
-        api.update("accounts", hub_id, {"name": f"CRM改名{i}", "phone": f"010-{6000_0000 + i}"}, author="alice")
+        api.update(
+            "accounts", hub_id, {"name": f"CRM改名{i}", "phone": f"010-{6000_0000 + i}"}, author="alice"
+        )
         sim.edit("BD_Customer", int(ext), {"FADDRESS": f"ERP地址{i}", "FDomains": f"行业{i}"})
     accounts.run()
     accounts.run()
@@ -111,8 +129,15 @@ def test_t2_a_true_conflict_is_queued_with_both_values(world) -> None:
     report = accounts.run()
     assert report.conflicts_opened == 1
     (conflict,) = accounts.conflicts()
-    assert (conflict["field"], conflict["hub_value"], conflict["system_value"]) == ("name", "CRM的名字", "ERP的名字")
-    assert customer(sim, ext)["FName"] == "ERP的名字" and hub_rows(hub_engine, "accounts")[hub_id]["name"] == "CRM的名字"
+    assert (conflict["field"], conflict["hub_value"], conflict["system_value"]) == (
+        "name",
+        "CRM的名字",
+        "ERP的名字",
+    )
+    assert (
+        customer(sim, ext)["FName"] == "ERP的名字"
+        and hub_rows(hub_engine, "accounts")[hub_id]["name"] == "CRM的名字"
+    )
     assert sim.stats()["saves"] == 0  # no silent overwrite in either direction
     accounts.resolve(conflict["id"], "hub", by="bob")
     accounts.run()
@@ -143,7 +168,9 @@ def test_t4_ping_pong_one_write_per_real_change_and_none_back(world) -> None:
         for _ in range(6):
             hub_id, ext = rng.choice(linked)
             if rng.random() < 0.5 and hub_id not in touched:
-                api.update("accounts", hub_id, {"phone": f"020-{rng.randrange(10**7, 10**8)}"}, author="alice")
+                api.update(
+                    "accounts", hub_id, {"phone": f"020-{rng.randrange(10**7, 10**8)}"}, author="alice"
+                )
                 touched.add(hub_id)
             else:
                 sim.edit("BD_Customer", int(ext), {"FZIP": "x", "FDomains": f"行业{rng.randrange(99)}"})
@@ -204,10 +231,17 @@ def test_lock_conflicts_and_5xx_are_retried_next_cycle(world) -> None:
 def test_lead_to_cash_a_crm_order_is_created_audited_and_its_bill_number_comes_back(world) -> None:
     hub_engine, api, sim, accounts, orders = world
     account_ext = sorted(links(hub_engine, "accounts").values())[0]
-    lines = [{"line_no": i + 1, "product_code": "1.01.002", "qty": "2", "unit_price": "3000"} for i in range(3)]
+    lines = [
+        {"line_no": i + 1, "product_code": "1.01.002", "qty": "2", "unit_price": "3000"} for i in range(3)
+    ]
     hub_id = api.create(
         "sales_orders",
-        {"account_ref": account_ext, "order_date": dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC), "currency": "CNY", "lines": lines},
+        {
+            "account_ref": account_ext,
+            "order_date": dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC),
+            "currency": "CNY",
+            "lines": lines,
+        },
         author="alice",
     )
     orders.run()
@@ -220,14 +254,18 @@ def test_lead_to_cash_a_crm_order_is_created_audited_and_its_bill_number_comes_b
     row = api.get("sales_orders", hub_id)
     assert (row["erp_number"], row["erp_status"]) == (truth["FBillNo"], "approved")
     assert float(row["amount"]) == 18000.0
-    assert [ln["entry_id"] for ln in row["lines"]] == [str(ln["FSaleOrderEntry_FEntryID"]) for ln in truth["lines"]]
+    assert [ln["entry_id"] for ln in row["lines"]] == [
+        str(ln["FSaleOrderEntry_FEntryID"]) for ln in truth["lines"]
+    ]
     assert writes(sim) == 1  # the bill number, status, amounts and entry ids came back without an echo
 
 
 def test_t12_a_header_only_update_keeps_all_20_lines_and_their_ids(world) -> None:
     hub_engine, api, sim, accounts, orders = world
     account_ext = sorted(links(hub_engine, "accounts").values())[0]
-    lines = [{"line_no": i + 1, "product_code": "1.07.001", "qty": "1", "unit_price": "200"} for i in range(20)]
+    lines = [
+        {"line_no": i + 1, "product_code": "1.07.001", "qty": "1", "unit_price": "200"} for i in range(20)
+    ]
     hub_id = api.create(
         "sales_orders",
         {"account_ref": account_ext, "order_date": dt.datetime(2026, 3, 2, tzinfo=dt.UTC), "lines": lines},
@@ -291,3 +329,46 @@ def test_t17_an_out_of_band_edit_is_found_by_reconciliation(world) -> None:
     accounts.run(reconcile=True)
     assert float(hub_rows(hub_engine, "accounts")[hub_id]["credit_limit"]) == 4242.0
     assert writes(sim) == 0
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at one exact point (not an Exception: nothing may catch it)."""
+
+
+def test_a_crash_before_the_write_is_sent_still_sends_it_next_cycle(world, monkeypatch) -> None:
+    hub_engine, api, sim, accounts, _ = world
+    hub_id, ext = sorted(links(hub_engine, "accounts").items())[0]
+    spoke = accounts.spokes["kingdee"]
+    api.update("accounts", hub_id, {"phone": "0755-12345678"}, author="alice")
+
+    def crash(*args, **kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(spoke, "update", crash)
+    with pytest.raises(Killed):  # the hub side is committed, the write never left
+        accounts.run()
+    monkeypatch.undo()
+    accounts.run()
+    assert customer(sim, ext)["FTEL"] == "0755-12345678"
+
+
+def test_a_crash_after_kingdee_applied_but_before_the_base_moved_is_no_conflict(world, monkeypatch) -> None:
+    hub_engine, api, sim, accounts, _ = world
+    hub_id, ext = sorted(links(hub_engine, "accounts").items())[0]
+    spoke = accounts.spokes["kingdee"]
+    real = spoke.update
+    api.update("accounts", hub_id, {"phone": "0755-11111111"}, author="alice")
+
+    def applied_then_crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Killed()
+
+    monkeypatch.setattr(spoke, "update", applied_then_crash)
+    with pytest.raises(Killed):
+        accounts.run()
+    monkeypatch.undo()
+    api.update("accounts", hub_id, {"phone": "0755-22222222"}, author="alice")  # edited again meanwhile
+    report = accounts.run()
+    assert report.conflicts_opened == 0  # our own applied write is not mistaken for a Kingdee edit
+    assert customer(sim, ext)["FTEL"] == "0755-22222222"
+    assert hub_rows(hub_engine, "accounts")[hub_id]["phone"] == "0755-22222222"

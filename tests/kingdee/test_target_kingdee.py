@@ -13,12 +13,22 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = {
     "type": "SCHEMA",
     "stream": "accounts",
-    "schema": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}, "phone": {"type": ["string", "null"]}, "credit_code": {"type": ["string", "null"]}}},
+    "schema": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": ["string", "null"]},
+            "phone": {"type": ["string", "null"]},
+            "credit_code": {"type": ["string", "null"]},
+        },
+    },
     "key_properties": ["id"],
 }
 
 
-def run_target(sim, tmp_path: Path, records: list[dict], extra: dict | None = None) -> subprocess.CompletedProcess:
+def run_target(
+    sim, tmp_path: Path, records: list[dict], extra: dict | None = None
+) -> subprocess.CompletedProcess:
     c = sim.credentials()
     config = {
         "base_url": sim.base_url,
@@ -45,7 +55,9 @@ def run_target(sim, tmp_path: Path, records: list[dict], extra: dict | None = No
 
 def results(tmp_path: Path) -> list[tuple]:
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        return db.execute("SELECT hub_id, external_id, op, success, error_class, error_message FROM write_results ORDER BY id").fetchall()
+        return db.execute(
+            "SELECT hub_id, external_id, op, success, error_class, error_message FROM write_results ORDER BY id"
+        ).fetchall()
 
 
 def test_new_records_in_one_batch_save_then_only_changes(sim, tmp_path) -> None:
@@ -64,7 +76,13 @@ def test_new_records_in_one_batch_save_then_only_changes(sim, tmp_path) -> None:
     assert (sim.stats()["saves"], sim.stats()["batch_saves"], sim.stats()["fields_written"]) == (1, 0, 1)
     ext = created[2][1]
     assert next(t for t in sim.truth("BD_Customer") if str(t["FCUSTID"]) == ext)["FTEL"] == "021-changed"
-    assert [r[2] for r in results(tmp_path)[5:]] == ["unchanged", "unchanged", "update", "unchanged", "unchanged"]
+    assert [r[2] for r in results(tmp_path)[5:]] == [
+        "unchanged",
+        "unchanged",
+        "update",
+        "unchanged",
+        "unchanged",
+    ]
 
 
 def test_a_lost_batch_answer_is_found_again_not_duplicated(sim, tmp_path) -> None:

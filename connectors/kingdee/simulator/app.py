@@ -269,7 +269,13 @@ class KingdeeSimulator(Simulator):
         return self.store.view(form_id, number=number, id_=id_)
 
     # -- HTTP -------------------------------------------------------------------------------------------
-    CONTROL_ERRORS: ClassVar[tuple[type[Exception], ...]] = (KeyError, ValueError, TypeError, WriteError, QueryError)
+    CONTROL_ERRORS: ClassVar[tuple[type[Exception], ...]] = (
+        KeyError,
+        ValueError,
+        TypeError,
+        WriteError,
+        QueryError,
+    )
 
     def api_routes(self) -> list[BaseRoute]:
         """``/k3cloud/<service>.common.kdsvc``."""
@@ -525,12 +531,17 @@ class KingdeeSimulator(Simulator):
                 op = OPERATIONS.get(op_number.lower())
                 if op is None:
                     raise WriteError(
-                        [{"FieldName": "opNumber", "Message": f"不支持的操作：{op_number}", "DIndex": 0}], MSG_BAD_PARAM
+                        [{"FieldName": "opNumber", "Message": f"不支持的操作：{op_number}", "DIndex": 0}],
+                        MSG_BAD_PARAM,
                     )
             body = self._apply_write(service, op, form_id, data)
         except (WriteError, QueryError) as exc:
             self.count("write_errors")
-            errors = exc.errors if isinstance(exc, WriteError) else [{"FieldName": None, "Message": exc.message, "DIndex": 0}]
+            errors = (
+                exc.errors
+                if isinstance(exc, WriteError)
+                else [{"FieldName": None, "Message": exc.message, "DIndex": 0}]
+            )
             return _json(_write_status(False, errors, [], exc.msg_code))
         with self._lock:
             session.queries += 1
@@ -540,7 +551,9 @@ class KingdeeSimulator(Simulator):
             return self.http_5xx_response(504)
         return _json(body)
 
-    def _apply_write(self, service: str, op: str | None, form_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _apply_write(
+        self, service: str, op: str | None, form_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         store = self.store
         self.seed_data()
         if service == SAVE.lower():
@@ -558,7 +571,9 @@ class KingdeeSimulator(Simulator):
             self._count_saved(done)
             if errors:
                 self.count("write_errors")
-            entities = [{"Id": r.id, "Number": r.number, "DIndex": i} for i, r in enumerate(results) if r is not None]
+            entities = [
+                {"Id": r.id, "Number": r.number, "DIndex": i} for i, r in enumerate(results) if r is not None
+            ]
             return _write_status(not errors, errors, entities, 11 if errors else 0)
         assert op is not None
         counter = {

@@ -392,14 +392,18 @@ class KingdeeStore:
             writer.transition(fd, "submit", r.id, r.number, 0)
             writer.transition(fd, "audit", r.id, r.number, 0)
 
-    def batch_save(self, form: str, data: dict[str, Any]) -> tuple[list[SaveResult | None], list[dict[str, Any]]]:
+    def batch_save(
+        self, form: str, data: dict[str, Any]
+    ) -> tuple[list[SaveResult | None], list[dict[str, Any]]]:
         """``BatchSave``: every entity of ``Model`` saved on its own (``DIndex`` = its position);
         returns the results (None where refused) and the errors."""
         models = data.get("Model")
         if not isinstance(models, list) or not models:
             raise WriteError([{"FieldName": "Model", "Message": "Model 必须是非空数组", "DIndex": 0}], 8)
         if len(models) > MAX_BATCH:
-            raise WriteError([{"FieldName": "Model", "Message": f"一次最多保存 {MAX_BATCH} 条", "DIndex": 0}], 8)
+            raise WriteError(
+                [{"FieldName": "Model", "Message": f"一次最多保存 {MAX_BATCH} 条", "DIndex": 0}], 8
+            )
         results: list[SaveResult | None] = []
         errors: list[dict[str, Any]] = []
         with self.lock:
@@ -414,7 +418,9 @@ class KingdeeStore:
                     errors.extend({**e, "DIndex": i} for e in exc.errors)
         return results, errors
 
-    def lifecycle(self, form: str, op: str, data: dict[str, Any]) -> tuple[list[tuple[int, str, int]], list[dict[str, Any]]]:
+    def lifecycle(
+        self, form: str, op: str, data: dict[str, Any]
+    ) -> tuple[list[tuple[int, str, int]], list[dict[str, Any]]]:
         """Submit / Audit / UnAudit / CancelAssign / Delete / an ``ExcuteOperation`` of the entities
         named by ``Numbers`` or ``Ids``; returns ((id, number, DIndex) done, errors)."""
         fd = form_def(form)
@@ -424,7 +430,9 @@ class KingdeeStore:
             writer = self._writer()
             for i, (the_id, label) in enumerate(writer.targets(fd, data)):
                 if the_id is None:
-                    errors.append({"FieldName": None, "Message": f"{label}：数据不存在或已被删除", "DIndex": i})
+                    errors.append(
+                        {"FieldName": None, "Message": f"{label}：数据不存在或已被删除", "DIndex": i}
+                    )
                     continue
                 try:
                     number = writer.transition(fd, op, the_id, label, i)
@@ -445,12 +453,16 @@ class KingdeeStore:
             if row is None:
                 raise KeyError(f"{fd.form_id} has no record {id_}")
             # The UI edits audited records after an implicit un-audit; keep their status as it was.
-            self.db.execute(f'UPDATE "{fd.table}" SET "FDocumentStatus" = \'A\' WHERE "{fd.pk}" = ?', (int(id_),))
+            self.db.execute(
+                f'UPDATE "{fd.table}" SET "FDocumentStatus" = \'A\' WHERE "{fd.pk}" = ?', (int(id_),)
+            )
             try:
                 model = {fd.pk: int(id_), **fields}
                 result = self._writer().save(form, {"NeedUpDateFields": list(fields)}, model, 0)
             finally:
-                self.db.execute(f'UPDATE "{fd.table}" SET "FDocumentStatus" = ? WHERE "{fd.pk}" = ?', (row[0], int(id_)))
+                self.db.execute(
+                    f'UPDATE "{fd.table}" SET "FDocumentStatus" = ? WHERE "{fd.pk}" = ?', (row[0], int(id_))
+                )
             return {"form": fd.form_id, "id": result.id, "number": result.number}
 
     def tamper(self, form: str, id_: int, columns: dict[str, Any]) -> dict[str, Any]:
@@ -458,7 +470,10 @@ class KingdeeStore:
         ``columns`` (stored column names, e.g. ``FTEL``) set with no ``FModifyDate`` bump, so no
         incremental read can see it; only a full compare (reconciliation) finds it."""
         fd = form_def(form)
-        allowed = {c for c in (*fd.columns, *fd.entry_columns) if not c.startswith("_")} - {fd.pk, "FModifyDate"}
+        allowed = {c for c in (*fd.columns, *fd.entry_columns) if not c.startswith("_")} - {
+            fd.pk,
+            "FModifyDate",
+        }
         bad = sorted(set(columns) - allowed)
         if bad:
             raise ValueError(f"{fd.form_id} has no stored column {bad[0]!r} that tamper may set")
@@ -466,7 +481,9 @@ class KingdeeStore:
             head = {c: v for c, v in columns.items() if c in fd.columns}
             if head:
                 sets = ", ".join(f'"{c}" = ?' for c in head)
-                n = self.db.execute(f'UPDATE "{fd.table}" SET {sets} WHERE "{fd.pk}" = ?', [*head.values(), int(id_)]).rowcount
+                n = self.db.execute(
+                    f'UPDATE "{fd.table}" SET {sets} WHERE "{fd.pk}" = ?', [*head.values(), int(id_)]
+                ).rowcount
                 if n == 0:
                     raise KeyError(f"{fd.form_id} has no record {id_}")
             return {"form": fd.form_id, "id": int(id_), "columns": sorted(columns)}

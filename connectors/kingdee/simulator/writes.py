@@ -65,7 +65,9 @@ class WriteError(Exception):
         return "; ".join(str(e.get("Message")) for e in self.errors)
 
 
-def _err(message: str, field_name: str | None = None, dindex: int = 0, msg_code: int = MSG_VALIDATION) -> WriteError:
+def _err(
+    message: str, field_name: str | None = None, dindex: int = 0, msg_code: int = MSG_VALIDATION
+) -> WriteError:
     return WriteError([{"FieldName": field_name, "Message": message, "DIndex": dindex}], msg_code)
 
 
@@ -201,7 +203,9 @@ class Writer:
         self.next_number = next_number
 
     # -- Save -------------------------------------------------------------------------------------
-    def save(self, form_id: str, data: Mapping[str, Any], model: Mapping[str, Any], dindex: int = 0) -> SaveResult:
+    def save(
+        self, form_id: str, data: Mapping[str, Any], model: Mapping[str, Any], dindex: int = 0
+    ) -> SaveResult:
         """Create or modify one entity; raises :class:`WriteError` (nothing applied) when refused."""
         form = form_def(form_id)
         if not isinstance(model, Mapping):
@@ -233,7 +237,9 @@ class Writer:
         self.db.execute("RELEASE kd_save")
         return result
 
-    def _applied(self, keys: Mapping[str, tuple[str, Any]], need: set[str], allowed: Sequence[str]) -> list[str]:
+    def _applied(
+        self, keys: Mapping[str, tuple[str, Any]], need: set[str], allowed: Sequence[str]
+    ) -> list[str]:
         """The fields of ``allowed`` this Save applies: present in Model, and named in
         NeedUpDateFields when that is given (a modify)."""
         out = []
@@ -243,7 +249,9 @@ class Writer:
                 out.append(name)
         return out
 
-    def _values(self, form: FormDef, keys: Mapping[str, tuple[str, Any]], names: Sequence[str], dindex: int) -> dict[str, Any]:
+    def _values(
+        self, form: FormDef, keys: Mapping[str, tuple[str, Any]], names: Sequence[str], dindex: int
+    ) -> dict[str, Any]:
         """Column values for the applied fields (references resolved to id, number and name)."""
         cols: dict[str, Any] = {}
         text, numbers, dates, refs = _field_sets(form)
@@ -298,13 +306,24 @@ class Writer:
         number_col = form.number_column
         number = cols.get(number_col)
         if form.form_id == "BD_Customer":
-            self._require(cols, dindex, ("FName", "客户名称"), ("FCreateOrgId", "创建组织"), ("FTRADINGCURRID", "结算币别"))
+            self._require(
+                cols,
+                dindex,
+                ("FName", "客户名称"),
+                ("FCreateOrgId", "创建组织"),
+                ("FTRADINGCURRID", "结算币别"),
+            )
             cols.setdefault("FUseOrgId", cols.get("FCreateOrgId"))
             cols.setdefault("FUseOrgId_FNumber", cols.get("FCreateOrgId_FNumber"))
             cols.setdefault("FForbidStatus", "A")
         else:
             self._require(
-                cols, dindex, ("FDate", "日期"), ("FCustId", "客户"), ("FSaleOrgId", "销售组织"), ("FBillTypeID_FNumber", "单据类型")
+                cols,
+                dindex,
+                ("FDate", "日期"),
+                ("FCustId", "客户"),
+                ("FSaleOrgId", "销售组织"),
+                ("FBillTypeID_FNumber", "单据类型"),
             )
             cols.setdefault("FCloseStatus", "A")
             cols.setdefault("FCancelStatus", "A")
@@ -313,7 +332,11 @@ class Writer:
             number = self.next_number(form)
             cols[number_col] = number
         self._unique(form, number, None, dindex)
-        new_id = int(self.db.execute(f'SELECT COALESCE(MAX("{form.pk}"), {kdata.ID_BASE - 1}) + 1 FROM "{form.table}"').fetchone()[0])
+        new_id = int(
+            self.db.execute(
+                f'SELECT COALESCE(MAX("{form.pk}"), {kdata.ID_BASE - 1}) + 1 FROM "{form.table}"'
+            ).fetchone()[0]
+        )
         cols.update({form.pk: new_id, "FDocumentStatus": "A", "FCreateDate": now, "FModifyDate": now})
         lines_written = 0
         if form.entry_table:
@@ -340,7 +363,8 @@ class Writer:
         dindex: int,
     ) -> SaveResult:
         row = self.db.execute(
-            f'SELECT "{form.number_column}", "FDocumentStatus" FROM "{form.table}" WHERE "{form.pk}" = ?', (the_id,)
+            f'SELECT "{form.number_column}", "FDocumentStatus" FROM "{form.table}" WHERE "{form.pk}" = ?',
+            (the_id,),
         ).fetchone()
         if row is None:
             raise _err(f"内码为 {the_id} 的数据不存在或已被删除", form.pk, dindex, MSG_NOT_FOUND)
@@ -377,7 +401,14 @@ class Writer:
         missing = [(f, label) for f, label in fields if cols.get(f) in (None, "")]
         if missing:
             raise WriteError(
-                [{"FieldName": f.removesuffix("_FNumber"), "Message": f"“{label}”是必填项", "DIndex": dindex} for f, label in missing],
+                [
+                    {
+                        "FieldName": f.removesuffix("_FNumber"),
+                        "Message": f"“{label}”是必填项",
+                        "DIndex": dindex,
+                    }
+                    for f, label in missing
+                ],
                 MSG_VALIDATION,
             )
 
@@ -388,7 +419,9 @@ class Writer:
         ).fetchone()
         if hit is not None:
             raise _err(
-                f"违反字段唯一性要求：编码唯一。[{number}]已经被内码为 {hit[0]} 的数据使用", form.number_column, dindex
+                f"违反字段唯一性要求：编码唯一。[{number}]已经被内码为 {hit[0]} 的数据使用",
+                form.number_column,
+                dindex,
             )
 
     def _customer_defaults(self, cols: dict[str, Any], applied: set[str], *, force: bool) -> int:
@@ -427,7 +460,9 @@ class Writer:
             if name == "FMaterialId":
                 number = _ref_number(value)
                 if number is None or number not in MATERIALS:
-                    raise _err(f"字段“物料编码”的值“{number}”在基础资料中不存在", "FMaterialId", dindex, MSG_NO_FIELD)
+                    raise _err(
+                        f"字段“物料编码”的值“{number}”在基础资料中不存在", "FMaterialId", dindex, MSG_NO_FIELD
+                    )
                 mid, m = MATERIALS[number]
                 cols.update(
                     {
@@ -443,7 +478,9 @@ class Writer:
             elif name == "FUnitID":
                 number = _ref_number(value)
                 if number not in UNITS:
-                    raise _err(f"字段“销售单位”的值“{number}”在基础资料中不存在", "FUnitID", dindex, MSG_NO_FIELD)
+                    raise _err(
+                        f"字段“销售单位”的值“{number}”在基础资料中不存在", "FUnitID", dindex, MSG_NO_FIELD
+                    )
                 cols["FUnitID_FNumber"], cols["FUnitID_FName"] = number, UNITS[number]
             elif name == "FDeliveryDate":
                 cols[name] = _date(value, name, dindex)
@@ -461,7 +498,9 @@ class Writer:
             raise _err(f"第{seq}行分录，“物料编码”是必填项", "FMaterialId", dindex)
         if not cols.get("FQty"):
             raise _err(f"第{seq}行分录，“销售数量”必须大于零", "FQty", dindex)
-        next_entry = int(self.db.execute('SELECT COALESCE(MAX("FEntryID"), 0) + 1 FROM sale_order_lines').fetchone()[0])
+        next_entry = int(
+            self.db.execute('SELECT COALESCE(MAX("FEntryID"), 0) + 1 FROM sale_order_lines').fetchone()[0]
+        )
         cols.update({"FEntryID": next_entry, "FID": fid, "FSeq": seq})
         self._fill_prices(cols, set(names))
         self._insert_row(form.entry_table or "", cols)
@@ -475,7 +514,9 @@ class Writer:
             raise _err(f"单据体最多 {MAX_LINES} 行", form.entry_name, dindex, MSG_BAD_PARAM)
         existing = {
             int(r[0]): r[1]
-            for r in self.db.execute('SELECT "FEntryID", "FSeq" FROM sale_order_lines WHERE "FID" = ?', (fid,))
+            for r in self.db.execute(
+                'SELECT "FEntryID", "FSeq" FROM sale_order_lines WHERE "FID" = ?', (fid,)
+            )
         }
         kept: set[int] = set()
         seq = max(existing.values(), default=0)
@@ -505,7 +546,8 @@ class Writer:
                 zip(
                     ("FPrice", "FTaxPrice", "FEntryTaxRate"),
                     self.db.execute(
-                        'SELECT "FPrice", "FTaxPrice", "FEntryTaxRate" FROM sale_order_lines WHERE "FEntryID" = ?', (entry_id,)
+                        'SELECT "FPrice", "FTaxPrice", "FEntryTaxRate" FROM sale_order_lines WHERE "FEntryID" = ?',
+                        (entry_id,),
                     ).fetchone(),
                     strict=True,
                 )
@@ -514,7 +556,9 @@ class Writer:
             self._fill_prices(merged, set(names))
             cols.update({k: merged[k] for k in ("FPrice", "FTaxPrice")})
             sets = ", ".join(f'"{c}" = ?' for c in cols)
-            self.db.execute(f'UPDATE sale_order_lines SET {sets} WHERE "FEntryID" = ?', [*cols.values(), entry_id])
+            self.db.execute(
+                f'UPDATE sale_order_lines SET {sets} WHERE "FEntryID" = ?', [*cols.values(), entry_id]
+            )
         if delete_entry:
             gone = [e for e in existing if e not in kept]
             self.db.executemany('DELETE FROM sale_order_lines WHERE "FEntryID" = ?', [(e,) for e in gone])
@@ -579,7 +623,9 @@ class Writer:
             except (TypeError, ValueError):
                 out.append((None, str(i)))
                 continue
-            row = self.db.execute(f'SELECT "{form.pk}" FROM "{form.table}" WHERE "{form.pk}" = ?', (the_id,)).fetchone()
+            row = self.db.execute(
+                f'SELECT "{form.pk}" FROM "{form.table}" WHERE "{form.pk}" = ?', (the_id,)
+            ).fetchone()
             out.append((the_id if row else None, str(i)))
         return out
 
@@ -587,7 +633,8 @@ class Writer:
         """Apply ``op`` (submit, audit, unaudit, cancelassign, delete, forbid, enable, cancel) to one
         entity; returns its number. Raises :class:`WriteError` when its state does not allow it."""
         number, status = self.db.execute(
-            f'SELECT "{form.number_column}", "FDocumentStatus" FROM "{form.table}" WHERE "{form.pk}" = ?', (the_id,)
+            f'SELECT "{form.number_column}", "FDocumentStatus" FROM "{form.table}" WHERE "{form.pk}" = ?',
+            (the_id,),
         ).fetchone()
         allowed = {
             "submit": ("AD", "B", "只有创建或重新审核状态的数据才能提交"),
