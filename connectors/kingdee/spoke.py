@@ -288,16 +288,22 @@ class KingdeeSpoke:
     def find(self, object_name: str, keys: Mapping[str, Any]) -> str | None:
         """An existing record by the intent key (``F_TB_ExternalId``), else by an identity key."""
         b = self._binding(object_name)
-        probes: list[str] = []
+        # One query for every probe (intent key, number, credit code), chosen in that order.
+        probes: list[tuple[str, Any]] = []
         if keys.get("intent_key"):
-            probes.append(f"{EXTERNAL_ID} = {_quote(keys['intent_key'])}")
+            probes.append((EXTERNAL_ID, keys["intent_key"]))
         for hub_field, key in b.identity.items():
             value = keys.get(hub_field)
             if value not in (None, ""):
-                probes.append(f"{key} = {_quote(value)}")
-        for where in probes:
-            rows = self._query(b.form_id, [b.pk], where, limit=2)
-            ids = {str(r[0]) for r in rows}
+                probes.append((key, value))
+        if not probes:
+            return None
+        where = " OR ".join(f"{key} = {_quote(value)}" for key, value in probes)
+        fields = [b.pk, *dict.fromkeys(k for k, _ in probes)]
+        rows = self._query(b.form_id, fields, where, limit=50)
+        for key, value in probes:
+            i = fields.index(key)
+            ids = {str(r[0]) for r in rows if r[i] is not None and str(r[i]) == str(value)}
             if len(ids) == 1:
                 return ids.pop()
         return None

@@ -31,7 +31,7 @@ def main(hub_url: str, sim_url: str, cycles: int) -> None:
     pairs = {
         p.name: p
         for p in build_pairs(
-            yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"]
+            yaml.safe_load((ROOT / "mappings/library/sync/kingdee.yaml").read_text())["sync"]
         )
     }
     client = KingdeeClient(

@@ -24,7 +24,7 @@ from tests.kingdee.conftest import client_for
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = {
     p.name: p
-    for p in build_pairs(yaml.safe_load((ROOT / "mappings/library/kingdee_sync.yaml").read_text())["sync"])
+    for p in build_pairs(yaml.safe_load((ROOT / "mappings/library/sync/kingdee.yaml").read_text())["sync"])
 }
 USCC = "91330100MA2B0000" + "0" + uscc.check_char("91330100MA2B00000")
 WRITES = ("saves", "batch_saves", "submits", "audits", "unaudits", "cancel_assigns", "deletes", "operations")
