@@ -213,7 +213,10 @@ class SyncEngine:
                     )
 
     def _add_pending(
-        self, entities: dict[int, dict[str, SpokeRecord]], reads: Mapping[str, list[SpokeRecord]], report: SyncReport
+        self,
+        entities: dict[int, dict[str, SpokeRecord]],
+        reads: Mapping[str, list[SpokeRecord]],
+        report: SyncReport,
     ) -> None:
         """Entities with an update decided but not known to be applied (a crash, a lost answer):
         merged again with the record as the system holds it now, read back if this cycle did not."""
@@ -547,8 +550,10 @@ class SyncEngine:
             if link is not None and link["state"] != "creating":
                 base = dict(link["snapshot"] or {})
                 pending = link.get("pending")
-                if pending and record is not None and all(
-                    same(record.values.get(k), v) for k, v in pending.items()
+                if (
+                    pending
+                    and record is not None
+                    and all(same(record.values.get(k), v) for k, v in pending.items())
                 ):
                     base = apply_write(base, pending)  # our write was applied: its base moves
             if link is not None and link["state"] == "creating":
