@@ -145,6 +145,11 @@ class SalesOrder(HubRecord, Base):
     amount: Mapped[Decimal | None] = mapped_column(Money)
     status: Mapped[str | None] = mapped_column(String(32))
     owner: Mapped[str | None] = mapped_column(String(64))
+    # Lead-to-cash: the ERP's bill number and document status, owned by the ERP (migration 0007),
+    # and the lines as one value for the two-way engine (each with its ERP entry id once known).
+    erp_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    erp_status: Mapped[str | None] = mapped_column(String(32))
+    lines: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class SalesOrderLine(HubRecord, Base):
@@ -257,6 +262,9 @@ class RecordLink(Base):
     intent_key: Mapped[str | None] = mapped_column(String(64))
     #: The system's own modification time of the record as last read: an older read is stale.
     source_modified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: An update decided but not yet known to be applied there (migration 0007): a crash between the
+    #: decision and the write, or a lost answer, is finished by reading the record back.
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "object", "system", "external_id"),

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -47,6 +48,15 @@ VALIDATE_USER = "AuthService.ValidateUser"
 LOGIN_BY_APP_SECRET = "AuthService.LoginByAppSecret"
 EXECUTE_BILL_QUERY = "DynamicFormService.ExecuteBillQuery"
 VIEW = "DynamicFormService.View"
+SAVE = "DynamicFormService.Save"
+BATCH_SAVE = "DynamicFormService.BatchSave"
+SUBMIT = "DynamicFormService.Submit"
+AUDIT = "DynamicFormService.Audit"
+UNAUDIT = "DynamicFormService.UnAudit"
+CANCEL_ASSIGN = "DynamicFormService.CancelAssign"
+DELETE = "DynamicFormService.Delete"
+EXCUTE_OPERATION = "DynamicFormService.ExcuteOperation"  # sic, as the server names it
+MSG_NETWORK_CONTROL = 13
 
 MSG_SESSION_LOST = 1
 MSG_THROTTLED = 14
@@ -101,6 +111,39 @@ class KingdeeSessionLost(KingdeeTransient):
 
 class KingdeeBadRequest(KingdeeError, BadRequest):
     """The server refused the request (a wrong field, a bad FilterString, an HTTP 4xx)."""
+
+
+class KingdeeLocked(KingdeeTransient):
+    """MsgCode 13 (网控冲突 / 网络互斥): another user or process holds the record; nothing was
+    applied, so the same write may simply be sent again later."""
+
+    kind = "locked"
+
+
+class KingdeeWriteError(KingdeeBadRequest):
+    """A write the server refused for what it says (validation, a state that forbids it).
+
+    ``errors`` are Kingdee's ``Errors[]`` items (``FieldName``, ``Message``, ``DIndex``).
+    """
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = list(errors or [])
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a write service answered, entity by entity: ``done`` maps ``DIndex`` to (Id, Number)
+    and ``errors`` are the ``Errors[]`` items of the refused ones."""
+
+    done: dict[int, tuple[int, str]]
+    errors: list[dict[str, Any]]
+    msg_code: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every entity succeeded."""
+        return not self.errors
 
 
 class KingdeeNotFound(KingdeeError, NotFound):
@@ -344,8 +387,120 @@ class KingdeeClient(HttpClient):
             raise KingdeeError(f"View {form_id}: no entity in the response", service=VIEW)
         return entity
 
+    # -- writes ------------------------------------------------------------------------------------------
+    def save(
+        self,
+        form_id: str,
+        model: dict[str, Any],
+        *,
+        need_update_fields: list[str] | None = None,
+        is_delete_entry: bool = True,
+        need_return_fields: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, str]:
+        """``Save`` one entity (create when its id is 0/absent, else modify); returns (Id, Number).
+
+        A modify sends exactly ``need_update_fields`` (``NeedUpDateFields``); ``is_delete_entry``
+        false keeps entry rows the model leaves out; ``extra`` adds options such as
+        ``IsAutoSubmitAndAudit``. Raises :class:`KingdeeWriteError` when refused.
+        """
+        data = {
+            "NeedUpDateFields": list(need_update_fields or []),
+            "NeedReturnFields": list(need_return_fields or []),
+            "IsDeleteEntry": "true" if is_delete_entry else "false",
+            "SubSystemId": "",
+            "IsVerifyBaseDataField": "false",
+            **(extra or {}),
+            "Model": model,
+        }
+        outcome = self._write(SAVE, form_id, data)
+        self._raise_refused(SAVE, form_id, outcome)
+        return outcome.done[0]
+
+    def batch_save(
+        self,
+        form_id: str,
+        models: list[dict[str, Any]],
+        *,
+        need_update_fields: list[str] | None = None,
+        is_delete_entry: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> WriteOutcome:
+        """``BatchSave``: every model saved on its own; the outcome says which (``DIndex``) failed."""
+        data = {
+            "NeedUpDateFields": list(need_update_fields or []),
+            "IsDeleteEntry": "true" if is_delete_entry else "false",
+            "BatchCount": min(len(models), 8),
+            **(extra or {}),
+            "Model": models,
+        }
+        return self._write(BATCH_SAVE, form_id, data)
+
+    def lifecycle(
+        self, operation: str, form_id: str, *, numbers: list[str] | None = None, ids: list[int] | None = None
+    ) -> WriteOutcome:
+        """``Submit`` / ``Audit`` / ``UnAudit`` / ``CancelAssign`` / ``Delete`` by numbers or ids."""
+        service = {
+            "submit": SUBMIT,
+            "audit": AUDIT,
+            "unaudit": UNAUDIT,
+            "cancelassign": CANCEL_ASSIGN,
+            "delete": DELETE,
+        }[operation.lower()]
+        data = {
+            "CreateOrgId": 0,
+            "Numbers": list(numbers or []),
+            "Ids": ",".join(str(i) for i in ids or []),
+            "InterationFlags": "",
+            "NetworkCtrl": "",
+        }
+        return self._write(service, form_id, data)
+
+    def operation(
+        self, form_id: str, op_number: str, *, numbers: list[str] | None = None, ids: list[int] | None = None
+    ) -> WriteOutcome:
+        """``ExcuteOperation`` (sic) with ``opNumber`` (``Forbid``, ``Enable``, ``Cancel``, ...)."""
+        data = {"CreateOrgId": 0, "Numbers": list(numbers or []), "Ids": ",".join(str(i) for i in ids or [])}
+        return self._write(EXCUTE_OPERATION, form_id, data, op_number=op_number)
+
+    def _write(
+        self, service: str, form_id: str, data: dict[str, Any], op_number: str | None = None
+    ) -> WriteOutcome:
+        body: dict[str, Any] = {"formid": form_id, "data": data}
+        if op_number is not None:
+            body["opNumber"] = op_number
+        result = self._call_service(service, body, context=form_id, write=True)
+        status = (result.get("Result") or {}).get("ResponseStatus") if isinstance(result, dict) else None
+        if not isinstance(status, dict):
+            raise KingdeeError(f"{service} {form_id}: no ResponseStatus in the answer", service=service)
+        done = {}
+        for e in status.get("SuccessEntitys") or []:
+            if isinstance(e, dict):
+                done[int(e.get("DIndex") or 0)] = (int(e.get("Id") or 0), str(e.get("Number") or ""))
+        errors = [e for e in status.get("Errors") or [] if isinstance(e, dict)]
+        if status.get("IsSuccess") is False and not errors:
+            errors = [{"FieldName": None, "Message": f"ErrorCode {status.get('ErrorCode')}", "DIndex": 0}]
+        return WriteOutcome(done, errors, status.get("MsgCode"))
+
+    @staticmethod
+    def _raise_refused(service: str, form_id: str, outcome: WriteOutcome) -> None:
+        if outcome.ok and 0 in outcome.done:
+            return
+        parts = [
+            (f"{e.get('FieldName')}: " if e.get("FieldName") else "") + str(e.get("Message"))
+            for e in outcome.errors
+        ]
+        raise KingdeeWriteError(
+            f"{service.split('.')[-1]} {form_id} refused: {'; '.join(parts) or 'no entity saved'} (MsgCode {outcome.msg_code})",
+            errors=outcome.errors,
+            msg_code=outcome.msg_code,
+            service=service,
+        )
+
     # -- one call = one retry loop -----------------------------------------------------------------
-    def _call_service(self, service: str, body: dict[str, Any], *, context: str = "") -> Any:
+    def _call_service(
+        self, service: str, body: dict[str, Any], *, context: str = "", write: bool = False
+    ) -> Any:
         label = f"{service.split('.')[-1]}{' ' + context if context else ''}"
         relogged = False
 
@@ -354,7 +509,7 @@ class KingdeeClient(HttpClient):
             if not self._logged_in:
                 self._login_once()
             try:
-                return self._post(service, body, needs_session=True)
+                return self._post(service, body, needs_session=True, write=write)
             except KingdeeSessionLost:
                 if relogged:
                     raise  # lost again in this call: back off like any transient failure
@@ -364,9 +519,22 @@ class KingdeeClient(HttpClient):
                 self.stats["relogins"] += 1
                 log.info("%s: session lost, logging in again", label)
                 self._login_once()
-                return self._post(service, body, needs_session=True)
+                return self._post(service, body, needs_session=True, write=write)
 
-        return self.retrying(attempt, label=label)
+        if not write:
+            return self.retrying(attempt, label=label)
+        # A write is retried only where the server said it applied nothing (throttled, locked,
+        # session lost). After a 5xx, a timeout or a dropped connection the write may have been
+        # applied: it is not sent again here; the caller looks the record up first (no duplicate).
+        return self.policy.run(
+            attempt,
+            label=label,
+            is_retryable=lambda exc: isinstance(exc, KingdeeThrottled | KingdeeLocked | KingdeeSessionLost),
+            sleep=self._sleep,
+            on_retry=self.on_retry,
+            logger=self.log,
+            rng=self._rng,
+        )
 
     def on_retry(self, exc: BaseException, retry: int, delay: float) -> None:
         """Count retries for :attr:`stats`."""
@@ -402,7 +570,7 @@ class KingdeeClient(HttpClient):
         self._logged_in = True
         self.stats["logins"] += 1
 
-    def _post(self, service: str, body: dict[str, Any], *, needs_session: bool) -> Any:
+    def _post(self, service: str, body: dict[str, Any], *, needs_session: bool, write: bool = False) -> Any:
         """One POST, no retry; every failure raised as a :class:`KingdeeError` of its category."""
         self.stats["requests"] += 1
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -443,4 +611,11 @@ class KingdeeClient(HttpClient):
             raise KingdeeThrottled(
                 f"{service}: throttled (MsgCode 14: {message})", msg_code=code, service=service
             )
+        if code == MSG_NETWORK_CONTROL:
+            self.stats["locked"] = self.stats.get("locked", 0) + 1
+            raise KingdeeLocked(
+                f"{service}: record locked (MsgCode 13: {message})", msg_code=code, service=service
+            )
+        if write:
+            return data  # the caller reads Errors[] entity by entity
         raise KingdeeBadRequest(f"{service}: {message} (MsgCode {code})", msg_code=code, service=service)

@@ -163,6 +163,7 @@ class SyncEngine:
                 self._finish_intents(report)
             reads, cursors = self._read(report, reconcile)
             entities = self._assign(reads, report, dry_run)
+            self._add_pending(entities, reads, report)
             entities.update({hub_id: {} for hub_id in self._hub_edited(entities)})
             for hub_id in sorted(entities):
                 self._cycle_entity(hub_id, entities[hub_id], report, dry_run)
@@ -210,6 +211,48 @@ class SyncEngine:
                         .where(_LINKS.c.id == link["id"])
                         .values(external_id=found, state="linked", synced_at=dt.datetime.now(dt.UTC))
                     )
+
+    def _add_pending(
+        self,
+        entities: dict[int, dict[str, SpokeRecord]],
+        reads: Mapping[str, list[SpokeRecord]],
+        report: SyncReport,
+    ) -> None:
+        """Entities with an update decided but not known to be applied (a crash, a lost answer):
+        merged again with the record as the system holds it now, read back if this cycle did not."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_LINKS.c.system, _LINKS.c.hub_id, _LINKS.c.external_id).where(
+                    _LINKS.c.tenant_id == self.tenant,
+                    _LINKS.c.object == self.pair.object,
+                    _LINKS.c.system.in_(list(self.spokes)),
+                    _LINKS.c.pending.is_not(None),
+                )
+            ).all()
+        by_system: dict[str, dict[str, int]] = {}
+        for system, hub_id, ext in rows:
+            by_system.setdefault(system, {})[ext] = hub_id
+        for system, wanted in by_system.items():
+            seen = {r.external_id: r for r in reads.get(system, [])}
+            missing = [e for e in wanted if e not in seen]
+            if missing:
+                try:
+                    fetched = self.spokes[system].fetch(self.pair.object, missing)
+                    report.direction(system).calls += 1
+                except SpokeError as exc:
+                    report.errors.append(f"{system}: could not read back writes in flight: {exc}")
+                    fetched = {}
+                for ext, r in fetched.items():
+                    seen[ext] = SpokeRecord(
+                        r.external_id,
+                        {k: canon(v) for k, v in r.values.items() if k in self._types},
+                        r.modified_at,
+                        r.author,
+                        r.deleted,
+                    )
+            for ext, hub_id in wanted.items():
+                if ext in seen:
+                    entities.setdefault(hub_id, {})[system] = seen[ext]
 
     # -- step 2: reads -----------------------------------------------------------------------------------
     def _read(
@@ -506,6 +549,13 @@ class SyncEngine:
             base = None
             if link is not None and link["state"] != "creating":
                 base = dict(link["snapshot"] or {})
+                pending = link.get("pending")
+                if (
+                    pending
+                    and record is not None
+                    and all(same(record.values.get(k), v) for k, v in pending.items())
+                ):
+                    base = apply_write(base, pending)  # our write was applied: its base moves
             if link is not None and link["state"] == "creating":
                 continue  # a create in flight: finished at the start of the next cycle
             spokes.append(
@@ -594,8 +644,16 @@ class SyncEngine:
                             source_modified_at=record.modified_at or link["source_modified_at"],
                             version=link["version"] + 1,
                             synced_at=now,
+                            pending=None,  # read back: the base above already holds what applied
                         )
                     )
+            # The writes about to be sent, recorded with the decision: a crash before or after the
+            # system applies one is finished next cycle by reading the record back (_add_pending).
+            for system, values in outcome.writes.items():
+                link = links.get(system)
+                if system in outcome.creates or link is None:
+                    continue
+                conn.execute(update(_LINKS).where(_LINKS.c.id == link["id"]).values(pending=dict(values)))
             for conflict in outcome.conflicts:
                 self._insert_conflict(conn, hub_id, conflict, reads)
                 report.conflicts_opened += 1
@@ -638,6 +696,7 @@ class SyncEngine:
             except SpokeError as exc:
                 report.direction(system).failed += 1
                 report.errors.append(f"{system} {link['external_id']}: {action} failed: {exc}")
+                self._retry_next_cycle(hub_id)
                 continue
             finally:
                 report.direction(system).calls += 1
@@ -658,6 +717,10 @@ class SyncEngine:
             except SpokeError as exc:
                 counts.failed += 1
                 report.errors.append(f"{system} {link['external_id']}: update failed: {exc}")
+                if not exc.transient:  # refused: nothing was applied (a lost answer keeps it pending)
+                    with self.engine.begin() as conn:
+                        conn.execute(update(_LINKS).where(_LINKS.c.id == link["id"]).values(pending=None))
+                self._retry_next_cycle(hub_id)
                 continue
             with self.engine.begin() as conn:
                 current = conn.execute(
@@ -668,7 +731,10 @@ class SyncEngine:
                     update(_LINKS)
                     .where(_LINKS.c.id == link["id"])
                     .values(
-                        snapshot=base, snapshot_hash=canonical_hash(base), synced_at=dt.datetime.now(dt.UTC)
+                        snapshot=base,
+                        snapshot_hash=canonical_hash(base),
+                        synced_at=dt.datetime.now(dt.UTC),
+                        pending=None,
                     )
                 )
                 self._audit(
@@ -677,6 +743,20 @@ class SyncEngine:
                     MergeEvent("written", None, system, json.dumps(sorted(values)), None, values),
                 )
             counts.updated += 1
+
+    def _retry_next_cycle(self, hub_id: int) -> None:
+        """A write that failed leaves its base where it was; forgetting the hub hash makes the next
+        cycle merge the entity again and send the difference, instead of waiting for another edit."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_ENTITIES)
+                .where(
+                    _ENTITIES.c.tenant_id == self.tenant,
+                    _ENTITIES.c.pair == self.pair.name,
+                    _ENTITIES.c.hub_id == hub_id,
+                )
+                .values(hub_hash=None)
+            )
 
     def _create_in(
         self, spoke: Spoke, hub_id: int, values: dict[str, Any], counts: DirectionCounts, report: SyncReport
@@ -837,6 +917,17 @@ class SyncEngine:
                     .where(_LINKS.c.id == link["id"])
                     .values(snapshot=base, snapshot_hash=canonical_hash(base))
                 )
+            # The entity must be merged again next cycle even when the hub keeps its value (no hub
+            # edit to notice): the losing system still holds the other value and must receive it.
+            conn.execute(
+                update(_ENTITIES)
+                .where(
+                    _ENTITIES.c.tenant_id == self.tenant,
+                    _ENTITIES.c.pair == self.pair.name,
+                    _ENTITIES.c.hub_id == hub_id,
+                )
+                .values(hub_hash=None)
+            )
             conn.execute(
                 update(_CONFLICTS)
                 .where(_CONFLICTS.c.id == conflict_id)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -24,6 +28,7 @@ from connectors.kingdee.simulator.forms import (
     form_def,
 )
 from connectors.kingdee.simulator.store import KingdeeStore
+from connectors.kingdee.simulator.writes import MSG_NETWORK_CONTROL, WriteError, parse_data
 from connectors.kit.simulator import FaultSpec, Simulator
 
 SERVICE_PREFIX = "Kingdee.BOS.WebApi.ServicesStub."
@@ -32,6 +37,29 @@ LOGIN_BY_APP_SECRET = "AuthService.LoginByAppSecret"
 EXECUTE_BILL_QUERY = "DynamicFormService.ExecuteBillQuery"
 BILL_QUERY = "DynamicFormService.BillQuery"
 VIEW = "DynamicFormService.View"
+SAVE = "DynamicFormService.Save"
+BATCH_SAVE = "DynamicFormService.BatchSave"
+SUBMIT = "DynamicFormService.Submit"
+AUDIT = "DynamicFormService.Audit"
+UNAUDIT = "DynamicFormService.UnAudit"
+CANCEL_ASSIGN = "DynamicFormService.CancelAssign"
+DELETE = "DynamicFormService.Delete"
+#: sic: the real service name is misspelt, and so is it here
+EXCUTE_OPERATION = "DynamicFormService.ExcuteOperation"
+#: write services by lower-cased name -> the lifecycle operation (None: a save)
+WRITE_SERVICES = {
+    SAVE.lower(): None,
+    BATCH_SAVE.lower(): None,
+    SUBMIT.lower(): "submit",
+    AUDIT.lower(): "audit",
+    UNAUDIT.lower(): "unaudit",
+    CANCEL_ASSIGN.lower(): "cancelassign",
+    DELETE.lower(): "delete",
+    EXCUTE_OPERATION.lower(): "operation",
+}
+#: ExcuteOperation opNumbers the simulator knows (lower-cased) -> its operation
+OPERATIONS = {"forbid": "forbid", "enable": "enable", "cancel": "cancel", "undocancel": "undocancel"}
+LOCK_CONFLICT_MESSAGE = "网络互斥：当前数据正在被其他用户或进程操作（网控冲突），请稍后再试"
 
 SESSION_COOKIE = "kdservice-sessionid"
 ASPNET_COOKIE = "ASP.NET_SessionId"
@@ -68,6 +96,8 @@ class KingdeeSimulator(Simulator):
         "same_second",
         "null_modify_date",
         "malformed",
+        "lost_response",
+        "lock_conflict",
     )
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec("session_idle", "SECONDS", "a session unused this long is dropped", default=1200.0),
@@ -83,6 +113,22 @@ class KingdeeSimulator(Simulator):
         "sessions_expired",
         "bad_requests",
         "query_errors",
+        "signed_logins",
+        "saves",
+        "batch_saves",
+        "submits",
+        "audits",
+        "unaudits",
+        "cancel_assigns",
+        "deletes",
+        "operations",
+        "entities_saved",
+        "entities_created",
+        "fields_written",
+        "cascade_resets",
+        "write_errors",
+        "lost_responses",
+        "lock_conflicts",
     )
 
     ACCT_ID: ClassVar[str] = "65f1d7e2c3b4a59687706152"
@@ -199,6 +245,19 @@ class KingdeeSimulator(Simulator):
         self.seed_data()
         return self.store.delete(form, count, ids=ids)
 
+    def edit(self, form: str, id_: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """A user's edit in the ERP's own screens: ``fields`` (Save Model keys, e.g. ``{"FTEL": ..}``
+        or ``{"FSELLER": {"FNumber": "YG0002"}}``) applied with a new ``FModifyDate``, whatever the
+        record's status; not API traffic (no counters move)."""
+        self.seed_data()
+        return self.store.edit(form, id_, fields)
+
+    def tamper(self, form: str, id_: int, columns: dict[str, Any]) -> dict[str, Any]:
+        """An out-of-band change straight in the database: stored ``columns`` set, ``FModifyDate``
+        left alone, so only a full compare (reconciliation) can find it."""
+        self.seed_data()
+        return self.store.tamper(form, id_, columns)
+
     def execute_bill_query(self, data: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run an ExecuteBillQuery ``data`` object; raises :class:`QueryError`."""
         self.seed_data()
@@ -210,19 +269,29 @@ class KingdeeSimulator(Simulator):
         return self.store.view(form_id, number=number, id_=id_)
 
     # -- HTTP -------------------------------------------------------------------------------------------
-    CONTROL_ERRORS: ClassVar[tuple[type[Exception], ...]] = (KeyError, ValueError, TypeError)
+    CONTROL_ERRORS: ClassVar[tuple[type[Exception], ...]] = (
+        KeyError,
+        ValueError,
+        TypeError,
+        WriteError,
+        QueryError,
+    )
 
     def api_routes(self) -> list[BaseRoute]:
         """``/k3cloud/<service>.common.kdsvc``."""
         return [Route("/k3cloud/{service:path}", self._service, methods=["POST"])]
 
     def control_routes(self) -> list[BaseRoute]:
-        """``/_sim/modify``, ``/_sim/insert``, ``/_sim/delete``, ``/_sim/sessions/expire``."""
+        """``/_sim/modify``, ``/_sim/insert``, ``/_sim/delete``, ``/_sim/sessions/expire``,
+        ``/_sim/edit`` (a user's edit: ``{form, id, fields}``) and ``/_sim/tamper`` (an out-of-band
+        database change without a timestamp bump: ``{form, id, columns}``)."""
         return [
             Route("/_sim/modify", self._sim_modify, methods=["POST"]),
             Route("/_sim/insert", self._sim_insert, methods=["POST"]),
             Route("/_sim/delete", self._sim_delete, methods=["POST"]),
             Route("/_sim/sessions/expire", self._sim_expire, methods=["POST"]),
+            Route("/_sim/edit", self._sim_edit, methods=["POST"]),
+            Route("/_sim/tamper", self._sim_tamper, methods=["POST"]),
         ]
 
     def http_5xx_response(self, status: int) -> Response:
@@ -235,6 +304,14 @@ class KingdeeSimulator(Simulator):
         )
 
     async def _service(self, request: Request) -> Response:
+        response = await self._serve(request)
+        sid = getattr(request.state, "new_sid", None)
+        if sid:  # a signed request opened a session: hand it back as the real server does
+            response.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True)
+            response.set_cookie(ASPNET_COOKIE, sid, path="/", httponly=True)
+        return response
+
+    async def _serve(self, request: Request) -> Response:
         name = request.path_params["service"]
         lowered = name.lower()
         if not (lowered.startswith(SERVICE_PREFIX.lower()) and lowered.endswith(".common.kdsvc")):
@@ -243,7 +320,10 @@ class KingdeeSimulator(Simulator):
         failure = await self.transport_faults()
         if failure is not None:
             return failure
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client went away (killed) mid-request: nothing to answer
+            return PlainTextResponse("", status_code=499)
         try:
             payload = json.loads(body.decode("utf-8-sig") or "{}")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -260,6 +340,8 @@ class KingdeeSimulator(Simulator):
             return self._query(request, payload, as_objects=service == BILL_QUERY.lower())
         if service == VIEW.lower():
             return self._view(request, payload)
+        if service in WRITE_SERVICES:
+            return await self._write(request, service, payload)
         return _json(_status_error(f"不支持的服务：{name}", MSG_BAD_PARAM))
 
     # login ------------------------------------------------------------------------------------------
@@ -305,7 +387,11 @@ class KingdeeSimulator(Simulator):
         return response
 
     def _session(self, request: Request) -> _Session | None:
-        sid = request.cookies.get(SESSION_COOKIE) or request.cookies.get(ASPNET_COOKIE)
+        sid = (
+            request.cookies.get(SESSION_COOKIE)
+            or request.cookies.get(ASPNET_COOKIE)
+            or request.headers.get(SESSION_COOKIE)
+        )
         if not sid:
             return None
         idle = self.faults.value("session_idle", 1200.0)
@@ -321,9 +407,41 @@ class KingdeeSimulator(Simulator):
             s.last_used = now
             return s
 
+    def _signed_session(self, request: Request) -> _Session | None:
+        """The current official SDK's auth: no login call, every request signed (external-apis.md
+        §2.1 Mode B). A valid signature opens a session (cookie ``kdservice-sessionid``) that later
+        requests reuse; a bad one is treated as no session at all."""
+        h = request.headers
+        app_id = h.get("x-kd-appkey", "")
+        try:
+            app_data = base64.b64decode(h.get("x-kd-appdata", ""), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        acct, _, rest = app_data.partition(",")
+        user = rest.split(",")[0]
+        if app_id != self.APP_ID or acct != self.ACCT_ID or user != self.USERNAME:
+            return None
+        if not hmac.compare_digest(h.get("x-kd-signature", ""), _sign(app_id + app_data, self.APP_SECRET)):
+            return None
+        client_secret = decode_app_secret(app_id.split("_", 1)[1]) if "_" in app_id else ""
+        path = urllib.parse.quote(request.url.path, encoding="utf-8").replace("/", "%2F")
+        nonce, ts = h.get("x-api-nonce", ""), h.get("x-api-timestamp", "")
+        expected = _sign(f"POST\n{path}\n\nx-api-nonce:{nonce}\nx-api-timestamp:{ts}\n", client_secret)
+        if not hmac.compare_digest(h.get("x-api-signature", ""), expected):
+            return None
+        sid = secrets.token_hex(16)
+        session = _Session(sid, acct, user, time.monotonic())
+        with self._lock:
+            self._sessions[sid] = session
+        self.count("signed_logins")
+        request.state.new_sid = sid
+        return session
+
     def _gate(self, request: Request) -> tuple[_Session | None, dict[str, Any] | None]:
         """Session and throttling checks shared by query and view; returns (session, error)."""
         session = self._session(request)
+        if session is None and request.headers.get("x-kd-appkey"):
+            session = self._signed_session(request)
         if session is None:
             self.count("session_lost")
             return None, _status_error(SESSION_LOST_MESSAGE, MSG_SESSION_LOST)
@@ -393,6 +511,91 @@ class KingdeeSimulator(Simulator):
             }
         )
 
+    # write services -------------------------------------------------------------------------------------
+    async def _write(self, request: Request, service: str, payload: dict[str, Any]) -> Response:
+        session, error = self._gate(request)
+        if error is not None or session is None:
+            return _json(error)
+        if self.chance("lock_conflict"):
+            # 网络互斥 (network control): another user or process holds the document; nothing applied.
+            self.count("lock_conflicts")
+            return _json(_status_error(LOCK_CONFLICT_MESSAGE, MSG_NETWORK_CONTROL))
+        op = WRITE_SERVICES[service]
+        try:
+            form_id = str(payload.get("formid") or payload.get("FormId") or "")
+            data = parse_data(payload.get("data", {}))
+            if not form_id:
+                form_id = str(data.get("FormId") or data.get("formid") or "")
+            if op == "operation":
+                op_number = str(payload.get("opNumber") or data.get("opNumber") or "")
+                op = OPERATIONS.get(op_number.lower())
+                if op is None:
+                    raise WriteError(
+                        [{"FieldName": "opNumber", "Message": f"不支持的操作：{op_number}", "DIndex": 0}],
+                        MSG_BAD_PARAM,
+                    )
+            body = self._apply_write(service, op, form_id, data)
+        except (WriteError, QueryError) as exc:
+            self.count("write_errors")
+            errors = (
+                exc.errors
+                if isinstance(exc, WriteError)
+                else [{"FieldName": None, "Message": exc.message, "DIndex": 0}]
+            )
+            return _json(_write_status(False, errors, [], exc.msg_code))
+        with self._lock:
+            session.queries += 1
+        if self.chance("lost_response"):
+            # Applied, and then the answer never arrives: a proxy gives up on the backend.
+            self.count("lost_responses")
+            return self.http_5xx_response(504)
+        return _json(body)
+
+    def _apply_write(
+        self, service: str, op: str | None, form_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        store = self.store
+        self.seed_data()
+        if service == SAVE.lower():
+            self.count("saves")
+            result = store.save(form_id, data)
+            self._count_saved([result])
+            entity = {"Id": result.id, "Number": result.number, "DIndex": 0}
+            body = _write_status(True, [], [entity], 0)
+            body["Result"].update({"Id": result.id, "Number": result.number, "NeedReturnData": [{}]})
+            return body
+        if service == BATCH_SAVE.lower():
+            self.count("batch_saves")
+            results, errors = store.batch_save(form_id, data)
+            done = [r for r in results if r is not None]
+            self._count_saved(done)
+            if errors:
+                self.count("write_errors")
+            entities = [
+                {"Id": r.id, "Number": r.number, "DIndex": i} for i, r in enumerate(results) if r is not None
+            ]
+            return _write_status(not errors, errors, entities, 11 if errors else 0)
+        assert op is not None
+        counter = {
+            "submit": "submits",
+            "audit": "audits",
+            "unaudit": "unaudits",
+            "cancelassign": "cancel_assigns",
+            "delete": "deletes",
+        }.get(op, "operations")
+        self.count(counter)
+        done, errors = store.lifecycle(form_id, op, data)
+        if errors:
+            self.count("write_errors")
+        entities = [{"Id": i, "Number": n, "DIndex": d} for i, n, d in done]
+        return _write_status(not errors, errors, entities, 12 if errors else 0)
+
+    def _count_saved(self, results: Sequence[Any]) -> None:
+        self.count("entities_saved", len(results))
+        self.count("entities_created", sum(1 for r in results if r.created))
+        self.count("fields_written", sum(len(r.fields) for r in results))
+        self.count("cascade_resets", sum(r.cascades for r in results))
+
     # control API ------------------------------------------------------------------------------------------
     async def _sim_modify(self, request: Request) -> Response:
         return await self._sim_change(request, self.modify)
@@ -418,11 +621,72 @@ class KingdeeSimulator(Simulator):
             return self.control_error(exc)
         return await self.run_control(fn, *args, modified_at=body.get("modified_at"))
 
+    async def _sim_edit(self, request: Request) -> Response:
+        return await self._sim_record(request, "fields", self.edit)
+
+    async def _sim_tamper(self, request: Request) -> Response:
+        return await self._sim_record(request, "columns", self.tamper)
+
+    async def _sim_record(self, request: Request, key: str, fn: Any) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            args = (str(body["form"]), int(body["id"]), dict(body[key]))
+        except (KeyError, ValueError, TypeError) as exc:
+            return self.control_error(exc)
+        return await self.run_control(fn, *args)
+
     async def _sim_expire(self, request: Request) -> Response:
         return _json({"expired": self.expire_sessions()})
 
 
 # -- response shapes ---------------------------------------------------------------------------------------
+def _write_status(
+    ok: bool, errors: list[dict[str, Any]], entities: list[dict[str, Any]], msg_code: int
+) -> dict[str, Any]:
+    """A write service's answer: ``Result.ResponseStatus`` with errors and ``SuccessEntitys``."""
+    status: dict[str, Any] = {
+        "IsSuccess": ok,
+        "Errors": errors,
+        "SuccessEntitys": entities,
+        "SuccessMessages": [],
+        "MsgCode": msg_code,
+    }
+    if not ok:
+        status = {"ErrorCode": 500, **status}
+    return {"Result": {"ResponseStatus": status}}
+
+
+def _sign(message: str, key: str) -> str:
+    """The SDK's signature: base64 of the *hex* HMAC-SHA256 digest (not of the raw digest)."""
+    digest = hmac.new(key.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
+    return base64.b64encode(digest.encode("utf-8")).decode("ascii")
+
+
+_XOR_SEED = "0054s397p6234378o09pn7q3r5qropr7"  # the SDK's default code (ApiConfig.Xor_Code empty)
+
+
+def _rot13(text: str) -> str:
+    out = []
+    for ch in text:
+        if "a" <= ch <= "z":
+            out.append(chr((ord(ch) - 97 + 13) % 26 + 97))
+        elif "A" <= ch <= "Z":
+            out.append(chr((ord(ch) - 65 + 13) % 26 + 65))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def decode_app_secret(encoded: str) -> str:
+    """The client secret hidden in the second half of an app id, as the official SDK decodes it:
+    base64, XOR with a rot13'd fixed code, base64 again ('' when it is not 32 characters)."""
+    if len(encoded) != 32:
+        return ""
+    raw = base64.b64decode(encoded)
+    pad = _rot13(_XOR_SEED).encode("utf-8")
+    return base64.b64encode(bytes(b ^ pad[i] for i, b in enumerate(raw))).decode("ascii")
+
+
 def _json(content: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(content, status_code=status)
 

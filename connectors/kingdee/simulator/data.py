@@ -165,6 +165,11 @@ class RowFactory:
             created,
             mod,
             approve,
+            # Credit limit and receivable balance from the id alone (no draw from rng: the rest of
+            # the seeded data stays exactly as it was before these columns existed).
+            float((cid * 7919) % 20 + 1) * 50_000.0,
+            float((cid * 104_729) % 800) * 125.0,
+            None,
             None,
         ]
 
@@ -239,6 +244,7 @@ class RowFactory:
             created,
             mod,
             approve,
+            None,
             None,
         ]
         return header, lines

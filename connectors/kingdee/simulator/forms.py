@@ -201,6 +201,11 @@ CUSTOMER_COLUMNS = (
     "FCreateDate",
     "FModifyDate",
     "FApproveDate",
+    # Custom fields (a dev partner's F_PAEZ_ prefix, as real accounts have): the credit limit and
+    # receivable balance the ERP owns, and tongbu's external id (the create intent key).
+    "F_PAEZ_CreditLimit",
+    "F_PAEZ_ARBalance",
+    "F_TB_ExternalId",
     "_malformed",
 )
 ORDER_COLUMNS = (
@@ -231,6 +236,7 @@ ORDER_COLUMNS = (
     "FCreateDate",
     "FModifyDate",
     "FApproveDate",
+    "F_TB_ExternalId",
     "_malformed",
 )
 ORDER_LINE_COLUMNS = (
@@ -297,6 +303,8 @@ def _build_forms() -> dict[str, FormDef]:
             "FCreateDate": _DT,
             "FModifyDate": _DT,
             "FApproveDate": _DT,
+            "F_PAEZ_CreditLimit": _DEC,
+            "F_PAEZ_ARBalance": _DEC,
         },
         number_column="FNumber",
     )

@@ -36,6 +36,7 @@ from connectors.kingdee.simulator.forms import (
     parse_literal_ms,
     select_expr,
 )
+from connectors.kingdee.simulator.writes import MAX_BATCH, SaveResult, WriteError, Writer
 from connectors.kit.fakedata import FastRandom
 from connectors.kit.simulator import FaultConfig, pick_rows
 
@@ -356,6 +357,136 @@ class KingdeeStore:
             if fd.entry_table:
                 db.executemany(f'DELETE FROM "{fd.entry_table}" WHERE "FID" = ?', [(i,) for i in gone])
             return {"form": fd.form_id, "ids": gone}
+
+    # -- the write path (Save, BatchSave, Submit, Audit, UnAudit, Delete, operations) -------------------
+    def _writer(self) -> Writer:
+        return Writer(self.db, self._tick, self._next_number)
+
+    def _next_number(self, form: FormDef) -> str:
+        """The coding rule's next number (CUST0000123 / XSDD00000123), skipping numbers in use."""
+        n = int(self.db.execute(f'SELECT COUNT(*) FROM "{form.table}"').fetchone()[0]) + 1
+        prefix, width = ("CUST", 7) if form.form_id == "BD_Customer" else ("XSDD", 8)
+        while True:
+            number = f"{prefix}{n:0{width}d}"
+            taken = self.db.execute(
+                f'SELECT 1 FROM "{form.table}" WHERE "{form.number_column}" = ?', (number,)
+            ).fetchone()
+            if taken is None:
+                return number
+            n += 1
+
+    def save(self, form: str, data: dict[str, Any]) -> SaveResult:
+        """``Save`` of one ``data`` object (``Model`` plus options); raises :class:`WriteError`."""
+        with self.lock:
+            result = self._writer().save(form, data, data.get("Model") or {}, 0)
+            self._auto_audit(form, data, [result])
+            return result
+
+    def _auto_audit(self, form: str, data: dict[str, Any], results: list[SaveResult]) -> None:
+        """``IsAutoSubmitAndAudit``: submit and audit what was just saved, in the same call."""
+        if str(data.get("IsAutoSubmitAndAudit", "")).lower() not in ("true", "1"):
+            return
+        fd = form_def(form)
+        writer = self._writer()
+        for r in results:
+            writer.transition(fd, "submit", r.id, r.number, 0)
+            writer.transition(fd, "audit", r.id, r.number, 0)
+
+    def batch_save(
+        self, form: str, data: dict[str, Any]
+    ) -> tuple[list[SaveResult | None], list[dict[str, Any]]]:
+        """``BatchSave``: every entity of ``Model`` saved on its own (``DIndex`` = its position);
+        returns the results (None where refused) and the errors."""
+        models = data.get("Model")
+        if not isinstance(models, list) or not models:
+            raise WriteError([{"FieldName": "Model", "Message": "Model 必须是非空数组", "DIndex": 0}], 8)
+        if len(models) > MAX_BATCH:
+            raise WriteError(
+                [{"FieldName": "Model", "Message": f"一次最多保存 {MAX_BATCH} 条", "DIndex": 0}], 8
+            )
+        results: list[SaveResult | None] = []
+        errors: list[dict[str, Any]] = []
+        with self.lock:
+            writer = self._writer()
+            for i, model in enumerate(models):
+                try:
+                    saved = writer.save(form, data, model, i)
+                    self._auto_audit(form, data, [saved])
+                    results.append(saved)
+                except WriteError as exc:
+                    results.append(None)
+                    errors.extend({**e, "DIndex": i} for e in exc.errors)
+        return results, errors
+
+    def lifecycle(
+        self, form: str, op: str, data: dict[str, Any]
+    ) -> tuple[list[tuple[int, str, int]], list[dict[str, Any]]]:
+        """Submit / Audit / UnAudit / CancelAssign / Delete / an ``ExcuteOperation`` of the entities
+        named by ``Numbers`` or ``Ids``; returns ((id, number, DIndex) done, errors)."""
+        fd = form_def(form)
+        done: list[tuple[int, str, int]] = []
+        errors: list[dict[str, Any]] = []
+        with self.lock:
+            writer = self._writer()
+            for i, (the_id, label) in enumerate(writer.targets(fd, data)):
+                if the_id is None:
+                    errors.append(
+                        {"FieldName": None, "Message": f"{label}：数据不存在或已被删除", "DIndex": i}
+                    )
+                    continue
+                try:
+                    number = writer.transition(fd, op, the_id, label, i)
+                except WriteError as exc:
+                    errors.extend(exc.errors)
+                    continue
+                done.append((the_id, number, i))
+        return done, errors
+
+    def edit(self, form: str, id_: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """A user's edit in the ERP's own screens: ``fields`` (Save Model keys) applied to one record
+        as a modify with exactly those fields, the modification time bumped, whatever its status."""
+        fd = form_def(form)
+        with self.lock:
+            row = self.db.execute(
+                f'SELECT "FDocumentStatus" FROM "{fd.table}" WHERE "{fd.pk}" = ?', (int(id_),)
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"{fd.form_id} has no record {id_}")
+            # The UI edits audited records after an implicit un-audit; keep their status as it was.
+            self.db.execute(
+                f'UPDATE "{fd.table}" SET "FDocumentStatus" = \'A\' WHERE "{fd.pk}" = ?', (int(id_),)
+            )
+            try:
+                model = {fd.pk: int(id_), **fields}
+                result = self._writer().save(form, {"NeedUpDateFields": list(fields)}, model, 0)
+            finally:
+                self.db.execute(
+                    f'UPDATE "{fd.table}" SET "FDocumentStatus" = ? WHERE "{fd.pk}" = ?', (row[0], int(id_))
+                )
+            return {"form": fd.form_id, "id": result.id, "number": result.number}
+
+    def tamper(self, form: str, id_: int, columns: dict[str, Any]) -> dict[str, Any]:
+        """An out-of-band change straight in the database (a DBA's UPDATE, another integration):
+        ``columns`` (stored column names, e.g. ``FTEL``) set with no ``FModifyDate`` bump, so no
+        incremental read can see it; only a full compare (reconciliation) finds it."""
+        fd = form_def(form)
+        allowed = {c for c in (*fd.columns, *fd.entry_columns) if not c.startswith("_")} - {
+            fd.pk,
+            "FModifyDate",
+        }
+        bad = sorted(set(columns) - allowed)
+        if bad:
+            raise ValueError(f"{fd.form_id} has no stored column {bad[0]!r} that tamper may set")
+        with self.lock:
+            head = {c: v for c, v in columns.items() if c in fd.columns}
+            if head:
+                sets = ", ".join(f'"{c}" = ?' for c in head)
+                n = self.db.execute(
+                    f'UPDATE "{fd.table}" SET {sets} WHERE "{fd.pk}" = ?', [*head.values(), int(id_)]
+                ).rowcount
+                if n == 0:
+                    raise KeyError(f"{fd.form_id} has no record {id_}")
+            return {"form": fd.form_id, "id": int(id_), "columns": sorted(columns)}
 
     def _stamp(self, modified_at: str | None) -> int:
         if modified_at is None:

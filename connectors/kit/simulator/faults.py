@@ -91,6 +91,16 @@ COMMON_FAULTS: dict[str, FaultSpec] = _specs(
         "this share of the seeded records has a NULL modification time",
         bare=0.25,
     ),
+    FaultSpec(
+        "lost_response",
+        "RATE",
+        "a write is applied, then its answer is lost (HTTP 504 from the gateway)",
+    ),
+    FaultSpec(
+        "lock_conflict",
+        "RATE",
+        "a write is refused, nothing applied, because another user holds a lock on the record",
+    ),
 )
 
 #: Names simulators used before the catalogue, and what replaces them.
