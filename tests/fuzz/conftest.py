@@ -28,7 +28,9 @@ settings.register_profile("ci", max_examples=10_000, database=None, **_COMMON)
 settings.register_profile("soak", max_examples=100_000, database=None, **_COMMON)
 _IN_CI = os.environ.get("CI") or os.environ.get("TONGBU_REQUIRE_SERVICES")
 settings.load_profile(
-    os.environ.get("TONGBU_FUZZ_PROFILE") or os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _IN_CI else "dev")
+    os.environ.get("TONGBU_FUZZ_PROFILE")
+    or os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if _IN_CI else "dev")
 )
 
 
