@@ -32,7 +32,9 @@ def test_the_shipped_connectors_are_found_with_their_classes() -> None:
     assert {"crm", "kingdee", "synthetic", "wecom"} <= set(found)
     assert load_class(found["kingdee"].tap or "").__name__ == "TapKingdee"
     assert load_class(found["wecom"].target or "").__name__ == "TargetWeCom"
-    assert found["crm"].target_executable == "target-crm" and found["kingdee"].target is None
+    assert found["crm"].target_executable == "target-crm"
+    assert load_class(found["kingdee"].target or "").__name__ == "TargetKingdee"  # found without a list entry
+    assert found["synthetic"].target is None
     assert "kit" not in found and "registry" not in found
 
 
