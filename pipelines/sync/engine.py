@@ -744,19 +744,23 @@ class SyncEngine:
                 )
             counts.updated += 1
 
+    def _forget_hub_hash(self, conn: Connection, hub_id: int) -> None:
+        """Make the next cycle merge this entity again, as if its hub record had been edited."""
+        conn.execute(
+            update(_ENTITIES)
+            .where(
+                _ENTITIES.c.tenant_id == self.tenant,
+                _ENTITIES.c.pair == self.pair.name,
+                _ENTITIES.c.hub_id == hub_id,
+            )
+            .values(hub_hash=None)
+        )
+
     def _retry_next_cycle(self, hub_id: int) -> None:
         """A write that failed leaves its base where it was; forgetting the hub hash makes the next
         cycle merge the entity again and send the difference, instead of waiting for another edit."""
         with self.engine.begin() as conn:
-            conn.execute(
-                update(_ENTITIES)
-                .where(
-                    _ENTITIES.c.tenant_id == self.tenant,
-                    _ENTITIES.c.pair == self.pair.name,
-                    _ENTITIES.c.hub_id == hub_id,
-                )
-                .values(hub_hash=None)
-            )
+            self._forget_hub_hash(conn, hub_id)
 
     def _create_in(
         self, spoke: Spoke, hub_id: int, values: dict[str, Any], counts: DirectionCounts, report: SyncReport
@@ -919,15 +923,7 @@ class SyncEngine:
                 )
             # The entity must be merged again next cycle even when the hub keeps its value (no hub
             # edit to notice): the losing system still holds the other value and must receive it.
-            conn.execute(
-                update(_ENTITIES)
-                .where(
-                    _ENTITIES.c.tenant_id == self.tenant,
-                    _ENTITIES.c.pair == self.pair.name,
-                    _ENTITIES.c.hub_id == hub_id,
-                )
-                .values(hub_hash=None)
-            )
+            self._forget_hub_hash(conn, hub_id)
             conn.execute(
                 update(_CONFLICTS)
                 .where(_CONFLICTS.c.id == conflict_id)
