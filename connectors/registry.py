@@ -117,6 +117,40 @@ def load_class(path: str) -> Any:
     return found[0]
 
 
+def event_sources() -> dict[str, str]:
+    """connector name -> module of its event source (``connectors/<name>/events.py``)."""
+    out = {}
+    for name, package in sorted(_packages().items()):
+        if _has_module(f"{package}.events"):
+            out[name] = f"{package}.events"
+    return out
+
+
+def load_event_source(name: str) -> Any:
+    """The one :class:`connectors.kit.events.EventSource` subclass of connector ``name``.
+
+    KeyError (listing the connectors that have one) when ``name`` receives no pushed events.
+    """
+    from connectors.kit.events import EventSource
+
+    module_name = event_sources().get(name)
+    if module_name is None:
+        raise KeyError(f"connector {name!r} pushes no events; known: {', '.join(event_sources()) or 'none'}")
+    module = importlib.import_module(module_name)
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, EventSource)
+        and obj.__module__ == module_name
+        and not inspect.isabstract(obj)
+    ]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise ImportError(f"{module_name} must define exactly one EventSource class (found {names})")
+    return found[0]
+
+
 def __getattr__(name: str) -> Any:
     # ``CONNECTORS`` was a hand-kept dict; it is now what discovery finds (read-only snapshot).
     if name == "CONNECTORS":

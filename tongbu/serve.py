@@ -20,7 +20,7 @@ Guarantees, and how:
 * **visible**: every applied event is reported to Dagster (runless asset materialisations /
   observations, batched off the hot path) and to ``GET /_tongbu/events/metrics``.
 
-Connectors register an event source in :data:`EVENT_SOURCES`; ``tongbu serve`` builds one per connection
+Connectors provide an event source in ``connectors/<name>/events.py`` (found by the registry); ``tongbu serve`` builds one per connection
 of the project file whose connector has one, at ``/hooks/<connection>``.
 """
 
@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import heapq
-import importlib
 import logging
 import queue
 import threading
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import typer
 from sqlalchemy import (
@@ -67,6 +66,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from connectors import registry
+from connectors.kit.events import EventRejected, EventSource, InboundEvent
 from tongbu.config import DEFAULT_TENANT
 from tongbu.db import Base
 
@@ -128,111 +129,10 @@ def applied_since(
     return found
 
 
-# -- what a connector provides ------------------------------------------------------------------------
-@dataclass
-class InboundEvent:
-    """One decoded event. ``record_key`` orders and coalesces; ``dedup_key`` makes replays no-ops."""
-
-    source: str
-    dedup_key: str
-    record_key: str
-    kind: str
-    payload: dict[str, Any]
-    received_at: float = 0.0
-    occurred_at: float | None = None
-    id: int | None = None
-    attempts: int = 0
-
-
-class EventRejected(Exception):
-    """The request is not an authentic, acceptable event; nothing is stored. The message is public."""
-
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status_code = status_code
-        self.reason = reason
-
-
-@dataclass
-class PreparedChange:
-    """The I/O half of applying a record's events (fetched and mapped), ready to be committed.
-
-    ``write`` runs inside the shared transaction and returns counts (written, unchanged, deleted,
-    quarantined); None means there is nothing to write (the event is only observed).
-    ``assets`` are hub assets the write changes; ``observed`` are source assets the event is about.
-    """
-
-    write: Callable[[Connection], Mapping[str, int]] | None
-    assets: tuple[str, ...] = ()
-    observed: tuple[str, ...] = ()
-    summary: dict[str, Any] = field(default_factory=dict)
-    status: str = "applied"
-
-
-class EventSource(ABC):
-    """A connector's webhook: decode and verify requests, and turn events into hub changes."""
-
-    #: connector name this source serves (the key in :data:`EVENT_SOURCES`)
-    connector: ClassVar[str] = ""
-
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        self.name = name
-        self.config = dict(config)
-        self.engine = engine
-        self.tenant = tenant
-
-    @property
-    def path(self) -> str:
-        """Where the webhook is mounted."""
-        return f"/hooks/{self.name}"
-
-    def verify_url(self, query: Mapping[str, str]) -> str:
-        """Answer a URL-verification GET (the body to echo); raise :class:`EventRejected` if not genuine."""
-        raise EventRejected(405, "this source has no URL verification")
-
-    @abstractmethod
-    def parse(
-        self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
-    ) -> list[InboundEvent]:
-        """Verify and decode one delivery; raise :class:`EventRejected` for anything not authentic."""
-
-    def ack(self) -> Response:
-        """The answer that tells the sender the delivery was accepted."""
-        return PlainTextResponse("success")
-
-    @abstractmethod
-    def prepare(self, record_key: str, events: list[InboundEvent]) -> PreparedChange:
-        """Fetch what the events are about and map it (no hub writes here; they happen in ``write``)."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients."""
-
-
-#: connector name → "module:Class" of its :class:`EventSource` (imported lazily)
-EVENT_SOURCES: dict[str, str] = {
-    "wecom": "connectors.wecom.events:WeComEventSource",
-}
-
-
-def register_event_source(connector: str, target: str | type[EventSource]) -> None:
-    """Declare the event source of a connector (``"module:Class"`` or the class itself)."""
-    EVENT_SOURCES[connector] = (
-        target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
-    )
-
-
+# -- what a connector provides: connectors/kit/events.py; discovery: connectors/registry.py ---------------
 def load_event_source(connector: str) -> type[EventSource]:
-    """The event source class of ``connector`` (KeyError listing the known ones)."""
-    try:
-        target = EVENT_SOURCES[connector]
-    except KeyError:
-        raise KeyError(
-            f"connector {connector!r} pushes no events; known: {', '.join(sorted(EVENT_SOURCES))}"
-        ) from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The event source class of ``connector`` (KeyError listing the connectors that have one)."""
+    return registry.load_event_source(connector)
 
 
 # -- observers (Dagster) -----------------------------------------------------------------------------
@@ -899,14 +799,14 @@ class ServeConfig:
         proj = load_project(project)
         sources = []
         for name, conn in proj.connections.items():
-            if conn.connector not in EVENT_SOURCES or (connections and name not in connections):
+            if conn.connector not in registry.event_sources() or (connections and name not in connections):
                 continue
             cfg = resolve_secrets(proj.resolved_config(name), tenant=proj.tenant)
             sources.append(SourceSpec(name, conn.connector, cfg))
         if not sources:
             raise ValueError(
                 "no connection in the project pushes events "
-                f"(connectors with an event source: {', '.join(sorted(EVENT_SOURCES))})"
+                f"(connectors with an event source: {', '.join(sorted(registry.event_sources()))})"
             )
         return cls(sources=sources, tenant=proj.tenant, **options)
 

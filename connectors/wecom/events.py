@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from connectors.kit.events import EventRejected, EventSource, InboundEvent, PreparedChange
 from connectors.wecom.client import WeComClient, WeComError, WeComNoRelation, client_from_config
 from connectors.wecom.crypto import (
     InvalidSignature,
@@ -44,7 +45,6 @@ from connectors.wecom.crypto import (
 from connectors.wecom.hub import CONTACT_PREFIX, WeComHubWriter, contact_key
 from connectors.wecom.records import contact_from_get, group_chat_record, tag_rows
 from tongbu.config import DEFAULT_TENANT
-from tongbu.serve import EventRejected, EventSource, InboundEvent, PreparedChange
 
 CHAT_PREFIX = "chat:"
 TAGS_KEY = "corp_tags"

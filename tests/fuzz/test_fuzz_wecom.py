@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
+from connectors.kit.events import EventRejected
 from connectors.wecom.crypto import (
     MAX_ENVELOPE_BYTES,
     MalformedMessage,
@@ -20,7 +21,6 @@ from connectors.wecom.crypto import (
 )
 from connectors.wecom.events import WeComEventSource, parse_event_xml
 from tests.fuzz.conftest import examples
-from tongbu.serve import EventRejected
 
 TOKEN = "fuzz-token"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
