@@ -151,6 +151,13 @@ def load_event_source(name: str) -> Any:
     return found[0]
 
 
+def dagster_hooks() -> dict[str, str]:
+    """connector name -> its ``connectors/<name>/dagster.py`` module (see :mod:`connectors.kit.dagster`)."""
+    return {
+        name: f"{pkg}.dagster" for name, pkg in sorted(_packages().items()) if _has_module(f"{pkg}.dagster")
+    }
+
+
 def __getattr__(name: str) -> Any:
     # ``CONNECTORS`` was a hand-kept dict; it is now what discovery finds (read-only snapshot).
     if name == "CONNECTORS":

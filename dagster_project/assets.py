@@ -12,6 +12,7 @@
 No ``from __future__ import annotations`` here: Dagster inspects the real annotation of ``context``.
 """
 
+import importlib
 import os
 from collections import defaultdict
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import func, select
 
+from connectors import registry
+from connectors.kit.dagster import DefinitionParts, hub_key
+from connectors.kit.dagster import stream_key as kit_stream_key
 from pipelines.project import PipelineSpec, Project, load_project
 
 
@@ -41,12 +45,35 @@ class TongbuResource(dg.ConfigurableResource):
 
 def stream_key(spec: PipelineSpec) -> dg.AssetKey:
     """Asset key of a synced stream, e.g. ``kingdee/customers``."""
-    return dg.AssetKey([spec.source.connection, spec.source.stream])
+    return kit_stream_key(spec.source.connection, spec.source.stream)
 
 
-def object_key(obj: str) -> dg.AssetKey:
-    """Asset key of a hub object, e.g. ``crm/accounts``."""
-    return dg.AssetKey(["crm", obj])
+#: asset key of a hub object, e.g. ``crm/accounts``
+object_key = hub_key
+
+
+def connector_parts(project: Project, only: str | None = None) -> DefinitionParts:
+    """The Dagster pieces of every connector the project uses that has a ``dagster`` hook."""
+    parts = DefinitionParts()
+    used = {conn.connector for conn in project.connections.values()}
+    for name, module in registry.dagster_hooks().items():
+        if name in used and (only is None or name == only):
+            parts.extend(importlib.import_module(module).dagster_definitions(project))
+    return parts
+
+
+def standalone_definitions(project: Project, connector: str) -> dg.Definitions:
+    """One connector's own pieces plus the ``crm/<object>`` assets they feed (a one-connector location)."""
+    parts = connector_parts(project, only=connector)
+    objects = [_object_asset(obj, keys) for obj, keys in parts.hub_feeds.items()]
+    return dg.Definitions(
+        assets=[*parts.assets, *objects],
+        asset_checks=parts.asset_checks,
+        schedules=parts.schedules,
+        sensors=parts.sensors,
+        jobs=parts.jobs,
+        resources={"tongbu": TongbuResource()},
+    )
 
 
 def _json(value: Any) -> dg.MetadataValue:
@@ -229,11 +256,9 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
                     description=f"Incremental sync of {spec.name} ({spec.schedule})",
                 )
             )
-    # Connectors that are rescanned and pushed rather than pulled by a pipeline (WeCom) add their own
-    # assets, checks and schedules, and feed the same crm/<object> assets.
-    from dagster_project.wecom import wecom_definitions
-
-    pushed = wecom_definitions(project)
+    # Connectors with pieces of their own (WeCom's rescan and write-back, …) add their assets, checks,
+    # schedules and sensors through their ``dagster`` hook, and feed the same crm/<object> assets.
+    pushed = connector_parts(project)
     assets += pushed.assets
     checks += pushed.asset_checks
     schedules += pushed.schedules
@@ -252,9 +277,17 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         assets=assets,
         asset_checks=checks,
         schedules=schedules,
+        sensors=pushed.sensors,
         jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
     )
 
 
-__all__ = ["TongbuResource", "build_definitions", "object_key", "stream_key"]
+__all__ = [
+    "TongbuResource",
+    "build_definitions",
+    "connector_parts",
+    "object_key",
+    "standalone_definitions",
+    "stream_key",
+]

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 import yaml
 
+from connectors.wecom.dagster import dagster_definitions as wecom_definitions
 from connectors.wecom.simulator import WeComSimulator
-from dagster_project.assets import TongbuResource
-from dagster_project.wecom import standalone_definitions, wecom_definitions
+from dagster_project.assets import TongbuResource, standalone_definitions
 from pipelines.project import load_project
 
 pytestmark = pytest.mark.wecom_sim(records=400, seed=51)  # the `sim` fixture: tests/conftest.py
@@ -55,7 +55,7 @@ def test_parts_and_schedule(tmp_path: Path, sim: WeComSimulator) -> None:
     }
     [schedule] = parts.schedules
     assert schedule.cron_schedule == "30 */4 * * *" and schedule.name == "wecom_rescan_schedule"
-    defs = standalone_definitions(load_project(project_file(tmp_path, sim)))
+    defs = standalone_definitions(load_project(project_file(tmp_path, sim)), "wecom")
     graph = defs.resolve_asset_graph()
     assert (
         dg.AssetKey(["wecom", "external_contacts"]) in graph.get(dg.AssetKey(["crm", "contacts"])).parent_keys

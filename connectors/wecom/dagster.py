@@ -1,5 +1,7 @@
 """Dagster assets, checks and schedules for WeCom connections (connector ``wecom`` in the project file).
 
+Loaded by ``dagster_project`` through the connector hook (:mod:`connectors.kit.dagster`).
+
 Per WeCom connection ``<c>`` (usually ``wecom``):
 
 * ``<c>/external_contacts`` — the **full rescan**: every contact read, mapped and upserted into
@@ -18,40 +20,26 @@ No ``from __future__ import annotations``: Dagster inspects the real annotation 
 """
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from sqlalchemy import func, select
 
-from dagster_project.assets import TongbuResource, object_key
-from pipelines.project import Project
+from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, TongbuLike, hub_key
+
+if TYPE_CHECKING:
+    from pipelines.project import Project
 
 DEFAULT_RESCAN_SCHEDULE = "0 */6 * * *"
 BACKLOG_STALE_S = 60.0
 
 
-@dataclass
-class WeComDefinitionParts:
-    """What :func:`wecom_definitions` contributes, for merging into the project's Definitions.
-
-    ``hub_feeds`` maps a CRM object to the WeCom assets that write it, so the project's
-    ``crm/<object>`` asset can list them as upstream (the same ``feeds`` dict ``build_definitions`` keeps).
-    """
-
-    assets: list[Any] = field(default_factory=list)
-    asset_checks: list[Any] = field(default_factory=list)
-    schedules: list[dg.ScheduleDefinition] = field(default_factory=list)
-    jobs: list[Any] = field(default_factory=list)
-    hub_feeds: dict[str, list[dg.AssetKey]] = field(default_factory=dict)
-
-
-def wecom_connections(project: Project) -> list[str]:
+def wecom_connections(project: "Project") -> list[str]:
     """Names of the project's WeCom connections."""
     return [name for name, conn in project.connections.items() if conn.connector == "wecom"]
 
 
-def _client(tongbu: TongbuResource, connection: str) -> Any:
+def _client(tongbu: TongbuLike, connection: str) -> Any:
     from connectors.wecom.client import client_from_config
 
     return client_from_config(
@@ -59,7 +47,7 @@ def _client(tongbu: TongbuResource, connection: str) -> Any:
     )
 
 
-def _writer(tongbu: TongbuResource, connection: str) -> Any:
+def _writer(tongbu: TongbuLike, connection: str) -> Any:
     from connectors.wecom.hub import WeComHubWriter
     from tongbu.db import get_engine
 
@@ -73,6 +61,7 @@ def _writer(tongbu: TongbuResource, connection: str) -> Any:
 
 def _rescan_asset(connection: str) -> dg.AssetsDefinition:
     @dg.asset(
+        required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "external_contacts"]),
         group_name=connection,
         kinds={"wecom"},
@@ -80,7 +69,8 @@ def _rescan_asset(connection: str) -> dg.AssetsDefinition:
         description="WeCom 外部联系人: full rescan into crm/contacts (+ crm/accounts); finds what "
         "callbacks missed and soft-deletes contacts no longer in WeCom after a complete scan.",
     )
-    def _asset(context: dg.AssetExecutionContext, tongbu: TongbuResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tongbu = context.resources.tongbu
         from connectors.wecom.rescan import rescan_external_contacts
 
         client = _client(tongbu, connection)
@@ -119,12 +109,14 @@ def _rescan_asset(connection: str) -> dg.AssetsDefinition:
 
 def _tags_asset(connection: str) -> dg.AssetsDefinition:
     @dg.asset(
+        required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "corp_tags"]),
         group_name=connection,
         kinds={"wecom"},
         description="WeCom 企业客户标签 (corp tags by group).",
     )
-    def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tongbu = context.resources.tongbu
         from connectors.wecom.scan import scan_corp_tags
 
         client = _client(tongbu, connection)
@@ -144,12 +136,14 @@ def _tags_asset(connection: str) -> dg.AssetsDefinition:
 
 def _chats_asset(connection: str) -> dg.AssetsDefinition:
     @dg.asset(
+        required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "group_chats"]),
         group_name=connection,
         kinds={"wecom"},
         description="WeCom 客户群 (customer group chats) with their members.",
     )
-    def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tongbu = context.resources.tongbu
         from connectors.wecom.scan import ScanReport, scan_group_chats
 
         client = _client(tongbu, connection)
@@ -177,14 +171,16 @@ def _chats_asset(connection: str) -> dg.AssetsDefinition:
 
 def _writeback_asset(connection: str) -> dg.AssetsDefinition:
     @dg.asset(
+        required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "contact_grade_tags"]),
         group_name=connection,
         kinds={"wecom"},
-        deps=[object_key("contacts"), object_key("accounts")],
+        deps=[hub_key("contacts"), hub_key("accounts")],
         description="Write-back: each WeCom contact's company grade from the CRM becomes its "
         "客户等级 corp tag (mark_tag only where it differs).",
     )
-    def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        tongbu = context.resources.tongbu
         from connectors.wecom.target import write_back_grades
         from tongbu.db import get_engine
 
@@ -211,12 +207,14 @@ def _writeback_asset(connection: str) -> dg.AssetsDefinition:
 
 def _hub_check(connection: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
+        required_resource_keys={RESOURCE_KEY},
         asset=dg.AssetKey([connection, "external_contacts"]),
         name="hub_matches_last_rescan",
         description="crm/contacts from this connection holds exactly the contacts the last "
         "complete rescan saw (changes applied by callbacks since then are allowed for).",
     )
-    def _check(tongbu: TongbuResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        tongbu = context.resources.tongbu
         from connectors.crm.store import HubStore
         from pipelines.models import SyncRun
         from tongbu.db import get_engine
@@ -265,12 +263,14 @@ def _hub_check(connection: str) -> dg.AssetChecksDefinition:
 
 def _events_check(connection: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
+        required_resource_keys={RESOURCE_KEY},
         asset=dg.AssetKey([connection, "external_contacts"]),
         name="event_path_healthy",
         description="tongbu serve keeps up: no callback pending longer than 60 s and no event "
         "that failed after all retries in the last 24 h.",
     )
-    def _check(tongbu: TongbuResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        tongbu = context.resources.tongbu
         from tongbu.db import get_engine
         from tongbu.serve import ensure_inbox, event_inbox
 
@@ -317,9 +317,9 @@ def _events_check(connection: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def wecom_definitions(project: Project, *, rescan_schedule: str | None = None) -> WeComDefinitionParts:
+def dagster_definitions(project: "Project", *, rescan_schedule: str | None = None) -> DefinitionParts:
     """Assets, checks, jobs and schedules for every WeCom connection of ``project``."""
-    parts = WeComDefinitionParts()
+    parts = DefinitionParts()
     for conn in wecom_connections(project):
         contacts = dg.AssetKey([conn, "external_contacts"])
         parts.assets += [_rescan_asset(conn), _tags_asset(conn), _chats_asset(conn), _writeback_asset(conn)]
@@ -348,18 +348,3 @@ def wecom_definitions(project: Project, *, rescan_schedule: str | None = None) -
             )
         )
     return parts
-
-
-def standalone_definitions(project: Project) -> dg.Definitions:
-    """WeCom parts plus their ``crm/contacts`` / ``crm/accounts`` assets, for a WeCom-only code location."""
-    from dagster_project.assets import _object_asset
-
-    parts = wecom_definitions(project)
-    objects = [_object_asset(obj, keys) for obj, keys in parts.hub_feeds.items()]
-    return dg.Definitions(
-        assets=[*parts.assets, *objects],
-        asset_checks=parts.asset_checks,
-        schedules=parts.schedules,
-        jobs=parts.jobs,
-        resources={"tongbu": TongbuResource()},
-    )
