@@ -192,7 +192,9 @@ class TenantStore:
             row.update(
                 name=comp.name,
                 account_no=self._number("KH"),
-                uniform_social_credit_code=comp.credit_code if rng.random() > 0.1 else None,
+                # Companies Kingdee also has always carry their credit code (it links them); a share of
+                # the Fxiaoke-only ones were entered without one, as real CRM data is.
+                uniform_social_credit_code=comp.credit_code if (i % 5 != 4 or rng.random() > 0.3) else None,
                 account_level=rng.choice(levels),
                 industry_level1=rng.choice(industries),
                 tel=fakedata.landline(rng, comp.city),
