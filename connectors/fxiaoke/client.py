@@ -144,7 +144,9 @@ class FxiaokeClient(HttpClient):
         self.open_user_id = open_user_id
         self._secret = app_secret
         self._permanent = permanent_code
-        digest = hashlib.sha256(f"{base_url}|{app_id}|{app_secret}|{permanent_code}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{base_url}|{app_id}|{app_secret}|{permanent_code}".encode()).hexdigest()[
+            :16
+        ]
         self._cache_key = f"fxiaoke:{auth}:{digest}"
         self._cache: TokenCache = token_cache or _SHARED_CACHE
         self._token_source = token_source
@@ -187,7 +189,11 @@ class FxiaokeClient(HttpClient):
     def _fetch_token(self) -> CachedToken:
         """One token call, paced to the endpoint's 10 a minute."""
         self.token_limiter.acquire("token")
-        body: dict[str, Any] = {"appId": self.app_id, "appSecret": self._secret, "permanentCode": self._permanent}
+        body: dict[str, Any] = {
+            "appId": self.app_id,
+            "appSecret": self._secret,
+            "permanentCode": self._permanent,
+        }
         if self.auth == "oauth":
             body["grantType"] = "app_secret"
         data = self.send("POST", TOKEN_PATHS[self.auth], json=body).json()
@@ -213,7 +219,9 @@ class FxiaokeClient(HttpClient):
             return False
         return super().is_retryable(exc)
 
-    def call(self, path: str, body: Mapping[str, Any], *, write: bool = False) -> dict[str, Any]:
+    def call(
+        self, path: str, body: Mapping[str, Any], *, write: bool = False, retry: bool = True
+    ) -> dict[str, Any]:
         """``POST path`` with ``body`` plus the token; the decoded answer (``errorCode`` 0), under the
         retry policy. Token errors get one fresh token each, at once. A ``write`` that timed out or
         got a 5xx may have been applied: it is not repeated blind (the error says the outcome is
@@ -230,9 +238,15 @@ class FxiaokeClient(HttpClient):
             headers: dict[str, str] = {}
             url = path
             if self.auth == "v2":
-                payload.update(corpAccessToken=token, corpId=corp.get("corpId", ""), currentOpenUserId=self.open_user_id)
+                payload.update(
+                    corpAccessToken=token, corpId=corp.get("corpId", ""), currentOpenUserId=self.open_user_id
+                )
             else:
-                headers = {"authorization": f"Bearer {token}", "x-fs-ea": corp.get("ea", ""), "x-fs-userid": self.open_user_id}
+                headers = {
+                    "authorization": f"Bearer {token}",
+                    "x-fs-ea": corp.get("ea", ""),
+                    "x-fs-userid": self.open_user_id,
+                }
                 url = f"{path}?thirdTraceId={uuid.uuid4()}"
             try:
                 data = self.send("POST", url, json=payload, headers=headers).json()
@@ -243,12 +257,14 @@ class FxiaokeClient(HttpClient):
             code = int(data.get("errorCode", -1)) if isinstance(data, dict) else -1
             if code == 0:
                 return data
-            error = self._error(endpoint, code, str(data.get("errorMessage", "")) if isinstance(data, dict) else "")
+            error = self._error(
+                endpoint, code, str(data.get("errorMessage", "")) if isinstance(data, dict) else ""
+            )
             if code in TOKEN_ERRORS:
                 rejected.append(token)
             raise error
 
-        return self.retrying(attempt, label=f"fxiaoke {endpoint}")
+        return self.retrying(attempt, label=f"fxiaoke {endpoint}") if retry else attempt()
 
     def _error(self, endpoint: str, code: int, message: str, *, token_call: bool = False) -> FxiaokeError:
         text = f"fxiaoke {endpoint}: errorCode {code}: {message[:300]}"
@@ -258,7 +274,9 @@ class FxiaokeClient(HttpClient):
         elif code in TOKEN_ERRORS and not token_call:
             err = FxiaokeTransient(text + " (fetching a new token)", retry_after=0.0, kind="token")
         elif code in QUOTA_CODES:
-            err = FxiaokeQuotaError(f"{text}: {QUOTA_CODES[code]}; retrying will not help — raise the quota in the Fxiaoke admin console or wait for tomorrow's")
+            err = FxiaokeQuotaError(
+                f"{text}: {QUOTA_CODES[code]}; retrying will not help — raise the quota in the Fxiaoke admin console or wait for tomorrow's"
+            )
         elif token_call:
             err = FxiaokeAuthError(text + " (check app_id, app_secret and permanent_code in the vault)")
         elif code in NOT_FOUND_CODES:
@@ -284,54 +302,109 @@ class FxiaokeClient(HttpClient):
         fields: list[str] | None = None,
     ) -> dict[str, Any]:
         """One query page: ``{dataList, total, offset, limit}``."""
-        info: dict[str, Any] = {"limit": limit, "offset": offset, "filters": filters or [], "orders": orders or []}
+        info: dict[str, Any] = {
+            "limit": limit,
+            "offset": offset,
+            "filters": filters or [],
+            "orders": orders or [],
+        }
         if fields:
             info["fieldProjection"] = fields
-        data = self.call(self._base(api_name) + "query", {"data": {"dataObjectApiName": api_name, "search_query_info": info}})
+        data = self.call(
+            self._base(api_name) + "query",
+            {"data": {"dataObjectApiName": api_name, "search_query_info": info}},
+        )
         return dict(data.get("data") or {})
 
     def get(self, api_name: str, data_id: str) -> dict[str, Any]:
         """One record by ``_id``."""
-        data = self.call(self._base(api_name) + "get", {"data": {"dataObjectApiName": api_name, "objectDataId": data_id}})
+        data = self.call(
+            self._base(api_name) + "get", {"data": {"dataObjectApiName": api_name, "objectDataId": data_id}}
+        )
         return dict(data.get("data") or {})
 
-    def create(self, api_name: str, values: Mapping[str, Any], *, details: Mapping[str, Any] | None = None, trigger_approval: bool = True, trigger_workflow: bool = True) -> str:
+    def create(
+        self,
+        api_name: str,
+        values: Mapping[str, Any],
+        *,
+        details: Mapping[str, Any] | None = None,
+        trigger_approval: bool = True,
+        trigger_workflow: bool = True,
+    ) -> str:
         """Create a record (and its detail lines); its ``_id``."""
         body = {
-            "data": {"object_data": {"dataObjectApiName": api_name, **values}, "details": dict(details or {})},
+            "data": {
+                "object_data": {"dataObjectApiName": api_name, **values},
+                "details": dict(details or {}),
+            },
             "triggerApprovalFlow": trigger_approval,
             "triggerWorkFlow": trigger_workflow,
         }
         return str(self.call(self._base(api_name) + "create", body, write=True)["dataId"])
 
-    def update(self, api_name: str, data_id: str, values: Mapping[str, Any], *, details: Mapping[str, Any] | None = None, trigger_approval: bool = True, trigger_workflow: bool = True) -> None:
+    def update(
+        self,
+        api_name: str,
+        data_id: str,
+        values: Mapping[str, Any],
+        *,
+        details: Mapping[str, Any] | None = None,
+        trigger_approval: bool = True,
+        trigger_workflow: bool = True,
+    ) -> None:
         """Change exactly ``values`` (never ``owner``: see :meth:`change_owner`)."""
         if "owner" in values:
             raise ValueError("fxiaoke: the owner changes only through change_owner, never update")
         data: dict[str, Any] = {"object_data": {"dataObjectApiName": api_name, "_id": data_id, **values}}
         if details is not None:
             data["details"] = dict(details)
-        self.call(self._base(api_name) + "update", {"data": data, "triggerApprovalFlow": trigger_approval, "triggerWorkFlow": trigger_workflow}, write=True)
+        self.call(
+            self._base(api_name) + "update",
+            {"data": data, "triggerApprovalFlow": trigger_approval, "triggerWorkFlow": trigger_workflow},
+            write=True,
+        )
 
     def change_owner(self, api_name: str, data_id: str, owner: list[str]) -> None:
         """Give a record a new owner (``changeOwner``)."""
-        self.call(self._base(api_name) + "changeOwner", {"data": {"dataObjectApiName": api_name, "Data": [{"objectDataId": data_id, "ownerId": list(owner)}]}}, write=True)
+        self.call(
+            self._base(api_name) + "changeOwner",
+            {
+                "data": {
+                    "dataObjectApiName": api_name,
+                    "Data": [{"objectDataId": data_id, "ownerId": list(owner)}],
+                }
+            },
+            write=True,
+        )
 
     def invalid(self, api_name: str, data_id: str) -> None:
         """Void a record (作废: first step of a delete)."""
-        self.call(self._base(api_name) + "invalid", {"data": {"dataObjectApiName": api_name, "object_data_id": data_id}}, write=True)
+        self.call(
+            self._base(api_name) + "invalid",
+            {"data": {"dataObjectApiName": api_name, "object_data_id": data_id}},
+            write=True,
+        )
 
     def delete(self, api_name: str, ids: list[str]) -> None:
         """Delete voided records (second step)."""
-        self.call(self._base(api_name) + "delete", {"data": {"dataObjectApiName": api_name, "idList": list(ids)}}, write=True)
+        self.call(
+            self._base(api_name) + "delete",
+            {"data": {"dataObjectApiName": api_name, "idList": list(ids)}},
+            write=True,
+        )
 
-    def describe(self, api_name: str) -> dict[str, Any]:
+    def describe(self, api_name: str, *, retry: bool = True) -> dict[str, Any]:
         """The object's description: ``{api_name, display_name, fields: {name: {type, options...}}}``."""
-        data = self.call("/cgi/crm/v2/object/describe", {"apiName": api_name, "includeDetail": True})
+        data = self.call(
+            "/cgi/crm/v2/object/describe", {"apiName": api_name, "includeDetail": True}, retry=retry
+        )
         return dict((data.get("data") or {}).get("describe") or {})
 
 
-def client_from_config(config: Mapping[str, Any], *, connection: str = "fxiaoke", tenant: str = "default") -> FxiaokeClient:
+def client_from_config(
+    config: Mapping[str, Any], *, connection: str = "fxiaoke", tenant: str = "default"
+) -> FxiaokeClient:
     """A client from a tap/target config (``token_cache: vault`` shares the token across processes)."""
     source = VaultTokenSource(connection, tenant=tenant) if config.get("token_cache") == "vault" else None
     return FxiaokeClient(

@@ -39,13 +39,17 @@ def _flt(field: str, op: str, value: Any) -> dict[str, Any]:
     return {"field_name": field, "operator": op, "field_values": [value]}
 
 
-def high_water(client: _Queries, api_name: str) -> int | None:
-    """The newest ``last_modified_time`` of the object (None when it is empty): one call."""
-    rows = client.query(api_name, orders=[{"fieldName": LMT, "isAsc": False}], limit=1, fields=["_id", LMT]).get("dataList") or []
-    return int(rows[0][LMT]) if rows else None
+def high_water(client: _Queries, api_name: str) -> Cursor | None:
+    """The last position of the change feed now: the newest ``(last_modified_time, _id)`` (None when
+    the object is empty). One call."""
+    desc = [{"fieldName": LMT, "isAsc": False}, {"fieldName": "_id", "isAsc": False}]
+    rows = client.query(api_name, orders=desc, limit=1, fields=["_id", LMT]).get("dataList") or []
+    return key_of(rows[0]) if rows else None
 
 
-def iter_all(client: _Queries, api_name: str, *, after_id: str | None = None, limit: int = 100) -> Iterator[dict[str, Any]]:
+def iter_all(
+    client: _Queries, api_name: str, *, after_id: str | None = None, limit: int = 100
+) -> Iterator[dict[str, Any]]:
     """Every record in ``_id`` order after ``after_id``, keyset-paged (``_id GT last``, offset 0)."""
     last = after_id
     while True:
@@ -64,7 +68,9 @@ def key_of(row: Mapping[str, Any]) -> tuple[int, str]:
     return int(row[LMT]), str(row["_id"])
 
 
-def iter_changed(client: _Queries, api_name: str, cursor: Cursor | None, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+def iter_changed(
+    client: _Queries, api_name: str, cursor: Cursor | None, *, limit: int = 100
+) -> Iterator[dict[str, Any]]:
     """Records after ``cursor`` in ``(last_modified_time, _id)`` order (see the module docstring)."""
     if cursor is None:
         t, last, strict = None, None, False
@@ -76,7 +82,10 @@ def iter_changed(client: _Queries, api_name: str, cursor: Cursor | None, *, limi
             filters: list[dict[str, Any]] = []
         else:
             filters = [_flt(LMT, "GT" if strict else "GTE", t)]
-        rows = client.query(api_name, filters=filters, orders=ASC_TIME, offset=0, limit=limit).get("dataList") or []
+        rows = (
+            client.query(api_name, filters=filters, orders=ASC_TIME, offset=0, limit=limit).get("dataList")
+            or []
+        )
         fresh = rows if (t is None or last is None or strict) else [r for r in rows if key_of(r) > (t, last)]
         yield from fresh
         if len(rows) < limit:
@@ -86,9 +95,16 @@ def iter_changed(client: _Queries, api_name: str, cursor: Cursor | None, *, limi
             # A full page inside one millisecond: keyset on _id within it, then strictly after it.
             after = end_id
             while True:
-                same = client.query(
-                    api_name, filters=[_flt(LMT, "EQ", end_t), _flt("_id", "GT", after)], orders=ASC_ID, offset=0, limit=limit
-                ).get("dataList") or []
+                same = (
+                    client.query(
+                        api_name,
+                        filters=[_flt(LMT, "EQ", end_t), _flt("_id", "GT", after)],
+                        orders=ASC_ID,
+                        offset=0,
+                        limit=limit,
+                    ).get("dataList")
+                    or []
+                )
                 yield from same
                 if len(same) < limit:
                     break

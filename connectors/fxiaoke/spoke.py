@@ -84,7 +84,11 @@ class Field:
             except InvalidOperation:
                 raise SpokeError(f"Fxiaoke {self.fx}: {str(value)[:40]!r} is not a number") from None
         if self.kind == "time":
-            moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            moment = (
+                value
+                if isinstance(value, dt.datetime)
+                else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            )
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=dt.UTC)
             return int(moment.timestamp() * 1000)
@@ -121,8 +125,22 @@ class Binding:
 
 GRADES = {"1": "A", "2": "B", "3": "C", "4": "D"}
 STAGES = {"1": "qualify", "2": "needs", "3": "proposal", "4": "negotiation", "5": "won", "6": "lost"}
-PAY_METHODS = {"1": "cheque", "2": "cash", "3": "postal", "4": "wire", "5": "online", "6": "alipay", "7": "wechat"}
-LEAD_STATUS = {"un_assigned": "new", "un_processed": "open", "processed": "working", "transformed": "converted", "closed": "closed"}
+PAY_METHODS = {
+    "1": "cheque",
+    "2": "cash",
+    "3": "postal",
+    "4": "wire",
+    "5": "online",
+    "6": "alipay",
+    "7": "wechat",
+}
+LEAD_STATUS = {
+    "un_assigned": "new",
+    "un_processed": "open",
+    "processed": "working",
+    "transformed": "converted",
+    "closed": "closed",
+}
 LEAD_SOURCE = {"1": "website", "2": "exhibition", "3": "referral", "4": "telemarketing"}
 GENDER = {"1": "male", "2": "female"}
 
@@ -227,7 +245,9 @@ PAYMENTS = Binding(
     ),
     identity={"bill_no": "erp_bill_no__c"},
 )
-BINDINGS: dict[str, Binding] = {b.object: b for b in (ACCOUNTS, CONTACTS, LEADS, OPPORTUNITIES, SALES_ORDERS, PAYMENTS)}
+BINDINGS: dict[str, Binding] = {
+    b.object: b for b in (ACCOUNTS, CONTACTS, LEADS, OPPORTUNITIES, SALES_ORDERS, PAYMENTS)
+}
 
 
 class FxiaokeSpoke:
@@ -266,10 +286,12 @@ class FxiaokeSpoke:
         if not isinstance(cursor, Mapping) or cursor.get("t") is None:
             mark = self._call("query", lambda: high_water(self.client, b.api_name))
             rows = self._call("query", lambda: list(iter_all(self.client, b.api_name, limit=self.page_size)))
-            new_cursor = {"t": mark, "id": None} if mark is not None else None
+            new_cursor = {"t": mark[0], "id": mark[1]} if mark is not None else None
         else:
             start = (int(cursor["t"]), cursor.get("id"))
-            rows = self._call("query", lambda: list(iter_changed(self.client, b.api_name, start, limit=self.page_size)))
+            rows = self._call(
+                "query", lambda: list(iter_changed(self.client, b.api_name, start, limit=self.page_size))
+            )
             if rows:
                 t, last = key_of(rows[-1])
                 new_cursor = {"t": t, "id": last}
@@ -285,13 +307,18 @@ class FxiaokeSpoke:
         for i in range(0, len(ids), 100):
             chunk = ids[i : i + 100]
             flt = [{"field_name": "_id", "operator": "IN", "field_values": chunk}]
-            rows += self._call("query", lambda flt=flt: self.client.query(b.api_name, filters=flt, limit=100).get("dataList") or [])
+            rows += self._call(
+                "query",
+                lambda flt=flt: self.client.query(b.api_name, filters=flt, limit=100).get("dataList") or [],
+            )
         return {r.external_id: r for r in self._records(b, rows)}
 
     def scan(self, object_name: str) -> Iterable[SpokeRecord]:
         """Every record (reconciliation)."""
         b = self._binding(object_name)
-        return self._records(b, self._call("query", lambda: list(iter_all(self.client, b.api_name, limit=self.page_size))))
+        return self._records(
+            b, self._call("query", lambda: list(iter_all(self.client, b.api_name, limit=self.page_size)))
+        )
 
     def find(self, object_name: str, keys: Mapping[str, Any]) -> str | None:
         """An existing record by the intent key, else by an identity key (exactly one match)."""
@@ -305,7 +332,12 @@ class FxiaokeSpoke:
                 probes.append((fx, value))
         for fx, value in probes:
             flt = [{"field_name": fx, "operator": "EQ", "field_values": [str(value)]}]
-            rows = self._call("query", lambda flt=flt: self.client.query(b.api_name, filters=flt, limit=2, fields=["_id"]).get("dataList") or [])
+            rows = self._call(
+                "query",
+                lambda flt=flt: (
+                    self.client.query(b.api_name, filters=flt, limit=2, fields=["_id"]).get("dataList") or []
+                ),
+            )
             if len(rows) == 1:
                 return str(rows[0]["_id"])
         return None
@@ -317,11 +349,19 @@ class FxiaokeSpoke:
         data = {**b.create_defaults, **self._to_fx(b, values, creating=True), INTENT: intent_key}
         details = None
         if b.lines is not None:
-            details = {b.lines.api_name: [self._line_to_fx(b.lines, ln) for ln in _lines(values.get("lines"))]}
+            details = {
+                b.lines.api_name: [self._line_to_fx(b.lines, ln) for ln in _lines(values.get("lines"))]
+            }
         return str(
             self._call(
                 "create",
-                lambda: self.client.create(b.api_name, data, details=details, trigger_approval=self.trigger_approval, trigger_workflow=self.trigger_workflow),
+                lambda: self.client.create(
+                    b.api_name,
+                    data,
+                    details=details,
+                    trigger_approval=self.trigger_approval,
+                    trigger_workflow=self.trigger_workflow,
+                ),
             )
         )
 
@@ -337,7 +377,14 @@ class FxiaokeSpoke:
         if data or details is not None:
             self._call(
                 "update",
-                lambda: self.client.update(b.api_name, external_id, data, details=details, trigger_approval=self.trigger_approval, trigger_workflow=self.trigger_workflow),
+                lambda: self.client.update(
+                    b.api_name,
+                    external_id,
+                    data,
+                    details=details,
+                    trigger_approval=self.trigger_approval,
+                    trigger_workflow=self.trigger_workflow,
+                ),
             )
         if owner not in (None, ""):
             self._call("changeOwner", lambda: self.client.change_owner(b.api_name, external_id, [str(owner)]))
@@ -361,9 +408,12 @@ class FxiaokeSpoke:
         b = self._binding(object_name)
         values = {f.hub: f.to_hub(row.get(f.fx)) for f in b.fields}
         if b.lines is not None:
-            lines = sorted(row.get("__lines__") or [], key=lambda r: (_num(r.get("line_no__c")), str(r["_id"])))
+            lines = sorted(
+                row.get("__lines__") or [], key=lambda r: (_num(r.get("line_no__c")), str(r["_id"]))
+            )
             values["lines"] = [
-                {"entry_id": str(ln["_id"]), **{f.hub: f.to_hub(ln.get(f.fx)) for f in b.lines.fields}} for ln in lines
+                {"entry_id": str(ln["_id"]), **{f.hub: f.to_hub(ln.get(f.fx)) for f in b.lines.fields}}
+                for ln in lines
             ]
         return values
 
@@ -392,7 +442,9 @@ class FxiaokeSpoke:
         ids = list(by_order)
         for i in range(0, len(ids), 100):
             flt = [{"field_name": "order_id", "operator": "IN", "field_values": ids[i : i + 100]}]
-            lines = self._call("query", lambda flt=flt: list(_all_matching(self.client, b.lines.api_name, flt)))  # type: ignore[union-attr]
+            lines = self._call(
+                "query", lambda flt=flt: list(_all_matching(self.client, b.lines.api_name, flt))
+            )  # type: ignore[union-attr]
             for ln in lines:
                 by_order.setdefault(str(ln["order_id"]), []).append(ln)
         for r in rows:
@@ -423,12 +475,17 @@ class FxiaokeSpoke:
             out["_id"] = str(line["entry_id"])
         return out
 
-    def _lines_for_update(self, b: Binding, external_id: str, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _lines_for_update(
+        self, b: Binding, external_id: str, wanted: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Detail rows for a master-detail update: kept lines by ``_id`` with their changed fields
         only, new lines whole; lines left out are removed (Fxiaoke replaces the detail set)."""
         assert b.lines is not None
         flt = [{"field_name": "order_id", "operator": "EQ", "field_values": [external_id]}]
-        current = {str(r["_id"]): r for r in self._call("query", lambda: list(_all_matching(self.client, b.lines.api_name, flt)))}  # type: ignore[union-attr]
+        current = {
+            str(r["_id"]): r
+            for r in self._call("query", lambda: list(_all_matching(self.client, b.lines.api_name, flt)))
+        }  # type: ignore[union-attr]
         out = []
         for line in wanted:
             lid = str(line.get("entry_id") or "")
@@ -450,7 +507,9 @@ class FxiaokeSpoke:
         try:
             return BINDINGS[object_name]
         except KeyError:
-            raise SpokeError(f"Fxiaoke spoke: no object {object_name!r} (objects: {', '.join(BINDINGS)})") from None
+            raise SpokeError(
+                f"Fxiaoke spoke: no object {object_name!r} (objects: {', '.join(BINDINGS)})"
+            ) from None
 
     def _call(self, service: str, fn: Callable[[], Any]) -> Any:
         self.calls[service] = self.calls.get(service, 0) + 1
@@ -468,12 +527,19 @@ class FxiaokeSpoke:
             raise SpokeError(f"Fxiaoke {service}: {exc}") from None
 
 
-def _all_matching(client: FxiaokeClient, api_name: str, filters: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+def _all_matching(
+    client: FxiaokeClient, api_name: str, filters: list[dict[str, Any]]
+) -> Iterable[dict[str, Any]]:
     """Every record matching ``filters``, keyset-paged by ``_id``."""
     last = None
     while True:
         flt = [*filters, *([{"field_name": "_id", "operator": "GT", "field_values": [last]}] if last else [])]
-        rows = client.query(api_name, filters=flt, orders=[{"fieldName": "_id", "isAsc": True}], limit=100).get("dataList") or []
+        rows = (
+            client.query(api_name, filters=flt, orders=[{"fieldName": "_id", "isAsc": True}], limit=100).get(
+                "dataList"
+            )
+            or []
+        )
         yield from rows
         if len(rows) < 100:
             return

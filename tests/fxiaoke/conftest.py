@@ -11,7 +11,9 @@ from connectors.fxiaoke.client import FxiaokeClient
 from connectors.fxiaoke.simulator import FxiaokeSimulator
 from connectors.kit.settings import HttpSettings
 
-FAST = HttpSettings(request_timeout=10, max_retries=6, backoff_base=0.01, backoff_max=0.05, max_retry_seconds=60)
+FAST = HttpSettings(
+    request_timeout=10, max_retries=6, backoff_base=0.01, backoff_max=0.05, max_retry_seconds=60
+)
 
 
 def client_for(sim: FxiaokeSimulator, **kwargs: Any) -> FxiaokeClient:

@@ -23,6 +23,7 @@ It speaks the documented wire protocol (issue 11; developer.fxiaoke.com / open.f
 and the write side effects, :mod:`.app` the HTTP API (:class:`FxiaokeSimulator`).
 """
 
+from connectors.fxiaoke.objects import OBJECTS, STAGE_PROBABILITY
 from connectors.fxiaoke.simulator.app import (
     QUOTA_EXCEEDED,
     QUOTA_NOT_PURCHASED,
@@ -33,7 +34,6 @@ from connectors.fxiaoke.simulator.app import (
     FxiaokeSimulator,
 )
 from connectors.fxiaoke.simulator.data import MAX_LIMIT, MAX_OFFSET, TenantStore
-from connectors.fxiaoke.simulator.objects import OBJECTS, STAGE_PROBABILITY
 
 SIMULATOR = FxiaokeSimulator
 

@@ -18,13 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from connectors.fxiaoke.objects import OBJECTS
 from connectors.fxiaoke.simulator.data import (
     ERR_PARAM,
     QueryError,
     TenantStore,
     WriteRefused,
 )
-from connectors.fxiaoke.simulator.objects import OBJECTS
 from connectors.kit.simulator import FaultSpec, Simulator
 
 #: errorCode values (HTTP 200 with errorCode != 0)
@@ -182,7 +182,12 @@ class FxiaokeSimulator(Simulator):
 
     def credentials(self) -> dict[str, Any]:
         """The demo app's credentials (both token generations take the same three)."""
-        return {"app_id": self.APP_ID, "app_secret": self.APP_SECRET, "permanent_code": self.PERMANENT_CODE, "open_user_id": OPEN_USER_ID}
+        return {
+            "app_id": self.APP_ID,
+            "app_secret": self.APP_SECRET,
+            "permanent_code": self.PERMANENT_CODE,
+            "open_user_id": OPEN_USER_ID,
+        }
 
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
         """A ready ``tap-fxiaoke`` config for this running simulator."""
@@ -208,11 +213,19 @@ class FxiaokeSimulator(Simulator):
         (``peak_calls_per_window``) and most token calls in one minute (``peak_token_calls_per_minute``)."""
         out: dict[str, Any] = {k: v for k, v in super().stats().items() if not k.startswith("api:")}
         out.update(self.store.stats)
-        peaks = dict(self._endpoint_window.peak)
-        out["peak_calls_per_window"] = max(peaks.values(), default=0)
-        out["peak_token_calls_per_minute"] = max(self._token_window.peak.values(), default=0)
-        out["calls_by_endpoint"] = {k: v for k, v in sorted(self._calls_by_endpoint().items())}
         return out
+
+    def peaks(self) -> dict[str, int]:
+        """The most calls to one endpoint seen in one rate window (``calls_per_window``) and the
+        most token calls seen in one minute (``token_calls_per_minute``): the limits' evidence."""
+        return {
+            "calls_per_window": max(self._endpoint_window.peak.values(), default=0),
+            "token_calls_per_minute": max(self._token_window.peak.values(), default=0),
+        }
+
+    def calls_by_endpoint(self) -> dict[str, int]:
+        """API calls per endpoint since the last reset."""
+        return dict(sorted(self._calls_by_endpoint().items()))
 
     def _calls_by_endpoint(self) -> dict[str, int]:
         with self._stats_lock:
@@ -255,7 +268,13 @@ class FxiaokeSimulator(Simulator):
     def modify(self, stream: str, count: int) -> dict[str, Any]:
         """Edit ``count`` records of ``stream`` (the first ones in ``_id`` order): the standard suite's hook."""
         self.seed_data()
-        field = {"ContactObj": "job_title", "LeadsObj": "company", "NewOpportunityObj": "name", "SalesOrderObj": "remark", "PaymentObj": "erp_bill_no__c"}.get(stream, "remark")
+        field = {
+            "ContactObj": "job_title",
+            "LeadsObj": "company",
+            "NewOpportunityObj": "name",
+            "SalesOrderObj": "remark",
+            "PaymentObj": "erp_bill_no__c",
+        }.get(stream, "remark")
         ids = [r["_id"] for r in self.store.truth(stream, 0, count)]
         stamp = int(self.clock())
         for rid in ids:
@@ -275,8 +294,9 @@ class FxiaokeSimulator(Simulator):
         ]
 
     def control_routes(self) -> list[BaseRoute]:
-        """``/_sim/edit``, ``/_sim/approve``, ``/_sim/advance``, ``/_sim/expire-tokens``, ``/_sim/modify``."""
+        """``/_sim/peaks``, ``/_sim/edit``, ``/_sim/approve``, ``/_sim/advance``, ``/_sim/expire-tokens``, ``/_sim/modify``."""
         return [
+            Route("/_sim/peaks", self._sim_peaks, methods=["GET"]),
             Route("/_sim/edit", self._sim_edit, methods=["POST"]),
             Route("/_sim/approve", self._sim_approve, methods=["POST"]),
             Route("/_sim/advance", self._sim_advance, methods=["POST"]),
@@ -330,12 +350,20 @@ class FxiaokeSimulator(Simulator):
             await asyncio.sleep(self.token_latency)  # the real endpoint takes a while: overlap shows
             if generation == "oauth" and body.get("grantType") != "app_secret":
                 return self._answer(ERR_PARAM, "grantType 须为 app_secret")
-            if (body.get("appId"), body.get("appSecret"), body.get("permanentCode")) != (self.APP_ID, self.APP_SECRET, self.PERMANENT_CODE):
+            if (body.get("appId"), body.get("appSecret"), body.get("permanentCode")) != (
+                self.APP_ID,
+                self.APP_SECRET,
+                self.PERMANENT_CODE,
+            ):
                 return self._answer(APP_SECRET_WRONG, "appId、appSecret 或 permanentCode 错误")
             now = self.clock()
             with self._token_lock:
                 current = self._current.get(generation)
-                if current is not None and current.value in self._tokens and now - current.issued < TOKEN_REUSE:
+                if (
+                    current is not None
+                    and current.value in self._tokens
+                    and now - current.issued < TOKEN_REUSE
+                ):
                     self.count("tokens_reused")
                     token = current
                 else:
@@ -345,7 +373,9 @@ class FxiaokeSimulator(Simulator):
                     self.count("tokens_issued")
             left = int(TOKEN_TTL - (now - token.issued))
             if generation == "v2":
-                return self._answer(0, "success", corpAccessToken=token.value, corpId=self.CORP_ID, expiresIn=left)
+                return self._answer(
+                    0, "success", corpAccessToken=token.value, corpId=self.CORP_ID, expiresIn=left
+                )
             return self._answer(0, "success", accessToken=token.value, ea=self.EA, expiresIn=left)
         finally:
             with self._token_lock:
@@ -364,7 +394,9 @@ class FxiaokeSimulator(Simulator):
             generation = "oauth"
         else:
             value = str(body.get("corpAccessToken") or "")
-            if body.get("corpId") != self.CORP_ID or not str(body.get("currentOpenUserId") or "").startswith("FSUID_"):
+            if body.get("corpId") != self.CORP_ID or not str(body.get("currentOpenUserId") or "").startswith(
+                "FSUID_"
+            ):
                 return self._answer(ERR_PARAM, "corpId 或 currentOpenUserId 缺失或错误")
             generation = "v2"
         with self._token_lock:
@@ -393,7 +425,9 @@ class FxiaokeSimulator(Simulator):
         in_window = self._endpoint_window.add(endpoint, time.monotonic())
         if in_window > self.rate_limit or self.chance("throttle"):
             self.count("throttled")
-            return None, self._answer(THROTTLED, f"接口调用频率超过限制: 每 {self.rate_window:g} 秒最多 {self.rate_limit} 次")
+            return None, self._answer(
+                THROTTLED, f"接口调用频率超过限制: 每 {self.rate_window:g} 秒最多 {self.rate_limit} 次"
+            )
         body = await self._body(request)
         if body is None:
             self.count("bad_requests")
@@ -418,7 +452,10 @@ class FxiaokeSimulator(Simulator):
         body, failure = await self._guard(request, "object/list")
         if failure is not None:
             return failure
-        objects = [{"describeApiName": o.api_name, "describeDisplayName": o.label, "defineType": "package"} for o in OBJECTS.values()]
+        objects = [
+            {"describeApiName": o.api_name, "describeDisplayName": o.label, "defineType": "package"}
+            for o in OBJECTS.values()
+        ]
         return self._answer(0, "OK", data={"objects": objects})
 
     async def _describe(self, request: Request) -> Response:
@@ -452,7 +489,9 @@ class FxiaokeSimulator(Simulator):
         if not isinstance(data, dict):
             self.count("bad_requests")
             return self._answer(ERR_PARAM, "缺少 data")
-        obj = str(data.get("dataObjectApiName") or (data.get("object_data") or {}).get("dataObjectApiName") or "")
+        obj = str(
+            data.get("dataObjectApiName") or (data.get("object_data") or {}).get("dataObjectApiName") or ""
+        )
         if obj.endswith("__c") != custom:
             where = "/cgi/crm/custom/v2/data/" if obj.endswith("__c") else "/cgi/crm/v2/data/"
             return self._answer(ERR_PARAM, f"{obj[:60]}: 请使用 {where}{action}")
@@ -468,12 +507,16 @@ class FxiaokeSimulator(Simulator):
                 rows, total, offset, limit = await loop.run_in_executor(None, self.store.query, obj, info)
                 self.count("queries")
                 self.count("rows_returned", len(rows))
-                return self._answer(0, "OK", data={"dataList": rows, "total": total, "offset": offset, "limit": limit})
+                return self._answer(
+                    0, "OK", data={"dataList": rows, "total": total, "offset": offset, "limit": limit}
+                )
             if action == "get":
                 row = self.store.get(obj, str(data.get("objectDataId") or ""))
                 self.count("gets")
                 return self._answer(0, "OK", data=row)
-            result = await loop.run_in_executor(None, lambda: self._write(action, obj, data, user, approval, workflow))
+            result = await loop.run_in_executor(
+                None, lambda: self._write(action, obj, data, user, approval, workflow)
+            )
         except QueryError as exc:
             self.count("bad_requests")
             return self._answer(exc.code, str(exc))
@@ -485,7 +528,9 @@ class FxiaokeSimulator(Simulator):
             return self.json("504 Gateway Time-out", status=504)
         return self._answer(0, "OK", **result)
 
-    def _write(self, action: str, obj: str, data: Mapping[str, Any], user: str, approval: bool, workflow: bool) -> dict[str, Any]:
+    def _write(
+        self, action: str, obj: str, data: Mapping[str, Any], user: str, approval: bool, workflow: bool
+    ) -> dict[str, Any]:
         if action == "create":
             object_data = data.get("object_data")
             if not isinstance(object_data, dict):
@@ -498,7 +543,9 @@ class FxiaokeSimulator(Simulator):
             object_data = data.get("object_data")
             if not isinstance(object_data, dict) or not object_data.get("_id"):
                 raise WriteRefused("缺少 object_data._id", ERR_PARAM)
-            self.store.update(obj, object_data, data.get("details"), user, approval=approval, workflow=workflow)
+            self.store.update(
+                obj, object_data, data.get("details"), user, approval=approval, workflow=workflow
+            )
             self.count("updates")
             return {"dataId": object_data["_id"]}
         if action == "invalid":
@@ -529,6 +576,9 @@ class FxiaokeSimulator(Simulator):
         if not isinstance(body, dict):
             raise ValueError("body must be a JSON object")
         return body
+
+    async def _sim_peaks(self, request: Request) -> Response:
+        return self.json({**self.peaks(), "calls_by_endpoint": self.calls_by_endpoint()})
 
     async def _sim_edit(self, request: Request) -> Response:
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from connectors.fxiaoke.simulator.objects import (
+from connectors.fxiaoke.objects import (
     OBJECTS,
     STAGE_PROBABILITY,
     ObjectDesc,
@@ -77,7 +77,9 @@ def _hexid(seed: int, n: int) -> str:
 class TenantStore:
     """One tenant's data, thread-safe (the API runs on the event loop, control calls in threads)."""
 
-    def __init__(self, seed: int, counts: Mapping[str, int], faults: FaultConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, seed: int, counts: Mapping[str, int], faults: FaultConfig, clock: Callable[[], float]
+    ) -> None:
         self.seed = seed
         self.counts_wanted = dict(counts)
         self.faults = faults
@@ -234,7 +236,7 @@ class TenantStore:
                 name=p.name,
                 company=comp.name,
                 mobile=fakedata.mobile(rng),
-                email=f"{p.pinyin}@{comp.domain}.example.cn",
+                email=f"{p.pinyin}@example.cn",
                 source=rng.choice(("1", "2", "3", "4")),
                 biz_status=rng.choice(("un_processed", "processed", "closed")),
                 budget__c=str(rng.randrange(5, 500) * 1000),
@@ -272,7 +274,14 @@ class TenantStore:
             )
             self._put("SalesOrderObj", row)
             lines = [
-                {"product_code__c": code, "product_name__c": pname, "quantity": str(rng.randrange(1, 20)), "sales_price": price, "tax_rate__c": "13", "line_no__c": str(n + 1)}
+                {
+                    "product_code__c": code,
+                    "product_name__c": pname,
+                    "quantity": str(rng.randrange(1, 20)),
+                    "sales_price": price,
+                    "tax_rate__c": "13",
+                    "line_no__c": str(n + 1),
+                }
                 for n, (code, pname, price) in enumerate(rng.sample(PRODUCTS, rng.randrange(1, 4)))
             ]
             self._replace_lines(row, lines, row["owner"][0], stamp=False)
@@ -343,7 +352,9 @@ class TenantStore:
             out = [self.public(r, projection) for r in page]
         return out, total, offset, limit
 
-    def _candidates(self, obj: str, filters: list[tuple[str, str, list[Any]]], orders: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+    def _candidates(
+        self, obj: str, filters: list[tuple[str, str, list[Any]]], orders: list[tuple[str, bool]]
+    ) -> list[dict[str, Any]]:
         table = self.rows[obj]
         by_id = orders in ([("_id", True)], [])
         by_time = orders in ([("last_modified_time", True), ("_id", True)], [("last_modified_time", True)])
@@ -404,7 +415,16 @@ class TenantStore:
         return desc
 
     # -- writes -----------------------------------------------------------------------------------------
-    def create(self, obj: str, data: Mapping[str, Any], details: Mapping[str, Any], user: str, *, approval: bool, workflow: bool) -> str:
+    def create(
+        self,
+        obj: str,
+        data: Mapping[str, Any],
+        details: Mapping[str, Any],
+        user: str,
+        *,
+        approval: bool,
+        workflow: bool,
+    ) -> str:
         desc = self.describe_of(obj)
         if desc.api_name == "SalesOrderProductObj":
             raise WriteRefused("订单产品须随销售订单的 details 创建", ERR_PARAM)
@@ -448,7 +468,16 @@ class TenantStore:
                 self.stats["approvals_started"] += 1
             return str(row["_id"])
 
-    def update(self, obj: str, data: Mapping[str, Any], details: Mapping[str, Any] | None, user: str, *, approval: bool, workflow: bool) -> None:
+    def update(
+        self,
+        obj: str,
+        data: Mapping[str, Any],
+        details: Mapping[str, Any] | None,
+        user: str,
+        *,
+        approval: bool,
+        workflow: bool,
+    ) -> None:
         desc = self.describe_of(obj)
         rid = str(data.get("_id") or "")
         if "owner" in data:
@@ -506,7 +535,9 @@ class TenantStore:
             for rid in wanted:
                 self._remove(obj, rid)
                 if obj == "SalesOrderObj":
-                    for line in [r for r in self.rows["SalesOrderProductObj"].values() if r["order_id"] == rid]:
+                    for line in [
+                        r for r in self.rows["SalesOrderProductObj"].values() if r["order_id"] == rid
+                    ]:
                         self._remove("SalesOrderProductObj", line["_id"])
             return len(wanted)
 
@@ -531,7 +562,9 @@ class TenantStore:
             row["lock_status"] = "0"
             self.touch(obj, row, "FSUID_SYSTEM")
 
-    def edit(self, obj: str, rid: str, values: Mapping[str, Any], *, stamp: bool = True, user: str = "FSUID_1001") -> None:
+    def edit(
+        self, obj: str, rid: str, values: Mapping[str, Any], *, stamp: bool = True, user: str = "FSUID_1001"
+    ) -> None:
         """An edit by a user in the CRM's own UI (``stamp``: False edits without a modification time,
         the out-of-band change no feed shows)."""
         desc = self.describe_of(obj)
@@ -546,9 +579,13 @@ class TenantStore:
             if stamp:
                 self.touch(obj, row, user)
 
-    def _replace_lines(self, order: dict[str, Any], lines: list[dict[str, Any]], user: str, *, stamp: bool) -> None:
+    def _replace_lines(
+        self, order: dict[str, Any], lines: list[dict[str, Any]], user: str, *, stamp: bool
+    ) -> None:
         """Master-detail semantics: the lines given become the order's lines (kept by ``_id``)."""
-        current = {r["_id"]: r for r in self.rows["SalesOrderProductObj"].values() if r["order_id"] == order["_id"]}
+        current = {
+            r["_id"]: r for r in self.rows["SalesOrderProductObj"].values() if r["order_id"] == order["_id"]
+        }
         keep: set[str] = set()
         total = Decimal(0)
         for line in lines:
@@ -621,7 +658,9 @@ class TenantStore:
             if not isinstance(item, Mapping):
                 raise WriteRefused("details 的每一行须为对象", ERR_PARAM)
             lid = item.get("_id")
-            checked = self._checked(line_desc, {k: v for k, v in item.items() if k != "_id"}, creating=not lid)
+            checked = self._checked(
+                line_desc, {k: v for k, v in item.items() if k != "_id"}, creating=not lid
+            )
             if lid:
                 checked["_id"] = str(lid)
             out.append(checked)
@@ -630,9 +669,16 @@ class TenantStore:
     def _check_refs(self, desc: ObjectDesc, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
             f = desc.by_name[key]
-            if f.type == "object_reference" and value is not None and f.target in self.rows:
-                if str(value) not in self.rows[f.target]:
-                    raise WriteRefused(f"关联数据不存在: {desc.api_name}.{key} = {str(value)[:40]}", ERR_VALIDATION)
+            target = self.rows.get(f.target or "")
+            if (
+                f.type == "object_reference"
+                and value is not None
+                and target is not None
+                and str(value) not in target
+            ):
+                raise WriteRefused(
+                    f"关联数据不存在: {desc.api_name}.{key} = {str(value)[:40]}", ERR_VALIDATION
+                )
 
     # -- truth ------------------------------------------------------------------------------------------
     def truth(self, obj: str, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
@@ -652,7 +698,11 @@ class TenantStore:
             return out
 
     def lines_of(self, order_id: str) -> list[dict[str, Any]]:
-        lines = [self.public(r, []) for r in self.rows["SalesOrderProductObj"].values() if r["order_id"] == order_id]
+        lines = [
+            self.public(r, [])
+            for r in self.rows["SalesOrderProductObj"].values()
+            if r["order_id"] == order_id
+        ]
         return sorted(lines, key=lambda r: r["_id"])
 
 

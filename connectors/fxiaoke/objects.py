@@ -1,5 +1,9 @@
-"""The Fxiaoke objects the simulator serves: their descriptions (what ``/cgi/crm/v2/object/describe``
-answers) and the checks a write's values go through (Fxiaoke's value formats).
+"""The preset Fxiaoke objects tongbu works with: their descriptions (the shape
+``/cgi/crm/v2/object/describe`` answers) and the checks a write's values go through (Fxiaoke's value
+formats). The ``__c`` fields are the custom fields the integration asks the tenant to add
+(``docs/connectors/fxiaoke.md``: the intent key, the ERP's number and figures). The simulator serves
+exactly these; tap-fxiaoke reads the real tenant's ``describe`` (which may hold more custom fields)
+and falls back to these only when discovery runs without network (a catalog built offline).
 
 Value formats, as the real OpenAPI has them: numbers, amounts and percentages are strings
 (``"100.01"``), dates and times are milliseconds since the epoch, a single-select holds the option
@@ -97,10 +101,17 @@ def _system_fields() -> tuple[FieldDesc, ...]:
             "life_status",
             "生命状态",
             "select_one",
-            options=(("normal", "正常"), ("under_review", "审核中"), ("ineffective", "未生效"), ("invalid", "作废")),
+            options=(
+                ("normal", "正常"),
+                ("under_review", "审核中"),
+                ("ineffective", "未生效"),
+                ("invalid", "作废"),
+            ),
             readonly=True,
         ),
-        FieldDesc("lock_status", "锁定状态", "select_one", options=(("0", "未锁定"), ("1", "锁定")), readonly=True),
+        FieldDesc(
+            "lock_status", "锁定状态", "select_one", options=(("0", "未锁定"), ("1", "锁定")), readonly=True
+        ),
         FieldDesc("is_deleted", "是否已删除", "true_or_false", readonly=True),
         FieldDesc("record_type", "业务类型", "record_type"),
         #: tongbu's idempotency key, a custom field an integrator adds (creates are findable by it)
@@ -109,7 +120,14 @@ def _system_fields() -> tuple[FieldDesc, ...]:
 
 
 LEVELS = (("1", "A类(重要客户)"), ("2", "B类(普通客户)"), ("3", "C类(一般客户)"), ("4", "D类(潜在客户)"))
-STAGES = (("1", "验证客户"), ("2", "需求确定"), ("3", "方案/报价"), ("4", "谈判审核"), ("5", "赢单"), ("6", "输单"))
+STAGES = (
+    ("1", "验证客户"),
+    ("2", "需求确定"),
+    ("3", "方案/报价"),
+    ("4", "谈判审核"),
+    ("5", "赢单"),
+    ("6", "输单"),
+)
 #: the win rate (probability, percent) a stage sets: Fxiaoke's stage-driven probability
 STAGE_PROBABILITY = {"1": "10", "2": "30", "3": "50", "4": "80", "5": "100", "6": "0"}
 INDUSTRY_OPTIONS = (
@@ -166,12 +184,23 @@ LEADS = ObjectDesc(
         FieldDesc("company", "公司", "text"),
         FieldDesc("mobile", "手机", "phone_number"),
         FieldDesc("email", "邮件", "email"),
-        FieldDesc("source", "线索来源", "select_one", options=(("1", "官网"), ("2", "展会"), ("3", "转介绍"), ("4", "电话营销"))),
+        FieldDesc(
+            "source",
+            "线索来源",
+            "select_one",
+            options=(("1", "官网"), ("2", "展会"), ("3", "转介绍"), ("4", "电话营销")),
+        ),
         FieldDesc(
             "biz_status",
             "线索状态",
             "select_one",
-            options=(("un_assigned", "未分配"), ("un_processed", "待处理"), ("processed", "已跟进"), ("transformed", "已转换"), ("closed", "无效")),
+            options=(
+                ("un_assigned", "未分配"),
+                ("un_processed", "待处理"),
+                ("processed", "已跟进"),
+                ("transformed", "已转换"),
+                ("closed", "无效"),
+            ),
         ),
         FieldDesc("budget__c", "预算", "currency"),
     ),
@@ -235,7 +264,15 @@ PAYMENT = ObjectDesc(
             "payment_term",
             "回款方式",
             "select_one",
-            options=(("1", "支票"), ("2", "现金"), ("3", "邮政汇款"), ("4", "电汇"), ("5", "网上转账"), ("6", "支付宝"), ("7", "微信支付")),
+            options=(
+                ("1", "支票"),
+                ("2", "现金"),
+                ("3", "邮政汇款"),
+                ("4", "电汇"),
+                ("5", "网上转账"),
+                ("6", "支付宝"),
+                ("7", "微信支付"),
+            ),
         ),
         FieldDesc("erp_bill_no__c", "ERP收款单号", "text"),
         FieldDesc("currency__c", "币种", "text"),
@@ -279,7 +316,7 @@ def check_value(f: FieldDesc, value: Any) -> Any:
         return str(value)
     if kind in ("employee", "department"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError_(f.api_name, "人员/部门字段须为列表, 如 [\"FSUID_1000\"]")
+            raise ValueError_(f.api_name, '人员/部门字段须为列表, 如 ["FSUID_1000"]')
         return list(value)
     if kind == "true_or_false":
         if not isinstance(value, bool):
