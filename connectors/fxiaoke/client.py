@@ -130,6 +130,7 @@ class FxiaokeClient(HttpClient):
         rate_limit: int = 100,
         rate_window: float = 20.0,
         token_limit: int = 10,
+        token_window: float = 60.0,
         token_cache: TokenCache | None = None,
         token_source: VaultTokenSource | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -153,7 +154,9 @@ class FxiaokeClient(HttpClient):
         self._corp: dict[str, str] = {}
         account = f"fxiaoke:{base_url.rstrip('/')}:{app_id}"
         self.limiter: SlidingWindowLimiter = shared_limiter(account, rate_limit, rate_window)
-        self.token_limiter: SlidingWindowLimiter = shared_limiter(account + ":token", token_limit, 60.0)
+        self.token_limiter: SlidingWindowLimiter = shared_limiter(
+            account + ":token", token_limit, token_window
+        )
         with _TOKEN_LOCKS_GUARD:
             self._token_lock = _TOKEN_LOCKS.setdefault(self._cache_key, threading.Lock())
         self.calls: dict[str, int] = {}
@@ -188,7 +191,13 @@ class FxiaokeClient(HttpClient):
 
     def _fetch_token(self) -> CachedToken:
         """One token call, paced to the endpoint's 10 a minute."""
-        self.token_limiter.acquire("token")
+        slot = self.token_limiter.acquire("token")
+        try:
+            return self._fetch_token_now()
+        finally:
+            self.token_limiter.done(slot)
+
+    def _fetch_token_now(self) -> CachedToken:
         body: dict[str, Any] = {
             "appId": self.app_id,
             "appSecret": self._secret,
@@ -232,7 +241,7 @@ class FxiaokeClient(HttpClient):
 
         def attempt() -> dict[str, Any]:
             token, corp = self._token(rejected[-1] if rejected else None)
-            self.limiter.acquire(endpoint)
+            slot = self.limiter.acquire(endpoint)
             self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
             payload = dict(body)
             headers: dict[str, str] = {}
@@ -254,6 +263,8 @@ class FxiaokeClient(HttpClient):
                 if write and not isinstance(exc, Throttled):
                     exc.outcome_unknown = True  # type: ignore[attr-defined]
                 raise
+            finally:
+                self.limiter.done(slot)
             code = int(data.get("errorCode", -1)) if isinstance(data, dict) else -1
             if code == 0:
                 return data

@@ -92,8 +92,9 @@ def iter_changed(
             return
         end_t, end_id = key_of(rows[-1])
         if key_of(rows[0])[0] == end_t and (t is None or end_t == t or strict):
-            # A full page inside one millisecond: keyset on _id within it, then strictly after it.
-            after = end_id
+            # A full page inside one millisecond: keyset on _id within it (after what was already
+            # read of it: the page, or the cursor when it lies past the page), then strictly after it.
+            after = max(end_id, last) if (last is not None and not strict and t == end_t) else end_id
             while True:
                 same = (
                     client.query(

@@ -40,35 +40,46 @@ class SlidingWindowLimiter:
         self.window = window
         self.margin = margin
         self._clock = clock
-        self._calls: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._calls: dict[str, list[list[float]]] = collections.defaultdict(list)
         self._cond = threading.Condition()
         #: seconds callers spent waiting, in total (for reports)
         self.waited = 0.0
 
-    def acquire(self, key: str = "") -> float:
-        """Block until one more call under ``key`` fits; returns the seconds waited."""
+    def acquire(self, key: str = "") -> list[float]:
+        """Block until one more call under ``key`` fits; returns its slot, to hand to :meth:`done`.
+
+        A slot occupies the window from its acquisition until ``window`` seconds after the call
+        *ended* (:meth:`done`): the server counts a call when it arrives, which is some time after
+        we let it go, so only the end of the call bounds its arrival from above. Counting from the
+        end keeps the server's count within the limit whatever the latency."""
         waited = 0.0
         with self._cond:
             while True:
                 now = self._clock()
-                q = self._calls[key]
+                slots = self._calls[key]
                 horizon = now - self.window - self.margin
-                while q and q[0] <= horizon:
-                    q.popleft()
-                if len(q) < self.limit:
-                    q.append(now)
+                slots[:] = [s for s in slots if s[0] > horizon]
+                if len(slots) < self.limit:
+                    slot = [float("inf")]  # in flight until done()
+                    slots.append(slot)
                     self.waited += waited
-                    return waited
-                delay = max(0.001, q[0] - horizon)
+                    return slot
+                delay = max(0.001, min(s[0] for s in slots) - horizon)
                 start = self._clock()
-                self._cond.wait(delay)
+                self._cond.wait(min(delay, self.window))
                 waited += self._clock() - start
 
+    def done(self, slot: list[float]) -> None:
+        """The call of ``slot`` has ended (answered or failed): its window starts now."""
+        with self._cond:
+            slot[0] = self._clock()
+            self._cond.notify_all()
+
     def in_window(self, key: str = "") -> int:
-        """Calls under ``key`` in the current window."""
+        """Calls under ``key`` in the current window (in flight included)."""
         with self._cond:
             now = self._clock()
-            return sum(1 for t in self._calls[key] if t > now - self.window - self.margin)
+            return sum(1 for s in self._calls[key] if s[0] > now - self.window - self.margin)
 
 
 _SHARED: dict[tuple[str, int, float], SlidingWindowLimiter] = {}

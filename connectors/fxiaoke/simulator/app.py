@@ -76,8 +76,8 @@ class FxiaokeSimulator(Simulator):
 
     ``records`` is the number of accounts; contacts, leads, opportunities, sales orders (with 1-3
     product lines) and payments default to the same count. ``rate_limit`` calls per ``rate_window``
-    seconds per endpoint (100 / 20 s, as documented) and ``token_limit`` token calls a minute (10)
-    can be scaled down for tests. The clock can be moved (:meth:`advance`) to expire tokens without
+    seconds per endpoint (100 / 20 s, as documented) and ``token_limit`` token calls per
+    ``token_window`` seconds (10 / 60 s) can be scaled down for tests. The clock can be moved (:meth:`advance`) to expire tokens without
     waiting two hours.
     """
 
@@ -136,6 +136,7 @@ class FxiaokeSimulator(Simulator):
         rate_limit: int = 100,
         rate_window: float = 20.0,
         token_limit: int = 10,
+        token_window: float = 60.0,
         token_latency: float = 0.02,
         **common: Any,
     ) -> None:
@@ -156,9 +157,9 @@ class FxiaokeSimulator(Simulator):
         self._offset = 0.0
         self.store = TenantStore(self.seed, counts, self.faults, self.clock)
         self.rate_limit, self.rate_window = rate_limit, rate_window
-        self.token_limit, self.token_latency = token_limit, token_latency
+        self.token_limit, self.token_window, self.token_latency = token_limit, token_window, token_latency
         self._endpoint_window = _Window(rate_window)
-        self._token_window = _Window(60.0)
+        self._token_window = _Window(token_window)
         self._tokens: dict[str, _Token] = {}
         self._current: dict[str, _Token] = {}
         self._token_busy = False
@@ -240,7 +241,7 @@ class FxiaokeSimulator(Simulator):
         for key in self.store.stats:
             self.store.stats[key] = 0
         self._endpoint_window = _Window(self.rate_window)
-        self._token_window = _Window(60.0)
+        self._token_window = _Window(self.token_window)
 
     def expire_tokens(self) -> int:
         """Drop every token (20016 on the next call with one); returns how many."""
@@ -341,10 +342,14 @@ class FxiaokeSimulator(Simulator):
             if self._token_busy:
                 self.count("token_refused_concurrent")
                 return self._answer(TOKEN_CONCURRENT, "获取token接口不允许并发调用")
-            recent = len([t for t in self._token_window.calls["token"] if t > time.monotonic() - 60])
+            recent = len(
+                [t for t in self._token_window.calls["token"] if t > time.monotonic() - self.token_window]
+            )
             if recent > self.token_limit:
                 self.count("token_refused_rate")
-                return self._answer(TOKEN_FREQ, f"获取token过于频繁: 每分钟最多 {self.token_limit} 次")
+                return self._answer(
+                    TOKEN_FREQ, f"获取token过于频繁: 每 {self.token_window:g} 秒最多 {self.token_limit} 次"
+                )
             self._token_busy = True
         try:
             await asyncio.sleep(self.token_latency)  # the real endpoint takes a while: overlap shows

@@ -388,8 +388,10 @@ class TenantStore:
             rows = (table[rid] for _, rid in times[lo:hi])
             return [r for r in rows if _matches(r, rest)] if rest else list(rows)
         rows = [r for r in (table[i] for i in self._by_id[obj]) if _matches(r, filters)]
+        desc = OBJECTS[obj]
         for f, asc in reversed(orders):
-            rows.sort(key=lambda r, f=f: _sort_key(r.get(f)), reverse=not asc)
+            numeric = desc.by_name[f].type in ("number", "currency", "percentile")
+            rows.sort(key=lambda r, f=f, numeric=numeric: _sort_key(r.get(f), numeric), reverse=not asc)
         return rows
 
     def get(self, obj: str, rid: str) -> dict[str, Any]:
@@ -751,32 +753,42 @@ def _orders(raw: Any, desc: ObjectDesc) -> list[tuple[str, bool]]:
     return out
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def _sort_key(value: Any, numeric: bool) -> tuple[int, Any]:
+    """Nulls first; numbers (ms times, and number fields held as strings) by value; text as text
+    (a hex ``_id`` such as ``…00e0`` is not the number 0)."""
     if value is None:
         return (0, "")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return (1, value)
-    try:
-        return (1, float(value))
-    except (TypeError, ValueError):
-        return (2, str(value))
+    if numeric:
+        try:
+            return (1, float(value))
+        except (TypeError, ValueError):
+            pass
+    return (2, str(value))
 
 
-def _cmp(value: Any, target: Any) -> tuple[Any, Any]:
+_NUMERIC_TYPES = ("number", "currency", "percentile")
+
+
+def _cmp(value: Any, target: Any, numeric: bool) -> tuple[Any, Any]:
+    """The pair to compare: ms times as integers, number fields (strings) as decimals, the rest as
+    text (a hex ``_id`` is never read as a number)."""
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return value, int(target)
         except (TypeError, ValueError):
             return str(value), str(target)
-    if isinstance(value, list):
-        return value, target
-    try:
-        return Decimal(str(value)), Decimal(str(target))
-    except Exception:  # noqa: BLE001 - text compared as text
-        return str(value), str(target)
+    if numeric:
+        try:
+            return Decimal(str(value)), Decimal(str(target))
+        except Exception:  # noqa: BLE001 - junk in a number field compares as text
+            pass
+    return str(value), str(target)
 
 
 def _matches(row: Mapping[str, Any], filters: list[tuple[str, str, list[Any]]]) -> bool:
+    desc = OBJECTS[str(row.get("object_describe_api_name"))]
     for name, op, values in filters:
         value = row.get(name)
         if op == "IS":
@@ -806,7 +818,7 @@ def _matches(row: Mapping[str, Any], filters: list[tuple[str, str, list[Any]]]) 
             if hit != (op == "EQ"):
                 return False
             continue
-        a, b = _cmp(value, values[0])
+        a, b = _cmp(value, values[0], desc.by_name[name].type in _NUMERIC_TYPES)
         try:
             ok = {"EQ": a == b, "N": a != b, "GT": a > b, "GTE": a >= b, "LT": a < b, "LTE": a <= b}[op]
         except TypeError:
