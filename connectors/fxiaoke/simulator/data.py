@@ -358,13 +358,22 @@ class TenantStore:
         table = self.rows[obj]
         by_id = orders in ([("_id", True)], [])
         by_time = orders in ([("last_modified_time", True), ("_id", True)], [("last_modified_time", True)])
-        if by_id and all(f == "_id" and op in ("GT", "GTE") for f, op, _ in filters) and filters:
+        if by_id and all(f == "_id" and op in ("GT", "GTE") for f, op, _ in filters):
             ids = self._by_id[obj]
             lo = max(
-                (bisect.bisect_right(ids, str(v[0])) if op == "GT" else bisect.bisect_left(ids, str(v[0])))
-                for _, op, v in filters
+                (
+                    (
+                        bisect.bisect_right(ids, str(v[0]))
+                        if op == "GT"
+                        else bisect.bisect_left(ids, str(v[0]))
+                    )
+                    for _, op, v in filters
+                ),
+                default=0,
             )
             return [table[i] for i in ids[lo:]]
+        if not filters and orders == [("last_modified_time", False), ("_id", False)]:
+            return [table[rid] for _, rid in reversed(self._by_time[obj])]
         if by_time:
             times = self._by_time[obj]
             lo, hi = 0, len(times)
