@@ -296,11 +296,11 @@ class SpokeSink(BatchSink):
         self.writer: RecordWriter = target.writer  # type: ignore[attr-defined]  # shared by all sinks
         super().__init__(target, *args, **kwargs)
 
-    def process_record(self, record: dict, context: dict) -> None:
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Collect the record into the batch."""
         context.setdefault("records", []).append(record)
 
-    def process_batch(self, context: dict) -> None:
+    def process_batch(self, context: dict[str, Any]) -> None:
         """Write the batch; a record that cannot be written is recorded as failed, the run goes on."""
         writer = self.writer
         good = []
