@@ -173,8 +173,9 @@ def test_t1_disjoint_edits_on_both_sides_are_all_kept(world) -> None:
     for i, (h, f, k) in enumerate(linked):
         assert rows[h]["phone"] == fx_row(fx, f)["tel"] == kd_row(kd, k)["FTEL"] == f"010-{6000_0000 + i}"
         assert rows[h]["address"] == fx_row(fx, f)["address"] == kd_row(kd, k)["FADDRESS"] == f"ERP地址{i}"
-    # one write per change and system it did not come from
+    # one write per change and system it did not come from, carrying only the changed field
     assert kd.stats()["saves"] == 6 and fx.stats()["updates"] == 6
+    assert fx.stats()["fields_written"] == 6 and kd.stats()["fields_written"] == 6
 
 
 def test_t2_a_true_conflict_is_queued_with_both_values(world) -> None:
@@ -227,6 +228,7 @@ def test_owner_changes_go_through_change_owner_never_update(world) -> None:
     spoke = engine.spokes["fxiaoke"]
     spoke.update("accounts", f, {"owner": "FSUID_1002", "phone": "021-5"})
     assert fx.stats()["change_owners"] == 1 and fx.stats()["updates"] == 1
+    assert fx.stats()["fields_written"] == 2  # the phone through update, the owner through changeOwner
     assert fx_row(fx, f)["owner"] == ["FSUID_1002"]
 
 
