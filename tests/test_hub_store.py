@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.crm.store import HubError, HubStore
-from pipelines.state import PipelineLock, PipelineLocked, Quarantine, StateStore
+from tongbu.hub.store import HubError, HubStore
+from tongbu.state.store import PipelineLock, PipelineLocked, Quarantine, StateStore
 
 
 def _order(sid: str, lines: list[tuple[str, int]], amount: str = "10.50") -> dict:
@@ -164,7 +164,7 @@ def test_quarantine_roundtrip(hub_engine) -> None:
 def test_record_links_keep_external_ids_and_last_snapshot(hub_engine) -> None:
     from sqlalchemy import select
 
-    from connectors.crm.models import RecordLink
+    from tongbu.hub.models import RecordLink
 
     hub = HubStore(hub_engine)
     with hub_engine.begin() as conn:

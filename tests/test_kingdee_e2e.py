@@ -14,11 +14,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from connectors.crm.store import hub_table
 from connectors.kingdee.simulator import KingdeeSimulator
 from pipelines.project import load_project
 from pipelines.runner import Runner
 from tongbu.db import get_engine
+from tongbu.hub.store import hub_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMS = {
@@ -56,7 +56,7 @@ def truth_ids(sim: KingdeeSimulator, form: str, key: str) -> tuple[set[str], set
 
 
 def hub_ids(engine, obj: str) -> list[str]:
-    from connectors.crm.store import hub_table
+    from tongbu.hub.store import hub_table
 
     t = hub_table(obj)
     with engine.connect() as conn:

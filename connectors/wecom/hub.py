@@ -3,7 +3,7 @@
 Both paths hand normalised ``external_contacts`` records (:mod:`connectors.wecom.records`) to
 :class:`WeComHubWriter`, which maps them with the shipped mapping file (contacts, and accounts for
 contacts that show a verified company), quarantines records the mapping rejects, and upserts through
-:class:`connectors.crm.store.HubStore` — so a contact written by a callback and re-read by the next
+:class:`tongbu.hub.store.HubStore` — so a contact written by a callback and re-read by the next
 rescan hashes the same and costs nothing.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, column, exists, inspect, literal, table
 
-from connectors.crm.store import HubStore, UpsertResult
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mapping
-from pipelines.state import Quarantine
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.store import HubStore, UpsertResult
+from tongbu.state.store import Quarantine
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "wecom_to_crm.yaml"
 CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
@@ -213,7 +213,7 @@ class WeComHubWriter:
 
     def touched_by_events(self, conn: Connection, external_userids: Sequence[str], since: float) -> set[str]:
         """Which contacts the real-time path applied at or after ``since`` (epoch seconds)."""
-        from tongbu.serve import applied_since  # the inbox lives with the generic event path
+        from tongbu.inbox import applied_since  # the inbox is core: the event path writes it
 
         keys = [contact_key(e) for e in external_userids]
         found = applied_since(

@@ -31,11 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime, Engine, Integer, Numeric, and_, insert, select, update
 
-from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
-from connectors.crm.models import RecordLink
-from connectors.crm.store import hub_table
 from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
-from pipelines.state import PipelineLock, StateStore
 from pipelines.sync.merge import (
     Conflict,
     EntityView,
@@ -51,6 +47,10 @@ from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
 from tongbu.canon import canon, canon_record, canonical_hash
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
+from tongbu.hub.models import RecordLink
+from tongbu.hub.store import hub_table
+from tongbu.state.store import PipelineLock, StateStore
 
 log = logging.getLogger(__name__)
 

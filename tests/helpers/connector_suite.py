@@ -322,7 +322,7 @@ class ConnectorSuite:
         return int(sim.stats()["requests"])
 
     def hub_ids(self, engine: Engine, obj: str) -> list[str]:
-        from connectors.crm.store import hub_table
+        from tongbu.hub.store import hub_table
 
         table = hub_table(obj)
         query = select(table.c.source_id).where(table.c.source_system == self.connector)
@@ -414,8 +414,8 @@ class ConnectorSuite:
 
     @pytest.mark.slow
     def test_sigkill_after_a_committed_batch_then_resume(self, tmp_path: Path) -> None:
-        from connectors.crm.store import hub_table
         from tongbu.db import get_engine
+        from tongbu.hub.store import hub_table
 
         stream = self.kill_stream or next(iter(self.hub_streams()))
         obj = self.streams[stream].object or ""

@@ -50,9 +50,9 @@ from sqlalchemy import (
     update,
 )
 
-from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
 from tongbu.config import DEFAULT_TENANT
 from tongbu.db import SUPPORTED_BACKENDS, unsupported_backend_message
+from tongbu.hub.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
 
 LINES_KEY = "__lines__"
 _KEY_COLUMNS = ("tenant_id", "source_system", "source_id")

@@ -475,5 +475,5 @@ def status() -> None:
         )
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m tongbu.vault.cli` (used by the rotation kill test)
+if __name__ == "__main__":  # pragma: no cover - `python -m tongbu.vault_cli` (used by the rotation kill test)
     app()

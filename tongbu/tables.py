@@ -6,12 +6,12 @@ import importlib
 
 # Modules that own tables. Optional feature packages are imported when present.
 _TABLE_MODULES = [
-    "connectors.crm.models",
-    "pipelines.models",
+    "tongbu.hub.models",
+    "tongbu.state.models",
     "pipelines.sync.models",
     "tongbu.vault.models",
     "mappings.suggest.store",
-    "tongbu.serve",
+    "tongbu.inbox",
 ]
 
 for _name in _TABLE_MODULES:
