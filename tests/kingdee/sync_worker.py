@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def main(hub_url: str, sim_url: str, cycles: int) -> None:
     engine = create_engine(hub_url)
     with engine.begin() as conn:
-        conn.execute(delete(PipelineLockRow.__table__).where(PipelineLockRow.__table__.c.pipeline.like("sync:%")))
+        conn.execute(
+            delete(PipelineLockRow.__table__).where(PipelineLockRow.__table__.c.pipeline.like("sync:%"))
+        )
     pairs = {
         p.name: p
         for p in build_pairs(
