@@ -91,7 +91,8 @@ def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
     """The Singer bookmark a record stands for (a stream may define ``cursor_for_record``)."""
     hook = getattr(stream, "cursor_for_record", None)
     if hook is not None:
-        return hook(record)
+        cursor: dict[str, Any] | None = hook(record)
+        return cursor
     key = stream.replication_key
     if not key:
         return None
@@ -768,7 +769,7 @@ def _gt(a: Any, b: Any) -> bool:
     if a is None:
         return False
     try:
-        return a > b
+        return bool(a > b)
     except TypeError:
         return str(a) > str(b)
 

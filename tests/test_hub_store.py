@@ -38,6 +38,17 @@ def test_upsert_is_idempotent_and_skips_unchanged_rows(hub_engine) -> None:
     assert (first.written, again.written, again.unchanged, changed.written) == (50, 0, 50, 1)
 
 
+def test_rows_that_carry_only_their_identity(hub_engine) -> None:
+    # A mapping may give nothing but source_id (singer-sdk's target tests do): this raised IndexError.
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        first = hub.upsert(conn, "accounts", [{"source_id": "1"}, {"source_id": "2"}], source_system="x")
+    with hub_engine.begin() as conn:
+        again = hub.upsert(conn, "accounts", [{"source_id": "1"}, {"source_id": "2"}], source_system="x")
+        assert hub.count(conn, "accounts") == 2
+    assert (first.written, again.written, again.unchanged) == (2, 0, 2)
+
+
 def test_same_source_id_from_two_systems_are_two_rows(hub_engine) -> None:
     hub = HubStore(hub_engine)
     with hub_engine.begin() as conn:
