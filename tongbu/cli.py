@@ -18,20 +18,18 @@ of the project file: ``--project``, else ``TONGBU_PROJECT``, else the nearest ``
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from tongbu.cli_output import error_line, fail, one_line
+from tongbu.cli_output import error_line, fail, handled, one_line
 from tongbu.drift_cli import app as drift_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
@@ -92,23 +90,8 @@ def _exit_code(exc: BaseException) -> tuple[str, int]:
     return one_line(exc), EXIT_FAILED
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handled(func: F) -> F:
-    """Every exception of a command becomes one line on stderr and its exit code, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary
-            message, code = _exit_code(exc)
-            fail(message, code)
-
-    return wrapper  # type: ignore[return-value]
+#: every exception of a command becomes one line on stderr and its exit code, never a traceback
+_handled = handled(_exit_code)
 
 
 def _project_tenant(project: Path | None) -> str:

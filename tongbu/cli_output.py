@@ -6,6 +6,10 @@ A module of its own so that sub-command modules (``tongbu.drift_cli``, …) use 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import typer
 from rich.console import Console
 
@@ -35,3 +39,29 @@ def error_line(message: str, label: str = "error") -> None:
     colour = "bold red" if label == "error" else "bold yellow"
     err.print(f"[{colour}]{label}:[/] ", end="", highlight=False)
     err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(exit_code: Callable[[Exception], tuple[str, int]]) -> Callable[[F], F]:
+    """Decorate a command so that every exception becomes one line on stderr and an exit code.
+
+    ``exit_code`` turns the exception into the line and the code (each command group knows its own
+    errors: the vault's, a locked pipeline, a hub that is not a hub, …).
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
+                message, code = exit_code(exc)
+                fail(message, code)
+
+        return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads
+
+    return decorate

@@ -6,7 +6,6 @@ event path changed while it scanned, and its Dagster checks read the backlog.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from sqlalchemy import (
@@ -26,9 +25,6 @@ from sqlalchemy import (
 )
 
 from tongbu.db import Base
-
-log = logging.getLogger("tongbu.serve")  # one logger for the whole command
-
 
 # Owned by migration 0004_event_inbox (on the shared metadata, so Alembic sees it); it holds only
 # transient delivery state, never business data.

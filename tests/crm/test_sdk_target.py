@@ -6,14 +6,21 @@ mapping per sample stream, made from the SDK's own sample files: ``source_id`` f
 key property, everything else kept aside in ``extra``. Streams without a key property have no identity
 in the hub; their mapping takes ``source_id`` from a field that is absent, so every record of such a
 stream is quarantined (the tests only ask that the target does not fail on them).
+
+Two SDK tests expect the target to *raise* on bad input (a SCHEMA without properties, a RECORD before
+its SCHEMA). tongbu's targets answer bad input differently, on purpose (``connectors/kit/singer_input.py``):
+one line naming the input line, the stream and the problem, a quarantine entry, and the run goes on.
+Those two tests are replaced here by that contract, on the SDK's own sample files.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from singer_sdk.testing import get_target_test_class
 from singer_sdk.testing import target_test_streams as _streams_pkg
@@ -55,6 +62,35 @@ def _mapping_file() -> Path:
     return out
 
 
-TestTargetCRMStandard = get_target_test_class(
-    TargetCRM, config={"source_system": "sdk", "mapping_file": str(_mapping_file())}
-)
+CONFIG = {"source_system": "sdk", "mapping_file": str(_mapping_file())}
+_SDKTests = get_target_test_class(TargetCRM, config=CONFIG)
+
+
+def _run_sample(name: str) -> None:
+    target = TargetCRM(config=dict(CONFIG))
+    target.listen(io.BytesIO((SDK_STREAMS / f"{name}.singer").read_bytes()))
+
+
+class TestTargetCRMStandard(_SDKTests):
+    """singer-sdk's target tests, with the two bad-input ones held to tongbu's contract instead."""
+
+    def test_target_invalid_schema(self, capsys: pytest.CaptureFixture[str]) -> None:
+        _run_sample("invalid_schema")
+        err = capsys.readouterr().err
+        assert "bad Singer message at input line 1, stream 'test_invalid_schema'" in err
+        assert "Traceback" not in err
+
+    def test_target_record_before_schema(self, capsys: pytest.CaptureFixture[str]) -> None:
+        from tongbu.db import get_engine
+        from tongbu.hub.store import HubStore
+        from tongbu.state.store import Quarantine
+
+        _run_sample("record_before_schema")
+        err = capsys.readouterr().err
+        assert "bad Singer message at input line 1, stream 'test_record_before_schema'" in err
+        assert "Traceback" not in err
+        engine = get_engine()
+        [entry] = Quarantine(engine).list()
+        assert "before any usable SCHEMA" in entry["reason"]
+        with engine.connect() as conn:  # the record after the SCHEMA still landed
+            assert HubStore(engine).get(conn, "accounts", "sdk", "2") is not None
