@@ -1,4 +1,8 @@
-"""Import every module that declares tables, so ``Base.metadata`` is complete (Alembic, tests)."""
+"""Import every module that declares tables, so ``Base.metadata`` is complete (Alembic, tests).
+
+Core, but it names two modules of higher layers (``pipelines.sync.models``, ``mappings.suggest.store``):
+by string, so the layers contract does not see them (docs/architecture.md, "Layers", says why).
+"""
 
 from __future__ import annotations
 
