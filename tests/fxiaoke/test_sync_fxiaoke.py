@@ -10,13 +10,13 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from connectors.fxiaoke.simulator import FxiaokeSimulator
 from connectors.fxiaoke.spoke import FxiaokeSpoke
 from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine
 from tests.fxiaoke.conftest import client_for
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = {

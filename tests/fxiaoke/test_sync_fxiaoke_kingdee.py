@@ -13,8 +13,6 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from connectors.fxiaoke.simulator import FxiaokeSimulator
 from connectors.fxiaoke.spoke import FxiaokeSpoke
 from connectors.kingdee.simulator import KingdeeSimulator
@@ -24,6 +22,8 @@ from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine, verify_audit
 from tests.fxiaoke.conftest import client_for
 from tests.kingdee.conftest import client_for as kingdee_client_for
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = {
