@@ -384,11 +384,19 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    fxiaoke: Annotated[
+        bool, typer.Option("--fxiaoke", help="Run the two-way Fxiaoke CRM ⇄ Kingdee ERP demo instead")
+    ] = False,
 ) -> None:
     """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
     from tongbu.demo import run_demo
 
     try:
+        if fxiaoke:
+            from tongbu.demo_fxiaoke import run_fxiaoke_demo
+
+            run_fxiaoke_demo(records=min(records, 200), console=console)
+            return
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
