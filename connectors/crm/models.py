@@ -101,6 +101,8 @@ class Contact(HubRecord, Base):
     email: Mapped[str | None] = mapped_column(String(128))
     gender: Mapped[str | None] = mapped_column(String(16))
     wecom_external_userid: Mapped[str | None] = mapped_column(String(64), index=True)
+    # A shop buyer's address (migration 0011): evidence for identity resolution, and where orders go.
+    address: Mapped[str | None] = mapped_column(String(255))
     owner: Mapped[str | None] = mapped_column(String(64))
     tags: Mapped[list[Any] | None] = mapped_column(JSON)
     remark: Mapped[str | None] = mapped_column(Text)
@@ -317,6 +319,8 @@ class BuyerLink(Base):
     source_system: Mapped[str] = mapped_column(String(32), nullable=False)
     source_id: Mapped[str] = mapped_column(String(128), nullable=False)
     contact_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    #: the hub account of the buyer's company, when one was given and found or created
+    account_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rule: Mapped[str] = mapped_column(String(32), nullable=False)
     score: Mapped[float] = mapped_column(Numeric(5, 3), nullable=False)
     decided_by: Mapped[str] = mapped_column(String(64), nullable=False)  # matcher | reviewer name

@@ -1,4 +1,4 @@
-"""shops: a sales order names its buyer, channel and shop; a line its product; buyer identity links
+"""shops: a contact has an address; a sales order names its buyer, channel and shop; a line its product; buyer identity links
 and the identity review queue
 
 Revision ID: 0011_shops
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("contacts") as batch:
+        batch.add_column(sa.Column("address", sa.String(length=255), nullable=True))
     with op.batch_alter_table("sales_orders") as batch:
         # A shop order's buyer (the contact's source id), channel (shopify, youzan) and shop name.
         batch.add_column(sa.Column("contact_ref", sa.String(length=128), nullable=True))
@@ -33,6 +35,7 @@ def upgrade() -> None:
         sa.Column("source_system", sa.String(length=32), nullable=False),
         sa.Column("source_id", sa.String(length=128), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=True),
         sa.Column("rule", sa.String(length=32), nullable=False),
         sa.Column("score", sa.Numeric(5, 3), nullable=False),
         sa.Column("decided_by", sa.String(length=64), nullable=False),
@@ -72,3 +75,5 @@ def downgrade() -> None:
         batch.drop_column("shop")
         batch.drop_column("channel")
         batch.drop_column("contact_ref")
+    with op.batch_alter_table("contacts") as batch:
+        batch.drop_column("address")
