@@ -87,8 +87,8 @@ class ShopifyStore:
                 rows[index]["_s"] = EPOCH_S + records * 30
             self._reindex(stream)
         #: the shop's clock: the newest seeded change plus a day (the 60-day window counts back from it)
-        self.clock_offset = 0
         self.seeded_now = max((r["_s"] for rs in self.tables.values() for r in rs), default=EPOCH_S) + 86400
+        self._started = time.monotonic()
 
     # -- seeding ---------------------------------------------------------------------------------------
     def _product(self, i: int, rng: fakedata.FastRandom) -> dict[str, Any]:
@@ -221,8 +221,8 @@ class ShopifyStore:
         self._rows[stream] = {r["id"]: r for r in rows}
 
     def now(self) -> int:
-        """The shop's current time (epoch seconds): never behind the newest change."""
-        return max(self.seeded_now, int(time.time())) + self.clock_offset
+        """The shop's clock (epoch seconds): a day after the newest seeded change, then running."""
+        return self.seeded_now + int(time.monotonic() - self._started)
 
     def public(self, stream: str, row: dict[str, Any]) -> dict[str, Any]:
         """A row as the API sends it (internal ``_`` keys dropped, times rendered in the shop's offset)."""

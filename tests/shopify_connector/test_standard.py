@@ -20,6 +20,6 @@ class TestShopify(ConnectorSuite):
     kill_simulator_options: ClassVar[dict[str, Any]] = {"bucket": 40, "leak_rate": 1000.0}
     fault_values: ClassVar[dict[str, str]] = {"session_expiry": "session_expiry=5"}
     skip_faults: ClassVar[dict[str, str]] = {
-        "webhook_duplicate": "webhook delivery: tests/shopify/test_events.py",
-        "webhook_fail": "webhook delivery: tests/shopify/test_events.py",
+        "webhook_duplicate": "webhook delivery: tests/shopify_connector/test_events.py",
+        "webhook_fail": "webhook delivery: tests/shopify_connector/test_events.py",
     }
