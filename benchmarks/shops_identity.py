@@ -75,7 +75,9 @@ def matcher_decide(known: list[dict[str, Any]], stream: list[dict[str, Any]]) ->
     return [(d.kind, d.ref) for d in out]
 
 
-def baseline_decide(known: list[dict[str, Any]], stream: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+def baseline_decide(
+    known: list[dict[str, Any]], stream: list[dict[str, Any]]
+) -> list[tuple[str, str | None]]:
     by_phone: dict[str, str] = {}
     by_email: dict[str, str] = {}
 
@@ -121,9 +123,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         for name in ("matcher", "baseline_exact_phone_email"):
             r = result[name]
-            print(f"{name:28s} precision {r['precision']:.4f}  recall {r['recall']:.4f}  "
-                  f"reviews {r['reviews']} ({r['review_rate']:.1%})  links {r['links']}/{r['linkable']}  {r['seconds']}s")
-        print(f"buyers {result['buyers']} (masked phones {result['masked']}); targets met: {result['meets_targets']}")
+            print(
+                f"{name:28s} precision {r['precision']:.4f}  recall {r['recall']:.4f}  "
+                f"reviews {r['reviews']} ({r['review_rate']:.1%})  links {r['links']}/{r['linkable']}  {r['seconds']}s"
+            )
+        print(
+            f"buyers {result['buyers']} (masked phones {result['masked']}); targets met: {result['meets_targets']}"
+        )
     return result
 
 

@@ -35,9 +35,36 @@ CITIES = (
     ("湖北省武汉市", "洪山区", "027"),
     ("陕西省西安市", "雁塔区", "029"),
 )
-STREETS = ("人民路", "中山路", "解放路", "建设路", "和平路", "新华路", "长江路", "光明街", "文化路", "科技园路")
+STREETS = (
+    "人民路",
+    "中山路",
+    "解放路",
+    "建设路",
+    "和平路",
+    "新华路",
+    "长江路",
+    "光明街",
+    "文化路",
+    "科技园路",
+)
 ESTATES = ("阳光花园", "金色家园", "绿地小区", "万科城", "翠湖苑", "碧桂园", "幸福里", "锦绣江南")
-CARRIERS = ("130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "158", "159", "186", "188", "177")
+CARRIERS = (
+    "130",
+    "131",
+    "132",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "158",
+    "159",
+    "186",
+    "188",
+    "177",
+)
 DOMAINS = ("qq.com", "163.com", "126.com", "gmail.com", "outlook.com", "sina.com")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -129,12 +156,26 @@ def generate(n_persons: int = 2000, seed: int = 12) -> list[dict[str, Any]]:
             shared = _mobile(r) if r.random() < 0.3 else None
             for _ in range(r.randrange(2, 5)):
                 persons.append(
-                    {"name": _name(r, surname), "mobile": _mobile(r), "shared": shared, "email": _email(r),
-                     "address": address, "city": city}
+                    {
+                        "name": _name(r, surname),
+                        "mobile": _mobile(r),
+                        "shared": shared,
+                        "email": _email(r),
+                        "address": address,
+                        "city": city,
+                    }
                 )
         else:
-            persons.append({"name": _name(r), "mobile": _mobile(r), "shared": None, "email": _email(r),
-                            "address": _address(r, city), "city": city})
+            persons.append(
+                {
+                    "name": _name(r),
+                    "mobile": _mobile(r),
+                    "shared": None,
+                    "email": _email(r),
+                    "address": _address(r, city),
+                    "city": city,
+                }
+            )
     persons = persons[:n_persons]
     for p in r.sample(persons, n_persons // 20):  # namesakes: a common name, elsewhere
         p["name"] = r.choice(COMMON_NAMES)
@@ -144,8 +185,15 @@ def generate(n_persons: int = 2000, seed: int = 12) -> list[dict[str, Any]]:
     for pid, p in enumerate(persons):
         if r.random() < 0.7:  # most buyers are already in the CRM; the rest are new customers
             records.append(
-                {"key": f"crm:{pid}", "person": pid, "source": "crm", "name": p["name"], "phone": p["mobile"],
-                 "email": p["email"] if r.random() < 0.7 else None, "address": p["address"]}
+                {
+                    "key": f"crm:{pid}",
+                    "person": pid,
+                    "source": "crm",
+                    "name": p["name"],
+                    "phone": p["mobile"],
+                    "email": p["email"] if r.random() < 0.7 else None,
+                    "address": p["address"],
+                }
             )
         for n in range(r.choice((0, 1, 1, 1, 2, 2, 3))):
             source = "youzan" if r.random() < 0.4 else "shopify"
@@ -161,8 +209,15 @@ def generate(n_persons: int = 2000, seed: int = 12) -> list[dict[str, Any]]:
                 name = _name_variant(r, p["name"])
                 email = _email_variant(r, p["email"])
             records.append(
-                {"key": f"{source}:{pid}:{n}", "person": pid, "source": source, "name": name, "phone": phone,
-                 "email": email, "address": address}
+                {
+                    "key": f"{source}:{pid}:{n}",
+                    "person": pid,
+                    "source": source,
+                    "name": name,
+                    "phone": phone,
+                    "email": email,
+                    "address": address,
+                }
             )
     r.shuffle(records)
     # The CRM is there first (the shop buyers are matched against it and each other).

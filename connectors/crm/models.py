@@ -303,7 +303,6 @@ class HubChange(Base):
     __table_args__ = (Index("ix_hub_changes_entity", "tenant_id", "object", "hub_id", "id"),)
 
 
-
 class BuyerLink(Base):
     """Which CRM person a shop buyer is (migration 0011), decided by :mod:`connectors.kit.identity`.
 
@@ -325,7 +324,9 @@ class BuyerLink(Base):
     score: Mapped[float] = mapped_column(Numeric(5, 3), nullable=False)
     decided_by: Mapped[str] = mapped_column(String(64), nullable=False)  # matcher | reviewer name
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    __table_args__ = (UniqueConstraint("tenant_id", "source_system", "source_id", name="uq_buyer_links_buyer"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source_system", "source_id", name="uq_buyer_links_buyer"),
+    )
 
 
 class IdentityReview(Base):

@@ -194,7 +194,9 @@ class _Evidence:
 
     @classmethod
     def of(cls, buyer: Buyer) -> _Evidence:
-        return cls(name_key(buyer.name), phone_key(buyer.phone), email_key(buyer.email), address_key(buyer.address))
+        return cls(
+            name_key(buyer.name), phone_key(buyer.phone), email_key(buyer.email), address_key(buyer.address)
+        )
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,9 @@ class Matcher:
                 reasons.append("name_differs")
         if ev.address and p.addresses:
             best_sim = max(_dice(ev.address, a) for a in p.addresses)
-            reasons.append("address" if best_sim >= 0.9 else "address_similar" if best_sim >= 0.7 else "address_differs")
+            reasons.append(
+                "address" if best_sim >= 0.9 else "address_similar" if best_sim >= 0.7 else "address_differs"
+            )
         return sum(WEIGHTS[r] for r in reasons), tuple(reasons)
 
     def decide(self, buyer: Buyer) -> Decision:
@@ -363,7 +367,9 @@ class IdentityResolver:
             queued = {
                 (r.source_system, r.source_id)
                 for r in conn.execute(
-                    select(reviews.c.source_system, reviews.c.source_id).where(reviews.c.tenant_id == self.tenant)
+                    select(reviews.c.source_system, reviews.c.source_id).where(
+                        reviews.c.tenant_id == self.tenant
+                    )
                 )
             }
             account_ids = {
@@ -473,7 +479,9 @@ class IdentityResolver:
             conn.execute(
                 reviews.update()
                 .where(reviews.c.id == review_id)
-                .values(status="matched" if contact_id else "new", decided_contact_id=contact_id, decided_at=now)
+                .values(
+                    status="matched" if contact_id else "new", decided_contact_id=contact_id, decided_at=now
+                )
             )
 
 

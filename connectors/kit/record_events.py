@@ -92,7 +92,9 @@ class RecordEventWriter:
                 self.quarantine.add_many(conn, [entry])
                 return {"quarantined": 1}
 
-            return PreparedChange(write=quarantine, summary={"quarantined": str(exc)[:200]}, status="quarantined")
+            return PreparedChange(
+                write=quarantine, summary={"quarantined": str(exc)[:200]}, status="quarantined"
+            )
         incoming = _utc(row.get("source_modified_at"))
         table = hub_table(obj)
 
@@ -112,7 +114,9 @@ class RecordEventWriter:
             result = self.hub.upsert(conn, obj, [row], source_system=self.source_system)
             return {"written": result.written, "unchanged": result.unchanged}
 
-        return PreparedChange(write=write, assets=(asset,), summary={"stream": stream, "source_id": source_id})
+        return PreparedChange(
+            write=write, assets=(asset,), summary={"stream": stream, "source_id": source_id}
+        )
 
     def delete(self, stream: str, source_id: str) -> PreparedChange:
         """The change that soft-deletes one record."""

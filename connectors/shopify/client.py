@@ -33,9 +33,7 @@ CALL_LIMIT = "x-shopify-shop-api-call-limit"
 class CallPacer:
     """A local model of the shop's leaky bucket, fed by the call-limit header of each answer."""
 
-    def __init__(
-        self, rate: float, *, reserve: int = 2, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate: float, *, reserve: int = 2, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.reserve, self._clock = max(0.01, rate), max(0, reserve), clock
         self.used, self.capacity, self.at = 0.0, 40, clock()
         self.waited = 0.0
@@ -110,14 +108,18 @@ class ShopifyClient(HttpClient):
         if cached is not None and cached.expires_at > time.time() + 60:
             return cached.value
         body = self.send(
-            "POST", "/admin/oauth/access_token", json={**self._credentials, "grant_type": "client_credentials"}
+            "POST",
+            "/admin/oauth/access_token",
+            json={**self._credentials, "grant_type": "client_credentials"},
         ).json()
         token = str(body["access_token"])
         remember_secret(token)
         self._tokens.set("token", CachedToken(token, time.time() + float(body.get("expires_in", 86399))))
         return token
 
-    def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, **kw: Any) -> httpx.Response:
+    def call(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, **kw: Any
+    ) -> httpx.Response:
         """One API call under the retry policy: paced, with the token, a refused token fetched again.
 
         ``path`` is relative to ``/admin/api/{version}`` or a full URL (a ``Link`` header's)."""
@@ -129,7 +131,9 @@ class ShopifyClient(HttpClient):
             self.pacer.wait(self._sleep)
             try:
                 self.calls += 1
-                response = self.send(method, url, params=query or None, headers={"X-Shopify-Access-Token": token}, **kw)
+                response = self.send(
+                    method, url, params=query or None, headers={"X-Shopify-Access-Token": token}, **kw
+                )
             except AuthError:
                 if self._fixed:
                     raise

@@ -25,8 +25,8 @@ Connection config (``tongbu.yaml``)::
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -154,7 +154,9 @@ class ShopifyEventSource(EventSource):
             return self.writer.delete(stream, source_id)
         records = [e for e in events if not e.kind.startswith("refunds/")]
         if not records:
-            return PreparedChange(write=None, observed=(f"{self.name}/orders",), summary={"refund": source_id})
+            return PreparedChange(
+                write=None, observed=(f"{self.name}/orders",), summary={"refund": source_id}
+            )
         # Deliveries may arrive out of order: the newest updated_at wins (ISO with offset: compare as UTC).
         newest = max(records, key=lambda e: (_stamp(e.payload.get("updated_at")), e.id or 0))
         return self.writer.upsert(stream, newest.payload, source_id=source_id)

@@ -95,7 +95,9 @@ class ShopifyStream(KeysetStream):
             params["updated_at_min"] = shop_offset_iso(since, self._tap.shop_offset_minutes)
         for page in self.client.pages(self.path, params, self.records_key):
             for record in page:
-                if after is not None and not CompoundCursor(utc_iso(str(record["updated_at"])), int(record["id"])).after(after):
+                if after is not None and not CompoundCursor(
+                    utc_iso(str(record["updated_at"])), int(record["id"])
+                ).after(after):
                     continue  # at or before the bookmark: the inclusive, whole-second filter re-sent it
                 yield self.shape(record)
 

@@ -36,9 +36,15 @@ class TapShopify(Tap):
             required=True,
             description="The shop, e.g. https://acme.myshopify.com (or the simulator's URL)",
         ),
-        th.Property("api_version", th.StringType, default="2024-10", description="Admin API version, YYYY-MM"),
-        th.Property("access_token", th.StringType, secret=True, description="A custom app's admin token (shpat_…)"),
-        th.Property("client_id", th.StringType, description="The app's client id (client-credentials tokens)"),
+        th.Property(
+            "api_version", th.StringType, default="2024-10", description="Admin API version, YYYY-MM"
+        ),
+        th.Property(
+            "access_token", th.StringType, secret=True, description="A custom app's admin token (shpat_…)"
+        ),
+        th.Property(
+            "client_id", th.StringType, description="The app's client id (client-credentials tokens)"
+        ),
         th.Property("client_secret", th.StringType, secret=True),
         th.Property(
             "calls_per_second",
@@ -70,7 +76,10 @@ class TapShopify(Tap):
     @cached_property
     def _shop(self) -> dict[str, str]:
         shop = self.client.shop()
-        return {"domain": str(shop.get("myshopify_domain") or shop.get("domain") or ""), "tz": str(shop.get("timezone") or "")}
+        return {
+            "domain": str(shop.get("myshopify_domain") or shop.get("domain") or ""),
+            "tz": str(shop.get("timezone") or ""),
+        }
 
     @property
     def shop_domain(self) -> str:

@@ -27,7 +27,11 @@ REPLAYED = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
 
 
 def serve_config(sim: ShopifySimulator, **config: Any) -> dict[str, Any]:
-    source = {"name": "shop", "connector": "shopify", "config": {**sim.tap_config(), "webhook_secret": SECRET, **config}}
+    source = {
+        "name": "shop",
+        "connector": "shopify",
+        "config": {**sim.tap_config(), "webhook_secret": SECRET, **config},
+    }
     return {"sources": [source], "dagster": "off"}
 
 
@@ -52,8 +56,16 @@ def inbox() -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(select(event_inbox)).mappings()]
 
 
-def post(url: str, topic: str, payload: dict[str, Any], *, secret: str = SECRET, webhook_id: str | None = None,
-         tamper: bool = False, shop: str = ShopifySimulator.SHOP) -> httpx.Response:
+def post(
+    url: str,
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    secret: str = SECRET,
+    webhook_id: str | None = None,
+    tamper: bool = False,
+    shop: str = ShopifySimulator.SHOP,
+) -> httpx.Response:
     body = json.dumps(payload).encode()
     headers = {
         "Content-Type": "application/json",
@@ -72,8 +84,11 @@ def test_forged_tampered_and_unsigned_webhooks_change_nothing(sim: ShopifySimula
         url = server.url + "/hooks/shop"
         assert post(url, "orders/updated", order, secret="not-the-secret").status_code == 401
         assert post(url, "orders/updated", order, tamper=True).status_code == 401
-        unsigned = httpx.post(url, content=json.dumps(order), headers={"X-Shopify-Topic": "orders/updated",
-                                                                      "X-Shopify-Webhook-Id": "abc"})
+        unsigned = httpx.post(
+            url,
+            content=json.dumps(order),
+            headers={"X-Shopify-Topic": "orders/updated", "X-Shopify-Webhook-Id": "abc"},
+        )
         assert unsigned.status_code == 401
         assert post(url, "../../etc", order).status_code == 400
         assert app.state.processor.drain(10)

@@ -124,7 +124,9 @@ def test_sixty_day_window_without_read_all_orders() -> None:
     with ShopifySimulator(records=200, read_all_orders=False, leak_rate=200.0) as sim:
         headers = {"X-Shopify-Access-Token": sim.ADMIN_TOKEN}
         with httpx.Client(base_url=sim.base_url, headers=headers) as http:
-            count = http.get(f"/admin/api/{VERSION}/orders/count.json", params={"status": "any"}).json()["count"]
+            count = http.get(f"/admin/api/{VERSION}/orders/count.json", params={"status": "any"}).json()[
+                "count"
+            ]
             oldest = min(sim.data.tables["orders"], key=lambda r: r["_created"])
             hidden = http.get(f"/admin/api/{VERSION}/orders/{oldest['id']}.json")
         assert 0 < count < 200 and count == len(sim.truth("orders"))

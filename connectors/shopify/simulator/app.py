@@ -45,7 +45,15 @@ MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
 #: what the real API answers for an API version it does not know (and the versions it does)
 _VERSION = re.compile(r"^20\d\d-(01|04|07|10)$")
-_FILTERS = ("status", "updated_at_min", "updated_at_max", "created_at_min", "created_at_max", "since_id", "ids")
+_FILTERS = (
+    "status",
+    "updated_at_min",
+    "updated_at_max",
+    "created_at_min",
+    "created_at_max",
+    "since_id",
+    "ids",
+)
 _PAGE_ONLY = {"page_info", "limit", "fields"}
 _ORDER = re.compile(r"^(updated_at|created_at|id) (asc|desc)$")
 _BAD_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
@@ -86,7 +94,9 @@ class ShopifySimulator(Simulator):
         "same_second",
     )
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
-        FaultSpec("webhook_duplicate", "RATE", "a webhook delivery is sent twice (same X-Shopify-Webhook-Id)"),
+        FaultSpec(
+            "webhook_duplicate", "RATE", "a webhook delivery is sent twice (same X-Shopify-Webhook-Id)"
+        ),
         FaultSpec("webhook_fail", "RATE", "a webhook attempt is dropped before it is sent (then retried)"),
     )
     STATS: ClassVar[tuple[str, ...]] = (
@@ -190,15 +200,22 @@ class ShopifySimulator(Simulator):
             bucket = self._buckets.setdefault(token, _Bucket(self.bucket_size, self.leak_rate))
         if self.chance("throttle"):
             self.count("throttled")
-            return token, self.errors(429, "Exceeded 2 calls per second for api client. Reduce request rates "
-                                      "to resume uninterrupted service.", {"Retry-After": "0.1"})
+            return token, self.errors(
+                429,
+                "Exceeded 2 calls per second for api client. Reduce request rates "
+                "to resume uninterrupted service.",
+                {"Retry-After": "0.1"},
+            )
         admitted, wait, used = bucket.take()
         if not admitted:
             self.count("bucket_full")
             return token, self.errors(
                 429,
                 "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service.",
-                {"Retry-After": f"{max(wait, 0.1):.1f}", "X-Shopify-Shop-Api-Call-Limit": f"{used}/{bucket.capacity}"},
+                {
+                    "Retry-After": f"{max(wait, 0.1):.1f}",
+                    "X-Shopify-Shop-Api-Call-Limit": f"{used}/{bucket.capacity}",
+                },
             )
         request.state.call_limit = f"{used}/{bucket.capacity}"
         return token, None
@@ -227,12 +244,16 @@ class ShopifySimulator(Simulator):
         if not isinstance(body, dict) or body.get("grant_type", "client_credentials") != "client_credentials":
             return self.json({"error": "unsupported_grant_type"}, 400)
         if (body.get("client_id"), body.get("client_secret")) != (self.CLIENT_ID, self.CLIENT_SECRET):
-            return self.json({"error": "invalid_client", "error_description": "Client credentials are invalid"}, 400)
+            return self.json(
+                {"error": "invalid_client", "error_description": "Client credentials are invalid"}, 400
+            )
         token = "shpat_" + secrets.token_hex(16)
         with self._lock:
             self._tokens[token] = 0
         self.count("tokens_issued")
-        scope = "read_orders,read_customers,read_products" + (",read_all_orders" if self.read_all_orders else "")
+        scope = "read_orders,read_customers,read_products" + (
+            ",read_all_orders" if self.read_all_orders else ""
+        )
         return self.json({"access_token": token, "scope": scope, "expires_in": 86399})
 
     async def _shop(self, request: Request) -> Response:
@@ -263,7 +284,9 @@ class ShopifySimulator(Simulator):
     def _filters(self, resource: str, q: Mapping[str, str]) -> dict[str, Any]:
         """The request's filters, checked (ValueError names the bad one)."""
         out: dict[str, Any] = {k: q[k] for k in _FILTERS if k in q and q[k] != ""}
-        if "status" in out and (resource != "orders" or out["status"] not in ("open", "closed", "cancelled", "any")):
+        if "status" in out and (
+            resource != "orders" or out["status"] not in ("open", "closed", "cancelled", "any")
+        ):
             raise ValueError(f"status: {out['status']!r} is not a valid status")
         for key in ("updated_at_min", "updated_at_max", "created_at_min", "created_at_max"):
             if key in out:
@@ -374,7 +397,9 @@ class ShopifySimulator(Simulator):
         has_next = (more and not backwards) or backwards
         if rows and has_prev:
             token = self._seal({"r": resource, "f": filters, "k": key(rows[0]), "d": "prev"})
-            links.append(f'<{base}?{urlencode({"limit": limit, **extra_q, "page_info": token})}>; rel="previous"')
+            links.append(
+                f'<{base}?{urlencode({"limit": limit, **extra_q, "page_info": token})}>; rel="previous"'
+            )
         if rows and has_next:
             token = self._seal({"r": resource, "f": filters, "k": key(rows[-1]), "d": "next"})
             links.append(f'<{base}?{urlencode({"limit": limit, **extra_q, "page_info": token})}>; rel="next"')
@@ -457,8 +482,10 @@ class ShopifySimulator(Simulator):
         for rid in result["ids"]:
             row = self.data.get(stream, rid)
             if row is not None:
-                self.webhooks.emit(f"{stream}/update" if stream == "customers" else f"{stream}/updated",
-                                   self.data.public(stream, row))
+                self.webhooks.emit(
+                    f"{stream}/update" if stream == "customers" else f"{stream}/updated",
+                    self.data.public(stream, row),
+                )
         return result
 
     def change_order(self, order_id: int, change: str) -> dict[str, Any]:
@@ -472,7 +499,11 @@ class ShopifySimulator(Simulator):
 
     def credentials(self) -> dict[str, Any]:
         """The demo app's client credentials (and the fixed admin token)."""
-        return {"client_id": self.CLIENT_ID, "client_secret": self.CLIENT_SECRET, "access_token": self.ADMIN_TOKEN}
+        return {
+            "client_id": self.CLIENT_ID,
+            "client_secret": self.CLIENT_SECRET,
+            "access_token": self.ADMIN_TOKEN,
+        }
 
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
         """A ready ``tap-shopify`` config for this running simulator (client-credentials tokens)."""

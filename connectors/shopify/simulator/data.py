@@ -238,7 +238,9 @@ class ShopifyStore:
             out["published_at"] = out["created_at"]
         return out
 
-    def scan(self, stream: str, order: str, after: tuple[int, int] | None, descending: bool) -> Iterator[dict]:
+    def scan(
+        self, stream: str, order: str, after: tuple[int, int] | None, descending: bool
+    ) -> Iterator[dict]:
         """Rows of ``stream`` in ``order`` (``updated_at`` or ``id``) strictly after ``after``."""
         with self.lock:
             if order == "updated_at":

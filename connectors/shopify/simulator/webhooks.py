@@ -69,7 +69,9 @@ class WebhookDispatcher:
     def describe(self) -> dict[str, Any]:
         """Subscriptions (without secrets) and delivery counts."""
         return {
-            "subscriptions": [{"address": a, "topics": sorted(t) if t else None} for a, _, t in self.subscriptions],
+            "subscriptions": [
+                {"address": a, "topics": sorted(t) if t else None} for a, _, t in self.subscriptions
+            ],
             "delivered": len(self.delivered),
             "failed": len(self.failed),
             "pending": self._queue.unfinished_tasks,
