@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from connectors.crm.store import HubStore
 from connectors.shopify.simulator import ShopifySimulator
-from connectors.shopify.simulator.webhooks import sign
+from connectors.shopify.simulator.app import sign
 from tongbu.db import get_engine
 from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
 

@@ -13,8 +13,8 @@
 * tokens: a fixed admin token (``shpat_…``), or ``POST /admin/oauth/access_token`` with
   ``grant_type=client_credentials`` for an expiring one (``session_expiry`` drops it after N calls:
   HTTP 401 ``{"errors": "[API] Invalid API key or access token …"}``);
-* webhooks (:mod:`connectors.shopify.simulator.webhooks`): subscriptions by ``POST /_sim/webhooks``,
-  delivered at least once with retries, signed ``X-Shopify-Hmac-Sha256``.
+* webhooks (the kit's :class:`~connectors.kit.simulator.push.PushDispatcher`): subscriptions by
+  ``POST /_sim/webhooks``, delivered at least once with retries, signed ``X-Shopify-Hmac-Sha256``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.kit.simulator import FaultSpec, Simulator
+from connectors.kit.simulator.push import Delivery, PushDispatcher
 from connectors.shopify.simulator.data import SIXTY_DAYS_S, STREAMS, ShopifyStore, parse_time
-from connectors.shopify.simulator.webhooks import WebhookDispatcher
 
 MAX_LIMIT = 250
 DEFAULT_LIMIT = 50
@@ -57,6 +57,11 @@ _FILTERS = (
 _PAGE_ONLY = {"page_info", "limit", "fields"}
 _ORDER = re.compile(r"^(updated_at|created_at|id) (asc|desc)$")
 _BAD_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``X-Shopify-Hmac-Sha256`` of ``body``: base64 of HMAC-SHA256 with the app's secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 class _Bucket:
@@ -134,7 +139,7 @@ class ShopifySimulator(Simulator):
         self._tokens: dict[str, int] = {self.ADMIN_TOKEN: 0}  # token -> calls served
         self._lock = threading.Lock()
         self._page_key = hashlib.sha256(f"page_info:{seed}".encode()).digest()
-        self.webhooks = WebhookDispatcher(self, retry_s=webhook_retry_s)
+        self.webhooks = PushDispatcher(self, self._webhook, retry_s=webhook_retry_s)
 
     def seed_data(self) -> None:
         """Seed the shop once (row-level faults apply now)."""
@@ -448,6 +453,20 @@ class ShopifySimulator(Simulator):
             self.webhooks.emit(f"{resource}/updated", updated)
             return self._ok(request, {singular: updated})
         return self._ok(request, {singular: self._render(resource, row, request.query_params.get("fields"))})
+
+    def _webhook(self, item: Delivery) -> tuple[dict[str, str], bytes]:
+        """One webhook attempt as Shopify sends it: the record as JSON, signed over the raw body."""
+        body = json.dumps(item.payload, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": item.topic,
+            "X-Shopify-Shop-Domain": self.SHOP,
+            "X-Shopify-API-Version": self.API_VERSION,
+            "X-Shopify-Webhook-Id": item.delivery_id,
+            "X-Shopify-Triggered-At": item.triggered_at,
+            "X-Shopify-Hmac-Sha256": sign(item.secret, body),
+        }
+        return headers, body
 
     # -- control and truth ---------------------------------------------------------------------------
     async def _sim_modify(self, request: Request) -> Response:

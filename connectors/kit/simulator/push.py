@@ -1,60 +1,71 @@
-"""Webhook delivery as Shopify does it: signed, at least once, retried, in no guaranteed order.
+"""Push delivery for simulators whose system calls back (webhooks, push messages): at least once,
+retried, in no guaranteed order.
 
-Each change the shop makes (``modify``, ``/_sim/order``, a ``PUT``) is queued per subscription and POSTed
-by one worker thread with ``X-Shopify-Topic``, ``X-Shopify-Shop-Domain``, ``X-Shopify-API-Version``,
-``X-Shopify-Webhook-Id``, ``X-Shopify-Triggered-At`` and ``X-Shopify-Hmac-Sha256`` (base64 HMAC-SHA256 of
-the raw body with the app's secret). Anything but a 2xx within the timeout is retried, up to
-``attempts`` times with a doubling delay (the real platform: 8 times over 4 hours). The
-``webhook_duplicate`` switch sends a delivery twice; ``webhook_fail`` drops an attempt before it is sent.
+A simulator queues each change with :meth:`PushDispatcher.emit`; one worker thread POSTs it to every
+matching subscription, with the headers and body the simulator's ``build`` function gives (where it
+signs them its own way). Anything but a 2xx within the timeout (or a body the ``accepted`` check refuses)
+is retried up to ``attempts`` times with a doubling delay. Two fault switches, when the simulator declares
+them: ``<prefix>_duplicate`` sends a delivery twice (same id), ``<prefix>_fail`` drops an attempt before
+it is sent. Counters: ``<prefix>s_sent`` and ``<prefix>s_retried``.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
-import hmac
-import json
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-
-def sign(secret: str, body: bytes) -> str:
-    """``X-Shopify-Hmac-Sha256`` of ``body``: base64 of HMAC-SHA256 with the app's secret."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+__all__ = ["Delivery", "PushDispatcher"]
 
 
 @dataclass
-class _Delivery:
+class Delivery:
+    """One push to one subscriber: what ``build`` turns into headers and a body."""
+
     address: str
     secret: str
     topic: str
-    body: bytes
-    webhook_id: str
+    payload: Any
+    delivery_id: str
     triggered_at: str
     attempt: int = 0
     due: float = 0.0
     created: float = field(default_factory=time.monotonic)
 
 
-class WebhookDispatcher:
-    """Queues and sends the simulator's webhooks (one worker thread, started on the first subscription)."""
+class PushDispatcher:
+    """Queues and sends a simulator's pushes (one worker thread, started on the first subscription).
 
-    def __init__(self, sim: Any, *, retry_s: float = 0.05, attempts: int = 8, timeout: float = 5.0) -> None:
-        self.sim = sim
+    ``build(delivery) -> (headers, body)`` renders and signs one attempt; ``accepted(response)`` decides
+    whether the receiver took it (default: any 2xx).
+    """
+
+    def __init__(
+        self,
+        sim: Any,
+        build: Callable[[Delivery], tuple[dict[str, str], bytes]],
+        *,
+        prefix: str = "webhook",
+        accepted: Callable[[httpx.Response], bool] | None = None,
+        retry_s: float = 0.05,
+        attempts: int = 8,
+        timeout: float = 5.0,
+    ) -> None:
+        self.sim, self.build, self.prefix = sim, build, prefix
+        self.accepted = accepted or (lambda r: 200 <= r.status_code < 300)
         self.retry_s, self.attempts, self.timeout = retry_s, attempts, timeout
         self.subscriptions: list[tuple[str, str, frozenset[str] | None]] = []
-        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._queue: queue.Queue[Delivery | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.delivered: list[tuple[str, float]] = []  # (webhook id, seconds from emit to a 2xx)
+        self.delivered: list[tuple[str, float]] = []  # (delivery id, seconds from emit to acceptance)
         self.failed: list[str] = []
 
     def subscribe(self, address: str, secret: str, topics: Sequence[str] | None = None) -> None:
@@ -63,7 +74,7 @@ class WebhookDispatcher:
             raise ValueError("address must be an http(s) URL")
         self.subscriptions.append((address, secret, frozenset(topics) if topics else None))
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sim-shopify-webhooks", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=f"sim-{self.prefix}s", daemon=True)
             self._thread.start()
 
     def describe(self) -> dict[str, Any]:
@@ -77,21 +88,20 @@ class WebhookDispatcher:
             "pending": self._queue.unfinished_tasks,
         }
 
-    def emit(self, topic: str, payload: dict[str, Any] | None) -> list[str]:
-        """Queue ``payload`` as a ``topic`` webhook to every matching subscription; returns the ids."""
+    def emit(self, topic: str, payload: Any) -> list[str]:
+        """Queue ``payload`` as a ``topic`` push to every matching subscription; returns the ids."""
         if payload is None:
             return []
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         ids = []
         for address, secret, topics in self.subscriptions:
             if topics is not None and topic not in topics:
                 continue
-            delivery = _Delivery(address, secret, topic, body, str(uuid.uuid4()), now)
-            ids.append(delivery.webhook_id)
+            delivery = Delivery(address, secret, topic, payload, str(uuid.uuid4()), now)
+            ids.append(delivery.delivery_id)
             self._queue.put(delivery)
-            if self.sim.chance("webhook_duplicate"):
-                self._queue.put(_Delivery(address, secret, topic, body, delivery.webhook_id, now))
+            if self.sim.chance(f"{self.prefix}_duplicate"):
+                self._queue.put(Delivery(address, secret, topic, payload, delivery.delivery_id, now))
         return ids
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -127,32 +137,24 @@ class WebhookDispatcher:
                     continue
                 item.attempt += 1
                 if item.attempt >= self.attempts:
-                    self.failed.append(item.webhook_id)
+                    self.failed.append(item.delivery_id)
                     self._queue.task_done()
                     continue
-                self.sim.count("webhooks_retried")
+                self.sim.count(f"{self.prefix}s_retried")
                 item.due = time.monotonic() + self.retry_s * 2 ** (item.attempt - 1)
                 self._queue.put(item)
                 self._queue.task_done()
 
-    def _send(self, http: httpx.Client, item: _Delivery) -> bool:
-        if self.sim.chance("webhook_fail"):
+    def _send(self, http: httpx.Client, item: Delivery) -> bool:
+        if self.sim.chance(f"{self.prefix}_fail"):
             return False
-        headers = {
-            "Content-Type": "application/json",
-            "X-Shopify-Topic": item.topic,
-            "X-Shopify-Shop-Domain": self.sim.SHOP,
-            "X-Shopify-API-Version": self.sim.API_VERSION,
-            "X-Shopify-Webhook-Id": item.webhook_id,
-            "X-Shopify-Triggered-At": item.triggered_at,
-            "X-Shopify-Hmac-Sha256": sign(item.secret, item.body),
-        }
+        headers, body = self.build(item)
         try:
-            response = http.post(item.address, content=item.body, headers=headers)
+            response = http.post(item.address, content=body, headers=headers)
         except httpx.HTTPError:
             return False
-        if 200 <= response.status_code < 300:
-            self.sim.count("webhooks_sent")
-            self.delivered.append((item.webhook_id, time.monotonic() - item.created))
+        if self.accepted(response):
+            self.sim.count(f"{self.prefix}s_sent")
+            self.delivered.append((item.delivery_id, time.monotonic() - item.created))
             return True
         return False
