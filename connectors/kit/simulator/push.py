@@ -6,7 +6,7 @@ matching subscription, with the headers and body the simulator's ``build`` funct
 signs them its own way). Anything but a 2xx within the timeout (or a body the ``accepted`` check refuses)
 is retried up to ``attempts`` times with a doubling delay. Two fault switches, when the simulator declares
 them: ``<prefix>_duplicate`` sends a delivery twice (same id), ``<prefix>_fail`` drops an attempt before
-it is sent. Counters: ``<prefix>s_sent`` and ``<prefix>s_retried``.
+it is sent. Counters: ``<prefix>_deliveries`` and ``<prefix>_retries``.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class PushDispatcher:
                     self.failed.append(item.delivery_id)
                     self._queue.task_done()
                     continue
-                self.sim.count(f"{self.prefix}s_retried")
+                self.sim.count(f"{self.prefix}_retries")
                 item.due = time.monotonic() + self.retry_s * 2 ** (item.attempt - 1)
                 self._queue.put(item)
                 self._queue.task_done()
@@ -154,7 +154,7 @@ class PushDispatcher:
         except httpx.HTTPError:
             return False
         if self.accepted(response):
-            self.sim.count(f"{self.prefix}s_sent")
+            self.sim.count(f"{self.prefix}_deliveries")
             self.delivered.append((item.delivery_id, time.monotonic() - item.created))
             return True
         return False

@@ -109,8 +109,8 @@ class ShopifySimulator(Simulator):
         "bucket_full",
         "tokens_issued",
         "tokens_expired",
-        "webhooks_sent",
-        "webhooks_retried",
+        "webhook_deliveries",
+        "webhook_retries",
     )
     SHOP = "tongbu-demo.myshopify.com"
     ADMIN_TOKEN = "shpat_tongbu_demo_admin_token_0001"
