@@ -77,24 +77,7 @@ class RecordEventWriter:
         try:
             row = self.compiled[stream].apply(record)
         except MappingError as exc:
-            entry = {
-                "pipeline": f"{self.pipeline_prefix}_{stream}",
-                "connection": self.source_system,
-                "stream": stream,
-                "source_id": source_id,
-                "stage": "mapping",
-                "reason": str(exc),
-                "payload": dict(record),
-                "run_id": None,
-            }
-
-            def quarantine(conn: Connection) -> dict[str, int]:
-                self.quarantine.add_many(conn, [entry])
-                return {"quarantined": 1}
-
-            return PreparedChange(
-                write=quarantine, summary={"quarantined": str(exc)[:200]}, status="quarantined"
-            )
+            return self.quarantine_change(stream, source_id, str(exc), record)
         incoming = _utc(row.get("source_modified_at"))
         table = hub_table(obj)
 
@@ -117,6 +100,27 @@ class RecordEventWriter:
         return PreparedChange(
             write=write, assets=(asset,), summary={"stream": stream, "source_id": source_id}
         )
+
+    def quarantine_change(
+        self, stream: str, source_id: str, reason: str, payload: Mapping[str, Any]
+    ) -> PreparedChange:
+        """The change that quarantines one record with ``reason`` (the stream's pipeline quarantine)."""
+        entry = {
+            "pipeline": f"{self.pipeline_prefix}_{stream}",
+            "connection": self.source_system,
+            "stream": stream,
+            "source_id": source_id,
+            "stage": "mapping",
+            "reason": reason,
+            "payload": dict(payload),
+            "run_id": None,
+        }
+
+        def write(conn: Connection) -> dict[str, int]:
+            self.quarantine.add_many(conn, [entry])
+            return {"quarantined": 1}
+
+        return PreparedChange(write=write, summary={"quarantined": reason[:200]}, status="quarantined")
 
     def delete(self, stream: str, source_id: str) -> PreparedChange:
         """The change that soft-deletes one record."""

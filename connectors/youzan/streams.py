@@ -36,6 +36,27 @@ def _seconds(iso: str) -> int:
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
 
+def trade_record(raw: Mapping[str, Any], shop: str) -> dict[str, Any]:
+    """A ``full_order_info`` entry (a list entry or a push's ``msg``) as the ``trades`` record."""
+    full = raw.get("full_order_info") or {}
+    info = full.get("order_info") or {}
+    tid = str(info.get("tid") or "")
+    return {
+        "tid": tid,
+        "tid_seq": int(tid[1:]) if tid[1:].isdigit() else 0,
+        "status": info.get("status"),
+        "refund_state": info.get("refund_state"),
+        "created": beijing(info["created"]) if info.get("created") else None,
+        "update_time": beijing(info["update_time"]),
+        "buyer_info": full.get("buyer_info"),
+        "address_info": full.get("address_info"),
+        "pay_info": full.get("pay_info"),
+        "buyer_message": (full.get("remark_info") or {}).get("buyer_message"),
+        "orders": full.get("orders") or [],
+        "shop": shop,
+    }
+
+
 class YouzanStream(KeysetStream):
     """One ``youzan.*`` list API read in change-time windows."""
 
@@ -178,23 +199,7 @@ class TradesStream(YouzanStream):
 
     def flatten(self, raw: dict[str, Any]) -> dict[str, Any]:
         """``full_order_info`` as one record (``order_info`` fields at the top)."""
-        full = raw.get("full_order_info") or {}
-        info = full.get("order_info") or {}
-        tid = str(info.get("tid") or "")
-        return {
-            "tid": tid,
-            "tid_seq": int(tid[1:]) if tid[1:].isdigit() else 0,
-            "status": info.get("status"),
-            "refund_state": info.get("refund_state"),
-            "created": beijing(info["created"]) if info.get("created") else None,
-            "update_time": beijing(info["update_time"]),
-            "buyer_info": full.get("buyer_info"),
-            "address_info": full.get("address_info"),
-            "pay_info": full.get("pay_info"),
-            "buyer_message": (full.get("remark_info") or {}).get("buyer_message"),
-            "orders": full.get("orders") or [],
-            "shop": self._tap.shop,
-        }
+        return trade_record(raw, self._tap.shop)
 
 
 class UsersStream(YouzanStream):
