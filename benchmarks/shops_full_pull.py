@@ -37,14 +37,20 @@ FAULTS = "throttle=0.02,http_5xx=0.02,timeout=0.01,hang=0.5,session_expiry=150"
 FAST_RETRY = {"backoff_base": 0.05, "backoff_max": 0.5, "max_retries": 30, "request_timeout": 0.4}
 
 
-def shopify_pass(args: argparse.Namespace, label: str, *, faults: str | None = None, **config: Any) -> dict[str, Any]:
+def shopify_pass(
+    args: argparse.Namespace, label: str, *, faults: str | None = None, **config: Any
+) -> dict[str, Any]:
     from connectors.shopify.simulator import ShopifySimulator
     from connectors.shopify.tap import TapShopify
 
-    with ShopifySimulator(records=args.orders, seed=3, bucket=args.bucket, leak_rate=args.leak, faults=faults) as sim:
+    with ShopifySimulator(
+        records=args.orders, seed=3, bucket=args.bucket, leak_rate=args.leak, faults=faults
+    ) as sim:
         truth = len(sim.data.tables["orders"])
         tap = TapShopify(
-            config=sim.tap_config(**{"calls_per_second": args.leak, "page_size": 250, **FAST_RETRY, **config}),
+            config=sim.tap_config(
+                **{"calls_per_second": args.leak, "page_size": 250, **FAST_RETRY, **config}
+            ),
             parse_env_config=False,
         )
         started = time.perf_counter()
@@ -100,13 +106,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--bucket", type=int, default=40, help="leaky bucket size (Standard plan: 40)")
-    ap.add_argument("--leak", type=float, default=8.0, help="calls leaking per second (Standard 2, Advanced 4, Plus 20)")
+    ap.add_argument(
+        "--leak", type=float, default=8.0, help="calls leaking per second (Standard 2, Advanced 4, Plus 20)"
+    )
     ap.add_argument("--youzan", action="store_true", help="also measure the Youzan connector")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     result: dict[str, Any] = {
         "paced": shopify_pass(args, "paced"),
-        "baseline_unpaced": shopify_pass(args, "baseline_unpaced", calls_per_second=args.leak * 1000, bucket_reserve=0),
+        "baseline_unpaced": shopify_pass(
+            args, "baseline_unpaced", calls_per_second=args.leak * 1000, bucket_reserve=0
+        ),
         "faults": shopify_pass(args, "faults", faults=FAULTS),
     }
     if args.youzan:

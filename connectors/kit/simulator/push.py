@@ -67,6 +67,7 @@ class PushDispatcher:
         self._stop = threading.Event()
         self.delivered: list[tuple[str, float]] = []  # (delivery id, seconds from emit to acceptance)
         self.failed: list[str] = []
+        self.emitted: dict[str, float] = {}  # delivery id -> wall time it was queued (latency benchmarks)
 
     def subscribe(self, address: str, secret: str, topics: Sequence[str] | None = None) -> None:
         """Send webhooks of ``topics`` (None: all) to ``address``, signed with ``secret``."""
@@ -99,6 +100,7 @@ class PushDispatcher:
                 continue
             delivery = Delivery(address, secret, topic, payload, str(uuid.uuid4()), now)
             ids.append(delivery.delivery_id)
+            self.emitted[delivery.delivery_id] = time.time()
             self._queue.put(delivery)
             if self.sim.chance(f"{self.prefix}_duplicate"):
                 self._queue.put(Delivery(address, secret, topic, payload, delivery.delivery_id, now))
