@@ -435,11 +435,21 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    shops: Annotated[
+        bool,
+        typer.Option(
+            "--shops", help="The shops demo instead: Shopify + Youzan → CRM, buyers matched, real time"
+        ),
+    ] = False,
 ) -> None:
     """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
     from tongbu.demo import run_demo
+    from tongbu.demo_shops import run_shops_demo
 
     try:
+        if shops:
+            run_shops_demo(records=min(records, 5000), console=console)
+            return
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)

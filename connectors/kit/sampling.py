@@ -28,6 +28,13 @@ def optional_sources(mapping: Any) -> dict[str, str]:
 
 def _has_path(record: Any, path: str) -> bool:
     for part in path.split("."):
+        if isinstance(record, list | tuple) and part.lstrip("-").isdigit():
+            # a list index, as the mapping engine reads it (``variants.0.sku``)
+            index = int(part)
+            if not -len(record) <= index < len(record):
+                return False
+            record = record[index]
+            continue
         if not isinstance(record, dict) or part not in record:
             return False
         record = record[part]
