@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 #: injected during the ``faults`` pass: a hung call outlives the client's 3 s timeout
-FAULTS = "throttle=0.02,http_5xx=0.02,timeout=0.01,hang=5,session_expiry=150"
+FAULTS = "throttle=0.02,http_5xx=0.02,timeout=0.02,hang=5,session_expiry=150"
 FAST_RETRY = {"backoff_base": 0.05, "backoff_max": 0.5, "max_retries": 30, "request_timeout": 3.0}
 
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--bucket", type=int, default=40, help="leaky bucket size (Standard plan: 40)")
     ap.add_argument(
-        "--leak", type=float, default=8.0, help="calls leaking per second (Standard 2, Advanced 4, Plus 20)"
+        "--leak", type=float, default=2.0, help="calls leaking per second (Standard 2, Advanced 4, Plus 20)"
     )
     ap.add_argument("--youzan", action="store_true", help="also measure the Youzan connector")
     ap.add_argument("--json", action="store_true")

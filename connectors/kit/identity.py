@@ -25,10 +25,10 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import phonenumbers
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from connectors.crm.models import Account, BuyerLink, Contact, IdentityReview
 from tongbu.config import DEFAULT_TENANT
@@ -354,10 +354,10 @@ class IdentityResolver:
 
     def resolve(self, source_system: str, *, decided_by: str = "matcher") -> dict[str, int]:
         """Decide every buyer of ``source_system`` without a link or an open review; returns counts."""
-        contacts = Contact.__table__
-        links = BuyerLink.__table__
-        reviews = IdentityReview.__table__
-        accounts = Account.__table__
+        contacts = _table(Contact)
+        links = _table(BuyerLink)
+        reviews = _table(IdentityReview)
+        accounts = _table(Account)
         counts = {"match": 0, "new": 0, "review": 0}
         with self.engine.begin() as conn:
             linked = {
@@ -440,7 +440,7 @@ class IdentityResolver:
 
     def open_reviews(self, source_system: str | None = None) -> list[dict[str, Any]]:
         """The review queue (oldest first)."""
-        reviews = IdentityReview.__table__
+        reviews = _table(IdentityReview)
         query = select(reviews).where(reviews.c.tenant_id == self.tenant, reviews.c.status == "open")
         if source_system:
             query = query.where(reviews.c.source_system == source_system)
@@ -449,7 +449,7 @@ class IdentityResolver:
 
     def decide_review(self, review_id: int, contact_id: int | None, *, reviewer: str) -> None:
         """Close a review: the buyer is ``contact_id`` (None: a new person, its own contact)."""
-        reviews, links, contacts = IdentityReview.__table__, BuyerLink.__table__, Contact.__table__
+        reviews, links, contacts = _table(IdentityReview), _table(BuyerLink), _table(Contact)
         now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
             review = conn.execute(
@@ -483,6 +483,10 @@ class IdentityResolver:
                     status="matched" if contact_id else "new", decided_contact_id=contact_id, decided_at=now
                 )
             )
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
 
 
 def _buyer_of(row: Any) -> Buyer:

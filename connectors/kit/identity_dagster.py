@@ -29,7 +29,7 @@ def _identity_asset(connection: str) -> dg.AssetsDefinition:
         description="Shop buyers → CRM persons: phone (normalised), e-mail, name + address; masked phones "
         "never merge alone; doubtful buyers go to the identity review queue.",
     )
-    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]
         from connectors.kit.identity import IdentityResolver
         from tongbu.db import get_engine
 

@@ -38,7 +38,8 @@ def _utc(value: Any) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:  # SQLite hands back naive UTC
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    utc: dt.datetime = value.astimezone(dt.UTC)
+    return utc
 
 
 class RecordEventWriter:
