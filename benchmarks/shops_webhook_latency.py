@@ -203,11 +203,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for oid in touched:
                 row = store.get(conn, "sales_orders", "shop", str(oid))
                 truth = shop.data.public("orders", shop.data.get("orders", oid))
-                if (
-                    row is None
-                    or row["order_no"] != truth["name"]
-                    or (truth["cancelled_at"] and row["status"] != "cancelled")
-                ):
+                # the mapping's status: financial_status, with voided (a cancellation) as cancelled
+                status = "cancelled" if truth["financial_status"] == "voided" else truth["financial_status"]
+                if row is None or row["order_no"] != truth["name"] or row["status"] != status:
                     wrong += 1
         result["orders_checked"], result["orders_wrong"] = len(touched), wrong
         result["meets_target"] = result["load"]["e2e_p99_ms"] < 200 and wrong == 0

@@ -1,7 +1,7 @@
 """Push delivery for simulators whose system calls back (webhooks, push messages): at least once,
 retried, in no guaranteed order.
 
-A simulator queues each change with :meth:`PushDispatcher.emit`; one worker thread POSTs it to every
+A simulator queues each change with :meth:`PushDispatcher.emit`; a few sender threads POST it to every
 matching subscription, with the headers and body the simulator's ``build`` function gives (where it
 signs them its own way). Anything but a 2xx within the timeout (or a body the ``accepted`` check refuses)
 is retried up to ``attempts`` times with a doubling delay. Two fault switches, when the simulator declares
@@ -41,7 +41,7 @@ class Delivery:
 
 
 class PushDispatcher:
-    """Queues and sends a simulator's pushes (one worker thread, started on the first subscription).
+    """Queues and sends a simulator's pushes (``workers`` sender threads, started on the first subscription).
 
     ``build(delivery) -> (headers, body)`` renders and signs one attempt; ``accepted(response)`` decides
     whether the receiver took it (default: any 2xx).
@@ -57,13 +57,15 @@ class PushDispatcher:
         retry_s: float = 0.05,
         attempts: int = 8,
         timeout: float = 5.0,
+        workers: int = 4,
     ) -> None:
         self.sim, self.build, self.prefix = sim, build, prefix
+        self.workers = max(1, workers)
         self.accepted = accepted or (lambda r: 200 <= r.status_code < 300)
         self.retry_s, self.attempts, self.timeout = retry_s, attempts, timeout
         self.subscriptions: list[tuple[str, str, frozenset[str] | None]] = []
         self._queue: queue.Queue[Delivery | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.delivered: list[tuple[str, float]] = []  # (delivery id, seconds from emit to acceptance)
         self.failed: list[str] = []
@@ -74,9 +76,14 @@ class PushDispatcher:
         if not address.startswith(("http://", "https://")):
             raise ValueError("address must be an http(s) URL")
         self.subscriptions.append((address, secret, frozenset(topics) if topics else None))
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"sim-{self.prefix}s", daemon=True)
-            self._thread.start()
+        while len(self._threads) < self.workers:
+            # Several senders, as the platforms use: one slow receiver answer does not hold up the rest
+            # (and deliveries are not ordered, as on the real platform).
+            thread = threading.Thread(
+                target=self._run, name=f"sim-{self.prefix}-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def describe(self) -> dict[str, Any]:
         """Subscriptions (without secrets) and delivery counts."""
@@ -118,11 +125,12 @@ class PushDispatcher:
         return True
 
     def close(self) -> None:
-        """Stop the worker (pending deliveries are dropped)."""
+        """Stop the senders (pending deliveries are dropped)."""
         self._stop.set()
-        if self._thread is not None:
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout) as http:
