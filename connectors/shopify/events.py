@@ -51,8 +51,6 @@ MAPPINGS = {
 }
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_/")
 _ID_CHARS = frozenset("0123456789abcdefABCDEF-")
-#: settings only the event source reads (the tap's are accepted too: one connection serves both)
-EVENT_KEYS = frozenset({"webhook_secret", "shop_domain", "mapping_file"})
 
 
 def verify_hmac(secret: str, body: bytes, header: str) -> bool:
@@ -76,7 +74,8 @@ class ShopifyEventSource(EventSource):
         super().__init__(name, config, engine=engine, tenant=tenant)
         from connectors.shopify.tap import TapShopify
 
-        known = EVENT_KEYS | set(TapShopify.config_jsonschema["properties"])
+        # One connection serves the tap and the webhooks: its keys are the tap's settings.
+        known = set(TapShopify.config_jsonschema["properties"])
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"connection {name!r}: unknown Shopify setting(s) {', '.join(unknown)}")
@@ -94,7 +93,7 @@ class ShopifyEventSource(EventSource):
         self.writer = RecordEventWriter(
             engine,
             source_system=name,
-            mapping_file=config.get("mapping_file") or MAPPING_FILE,
+            mapping_file=MAPPING_FILE,
             mappings=MAPPINGS,
             tenant=tenant,
         )

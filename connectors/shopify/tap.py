@@ -61,6 +61,17 @@ class TapShopify(Tap):
             description="Re-read this many seconds before the bookmark to catch late commits",
         ),
         th.Property("start_date", th.DateTimeType, description="Ignore records changed before this time"),
+        th.Property(
+            "webhook_secret",
+            th.StringType,
+            secret=True,
+            description="tongbu serve: the app's secret that signs webhooks (X-Shopify-Hmac-Sha256); the tap ignores it",
+        ),
+        th.Property(
+            "shop_domain",
+            th.StringType,
+            description="tongbu serve: accept webhooks only from this *.myshopify.com domain (default: shop_url's)",
+        ),
         *http_properties(request_timeout=30),
     ).to_dict()
 

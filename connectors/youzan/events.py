@@ -32,7 +32,6 @@ from tongbu.config import DEFAULT_TENANT
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "youzan_to_crm.yaml"
 MAPPINGS = {"trades": "youzan_trades_to_sales_orders"}
-EVENT_KEYS = frozenset({"mapping_file"})
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -52,7 +51,7 @@ class YouzanEventSource(EventSource):
         super().__init__(name, config, engine=engine, tenant=tenant)
         from connectors.youzan.tap import TapYouzan
 
-        unknown = sorted(set(config) - EVENT_KEYS - set(TapYouzan.config_jsonschema["properties"]))
+        unknown = sorted(set(config) - set(TapYouzan.config_jsonschema["properties"]))
         if unknown:
             raise ValueError(f"connection {name!r}: unknown Youzan setting(s) {', '.join(unknown)}")
         missing = [k for k in ("client_id", "client_secret", "grant_id") if not config.get(k)]
@@ -67,7 +66,7 @@ class YouzanEventSource(EventSource):
         self.writer = RecordEventWriter(
             engine,
             source_system=name,
-            mapping_file=config.get("mapping_file") or MAPPING_FILE,
+            mapping_file=MAPPING_FILE,
             mappings=MAPPINGS,
             tenant=tenant,
         )

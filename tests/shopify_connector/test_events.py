@@ -136,3 +136,18 @@ def test_simulator_webhooks_flow_into_the_hub_at_least_once(sim: ShopifySimulato
     assert hub_row("sales_orders", first[1]["id"])["status"] == "refunded"
     applied = [r for r in inbox() if r["status"] == "applied"]
     assert len(applied) == len({r["dedup_key"] for r in applied})  # each delivery id once
+
+
+def test_one_connection_config_serves_the_tap_and_the_webhooks(sim: ShopifySimulator) -> None:
+    from connectors.shopify.events import ShopifyEventSource
+    from pipelines.project import connector_settings
+
+    allowed = connector_settings("shopify")
+    assert allowed is not None and {"webhook_secret", "shop_domain"} <= allowed
+    engine = get_engine()
+    with pytest.raises(ValueError, match="unknown Shopify setting"):
+        ShopifyEventSource(
+            "shop", {**sim.tap_config(), "webhook_secret": SECRET, "webhok_secret": "x"}, engine=engine
+        )
+    with pytest.raises(ValueError, match="webhook_secret"):
+        ShopifyEventSource("shop", {"shop_url": sim.base_url, "access_token": "t"}, engine=engine)
