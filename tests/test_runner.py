@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crm.store import HubStore
 from pipelines.project import Project, load_project
 from pipelines.replay import replay
 from pipelines.runner import Runner
-from pipelines.state import PipelineLocked, StateStore
+from tongbu.hub.store import HubStore
+from tongbu.state.store import PipelineLocked, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "mappings/library/synthetic_to_crm.yaml"

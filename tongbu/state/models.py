@@ -32,7 +32,7 @@ class SyncState(Base):
     __table_args__ = (UniqueConstraint("tenant_id", "connection", "stream", "partition"),)
 
 
-class PipelineLock(Base):
+class PipelineLockRow(Base):
     """A lease that keeps two runs of one pipeline from interleaving (expires if its holder dies)."""
 
     __tablename__ = "pipeline_locks"

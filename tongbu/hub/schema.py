@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text
 from sqlalchemy.sql.schema import Column
 
-from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, SYSTEM_COLUMNS
+from tongbu.hub.models import CHILD_OBJECTS, HUB_OBJECTS, SYSTEM_COLUMNS
 
 __all__ = ["column_schema", "object_names", "object_schema"]
 

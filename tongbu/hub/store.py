@@ -31,7 +31,7 @@ import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -50,9 +50,9 @@ from sqlalchemy import (
     update,
 )
 
-from connectors.crm.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
 from tongbu.config import DEFAULT_TENANT
 from tongbu.db import SUPPORTED_BACKENDS, unsupported_backend_message
+from tongbu.hub.models import CHILD_OBJECTS, HUB_OBJECTS, RecordLink
 
 LINES_KEY = "__lines__"
 _KEY_COLUMNS = ("tenant_id", "source_system", "source_id")
@@ -290,6 +290,13 @@ class _Plan:
     direct: bool = True  # PostgreSQL: still trying direct COPY (no row of this store existed yet)
 
 
+class HubResolver(Protocol):
+    """A ``lookup`` step's resolver: the ``returning`` column (default the hub id) of the row whose ``by`` is ``value``."""
+
+    def __call__(self, object_name: str, by: str, value: Any, returning: str = "id") -> Any:
+        """Look one value up (cached per resolver)."""
+
+
 class HubStore:
     """Bulk, idempotent writes into the hub for one tenant.
 
@@ -484,7 +491,7 @@ class HubStore:
         )
         return dict(row) if row is not None else None
 
-    def resolver(self, conn: Connection) -> Callable[[str, str, Any], Any]:
+    def resolver(self, conn: Connection) -> HubResolver:
         """A cached ``(object, by_field, value) -> hub id`` lookup for mapping ``lookup`` steps."""
         cache: dict[tuple[str, str, Any], Any] = {}
 
@@ -532,7 +539,13 @@ class HubStore:
             elif self._dialect == "postgresql" and isinstance(coltype, DateTime) and coltype.timezone:
                 # The canonical text is UTC without an offset; say so, whatever the session's zone.
                 db.append((i, _utc_text))
-        getter = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r, c=columns[0]: (r[c],))
+        getter: Callable[[dict[str, Any]], tuple[Any, ...]]
+        if len(columns) > 1:
+            getter = operator.itemgetter(*columns)
+        elif columns:
+            getter = lambda r, c=columns[0]: (r[c],)  # noqa: E731 - itemgetter of one key gives no tuple
+        else:  # a row that carries only its identity (source_id)
+            getter = lambda r: ()  # noqa: E731
         plan = _Plan(table, columns, repr(columns), getter, canon, db)
         if self._dialect == "sqlite":
             self._sqlite_sql(plan)

@@ -21,11 +21,11 @@ from sqlalchemy import Connection, Engine, create_engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from pipelines.models import PipelineLock, QuarantinedRecord, SyncRun, SyncState
 from tongbu.config import DEFAULT_TENANT
+from tongbu.state.models import PipelineLockRow, QuarantinedRecord, SyncRun, SyncState
 
 _STATE = SyncState.__table__
-_LOCKS = PipelineLock.__table__
+_LOCKS = PipelineLockRow.__table__
 _QUAR = QuarantinedRecord.__table__
 _RUNS = SyncRun.__table__
 

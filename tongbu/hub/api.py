@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
-from connectors.crm.models import HUB_OBJECTS, SYSTEM_COLUMNS, HubChange
-from connectors.crm.store import HubError, hub_table, row_hash
 from tongbu.canon import canon_record
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.models import HUB_OBJECTS, SYSTEM_COLUMNS, HubChange
+from tongbu.hub.store import HubError, hub_table, row_hash
 
 #: The origin label of edits made through this API (the embedded CRM).
 CRM_ORIGIN = "hub"

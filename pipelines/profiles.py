@@ -1,4 +1,7 @@
-"""Where the CLI gets profiles from: a profile file, a configured connection stream, or a CRM object.
+"""Where ``tongbu mappings suggest`` gets profiles from: a profile file, a configured connection stream, or a CRM object.
+
+It sits in ``pipelines`` (not in ``mappings.suggest``) because sampling a stream runs the connection's
+tap through the runner, and mappings sit below connectors and pipelines.
 
 * a path to a field-profile JSON file (the benchmark format);
 * ``<connection>:<stream>`` (or ``<connection>.<stream>``): a stream of a connection configured in the
@@ -20,6 +23,7 @@ from mappings.suggest.profiles import (
     profile_from_records,
     profile_from_schema,
 )
+from pipelines.project import ProjectError, load_project
 
 DEFAULT_SAMPLE_ROWS = 200
 
@@ -44,10 +48,8 @@ def resolve_profile(spec: str, *, role: str, sample_rows: int = DEFAULT_SAMPLE_R
 
 def crm_object_profile(name: str) -> TableProfile:
     """Profile of a CRM hub object from its JSON schema."""
-    try:
-        from connectors.crm.schema import object_names, object_schema
-    except ImportError as exc:  # pragma: no cover - the CRM connector is part of the repo
-        raise ProfileError(f"crm:{name}: the CRM connector is not available ({exc})") from None
+    from tongbu.hub.schema import object_names, object_schema  # lazily: profile files need no SQLAlchemy
+
     if name not in object_names():
         raise ProfileError(f"crm:{name}: unknown CRM object; known: {', '.join(sorted(object_names()))}")
     return profile_from_schema(object_schema(name), system="crm", object=name)
@@ -55,11 +57,8 @@ def crm_object_profile(name: str) -> TableProfile:
 
 def stream_profile(connection: str, stream: str, *, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> TableProfile:
     """Sample up to ``sample_rows`` records of a configured connection stream and profile them."""
-    try:
-        from pipelines.project import ProjectError, load_project
-        from pipelines.runner import Runner
-    except ImportError as exc:  # pragma: no cover
-        raise ProfileError(f"{connection}:{stream}: pipelines are not available ({exc})") from None
+    from pipelines.runner import Runner  # the runner imports every layer below; only this path needs it
+
     try:
         project = load_project()
         project.connection(connection)

@@ -38,7 +38,8 @@ def serve_command(
         for k, v in (("workers", workers), ("coalesce_ms", coalesce_ms), ("dagster", dagster))
         if v is not None
     }
-    from tongbu.serve import ServeConfig, serve
+    from tongbu.serve.app import serve
+    from tongbu.serve.config import ServeConfig
 
     try:
         if config is not None:

@@ -89,7 +89,7 @@ def suggest(
     ),
 ) -> None:
     """Propose a mapping from SRC fields to TGT fields with calibrated confidence."""
-    from mappings.suggest.sources import resolve_profile
+    from pipelines.profiles import resolve_profile
 
     if fmt not in ("json", "table", "yaml"):
         _fail(f"--format must be json, table or yaml, not {fmt!r}")
@@ -257,7 +257,7 @@ def refit(
     )
 
 
-def main() -> None:  # pragma: no cover - `python -m mappings.suggest.cli`
+def main() -> None:  # pragma: no cover - `python -m tongbu.suggest_cli`
     """Run the Typer app."""
     app()
 

@@ -7,7 +7,6 @@ prints one line naming the secret and what to do, and exits non-zero — no trac
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -15,10 +14,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from tongbu.cli_output import fail, handled
 from tongbu.config import DEFAULT_TENANT
 from tongbu.vault.errors import MasterKeyMissingError, VaultError
 from tongbu.vault.keys import (
@@ -51,7 +51,6 @@ class _Options:
 
 
 _opts = _Options()
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @app.callback()
@@ -77,36 +76,27 @@ def _callback(
 def _fail(message: str, code: int) -> None:
     from tongbu.vault.redact import redact
 
-    typer.echo(f"error: {redact(message)}", err=True)
-    raise typer.Exit(code)
+    fail(redact(message), code)
 
 
-def _handled(func: F) -> F:
-    """Turn every exception into one clean line on stderr and a non-zero exit code."""
+def _exit_code(exc: Exception) -> tuple[str, int]:
+    """The one line (secrets masked) and the exit code of an exception reaching a vault command."""
+    from tongbu.db import UnsupportedDatabase, hub_error
+    from tongbu.vault.redact import redact
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except VaultError as exc:
-            _fail(str(exc), exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
-            from tongbu.db import UnsupportedDatabase, hub_error
+    if isinstance(exc, VaultError):
+        return redact(str(exc)), exc.exit_code
+    if isinstance(exc, UnsupportedDatabase):
+        return redact(str(exc)), 2
+    bad = hub_error(exc, _opts.database_url)
+    if bad is not None:
+        return redact(str(bad)), bad.exit_code
+    if os.environ.get("TONGBU_DEBUG"):
+        typer.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    return redact(f"unexpected {type(exc).__name__}: {exc} (set TONGBU_DEBUG=1 for details)"), 1
 
-            if isinstance(exc, UnsupportedDatabase):
-                _fail(str(exc), 2)
-            bad = hub_error(exc, _opts.database_url)
-            if bad is not None:
-                _fail(str(bad), bad.exit_code)
-            if os.environ.get("TONGBU_DEBUG"):
-                from tongbu.vault.redact import redact
 
-                typer.echo(redact("".join(traceback.format_exception(exc))), err=True)
-            _fail(f"unexpected {type(exc).__name__}: {exc} (set TONGBU_DEBUG=1 for details)", 1)
-
-    return wrapper  # type: ignore[return-value]
+_handled = handled(_exit_code)
 
 
 class _PromptedPassphrase(PassphraseKeySource):
@@ -475,5 +465,5 @@ def status() -> None:
         )
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m tongbu.vault.cli` (used by the rotation kill test)
+if __name__ == "__main__":  # pragma: no cover - `python -m tongbu.vault_cli` (used by the rotation kill test)
     app()
