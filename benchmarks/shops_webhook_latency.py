@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.pop("TONGBU_DATABASE_URL", None)
     from sqlalchemy import select
 
-    from connectors.crm.store import HubStore
     from connectors.kit.server import free_port
     from connectors.shopify.simulator import ShopifySimulator
     from connectors.youzan.simulator import YouzanSimulator
     from tongbu.db import get_engine
+    from tongbu.hub.store import HubStore
+    from tongbu.inbox import event_inbox
     from tongbu.migrate import upgrade_to_head
-    from tongbu.serve import event_inbox
 
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     engine = get_engine()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from connectors.crm.models import BuyerLink
-from connectors.crm.store import HubStore
 from connectors.kit.identity import Buyer, IdentityResolver, Matcher, decide_all, email_key, phone_key
 from tongbu.db import get_engine
+from tongbu.hub.models import BuyerLink
+from tongbu.hub.store import HubStore
 
 
 def test_phone_variants_normalise_to_one_number() -> None:

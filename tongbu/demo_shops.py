@@ -36,15 +36,16 @@ def run_shops_demo(*, records: int = 300, console: Console | None = None) -> dic
     """Run the shops demo; returns the figures it printed (tests use them)."""
     from sqlalchemy import func, select
 
-    from connectors.crm.store import HubStore, hub_table
     from connectors.kit.identity import IdentityResolver
+    from connectors.kit.server import BackgroundServer
     from connectors.shopify.simulator import ShopifySimulator
     from connectors.youzan.simulator import YouzanSimulator
     from pipelines.project import load_project
     from pipelines.runner import Runner
     from tongbu.db import dispose_engines, get_engine
+    from tongbu.hub.store import HubStore, hub_table
     from tongbu.migrate import upgrade_to_head
-    from tongbu.serve import BackgroundServer, build_app
+    from tongbu.serve.app import build_app
 
     console = console or Console()
     demo_dir = tongbu_home() / "demo-shops"

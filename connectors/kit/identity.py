@@ -30,8 +30,8 @@ from typing import Any, Literal, cast
 import phonenumbers
 from sqlalchemy import Engine, Table, select
 
-from connectors.crm.models import Account, BuyerLink, Contact, IdentityReview
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.models import Account, BuyerLink, Contact, IdentityReview
 
 __all__ = [
     "MATCH_AT",

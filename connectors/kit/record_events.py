@@ -23,12 +23,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from connectors.crm.store import HubStore, hub_table
 from connectors.kit.events import PreparedChange
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mapping
-from pipelines.state import Quarantine
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.store import HubStore, hub_table
+from tongbu.state.store import Quarantine
 
 
 def _utc(value: Any) -> dt.datetime | None:

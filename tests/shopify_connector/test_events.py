@@ -16,11 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connectors.crm.store import HubStore
+from connectors.kit.server import BackgroundServer
 from connectors.shopify.simulator import ShopifySimulator
 from connectors.shopify.simulator.app import sign
 from tongbu.db import get_engine
-from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
+from tongbu.hub.store import HubStore
+from tongbu.inbox import ensure_inbox, event_inbox
+from tongbu.serve.app import build_app
 
 SECRET = ShopifySimulator.CLIENT_SECRET
 REPLAYED = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"

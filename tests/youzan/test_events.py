@@ -16,12 +16,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connectors.crm.store import HubStore
+from connectors.kit.server import BackgroundServer
 from connectors.youzan.simulator import YouzanSimulator
 from connectors.youzan.simulator.app import push_sign
-from pipelines.models import QuarantinedRecord
 from tongbu.db import get_engine
-from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
+from tongbu.hub.store import HubStore
+from tongbu.inbox import ensure_inbox, event_inbox
+from tongbu.serve.app import build_app
+from tongbu.state.models import QuarantinedRecord
 
 
 def serve_config(sim: YouzanSimulator) -> dict[str, Any]:

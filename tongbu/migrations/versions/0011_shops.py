@@ -2,7 +2,7 @@
 and the identity review queue
 
 Revision ID: 0011_shops
-Revises: 0007_sales_order_erp
+Revises: 0008_notifications
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_shops"
-down_revision = "0007_sales_order_erp"
+down_revision = "0008_notifications"
 branch_labels = None
 depends_on = None
 
