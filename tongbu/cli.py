@@ -387,6 +387,12 @@ def demo(
     fxiaoke: Annotated[
         bool, typer.Option("--fxiaoke", help="Run the two-way Fxiaoke CRM ⇄ Kingdee ERP demo instead")
     ] = False,
+    shops: Annotated[
+        bool,
+        typer.Option(
+            "--shops", help="The shops demo instead: Shopify + Youzan → CRM, buyers matched, real time"
+        ),
+    ] = False,
 ) -> None:
     """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
     from tongbu.demo import run_demo
@@ -396,6 +402,11 @@ def demo(
             from tongbu.demo_fxiaoke import run_fxiaoke_demo
 
             run_fxiaoke_demo(records=min(records, 200), console=console)
+            return
+        if shops:
+            from tongbu.demo_shops import run_shops_demo
+
+            run_shops_demo(records=min(records, 5000), console=console)
             return
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line

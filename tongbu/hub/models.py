@@ -101,6 +101,8 @@ class Contact(HubRecord, Base):
     email: Mapped[str | None] = mapped_column(String(128))
     gender: Mapped[str | None] = mapped_column(String(16))
     wecom_external_userid: Mapped[str | None] = mapped_column(String(64), index=True)
+    # A shop buyer's address (migration 0011): evidence for identity resolution, and where orders go.
+    address: Mapped[str | None] = mapped_column(String(255))
     owner: Mapped[str | None] = mapped_column(String(64))
     tags: Mapped[list[Any] | None] = mapped_column(JSON)
     remark: Mapped[str | None] = mapped_column(Text)
@@ -150,6 +152,10 @@ class SalesOrder(HubRecord, Base):
     erp_number: Mapped[str | None] = mapped_column(String(64), index=True)
     erp_status: Mapped[str | None] = mapped_column(String(32))
     lines: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Shop orders (migration 0011): the buyer (a contact's source id), the channel and the shop.
+    contact_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    shop: Mapped[str | None] = mapped_column(String(128))
 
 
 class SalesOrderLine(HubRecord, Base):
@@ -167,6 +173,8 @@ class SalesOrderLine(HubRecord, Base):
     unit_price: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
     amount: Mapped[Decimal | None] = mapped_column(Money)
     tax_rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))
+    # The product's source id (migration 0011), beside its code: a shop SKU may be blank or reused.
+    product_ref: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class Receivable(HubRecord, Base):
@@ -293,6 +301,56 @@ class HubChange(Base):
     origin: Mapped[str] = mapped_column(String(32), nullable=False)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     __table_args__ = (Index("ix_hub_changes_entity", "tenant_id", "object", "hub_id", "id"),)
+
+
+class BuyerLink(Base):
+    """Which CRM person a shop buyer is (migration 0011), decided by :mod:`connectors.kit.identity`.
+
+    One row per buyer (a contact of a shop, ``source_system`` + ``source_id``): ``contact_id`` is the hub
+    contact it was matched to (the buyer's own row when it is a new person), ``rule`` the evidence
+    (``phone``, ``email``, ``name_address``, ``new``) and ``score`` its strength. A buyer the matcher
+    could not decide has no link but an open :class:`IdentityReview`.
+    """
+
+    __tablename__ = "buyer_links"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT, nullable=False)
+    source_system: Mapped[str] = mapped_column(String(32), nullable=False)
+    source_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    contact_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    #: the hub account of the buyer's company, when one was given and found or created
+    account_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rule: Mapped[str] = mapped_column(String(32), nullable=False)
+    score: Mapped[float] = mapped_column(Numeric(5, 3), nullable=False)
+    decided_by: Mapped[str] = mapped_column(String(64), nullable=False)  # matcher | reviewer name
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source_system", "source_id", name="uq_buyer_links_buyer"),
+    )
+
+
+class IdentityReview(Base):
+    """A buyer the matcher could not place alone (migration 0011): the candidates and why.
+
+    ``candidates`` is a list of ``{contact_id, score, reasons}``; ``status`` is ``open`` until a person
+    decides (``matched`` with ``decided_contact_id``, or ``new``).
+    """
+
+    __tablename__ = "identity_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT, nullable=False)
+    source_system: Mapped[str] = mapped_column(String(32), nullable=False)
+    source_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str] = mapped_column(String(255), nullable=False)
+    candidates: Mapped[list[Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
+    decided_contact_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source_system", "source_id", name="uq_identity_reviews_buyer"),
+        Index("ix_identity_reviews_status", "tenant_id", "status"),
+    )
 
 
 #: Hub object name -> model class. Mapping files target these names.
