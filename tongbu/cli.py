@@ -82,6 +82,16 @@ def _mount_drift() -> None:
 
 _mount_drift()
 
+
+def _mount_sync() -> None:
+    from tongbu.sync_cli import conflicts_app, sync_command
+
+    app.command("sync")(sync_command)
+    app.add_typer(conflicts_app, name="conflicts")
+
+
+_mount_sync()
+
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
 ]

@@ -258,6 +258,10 @@ class KingdeeSpoke:
         #: records a read could not translate: (object, id, reason)
         self.rejected: list[tuple[str, str, str]] = []
 
+    def close(self) -> None:
+        """Close the client's connections (a spoke made by :func:`make_spoke` owns its client)."""
+        self.client.close()
+
     # -- reads ---------------------------------------------------------------------------------------
     def changes(self, object_name: str, cursor: Any) -> tuple[list[SpokeRecord], Any]:
         """Records modified at or after the cursor's ``FModifyDate`` (inclusive: rows sharing the
@@ -669,3 +673,16 @@ def _modified(raw: Any) -> dt.datetime | None:
     moment = moment.replace(tzinfo=CHINA_TZ) if moment.tzinfo is None else moment
     # In UTC: a hub on SQLite keeps datetimes without their offset and reads them back as UTC.
     return moment.astimezone(dt.UTC)
+
+
+def make_spoke(config: Mapping[str, Any], *, system: str = "kingdee") -> KingdeeSpoke:
+    """The spoke of a project connection (``connectors.kit.spoke`` hook: found by the registry).
+
+    ``config`` is the connection's resolved config (the tap's settings); the lifecycle is the
+    default (audit, un-audit to change) unless ``audit`` / ``modify_audited`` say otherwise.
+    """
+    client = KingdeeClient.from_config(config, connector=f"the {system} spoke")
+    policy = Lifecycle(
+        audit=bool(config.get("audit", True)), modify_audited=config.get("modify_audited") or "unaudit"
+    )
+    return KingdeeSpoke(client, system=system, lifecycle=dict.fromkeys(BINDINGS, policy))
