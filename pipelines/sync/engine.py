@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime, Engine, Integer, Numeric, and_, insert, select, update
 
-from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
+from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError, StaleRecordError
 from connectors.crm.models import RecordLink
 from connectors.crm.store import hub_table
 from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
@@ -59,6 +59,8 @@ _ENTITIES = SyncEntity.__table__
 _CONFLICTS = SyncConflict.__table__
 _AUDIT = SyncAudit.__table__
 _DIRECT_EDIT = "direct database edit"
+#: merges of one entity per cycle when the CRM keeps editing it between our read and our write
+_STALE_RETRIES = 3
 assert HUB_ORIGIN == CRM_ORIGIN  # one label for the embedded CRM in the merge and in its history
 
 
@@ -474,33 +476,44 @@ class SyncEngine:
     def _cycle_entity(
         self, hub_id: int, reads: Mapping[str, SpokeRecord], report: SyncReport, dry_run: bool
     ) -> None:
-        view, links, entity_row = self._load(hub_id, reads, report)
-        if view is None:
+        for attempt in range(_STALE_RETRIES):
+            view, links, entity_row, version = self._load(hub_id, reads, report)
+            if view is None:
+                return
+            outcome = merge(self.pair.policy, view)
+            # Creates only where the pair says so; other unlinked systems just do not carry the entity.
+            for system in list(outcome.creates):
+                if system not in self.pair.create_in:
+                    outcome.creates.discard(system)
+                    outcome.writes.pop(system, None)
+            if dry_run:
+                self._plan(hub_id, outcome, links, report)
+                return
+            try:
+                self._persist(hub_id, view, outcome, links, entity_row, reads, report, version)
+            except StaleRecordError:
+                # Edited in the CRM (its API, or directly) between our read and our write: merge again
+                # with that edit rather than overwrite it. Past the last attempt the cycle fails and
+                # its cursors stay where they were, so nothing it read is lost.
+                if attempt == _STALE_RETRIES - 1:
+                    raise
+                continue
+            self._write_out(hub_id, outcome, links, report)
             return
-        outcome = merge(self.pair.policy, view)
-        # Creates only where the pair says so; other unlinked systems just do not carry the entity.
-        for system in list(outcome.creates):
-            if system not in self.pair.create_in:
-                outcome.creates.discard(system)
-                outcome.writes.pop(system, None)
-        if dry_run:
-            self._plan(hub_id, outcome, links, report)
-            return
-        self._persist(hub_id, view, outcome, links, entity_row, reads, report)
-        self._write_out(hub_id, outcome, links, report)
 
     def _load(
         self, hub_id: int, reads: Mapping[str, SpokeRecord], report: SyncReport
-    ) -> tuple[EntityView | None, dict[str, Mapping[str, Any]], Mapping[str, Any] | None]:
+    ) -> tuple[EntityView | None, dict[str, Mapping[str, Any]], Mapping[str, Any] | None, str | None]:
         t = self.table
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(*(t.c[f] for f in self.pair.fields), t.c.deleted_at).where(
-                    t.c.id == hub_id, t.c.tenant_id == self.tenant
-                )
-            ).first()
+            row = (
+                conn.execute(select(t).where(t.c.id == hub_id, t.c.tenant_id == self.tenant))
+                .mappings()
+                .first()
+            )
             if row is None:
-                return None, {}, None
+                return None, {}, None, None
+            version = self.api.etag(self.pair.object, row)
             links = {
                 r["system"]: r
                 for r in conn.execute(
@@ -533,7 +546,7 @@ class SyncEngine:
                     )
                 )
             }
-        hub = canon_record(dict(zip(self.pair.fields, row[: len(self.pair.fields)], strict=True)))
+        hub = canon_record({f: row[f] for f in self.pair.fields})
         stamps = _stamps_from_json((entity_row or {}).get("stamps"))
         snapshot = (entity_row or {}).get("hub_snapshot") or {}
         edited = [f for f in self.pair.fields if entity_row is not None and hub.get(f) != snapshot.get(f)]
@@ -570,10 +583,10 @@ class SyncEngine:
                 )
             )
         entity_deleted = bool(entity_row and entity_row.get("deleted_at"))
-        if row.deleted_at is not None and not entity_deleted:
+        if row["deleted_at"] is not None and not entity_deleted:
             spokes.append(SpokeView(HUB_ORIGIN, {}, deleted=True))  # deleted in the CRM
         view = EntityView(hub, spokes, stamps, frozenset(open_fields), deleted=entity_deleted)
-        return view, links, entity_row
+        return view, links, entity_row, version
 
     def _stamp_hub_edits(
         self, hub_id: int, edited: list[str], stamps: dict[str, FieldStamp], since: dt.datetime | None
@@ -598,6 +611,7 @@ class SyncEngine:
         entity_row: Mapping[str, Any] | None,
         reads: Mapping[str, SpokeRecord],
         report: SyncReport,
+        version: str | None = None,
     ) -> None:
         t = self.table
         now = dt.datetime.now(dt.UTC)
@@ -607,6 +621,7 @@ class SyncEngine:
                 by_origin: dict[tuple[str, str | None], dict[str, Any]] = {}
                 for name, change in outcome.changed.items():
                     by_origin.setdefault((change.stamp.origin, change.stamp.author), {})[name] = change.new
+                expected = version  # the first update checks the version we merged (and locks the row)
                 for (origin, author), values in by_origin.items():
                     self.api.update(
                         self.pair.object,
@@ -615,7 +630,9 @@ class SyncEngine:
                         author=author or origin,
                         origin=origin,
                         conn=conn,
+                        if_match=expected,
                     )
+                    expected = None
                 report.direction(HUB_ORIGIN).updated += 1
             if outcome.hub_deleted and not view.deleted:
                 conn.execute(
