@@ -16,6 +16,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import text
 
 from connectors.crm.api import CrmApi
 from tongbu.api.app import openapi_schema
@@ -98,7 +99,7 @@ def test_a_patch_racing_a_sync_is_refused_not_lost(server) -> None:
     assert r.headers["etag"] != etag and r.json()["current_version"] == r.headers["etag"].strip('"')
     assert CrmApi(engine).get("accounts", created["id"])["name"] == "乙公司(ERP)"
     with engine.begin() as conn:  # another application edits the hub directly (row_hash untouched)
-        conn.exec_driver_sql("UPDATE accounts SET phone = 'direct' WHERE id = %d" % created["id"])
+        conn.execute(text("UPDATE accounts SET phone = 'direct' WHERE id = :id"), {"id": created["id"]})
     fresh = r.headers["etag"]
     r = http.patch(f"/api/accounts/{created['id']}", headers={**h, "If-Match": fresh}, json={"phone": "api"})
     assert r.status_code == 412  # the direct edit changed the version too
