@@ -89,10 +89,19 @@ class DirectionCounts:
     deleted: int = 0
     failed: int = 0
     calls: int = 0
+    #: write calls sent (creates, updates, deletes/voids; not reads or look-ups)
+    writes: int = 0
+    #: writes whose every field came from this same system: an echo (ping-pong); 0 by construction
+    echoes: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """The counts as a plain dict (run metadata, CLI tables)."""
-        return dict(self.__dict__)
+        """The counts as a plain dict (run metadata, CLI tables); ``writes``/``echoes`` are apart
+        (:meth:`write_counts`) so this stays what it was for callers that compare it."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("writes", "echoes")}
+
+    def write_counts(self) -> dict[str, int]:
+        """Write calls sent and echoes among them."""
+        return {"writes": self.writes, "echoes": self.echoes}
 
 
 @dataclass
@@ -126,6 +135,15 @@ class SyncReport:
     def direction(self, system: str) -> DirectionCounts:
         """The counts towards ``system`` (created on first use)."""
         return self.directions.setdefault(system, DirectionCounts())
+
+    @property
+    def write_amplification(self) -> float:
+        """Write calls sent to the systems per record that needed one: 1.0 when nothing was sent
+        twice or back to where the change came from (echoes count against it); 1.0 with no writes."""
+        writes = sum(c.writes for s, c in self.directions.items() if s != HUB_ORIGIN)
+        echoes = sum(c.echoes for s, c in self.directions.items() if s != HUB_ORIGIN)
+        needed = writes - echoes
+        return 1.0 if writes == 0 else (float("inf") if needed <= 0 else writes / needed)
 
 
 class SyncEngine:
@@ -304,21 +322,25 @@ class SyncEngine:
                     if hub_id is not None:
                         entities.setdefault(hub_id, {})[system] = record
                     continue
-                hub_id, snapshot, state = link
+                hub_id, snapshot, state, seen_at = link
                 if state == "linked" and not record.deleted and _agrees(record.values, snapshot):
                     # Our own write coming back, or a record touched without a change: nothing to
                     # merge. Checked here in bulk so a reconciliation of unchanged records stays cheap.
                     report.direction(system).unchanged += 1
                     continue
+                if state == "linked" and not record.deleted and _not_newer(record.modified_at, seen_at):
+                    # Changed, but its modification time did not move past what we last read: an
+                    # out-of-band edit no change feed shows (found by a reconciliation pass).
+                    report.drift += 1
                 entities.setdefault(hub_id, {})[system] = record
         return entities
 
     def _links_by_external(
         self, system: str, external_ids: list[str]
-    ) -> dict[str, tuple[int, dict[str, Any], str]]:
-        found: dict[str, tuple[int, dict[str, Any], str]] = {}
+    ) -> dict[str, tuple[int, dict[str, Any], str, dt.datetime | None]]:
+        found: dict[str, tuple[int, dict[str, Any], str, dt.datetime | None]] = {}
         t = _LINKS
-        cols = (t.c.external_id, t.c.hub_id, t.c.snapshot, t.c.state)
+        cols = (t.c.external_id, t.c.hub_id, t.c.snapshot, t.c.state, t.c.source_modified_at)
         base = select(*cols).where(
             t.c.tenant_id == self.tenant, t.c.object == self.pair.object, t.c.system == system
         )
@@ -327,11 +349,21 @@ class SyncEngine:
                 wanted = set(external_ids)
                 rows: Iterable[Any] = (r for r in conn.execute(base) if r.external_id in wanted)
                 for row in rows:
-                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
+                    found[row.external_id] = (
+                        row.hub_id,
+                        row.snapshot or {},
+                        row.state,
+                        row.source_modified_at,
+                    )
                 return found
             for chunk in _chunks(external_ids, 500):
                 for row in conn.execute(base.where(t.c.external_id.in_(chunk))):
-                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
+                    found[row.external_id] = (
+                        row.hub_id,
+                        row.snapshot or {},
+                        row.state,
+                        row.source_modified_at,
+                    )
         return found
 
     def _identify(self, system: str, record: SpokeRecord, report: SyncReport, dry_run: bool) -> int | None:
@@ -709,6 +741,7 @@ class SyncEngine:
         for system, action in outcome.deletes.items():
             link = links[system]
             try:
+                report.direction(system).writes += 1
                 self.spokes[system].delete(self.pair.object, link["external_id"], action)
             except SpokeError as exc:
                 report.direction(system).failed += 1
@@ -728,6 +761,12 @@ class SyncEngine:
                 self._create_in(spoke, hub_id, values, counts, report)
                 continue
             link = links[system]
+            counts.writes += 1
+            if values and all(
+                (stamp := outcome.stamps.get(k)) is not None and stamp.origin == system for k in values
+            ):
+                counts.echoes += 1  # never expected: the merge sends only what differs from the base
+                log.warning("sync %s: echo write to %s for hub record %s", self.pair.name, system, hub_id)
             try:
                 counts.calls += 1
                 spoke.update(self.pair.object, link["external_id"], values)
@@ -810,6 +849,7 @@ class SyncEngine:
             external_id = spoke.find(self.pair.object, {**self._keys(values), "intent_key": intent})
             if external_id is None:
                 counts.calls += 1
+                counts.writes += 1
                 external_id = spoke.create(self.pair.object, values, intent)
                 counts.created += 1
             else:
@@ -1152,6 +1192,15 @@ def _agrees(values: Mapping[str, Any], snapshot: Mapping[str, Any]) -> bool:
         return values.items() <= snapshot.items()
     except TypeError:  # an unhashable value (a list of lines): compare one by one
         return all(k in snapshot and same(v, snapshot[k]) for k, v in values.items())
+
+
+def _not_newer(modified: dt.datetime | None, seen: dt.datetime | None) -> bool:
+    """True when a record's modification time is known and not after the one last read."""
+    if modified is None or seen is None:
+        return False
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=dt.UTC)
+    return (modified if modified.tzinfo else modified.replace(tzinfo=dt.UTC)) <= seen
 
 
 def _is_stale(record: SpokeRecord, link: Mapping[str, Any]) -> bool:
