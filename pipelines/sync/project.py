@@ -30,6 +30,40 @@ from pipelines.sync.engine import SyncEngine, SyncPair, SyncReport
 from pipelines.sync.models import SyncConflict
 
 
+def load_pair(project: Project, name: str) -> SyncPair:
+    """The declaration of the project's sync ``name``, checked against the project's connections.
+
+    Reads only the declaration file (no hub, no network): Dagster builds its definitions with it.
+    """
+    spec = project.sync(name)
+    path, wanted = project.file_ref(spec.declaration)
+    wanted = wanted or name
+    data = read_yaml_file(path)
+    raw = data.get("sync") if isinstance(data, dict) else None
+    try:
+        pairs = {p.name: p for p in build_pairs(raw, str(path))}
+    except SyncConfigError as exc:
+        raise ProjectError(str(exc)) from None
+    if wanted not in pairs:
+        known = ", ".join(sorted(pairs)) or "none"
+        raise ProjectError(f"syncs.{name}: {path} declares no sync {wanted!r}; it declares: {known}")
+    pair = pairs[wanted]
+    for system in pair.policy.systems:
+        connection_of(project, name, system)
+    return pair
+
+
+def connection_of(project: Project, name: str, system: str) -> str:
+    """The connection through which the project's sync ``name`` reaches ``system``."""
+    conn_name = project.sync(name).connections.get(system, system)
+    if conn_name not in project.connections:
+        raise ProjectError(
+            f"syncs.{name}: no connection for system {system!r} "
+            f"(add connections: {{{system}: <connection>}} or a connection named {system!r})"
+        )
+    return conn_name
+
+
 class SyncRunner:
     """Builds and runs the two-way syncs a project declares."""
 
@@ -58,33 +92,12 @@ class SyncRunner:
     def pair(self, name: str) -> SyncPair:
         """The declaration of sync ``name`` (read once; errors name the file and the problem)."""
         if name not in self._pairs:
-            spec = self.spec(name)
-            path, wanted = self.project.file_ref(spec.declaration)
-            wanted = wanted or name
-            data = read_yaml_file(path)
-            raw = data.get("sync") if isinstance(data, dict) else None
-            try:
-                pairs = {p.name: p for p in build_pairs(raw, str(path))}
-            except SyncConfigError as exc:
-                raise ProjectError(str(exc)) from None
-            if wanted not in pairs:
-                known = ", ".join(sorted(pairs)) or "none"
-                raise ProjectError(f"syncs.{name}: {path} declares no sync {wanted!r}; it declares: {known}")
-            pair = pairs[wanted]
-            for system in pair.policy.systems:
-                self.connection_of(name, system)
-            self._pairs[name] = pair
+            self._pairs[name] = load_pair(self.project, name)
         return self._pairs[name]
 
     def connection_of(self, name: str, system: str) -> str:
         """The connection through which sync ``name`` reaches ``system``."""
-        conn_name = self.spec(name).connections.get(system, system)
-        if conn_name not in self.project.connections:
-            raise ProjectError(
-                f"syncs.{name}: no connection for system {system!r} "
-                f"(add connections: {{{system}: <connection>}} or a connection named {system!r})"
-            )
-        return conn_name
+        return connection_of(self.project, name, system)
 
     def by_pair_name(self, pair_name: str) -> str:
         """The project sync whose declaration is named ``pair_name`` (conflict rows carry that name)."""
