@@ -446,11 +446,23 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    two_way: Annotated[
+        bool,
+        typer.Option("--two-way", help="CRM ⇄ ERP: merged edits, a reviewed conflict, no echo, an order"),
+    ] = False,
 ) -> None:
-    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
-    from tongbu.demo import run_demo
+    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary.
 
+    With --two-way: the two-way engine (CRM ⇄ Kingdee) on 20 customers, in seconds.
+    """
     try:
+        if two_way:
+            from tongbu.demo_two_way import run_two_way_demo
+
+            run_two_way_demo(console=console)
+            return
+        from tongbu.demo import run_demo
+
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
