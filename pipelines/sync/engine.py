@@ -36,6 +36,7 @@ from connectors.crm.models import RecordLink
 from connectors.crm.store import hub_table
 from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
 from pipelines.state import PipelineLock, StateStore
+from pipelines.sync.identity import NORMALISED_KEYS
 from pipelines.sync.merge import (
     Conflict,
     EntityView,
@@ -168,12 +169,14 @@ class SyncEngine:
         self.state = StateStore(engine, tenant)
         self.table = hub_table(pair.object)
         self._types = {c: self.table.c[c].type for c in pair.fields}
+        self._name_index: dict[str, dict[str, list[int]]] = {}
 
     # -- the cycle ------------------------------------------------------------------------------------
     def run(self, *, dry_run: bool = False, reconcile: bool = False) -> SyncReport:
         """One cycle; ``reconcile`` compares every record of every system instead of its changes."""
         started = dt.datetime.now(dt.UTC)
         report = SyncReport(self.pair.name, uuid.uuid4().hex[:12])
+        self._name_index: dict[str, dict[str, list[int]]] = {}  # normalised identity keys, per cycle
         for system in (HUB_ORIGIN, *self.spokes):
             report.direction(system)
         lock = PipelineLock(self.engine, f"sync:{self.pair.name}", tenant=self.tenant)
@@ -381,17 +384,20 @@ class SyncEngine:
                     _LINKS.c.object == self.pair.object,
                     _LINKS.c.system == system,
                 )
-                candidates = [
-                    r.id
-                    for r in conn.execute(
-                        select(t.c.id).where(
-                            t.c.tenant_id == self.tenant,
-                            t.c[key] == self._decode(key, value),
-                            t.c.deleted_at.is_(None),
-                            t.c.id.not_in(already),
+                if key in NORMALISED_KEYS:
+                    candidates = self._normalised_candidates(conn, key, value, record, already)
+                else:
+                    candidates = [
+                        r.id
+                        for r in conn.execute(
+                            select(t.c.id).where(
+                                t.c.tenant_id == self.tenant,
+                                t.c[key] == self._decode(key, value),
+                                t.c.deleted_at.is_(None),
+                                t.c.id.not_in(already),
+                            )
                         )
-                    )
-                ]
+                    ]
                 if len(candidates) == 1:
                     return candidates[0]
                 if len(candidates) > 1:
@@ -432,6 +438,47 @@ class SyncEngine:
             hub_id, system, "created", None, None, dict(record.values), f"new record from {system}"
         )
         return hub_id
+
+    def _normalised_candidates(
+        self, conn: Connection, key: str, value: Any, record: SpokeRecord, already: Any
+    ) -> list[int]:
+        """Unlinked hub records whose ``key`` matches in normal form and whose stronger keys do not
+        contradict the record's. The normal forms of the object are computed once per cycle."""
+        index = self._name_index.get(key)
+        if index is None:
+            t = self.table
+            index = {}
+            for row in conn.execute(
+                select(t.c.id, t.c[key]).where(
+                    t.c.tenant_id == self.tenant, t.c.deleted_at.is_(None), t.c[key].is_not(None)
+                )
+            ):
+                index.setdefault(NORMALISED_KEYS[key](str(row[1])), []).append(row[0])
+            self._name_index[key] = index
+        found = index.get(NORMALISED_KEYS[key](str(value)), [])
+        if not found:
+            return []
+        t = self.table
+        stronger = [
+            k for k in self.pair.match_on[: self.pair.match_on.index(key)] if k not in NORMALISED_KEYS
+        ]
+        rows = conn.execute(
+            select(t.c.id, *(t.c[k] for k in stronger)).where(
+                t.c.id.in_(found), t.c.deleted_at.is_(None), t.c.id.not_in(already)
+            )
+        ).all()
+        out = []
+        for row in rows:
+            theirs = dict(zip(stronger, row[1:], strict=True))
+            if any(
+                record.values.get(k) not in (None, "")
+                and theirs[k] not in (None, "")
+                and not same(canon(theirs[k]), record.values.get(k))
+                for k in stronger
+            ):
+                continue  # another credit code or number: another company of the same name
+            out.append(row[0])
+        return sorted(out)
 
     def _open_identity_review(
         self, system: str, record: SpokeRecord, key: str, candidates: list[int]
@@ -530,8 +577,25 @@ class SyncEngine:
                 if attempt == _STALE_RETRIES - 1:
                     raise
                 continue
+            if any(s not in links and s not in outcome.creates for s in (*outcome.writes, *outcome.deletes)):
+                # Linked in this cycle by an identity key (its link row was just written): the write
+                # of what the hub holds and the system lacks goes through that new link.
+                links = self._links_of(hub_id)
             self._write_out(hub_id, outcome, links, report)
             return
+
+    def _links_of(self, hub_id: int) -> dict[str, Mapping[str, Any]]:
+        with self.engine.connect() as conn:
+            return {
+                r["system"]: r
+                for r in conn.execute(
+                    select(_LINKS).where(
+                        _LINKS.c.tenant_id == self.tenant,
+                        _LINKS.c.object == self.pair.object,
+                        _LINKS.c.hub_id == hub_id,
+                    )
+                ).mappings()
+            }
 
     def _load(
         self, hub_id: int, reads: Mapping[str, SpokeRecord], report: SyncReport
@@ -1139,7 +1203,13 @@ class SyncEngine:
             self._audit(conn, hub_id, MergeEvent(kind, name, system, detail, old, new))
 
     def _keys(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: values[k] for k in self.pair.match_on if values.get(k) not in (None, "")}
+        # Exact keys only: a system is never asked to find a record by a name (two companies may
+        # share one; name matches are the engine's, against the hub, with review when ambiguous).
+        return {
+            k: values[k]
+            for k in self.pair.match_on
+            if k not in NORMALISED_KEYS and values.get(k) not in (None, "")
+        }
 
     def _decode(self, name: str, value: Any) -> Any:
         """A canonical value back in the hub column's Python type."""
