@@ -226,6 +226,18 @@ def t4(n: int, edits: int, say: Any) -> dict[str, Any]:
             hub_updates += report.direction("hub").updated
         erp_writes = sim.stats().get("saves", 0) + sim.stats().get("batch_saves", 0)
         calls = _writes(sim)
+        # Both sides must end equal on the edited fields: no edit lost.
+        truth = {str(t["FCUSTID"]): t for t in sim.truth("BD_Customer")}
+        unequal = 0
+        for hub_id, ext in linked:
+            row = api.get("accounts", hub_id)
+            if (row["address"], row["phone"]) != (truth[ext]["FADDRESS"], truth[ext]["FTEL"]):
+                unequal += 1
+                if os.environ.get("TWO_WAY_DEBUG"):
+                    say(
+                        f"  unequal {hub_id}/{ext}: hub {row['address']!r} {row['phone']!r} "
+                        f"kingdee {truth[ext]['FADDRESS']!r} {truth[ext]['FTEL']!r}"
+                    )
         client.close()
     needed_erp = len(crm_edited)
     needed_hub = len(erp_edited)
@@ -239,6 +251,7 @@ def t4(n: int, edits: int, say: Any) -> dict[str, Any]:
         "hub_updates": hub_updates,
         "write_amplification_hub": round(hub_updates / max(needed_hub, 1), 3),
         "writes_back_to_origin": echo_back,
+        "records_unequal_after": unequal,
         "naive_kingdee_writes": naive_erp_writes,
         "naive_write_amplification_kingdee": round(naive_erp_writes / max(needed_erp, 1), 3),
         "naive_hub_writes": naive_hub_writes,
@@ -247,6 +260,7 @@ def t4(n: int, edits: int, say: Any) -> dict[str, Any]:
         f"T4: {result['edits']:,} edits; Kingdee Saves {erp_writes} for {needed_erp} records needing one "
         f"(amplification {result['write_amplification_kingdee']:.2f}; lifecycle calls incl.: {calls}); "
         f"hub updates {hub_updates} for {needed_hub} ({result['write_amplification_hub']:.2f}); "
+        f"records unequal after: {unequal}; "
         f"naive copy: {naive_erp_writes} Kingdee writes ({result['naive_write_amplification_kingdee']:.2f})"
     )
     return result

@@ -50,7 +50,7 @@ from pipelines.sync.merge import (
 )
 from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
-from tongbu.canon import canon, canon_record, canonical_hash
+from tongbu.canon import canon, canon_record, canonical_hash, canonical_hasher
 from tongbu.config import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
@@ -537,17 +537,20 @@ class SyncEngine:
                     )
                 )
             }
-            rows = conn.execute(select(*cols, t.c.deleted_at).where(t.c.tenant_id == self.tenant))
+            # Every row is hashed (that is what finds edits made directly in the database, which
+            # move neither row_hash nor updated_at): the hasher keeps that cheap.
+            digest = canonical_hasher(self.pair.fields)
+            n = len(self.pair.fields)
+            rows = conn.execute(select(t.c.deleted_at, t.c.id, *cols[1:]).where(t.c.tenant_id == self.tenant))
             for row in rows:
-                hub_id = row[0]
+                hub_id = row[1]
                 if hub_id in already or hub_id in deleted_known:
                     continue
-                if row.deleted_at is not None:
+                if row[0] is not None:
                     if hub_id in known:
                         edited.append(hub_id)  # deleted in the CRM: the delete policy applies
                     continue
-                values = dict(zip(self.pair.fields, row[1 : 1 + len(self.pair.fields)], strict=True))
-                if known.get(hub_id) != canonical_hash(values):
+                if known.get(hub_id) != digest(row[2 : 2 + n]):
                     edited.append(hub_id)
         return edited
 

@@ -97,6 +97,10 @@ def _decode(object_name: str, name: str, value: Any) -> Any:
             return moment.date()
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     if isinstance(kind, JSON):
+        if not isinstance(value, list | dict):
+            raise bad("expected a JSON array or object")
+        if name == "lines" and not all(isinstance(line, dict) for line in value):
+            raise bad("expected an array of line objects")
         return value
     if isinstance(kind, String):
         if not isinstance(value, str):
