@@ -31,6 +31,7 @@ def write_sync_project(tmp_path: Path, sim, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("KINGDEE_TEST_PASSWORD", creds["password"])
     for sync in project["syncs"].values():
         sync["declaration"] = str(ROOT / sync["declaration"])
+        sync["enabled"] = True  # off in the shipped file (it runs the one-way pipelines instead)
     path = tmp_path / "tongbu.yaml"
     path.write_text(yaml.safe_dump(project, allow_unicode=True), encoding="utf-8")
     return path
