@@ -77,7 +77,7 @@ def _fresh_hub(tag: str, url: str | None = None) -> Any:
 def _links(engine: Any, obj: str = "accounts") -> list[tuple[int, str]]:
     from sqlalchemy import select
 
-    from connectors.crm.models import RecordLink
+    from tongbu.hub.models import RecordLink
 
     t = RecordLink.__table__
     with engine.connect() as conn:
@@ -97,10 +97,10 @@ def _writes(sim: Any) -> int:
 def t1(n: int, say: Any) -> dict[str, Any]:
     from sqlalchemy import text
 
-    from connectors.crm.api import CrmApi
     from connectors.kingdee.simulator import KingdeeSimulator
     from connectors.kingdee.spoke import KingdeeSpoke
     from pipelines.sync.engine import SyncEngine
+    from tongbu.hub.api import CrmApi
 
     hub = _fresh_hub("t1")
     api = CrmApi(hub)
@@ -181,10 +181,10 @@ def t1(n: int, say: Any) -> dict[str, Any]:
 
 # -- T4 ---------------------------------------------------------------------------------------------------
 def t4(n: int, edits: int, say: Any) -> dict[str, Any]:
-    from connectors.crm.api import CrmApi
     from connectors.kingdee.simulator import KingdeeSimulator
     from connectors.kingdee.spoke import KingdeeSpoke
     from pipelines.sync.engine import SyncEngine
+    from tongbu.hub.api import CrmApi
 
     hub = _fresh_hub("t4")
     api = CrmApi(hub)
@@ -270,14 +270,14 @@ def t4(n: int, edits: int, say: Any) -> dict[str, Any]:
 def t6(creates: int, pg_url: str | None, say: Any) -> dict[str, Any]:
     from sqlalchemy import func, insert, select
 
-    from connectors.crm.api import CrmApi, DuplicateRecordError
-    from connectors.crm.models import RecordLink
-    from connectors.crm.store import hub_table
     from connectors.kingdee.simulator import KingdeeSimulator
     from connectors.kingdee.spoke import KingdeeSpoke
     from connectors.kit import uscc
-    from pipelines.state import PipelineLocked
     from pipelines.sync.engine import SyncEngine
+    from tongbu.hub.api import CrmApi, DuplicateRecordError
+    from tongbu.hub.models import RecordLink
+    from tongbu.hub.store import hub_table
+    from tongbu.state.store import PipelineLocked
 
     code = "91440300MA5F" + "00001" + "0"
     code = code[:17] + uscc.check_char(code[:17])
@@ -433,14 +433,14 @@ def reconcile(n: int, say: Any) -> dict[str, Any]:
 
     from sqlalchemy import insert, select
 
-    from connectors.crm.api import CrmApi
-    from connectors.crm.models import RecordLink
-    from connectors.crm.store import hub_table
     from connectors.kingdee.simulator import KingdeeSimulator
     from connectors.kingdee.spoke import KingdeeSpoke
     from pipelines.sync.engine import SyncEngine
     from pipelines.sync.models import SyncEntity
     from tongbu.canon import canon, canonical_hash
+    from tongbu.hub.api import CrmApi
+    from tongbu.hub.models import RecordLink
+    from tongbu.hub.store import hub_table
 
     hub = _fresh_hub("reconcile")
     pair = _pairs()["accounts_kingdee"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets import TongbuResource
+from dagster_project.resources import TongbuResource
 from pipelines.project import Project
 
 GROUP = "two_way"

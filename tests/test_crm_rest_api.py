@@ -18,11 +18,13 @@ from schemathesis.checks import (
 )
 from sqlalchemy import text
 
-from connectors.crm.api import CrmApi
+from connectors.kit.server import BackgroundServer
 from tongbu.api.app import openapi_schema
 from tongbu.api.tokens import TokenStore
 from tongbu.db import get_engine
-from tongbu.serve import BackgroundServer, ServeConfig, build_app
+from tongbu.hub.api import CrmApi
+from tongbu.serve.app import build_app
+from tongbu.serve.config import ServeConfig
 
 USCC = "91350100M000100Y0J"  # any 18 characters: the API does not judge credit codes
 

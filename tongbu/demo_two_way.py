@@ -42,13 +42,13 @@ def _claim(ok: bool, what: str) -> None:
 
 def run_two_way_demo(*, records: int = 20, console: Console | None = None) -> dict[str, Any]:
     """Run the two-way demo; returns the figures it printed (tests use them)."""
-    from connectors.crm.api import CrmApi
-    from connectors.crm.models import RecordLink
     from connectors.kingdee.simulator import KingdeeSimulator
     from pipelines.project import find_project_file, load_project
     from pipelines.sync.project import SyncRunner
     from tongbu.db import dispose_engines, get_engine
     from tongbu.demo import _store_secret
+    from tongbu.hub.api import CrmApi
+    from tongbu.hub.models import RecordLink
 
     console = console or Console()
     t0 = time.perf_counter()

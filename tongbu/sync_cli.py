@@ -60,7 +60,9 @@ def sync_command(
 
     Exit code: 0 clean, 1 a sync or a write failed, 3 a sync was already running.
     """
-    from tongbu.cli import EXIT_BAD_HUB, EXIT_FAILED, EXIT_LOCKED, _error_line, _exit_code, _fail
+    from tongbu.cli import EXIT_BAD_HUB, EXIT_FAILED, EXIT_LOCKED, _exit_code
+    from tongbu.cli_output import error_line as _error_line
+    from tongbu.cli_output import fail as _fail
 
     try:
         runner = _sync_runner(project)
@@ -162,7 +164,8 @@ def _short(value: Any, width: int = 24) -> str:
 
 def _fail_with(exc: Exception) -> None:
     """One line and the exit code for an error of a conflicts command."""
-    from tongbu.cli import _exit_code, _fail
+    from tongbu.cli import _exit_code
+    from tongbu.cli_output import fail as _fail
 
     if isinstance(exc, LookupError) and not isinstance(exc, KeyError):
         _fail(str(exc))  # an unknown conflict id: the message says what to do
@@ -181,7 +184,7 @@ def conflicts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
     """Conflicts waiting for a decision (or decided ones), oldest first."""
-    from tongbu.cli import _fail
+    from tongbu.cli_output import fail as _fail
 
     if status not in ("open", "resolved", "all"):
         _fail(f"--status must be open, resolved or all, not {status!r}")
@@ -262,7 +265,7 @@ def conflicts_resolve(
     project: ProjectOpt = None,
 ) -> None:
     """Decide a conflict; the decision reaches every system on the next sync cycle."""
-    from tongbu.cli import _fail
+    from tongbu.cli_output import fail as _fail
 
     if (take is None) == (value is None):
         _fail("give exactly one of --take hub|system or --value JSON")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from connectors.crm.api import CrmApi
 from connectors.kingdee.spoke import KingdeeSpoke
 from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine
 from tests.kingdee.conftest import client_for
+from tongbu.hub.api import CrmApi
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIR = {

@@ -6,8 +6,8 @@ import pytest
 from memory_spoke import MemorySpoke
 from test_engine import account_pair, uscc
 
-from connectors.crm.api import CrmApi, StaleRecordError
 from pipelines.sync.engine import SyncEngine
+from tongbu.hub.api import CrmApi, StaleRecordError
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from memory_spoke import MemorySpoke
 from sqlalchemy import select
 from test_engine import account_pair, uscc
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from pipelines.sync.engine import SyncEngine
 from pipelines.sync.identity import normalise_name
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 
 def _pair():

@@ -8,8 +8,8 @@ import random
 from memory_spoke import MemorySpoke
 from test_engine import account_pair, uscc
 
-from connectors.crm.api import CrmApi
 from pipelines.sync.engine import SyncEngine
+from tongbu.hub.api import CrmApi
 
 
 def _world(hub_engine, n: int):
@@ -56,7 +56,7 @@ def test_write_amplification_is_one_and_no_write_echoes(hub_engine) -> None:
 def _links(hub_engine):
     from sqlalchemy import select
 
-    from connectors.crm.models import RecordLink
+    from tongbu.hub.models import RecordLink
 
     with hub_engine.connect() as conn:
         return conn.execute(select(RecordLink.__table__)).mappings().all()

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import HubChange, RecordLink
 from connectors.kingdee.simulator import KingdeeSimulator
 from tests.sync.project_fixture import write_sync_project
 from tongbu.cli import app
 from tongbu.db import get_engine
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import HubChange, RecordLink
 
 
 @pytest.fixture

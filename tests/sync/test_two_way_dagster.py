@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from connectors.kingdee.simulator import KingdeeSimulator
 from dagster_project.assets import build_definitions
 from tests.sync.project_fixture import write_sync_project
 from tongbu.db import get_engine
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The CRM's records over REST: ``/api/<object>`` on ``tongbu serve`` (OpenAPI at ``/api/openapi.json``).
 
 Objects: accounts, contacts, opportunities, sales orders. Every write goes through
-:class:`connectors.crm.api.CrmApi`, so it is recorded in the CRM's history with the token's name as
+:class:`tongbu.hub.api.CrmApi`, so it is recorded in the CRM's history with the token's name as
 its author (``api:<name>``) and the CRM as its origin, runs the duplicate check (same credit code or
 number → 409 with the existing id), and is seen by the two-way engine on its next cycle.
 
@@ -32,10 +32,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError, StaleRecordError, business_columns
-from connectors.crm.store import HubError, hub_table
 from tongbu.api.tokens import TokenInfo, TokenStore
 from tongbu.canon import canon
+from tongbu.hub.api import CRM_ORIGIN, CrmApi, DuplicateRecordError, StaleRecordError, business_columns
+from tongbu.hub.store import HubError, hub_table
 
 log = logging.getLogger("tongbu.api")
 

@@ -37,7 +37,8 @@ def _guard(func):  # noqa: ANN001, ANN202 - one line and an exit code, never a t
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         from tongbu.api.tokens import TokenError
-        from tongbu.cli import _exit_code, _fail
+        from tongbu.cli import _exit_code
+        from tongbu.cli_output import fail as _fail
 
         try:
             return func(*args, **kwargs)

@@ -1,7 +1,7 @@
 """REST API of the embedded CRM: API tokens (stored as their SHA-256 only)
 
 Revision ID: 0010_twoway_api
-Revises: 0007_sales_order_erp
+Revises: 0011_shops
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_twoway_api"
-down_revision = "0007_sales_order_erp"
+down_revision = "0011_shops"
 branch_labels = None
 depends_on = None
 
