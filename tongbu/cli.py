@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +29,17 @@ from rich.console import Console
 from rich.table import Table
 
 from tongbu.api.cli import app as api_app
-from tongbu.cli_output import error_line, fail, handled, one_line
+from tongbu.cli_output import (
+    EXIT_ALL_QUARANTINED,
+    EXIT_BAD_HUB,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    error_line,
+    exit_code,
+    fail,
+    handled,
+    project_tenant,
+)
 from tongbu.drift_cli import app as drift_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
@@ -50,7 +59,6 @@ app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
 
-EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
 # Sub-commands with a module of their own (imported by name, so the layers contract sees them).
 app.add_typer(vault_app, name="vault")
@@ -87,38 +95,12 @@ ProjectOpt = Annotated[
 ]
 
 
-def _exit_code(exc: BaseException) -> tuple[str, int]:
-    """The one line and the exit code for an exception reaching the CLI."""
-    if "sqlalchemy" in sys.modules:
-        from tongbu.db import hub_error
-
-        bad = hub_error(exc)
-        if bad is not None:
-            return str(bad), EXIT_BAD_HUB
-        from tongbu.state.store import PipelineLocked
-
-        if isinstance(exc, PipelineLocked):
-            return str(exc), EXIT_LOCKED
-    return one_line(exc), EXIT_FAILED
-
-
 #: every exception of a command becomes one line on stderr and its exit code, never a traceback
-_handled = handled(_exit_code)
+_handled = handled(exit_code)
 
 
-def _project_tenant(project: Path | None) -> str:
-    """The tenant of the project file in use (``--project``, ``TONGBU_PROJECT``, nearest tongbu.yaml).
-
-    Without any project file the tenant is ``default``; a named file that is missing or invalid is an
-    error, never a silent fall-back to another tenant.
-    """
-    from pipelines.project import find_project_file, load_project
-    from tongbu.config import DEFAULT_TENANT
-
-    path = project or find_project_file()
-    if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
-        return DEFAULT_TENANT
-    return load_project(path, strict=False).tenant
+_exit_code = exit_code
+_project_tenant = project_tenant
 
 
 def _setup_logging(verbose: bool) -> None:

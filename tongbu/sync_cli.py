@@ -60,8 +60,9 @@ def sync_command(
 
     Exit code: 0 clean, 1 a sync or a write failed, 3 a sync was already running.
     """
-    from tongbu.cli import EXIT_BAD_HUB, EXIT_FAILED, EXIT_LOCKED, _exit_code
+    from tongbu.cli_output import EXIT_BAD_HUB, EXIT_FAILED, EXIT_LOCKED
     from tongbu.cli_output import error_line as _error_line
+    from tongbu.cli_output import exit_code as _exit_code
     from tongbu.cli_output import fail as _fail
 
     try:
@@ -164,7 +165,7 @@ def _short(value: Any, width: int = 24) -> str:
 
 def _fail_with(exc: Exception) -> None:
     """One line and the exit code for an error of a conflicts command."""
-    from tongbu.cli import _exit_code
+    from tongbu.cli_output import exit_code as _exit_code
     from tongbu.cli_output import fail as _fail
 
     if isinstance(exc, LookupError) and not isinstance(exc, KeyError):

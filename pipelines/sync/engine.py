@@ -176,7 +176,7 @@ class SyncEngine:
         """One cycle; ``reconcile`` compares every record of every system instead of its changes."""
         started = dt.datetime.now(dt.UTC)
         report = SyncReport(self.pair.name, uuid.uuid4().hex[:12])
-        self._name_index: dict[str, dict[str, list[int]]] = {}  # normalised identity keys, per cycle
+        self._name_index = {}  # normalised identity keys, rebuilt every cycle
         for system in (HUB_ORIGIN, *self.spokes):
             report.direction(system)
         lock = PipelineLock(self.engine, f"sync:{self.pair.name}", tenant=self.tenant)
@@ -590,7 +590,7 @@ class SyncEngine:
     def _links_of(self, hub_id: int) -> dict[str, Mapping[str, Any]]:
         with self.engine.connect() as conn:
             return {
-                r["system"]: r
+                str(r["system"]): dict(r)
                 for r in conn.execute(
                     select(_LINKS).where(
                         _LINKS.c.tenant_id == self.tenant,
@@ -612,7 +612,7 @@ class SyncEngine:
             )
             if row is None:
                 return None, {}, None, None
-            version = self.api.etag(self.pair.object, row)
+            version = self.api.etag(self.pair.object, dict(row))
             # plain dicts keyed by column name (a RowMapping also accepts Column keys, so it is not a
             # Mapping[str, Any] to the type checker)
             links: dict[str, Mapping[str, Any]] = {

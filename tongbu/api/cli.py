@@ -24,7 +24,7 @@ ProjectOpt = Annotated[
 
 def _store(project: Path | None):  # noqa: ANN202 - a TokenStore, imported lazily
     from tongbu.api.tokens import TokenStore
-    from tongbu.cli import _project_tenant
+    from tongbu.cli_output import project_tenant as _project_tenant
     from tongbu.db import get_engine
 
     engine = get_engine()
@@ -37,7 +37,7 @@ def _guard(func):  # noqa: ANN001, ANN202 - one line and an exit code, never a t
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         from tongbu.api.tokens import TokenError
-        from tongbu.cli import _exit_code
+        from tongbu.cli_output import exit_code as _exit_code
         from tongbu.cli_output import fail as _fail
 
         try:
