@@ -242,6 +242,15 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     checks += drift.asset_checks
     schedules += drift.schedules
     jobs += drift.jobs
+    # Two-way syncs (syncs: in the project file): one asset each, upstream of the object it writes.
+    from dagster_project.two_way import two_way_definitions
+
+    two_way = two_way_definitions(project)
+    assets += two_way.assets
+    schedules += two_way.schedules
+    jobs += two_way.jobs
+    for obj, keys in two_way.hub_feeds.items():
+        feeds[obj].extend(keys)
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(

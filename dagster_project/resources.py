@@ -31,6 +31,12 @@ class TongbuResource(dg.ConfigurableResource):
 
         return Runner(self.project(), progress=progress)
 
+    def sync_runner(self):
+        """The project's two-way syncs bound to the hub database (``pipelines/sync/project.py``)."""
+        from pipelines.sync.project import SyncRunner
+
+        return SyncRunner(self.project())
+
 
 def stream_key(spec: PipelineSpec) -> dg.AssetKey:
     """Asset key of a synced stream, e.g. ``kingdee/customers``."""

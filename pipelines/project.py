@@ -80,6 +80,31 @@ class PipelineSpec(BaseModel):
         return self.source.connection
 
 
+class SyncProjectSpec(BaseModel):
+    """A two-way sync of the project: a ``sync:`` declaration of a mapping file, and the connection
+    each of its systems is reached through (``pipelines/sync/project.py`` runs it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = ""
+    #: path of the mapping file holding the declaration, optionally "#<declaration name>"
+    #: (default: the declaration named like this sync)
+    declaration: str
+    #: system of the declaration -> connection of this file (default: the connection of that name)
+    connections: dict[str, str] = Field(default_factory=dict)
+    schedule: str | None = "*/15 * * * *"
+    #: the full compare that finds out-of-band edits (drift)
+    reconcile_schedule: str | None = "0 3 * * *"
+    enabled: bool = True
+    description: str | None = None
+
+    @field_validator("schedule", "reconcile_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_cron(v, "schedule")
+        return v
+
+
 class AlertChannelSpec(BaseModel):
     """One alert channel (``alerts.channels.<name>``): its ``kind`` and that kind's options.
 
@@ -106,6 +131,7 @@ class Project(BaseModel):
     tenant: str = DEFAULT_TENANT
     connections: dict[str, Connection] = Field(default_factory=dict)
     pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)
+    syncs: dict[str, SyncProjectSpec] = Field(default_factory=dict)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     root: Path = Path(".")
 
@@ -125,9 +151,21 @@ class Project(BaseModel):
                 f"no connection {name!r}; known: {', '.join(sorted(self.connections))}"
             ) from None
 
+    def sync(self, name: str) -> SyncProjectSpec:
+        """The two-way sync ``name`` (error lists the known ones)."""
+        try:
+            return self.syncs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.syncs)) or "none (add a syncs: section to the project file)"
+            raise ProjectError(f"no sync {name!r}; known: {known}") from None
+
     def mapping_path(self, pipeline: PipelineSpec) -> tuple[Path, str | None]:
         """File and optional mapping name a pipeline's ``mapping`` points at."""
-        path, _, name = pipeline.mapping.partition("#")
+        return self.file_ref(pipeline.mapping)
+
+    def file_ref(self, ref: str) -> tuple[Path, str | None]:
+        """``path#name`` relative to the project file (else to the package): the file and the name."""
+        path, _, name = ref.partition("#")
         p = Path(path)
         if not p.is_absolute():
             p = (self.root / p) if (self.root / p).exists() else _package_root() / p
@@ -254,6 +292,11 @@ def find_project_file(start: Path | None = None) -> Path:
     return _package_root() / PROJECT_FILE
 
 
+def read_yaml_file(p: Path) -> Any:
+    """A hand-written YAML file (project or declaration), bounded like the project file."""
+    return _read_yaml(p)
+
+
 def _read_yaml(p: Path) -> Any:
     """Parse a project file: bounded in size, depth and alias expansion, safe constructors only."""
     try:
@@ -352,6 +395,11 @@ def load_project(path: str | Path | None = None, *, strict: bool = True) -> Proj
             raise ProjectError(
                 f"{p}: pipelines.{name}.source.connection: no connection {spec.source.connection!r}"
             )
+    for name, sync in project.syncs.items():
+        sync.name = name
+        for system, conn_name in sync.connections.items():
+            if conn_name not in project.connections:
+                raise ProjectError(f"{p}: syncs.{name}.connections.{system}: no connection {conn_name!r}")
     if strict:
         check_connections(project, p)
     return project

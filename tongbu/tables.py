@@ -17,6 +17,7 @@ _TABLE_MODULES = [
     "mappings.suggest.store",
     "tongbu.inbox",
     "tongbu.notifications",
+    "tongbu.api.tokens",
 ]
 
 for _name in _TABLE_MODULES:
