@@ -14,6 +14,7 @@ No ``from __future__ import annotations`` here: Dagster inspects the real annota
 
 import importlib
 import os
+import socket
 from collections import defaultdict
 from typing import Any
 
@@ -80,9 +81,20 @@ def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
 
 
-def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+def pool_name(tenant: str, connection: str) -> str:
+    """The Dagster pool of one external system of one tenant: ``tongbu.<tenant>.<connection>``.
+
+    Every step that calls that system claims a slot of this pool, in every run, on every worker and
+    machine that shares the Dagster instance, so parallel runs stay within the system's API limit
+    (the limit is the connection's ``concurrency``; :func:`dagster_project.pools.apply_pool_limits`).
+    """
+    return f"tongbu.{tenant}.{connection}"
+
+
+def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=stream_key(spec),
+        pool=pool_name(tenant, spec.source.connection),
         group_name=spec.source.connection,
         description=spec.description
         or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
@@ -113,6 +125,10 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 "duration_s": round(result.duration_s, 3),
                 "records_per_second": round(result.records_per_second, 1),
                 "tongbu_run_id": result.run_id or 0,
+                # where the step ran and how it read: a Celery worker's pid, the thread reader there
+                "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "reader": str(result.extra.get("reader", "")),
+                "threads": int(result.extra.get("threads", 0)),
             }
         )
 
@@ -225,8 +241,14 @@ def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
     return selection
 
 
-def build_definitions(project: Project | None = None) -> dg.Definitions:
-    """All assets, checks, jobs and schedules of a project."""
+def build_definitions(
+    project: Project | None = None, *, executor: dg.ExecutorDefinition | None = None
+) -> dg.Definitions:
+    """All assets, checks, jobs and schedules of a project.
+
+    ``executor`` runs every job's steps (default: Dagster's multiprocess executor);
+    :mod:`dagster_project.production` passes the Celery or Kubernetes one.
+    """
     project = project or load_project(os.environ.get("TONGBU_PROJECT") or None)
     assets: list[Any] = []
     checks: list[Any] = []
@@ -236,7 +258,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     for spec in project.pipelines.values():
         if not spec.enabled:
             continue
-        assets.append(_sync_asset(spec))
+        assets.append(_sync_asset(spec, project.tenant))
         checks.append(_check(spec))
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
@@ -244,6 +266,8 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         job = dg.define_asset_job(
             f"sync_{spec.name}",
             selection=_sync_selection(project, spec),
+            # the run queue limits runs per tenant on this tag (deploy/dagster.yaml)
+            tags={"tongbu/tenant": project.tenant},
         )
         jobs.append(job)
         if spec.schedule:
@@ -280,6 +304,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         sensors=pushed.sensors,
         jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
+        executor=executor,
     )
 
 
@@ -288,6 +313,7 @@ __all__ = [
     "build_definitions",
     "connector_parts",
     "object_key",
+    "pool_name",
     "standalone_definitions",
     "stream_key",
 ]

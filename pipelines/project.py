@@ -38,6 +38,9 @@ class Connection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: str
     config: dict[str, Any] = Field(default_factory=dict)
+    #: most steps calling this system at once, across all runs and workers (the Dagster pool
+    #: ``tongbu.<tenant>.<connection>``); None leaves it to the instance's default pool limit
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 class SourceRef(BaseModel):

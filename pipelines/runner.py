@@ -307,8 +307,12 @@ class Runner:
             finally:
                 resolver.close()
 
+        reader = _reader_mode()
+        # Shown in the run's metadata: proves which path a (Dagster, Celery) worker took.
+        result.extra["reader"] = reader
+        result.extra["threads"] = threading.active_count()
         with _gc_tuned_for_streaming():
-            if _reader_mode() == "process":
+            if reader == "process":
                 _commit_from_reader_process(batches(), commit)
             else:
                 _commit_with_writer_thread(batches(), commit)
@@ -665,11 +669,28 @@ def _gc_tuned_for_streaming() -> Iterator[None]:
 
 
 def _reader_mode() -> str:
-    """``process`` (default where fork exists) or ``thread``; ``TONGBU_READER`` overrides."""
+    """``process`` or ``thread``: where the source is read and mapped. ``TONGBU_READER`` overrides.
+
+    The default forks a reader process only from a **single-threaded** parent. ``fork`` copies the
+    calling thread alone: a lock another thread holds at that instant (the logging module's, a
+    connection pool's, Dagster's event writer or compute-log capture, a Celery worker's heartbeat or
+    broker connection) stays locked forever in the child, which then hangs or corrupts what it shares.
+    Inside a multi-threaded Dagster or Celery worker the reading therefore stays in this process, with
+    a writer thread committing (no fork at all); ``spawn`` is no alternative, since the reader is a
+    closure over the open tap that cannot be pickled into a fresh interpreter.
+    """
     mode = os.environ.get("TONGBU_READER", "").strip().lower()
     if mode in ("thread", "process"):
+        if mode == "process" and threading.active_count() > 1:
+            log.warning(
+                "TONGBU_READER=process in a process with %d threads: forking anyway, as asked "
+                "(unset TONGBU_READER to let tongbu read in a thread here)",
+                threading.active_count(),
+            )
         return mode
-    return "process" if "fork" in multiprocessing.get_all_start_methods() else "thread"
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return "thread"
+    return "process"
 
 
 def _commit_with_writer_thread(batches: Iterator[tuple[Any, ...]], commit: Callable[..., None]) -> None:

@@ -1,0 +1,161 @@
+"""Dagster for production (issue 18 item 3): the instance of ``deploy/dagster.yaml`` on the local
+PostgreSQL, and sync jobs whose steps run on real ``dagster-celery`` workers over the local RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import PG_DEFAULT, PG_ENV, services_required
+from tests.helpers.dagster_prod import (
+    CeleryWorkers,
+    ServiceMissing,
+    dagster_env,
+    dagster_home,
+    execute_job,
+    fresh_database,
+    rabbit_vhost,
+    write_project,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytest.importorskip("dagster_postgres", reason="pip install 'tongbu[prod]'")
+
+
+def _missing(what: str) -> None:
+    if services_required():
+        pytest.fail(what)
+    pytest.skip(what)
+
+
+@pytest.fixture
+def dagster_pg(pg_url: str) -> Iterator[str]:
+    """A database of its own for Dagster's storage, beside the hub's (``pg_url``)."""
+    with fresh_database(os.environ.get(PG_ENV) or PG_DEFAULT) as url:
+        yield url
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    try:
+        with rabbit_vhost() as url:
+            yield url
+    except ServiceMissing as exc:
+        _missing(str(exc))
+
+
+def _instance(env: dict[str, str]):
+    import dagster as dg
+
+    old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "TONGBU_DAGSTER_PG_URL")}
+    os.environ.update(DAGSTER_HOME=env["DAGSTER_HOME"], TONGBU_DAGSTER_PG_URL=env["TONGBU_DAGSTER_PG_URL"])
+    try:
+        return dg.DagsterInstance.get()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _hub_counts(hub_url: str, tenant: str = "acme") -> dict[str, int]:
+    engine = create_engine(hub_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT source_system, count(*), count(DISTINCT source_id) FROM accounts "
+                    "WHERE tenant_id = :t GROUP BY 1"
+                ),
+                {"t": tenant},
+            ).all()
+    finally:
+        engine.dispose()
+    assert all(r[1] == r[2] for r in rows), f"duplicated rows in the hub: {rows}"
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def test_the_production_instance_keeps_runs_and_events_in_postgresql(
+    tmp_path: Path, pg_url: str, dagster_pg: str
+) -> None:
+    project = write_project(
+        tmp_path / "tongbu.yaml", "acme", {"erp": {"connector": "synthetic", "config": {"records": 700}}}
+    )
+    env = dagster_env(dagster_home(tmp_path / "dh"), dagster_pg, pg_url, project, tmp_path / "th")
+    done = execute_job("sync_erp_accounts", env)  # TONGBU_DAGSTER_EXECUTOR unset: multiprocess
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Straight from PostgreSQL, not through Dagster: the run and its events are there.
+    engine = create_engine(dagster_pg)
+    try:
+        with engine.connect() as conn:
+            [(run_id, status, job)] = conn.execute(
+                text("SELECT run_id, status, pipeline_name FROM runs")
+            ).all()
+            kinds = {
+                r[0]: r[1]
+                for r in conn.execute(
+                    text("SELECT dagster_event_type, count(*) FROM event_logs WHERE run_id = :r GROUP BY 1"),
+                    {"r": run_id},
+                )
+            }
+    finally:
+        engine.dispose()
+    assert (status, job) == ("SUCCESS", "sync_erp_accounts")
+    assert kinds.get("PIPELINE_SUCCESS", kinds.get("RUN_SUCCESS")) == 1, kinds
+    assert kinds["ASSET_MATERIALIZATION"] == 2 and kinds["STEP_SUCCESS"] >= 2
+    instance = _instance(env)
+    [record] = instance.get_run_records()
+    assert record.dagster_run.tags["tongbu/tenant"] == "acme"
+    assert _hub_counts(pg_url) == {"erp": 700}
+
+
+def test_a_sync_job_runs_its_steps_on_two_celery_workers(
+    tmp_path: Path, pg_url: str, dagster_pg: str, broker: str
+) -> None:
+    conns = {f"erp{i}": {"connector": "synthetic", "config": {"records": 3000 + i}} for i in range(4)}
+    project = write_project(tmp_path / "tongbu.yaml", "acme", conns)
+    env = dagster_env(
+        dagster_home(tmp_path / "dh"),
+        dagster_pg,
+        pg_url,
+        project,
+        tmp_path / "th",
+        TONGBU_DAGSTER_EXECUTOR="celery",
+        TONGBU_CELERY_BROKER=broker,
+    )
+    with CeleryWorkers(2, broker, env, tmp_path / "celery") as workers:
+        done = execute_job("sync_all", env)
+        assert done.returncode == 0, done.stderr[-3000:] + workers.log_tail()
+        worker_pids = workers.pids()
+    instance = _instance(env)
+    [record] = instance.get_run_records()
+    run_id = record.dagster_run.run_id
+    assert record.dagster_run.status.value == "SUCCESS"
+    starts = [
+        e.dagster_event
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_START"
+    ]
+    by_pid: dict[int, list[str]] = {}
+    for ev in starts:
+        by_pid.setdefault(ev.pid, []).append(ev.step_key)
+    # Every step ran in a Celery worker (never in the launching process), on at least two of them.
+    assert set(by_pid) <= worker_pids, (by_pid, worker_pids)
+    assert len(by_pid) >= 2, by_pid
+    materialized = [
+        e.dagster_event.step_materialization_data.materialization
+        for e in instance.all_logs(run_id)
+        if e.dagster_event is not None and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    ]
+    syncs = [m for m in materialized if m.asset_key.path[0].startswith("erp")]
+    assert len(syncs) == 4
+    for m in syncs:
+        md = {k: v.value for k, v in m.metadata.items()}
+        # A reader process is forked only from a single-threaded worker; otherwise the thread reader.
+        assert md["reader"] == ("process" if md["threads"] == 1 else "thread"), md
+    assert _hub_counts(pg_url) == {f"erp{i}": 3000 + i for i in range(4)}
