@@ -142,9 +142,11 @@ def _source_count(runner: Any, spec: PipelineSpec) -> int | None:
     return None if counter is None else counter(None)
 
 
-def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
+def _check(spec: PipelineSpec, tenant: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=stream_key(spec),
+        # it counts the source's records through the system's API: the system's pool, like the sync
+        pool=pool_name(tenant, spec.source.connection),
         name="hub_matches_source",
         description="The hub holds exactly the source's records (counted on both sides); open "
         "quarantine entries are reported as a warning.",
@@ -259,7 +261,7 @@ def build_definitions(
         if not spec.enabled:
             continue
         assets.append(_sync_asset(spec, project.tenant))
-        checks.append(_check(spec))
+        checks.append(_check(spec, project.tenant))
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
         # (``schedule: null``) is still run on demand from the UI or ``dagster job launch``.

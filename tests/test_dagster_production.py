@@ -159,3 +159,99 @@ def test_a_sync_job_runs_its_steps_on_two_celery_workers(
         # A reader process is forked only from a single-threaded worker; otherwise the thread reader.
         assert md["reader"] == ("process" if md["threads"] == 1 else "thread"), md
     assert _hub_counts(pg_url) == {f"erp{i}": 3000 + i for i in range(4)}
+
+
+def test_parallel_runs_against_one_erp_stay_within_its_pool_limit(
+    tmp_path: Path, pg_url: str, dagster_pg: str, broker: str
+) -> None:
+    import yaml
+
+    from connectors.kingdee.simulator import KingdeeSimulator
+    from dagster_project.pools import apply_pool_limits
+    from pipelines.project import load_project
+
+    # Every API call takes 30 ms and pages are small, so three unlimited runs would overlap for sure.
+    with KingdeeSimulator(records=300, orders=150, receivables=150, seed=3, faults="slow=0.03") as sim:
+        creds = sim.credentials()
+        config = {
+            "base_url": sim.base_url,
+            **{k: creds[k] for k in ("acct_id", "username", "password")},
+            "page_size": 50,
+            "lookback_seconds": 0,
+        }
+        mapping = str(Path(__file__).resolve().parent.parent / "mappings/library/kingdee_to_crm.yaml")
+        streams = {"customers": "accounts", "sales_orders": "sales_orders", "receivables": "receivables"}
+        project = tmp_path / "tongbu.yaml"
+        project.write_text(
+            yaml.safe_dump(
+                {
+                    "tenant": "acme",
+                    "connections": {"erp": {"connector": "kingdee", "config": config, "concurrency": 1}},
+                    "pipelines": {
+                        f"erp_{s}": {
+                            "source": {"connection": "erp", "stream": s},
+                            "mapping": mapping,
+                            "target": {"object": o},
+                            "schedule": None,
+                        }
+                        for s, o in streams.items()
+                    },
+                }
+            ),
+            encoding="utf-8",
+        )
+        env = dagster_env(
+            dagster_home(tmp_path / "dh"),
+            dagster_pg,
+            pg_url,
+            project,
+            tmp_path / "th",
+            TONGBU_DAGSTER_EXECUTOR="celery",
+            TONGBU_CELERY_BROKER=broker,
+        )
+        instance = _instance(env)
+        assert apply_pool_limits(instance, load_project(project)) == {"tongbu.acme.erp": 1}
+        sim.reset_stats()
+        with CeleryWorkers(3, broker, env, tmp_path / "celery") as workers:
+            runs = [_launch(f"sync_erp_{s}", env) for s in streams]
+            for p in runs:
+                out, err = p.communicate(timeout=600)
+                assert p.returncode == 0, err[-3000:] + workers.log_tail()
+        stats = sim.stats()
+    records = instance.get_run_records()
+    assert len(records) == 3 and {r.dagster_run.status.value for r in records} == {"SUCCESS"}
+    assert stats["requests"] > 30  # many calls, from three runs on three workers …
+    assert stats["max_in_flight"] == 1, stats  # … never two at once against this ERP
+    counts = _hub_table_counts(pg_url, ("accounts", "sales_orders", "receivables"))
+    assert counts == {"accounts": 300, "sales_orders": 150, "receivables": 150}
+
+
+def _launch(job: str, env: dict[str, str]):
+    import subprocess
+
+    from tests.helpers.dagster_prod import BIN, ROOT
+
+    return subprocess.Popen(
+        [str(BIN / "dagster"), "job", "execute", "-m", "dagster_project.production", "-j", job],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _hub_table_counts(hub_url: str, tables: tuple[str, ...], tenant: str = "acme") -> dict[str, int]:
+    engine = create_engine(hub_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                t: int(
+                    conn.execute(
+                        text(f"SELECT count(*) FROM {t} WHERE tenant_id = :t"), {"t": tenant}
+                    ).scalar_one()
+                )
+                for t in tables
+            }
+    finally:
+        engine.dispose()
