@@ -244,14 +244,19 @@ def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
 
 
 def build_definitions(
-    project: Project | None = None, *, executor: dg.ExecutorDefinition | None = None
+    project: Project | None = None,
+    *,
+    executor: dg.ExecutorDefinition | None = None,
+    project_file: str | None = None,
 ) -> dg.Definitions:
     """All assets, checks, jobs and schedules of a project.
 
     ``executor`` runs every job's steps (default: Dagster's multiprocess executor);
     :mod:`dagster_project.production` passes the Celery or Kubernetes one.
     """
-    project = project or load_project(os.environ.get("TONGBU_PROJECT") or None)
+    # The file the steps load the project from (in whatever process or worker runs them).
+    project_file = project_file or os.environ.get("TONGBU_PROJECT")
+    project = project or load_project(project_file or None)
     assets: list[Any] = []
     checks: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -297,6 +302,13 @@ def build_definitions(
     checks += drift.asset_checks
     schedules += drift.schedules
     jobs += drift.jobs
+    # Historical migration: time-window partitions of the pipelines with ``history:``.
+    from dagster_project.history import history_definitions
+
+    h_assets, h_jobs, h_schedules = history_definitions(project)
+    assets += h_assets
+    jobs += h_jobs
+    schedules += h_schedules
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(
@@ -304,8 +316,17 @@ def build_definitions(
         asset_checks=checks,
         schedules=schedules,
         sensors=pushed.sensors,
-        jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
-        resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
+        jobs=[
+            *jobs,
+            *pushed.jobs,
+            dg.define_asset_job(
+                "sync_all",
+                # history partitions are loaded by their own jobs and schedules, never with the live sync
+                selection=dg.AssetSelection.all() - dg.AssetSelection.groups("history"),
+                tags={"tongbu/tenant": project.tenant},
+            ),
+        ],
+        resources={"tongbu": TongbuResource(project_file=project_file)},
         executor=executor,
     )
 

@@ -17,6 +17,8 @@ Nothing else differs: assets, checks, schedules, pools and the runner are the sa
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import dagster as dg
 
@@ -69,7 +71,49 @@ def production_executor(name: str | None = None) -> dg.ExecutorDefinition:
     )
 
 
+PROJECTS_ENV = "TONGBU_PROJECTS_DIR"
+_TENANT_PREFIX = "tenant_"
+_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_tenants: dict[str, dg.Definitions] = {}
+
+
+def tenant_project_file(tenant: str) -> Path:
+    """``$TONGBU_PROJECTS_DIR/<tenant>.yaml``: the project file of one tenant of a shared deployment."""
+    root = os.environ.get(PROJECTS_ENV)
+    if not root:
+        raise ExecutorChoiceError(
+            f"tenant code locations need {PROJECTS_ENV} (a folder of <tenant>.yaml files)"
+        )
+    if not _TENANT_NAME.match(tenant):
+        raise ExecutorChoiceError(f"{tenant!r} is not a tenant name (lower-case letters, digits, '_', '-')")
+    return Path(root) / f"{tenant}.yaml"
+
+
+def tenant_definitions(tenant: str) -> dg.Definitions:
+    """The code location of one tenant: its own project file, the tenant checked against the file."""
+    if tenant not in _tenants:
+        from pipelines.project import load_project
+
+        path = tenant_project_file(tenant)
+        project = load_project(path)
+        if project.tenant != tenant:
+            raise ExecutorChoiceError(f"{path} declares tenant {project.tenant!r}, not {tenant!r}")
+        _tenants[tenant] = build_definitions(project, executor=production_executor(), project_file=str(path))
+    return _tenants[tenant]
+
+
+def __getattr__(name: str) -> dg.Definitions:
+    # ``-m dagster_project.production -a tenant_acme`` is tenant acme's code location. The attribute
+    # name travels in every run's and step's job pointer, so a Celery worker or Kubernetes pod shared
+    # by all tenants loads exactly the tenant whose step it was given (never its own TONGBU_PROJECT).
+    if name.startswith(_TENANT_PREFIX):
+        return tenant_definitions(name[len(_TENANT_PREFIX) :])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Mask every secret the vault hands out in all log output of the code server, run and step workers.
 install_redaction()
 
-defs = build_definitions(executor=production_executor())
+if os.environ.get("TONGBU_PROJECT") or not os.environ.get(PROJECTS_ENV):
+    #: the single-tenant location (``TONGBU_PROJECT``); tenant locations are ``tenant_<name>``
+    defs = build_definitions(executor=production_executor())

@@ -226,13 +226,14 @@ def test_parallel_runs_against_one_erp_stay_within_its_pool_limit(
     assert counts == {"accounts": 300, "sales_orders": 150, "receivables": 150}
 
 
-def _launch(job: str, env: dict[str, str]):
+def _launch(job: str, env: dict[str, str], attribute: str | None = None):
     import subprocess
 
     from tests.helpers.dagster_prod import BIN, ROOT
 
+    where = ["-m", "dagster_project.production", *(["-a", attribute] if attribute else [])]
     return subprocess.Popen(
-        [str(BIN / "dagster"), "job", "execute", "-m", "dagster_project.production", "-j", job],
+        [str(BIN / "dagster"), "job", "execute", *where, "-j", job],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -255,3 +256,58 @@ def _hub_table_counts(hub_url: str, tables: tuple[str, ...], tenant: str = "acme
             }
     finally:
         engine.dispose()
+
+
+def test_tenants_are_code_locations_served_by_the_same_celery_workers(
+    tmp_path: Path, pg_url: str, dagster_pg: str, broker: str
+) -> None:
+    projects = tmp_path / "projects"
+    projects.mkdir()
+    sizes = {"acme": 1500, "bolt": 900}
+    for tenant, n in sizes.items():
+        conns = {f"erp{i}": {"connector": "synthetic", "config": {"records": n + i}} for i in range(2)}
+        write_project(projects / f"{tenant}.yaml", tenant, conns)
+    env = dagster_env(
+        dagster_home(tmp_path / "dh"),
+        dagster_pg,
+        pg_url,
+        projects / "acme.yaml",
+        tmp_path / "th",
+        TONGBU_DAGSTER_EXECUTOR="celery",
+        TONGBU_CELERY_BROKER=broker,
+        TONGBU_PROJECTS_DIR=str(projects),
+    )
+    env.pop("TONGBU_PROJECT")  # the workers serve every tenant: none is "theirs"
+    with CeleryWorkers(2, broker, env, tmp_path / "celery") as workers:
+        runs = [_launch("sync_all", env, f"tenant_{t}") for t in sizes]
+        for p in runs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-3000:] + workers.log_tail()
+    instance = _instance(env)
+    records = instance.get_run_records()
+    assert sorted(r.dagster_run.tags["tongbu/tenant"] for r in records) == ["acme", "bolt"]
+    assert {r.dagster_run.status.value for r in records} == {"SUCCESS"}
+    for tenant, n in sizes.items():
+        assert _hub_counts(pg_url, tenant) == {"erp0": n, "erp1": n + 1}
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            tenants = {r[0] for r in conn.execute(text("SELECT DISTINCT tenant_id FROM accounts"))}
+    finally:
+        engine.dispose()
+    assert tenants == {"acme", "bolt"}
+
+
+def test_a_tenant_location_is_refused_in_one_line_when_its_file_disagrees(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import dagster_project.production as production
+
+    write_project(
+        tmp_path / "acme.yaml", "bolt", {"erp": {"connector": "synthetic", "config": {"records": 1}}}
+    )
+    monkeypatch.setenv("TONGBU_PROJECTS_DIR", str(tmp_path))
+    with pytest.raises(production.ExecutorChoiceError, match="declares tenant 'bolt', not 'acme'"):
+        production.tenant_acme  # noqa: B018 - the attribute is the code location
+    with pytest.raises(production.ExecutorChoiceError, match="not a tenant name"):
+        production.tenant_definitions("../etc")

@@ -8,6 +8,7 @@ import importlib
 _TABLE_MODULES = [
     "connectors.crm.models",
     "pipelines.models",
+    "pipelines.history_models",
     "pipelines.sync.models",
     "tongbu.vault.models",
     "mappings.suggest.store",
