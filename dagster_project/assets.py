@@ -128,7 +128,7 @@ def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
                 # where the step ran and how it read: a Celery worker's pid, the thread reader there
                 "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "reader": str(result.extra.get("reader", "")),
-                "threads": int(result.extra.get("threads", 0)),
+                "foreign_threads": int(result.extra.get("foreign_threads", 0)),
             }
         )
 

@@ -310,7 +310,7 @@ class Runner:
         reader = _reader_mode()
         # Shown in the run's metadata: proves which path a (Dagster, Celery) worker took.
         result.extra["reader"] = reader
-        result.extra["threads"] = threading.active_count()
+        result.extra["foreign_threads"] = _foreign_threads()
         with _gc_tuned_for_streaming():
             if reader == "process":
                 _commit_from_reader_process(batches(), commit)
@@ -680,17 +680,30 @@ def _reader_mode() -> str:
     closure over the open tap that cannot be pickled into a fresh interpreter.
     """
     mode = os.environ.get("TONGBU_READER", "").strip().lower()
+    foreign = _foreign_threads()
     if mode in ("thread", "process"):
-        if mode == "process" and threading.active_count() > 1:
+        if mode == "process" and foreign:
             log.warning(
-                "TONGBU_READER=process in a process with %d threads: forking anyway, as asked "
+                "TONGBU_READER=process in a process with %d other threads: forking anyway, as asked "
                 "(unset TONGBU_READER to let tongbu read in a thread here)",
-                threading.active_count(),
+                foreign,
             )
         return mode
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+    if "fork" not in multiprocessing.get_all_start_methods() or foreign:
         return "thread"
     return "process"
+
+
+#: Threads of tongbu's own that a fork may copy: the lock heartbeat holds nothing the reader uses (its
+#: engine has no pool, the reader never logs through its connection) and logging's locks are re-made in
+#: a forked child by Python itself.
+_FORK_SAFE_THREADS = ("tongbu-lock-heartbeat",)
+
+
+def _foreign_threads() -> int:
+    """Threads besides this one and tongbu's fork-safe ones (a Dagster or Celery worker's, …)."""
+    me = threading.current_thread()
+    return sum(1 for t in threading.enumerate() if t is not me and not t.name.startswith(_FORK_SAFE_THREADS))
 
 
 def _commit_with_writer_thread(batches: Iterator[tuple[Any, ...]], commit: Callable[..., None]) -> None:

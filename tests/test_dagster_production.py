@@ -157,7 +157,7 @@ def test_a_sync_job_runs_its_steps_on_two_celery_workers(
     for m in syncs:
         md = {k: v.value for k, v in m.metadata.items()}
         # A reader process is forked only from a single-threaded worker; otherwise the thread reader.
-        assert md["reader"] == ("process" if md["threads"] == 1 else "thread"), md
+        assert md["reader"] == ("process" if md["foreign_threads"] == 0 else "thread"), md
     assert _hub_counts(pg_url) == {f"erp{i}": 3000 + i for i in range(4)}
 
 
