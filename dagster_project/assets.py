@@ -129,6 +129,7 @@ def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
                 "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "reader": str(result.extra.get("reader", "")),
                 "foreign_threads": int(result.extra.get("foreign_threads", 0)),
+                "daemonic": bool(result.extra.get("daemonic", False)),
             }
         )
 

@@ -311,6 +311,7 @@ class Runner:
         # Shown in the run's metadata: proves which path a (Dagster, Celery) worker took.
         result.extra["reader"] = reader
         result.extra["foreign_threads"] = _foreign_threads()
+        result.extra["daemonic"] = bool(multiprocessing.current_process().daemon)
         with _gc_tuned_for_streaming():
             if reader == "process":
                 _commit_from_reader_process(batches(), commit)
@@ -690,6 +691,10 @@ def _reader_mode() -> str:
             )
         return mode
     if "fork" not in multiprocessing.get_all_start_methods() or foreign:
+        return "thread"
+    if multiprocessing.current_process().daemon:
+        # A daemonic process may not have children: a Celery prefork pool child, a multiprocessing
+        # pool worker (``AssertionError: daemonic processes are not allowed to have children``).
         return "thread"
     return "process"
 

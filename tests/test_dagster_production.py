@@ -156,8 +156,10 @@ def test_a_sync_job_runs_its_steps_on_two_celery_workers(
     assert len(syncs) == 4
     for m in syncs:
         md = {k: v.value for k, v in m.metadata.items()}
-        # A reader process is forked only from a single-threaded worker; otherwise the thread reader.
-        assert md["reader"] == ("process" if md["foreign_threads"] == 0 else "thread"), md
+        # A reader process is forked only from a worker with no foreign threads that may have
+        # children (a Celery prefork child is daemonic: it reads in a thread).
+        safe_to_fork = md["foreign_threads"] == 0 and not md["daemonic"]
+        assert md["reader"] == ("process" if safe_to_fork else "thread"), md
     assert _hub_counts(pg_url) == {f"erp{i}": 3000 + i for i in range(4)}
 
 

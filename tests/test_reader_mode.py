@@ -36,3 +36,21 @@ def test_an_explicit_choice_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None
     assert _reader_mode() == "thread"
     monkeypatch.setenv("TONGBU_READER", "process")
     assert _with_thread("someone-elses") == "process"
+
+
+def test_a_daemonic_process_reads_in_a_thread() -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+
+    def child() -> None:
+        from pipelines.runner import _reader_mode
+
+        queue.put(_reader_mode())
+
+    # what a Celery prefork pool child is: daemonic, so it may not fork a reader of its own
+    p = ctx.Process(target=child, daemon=True)
+    p.start()
+    p.join(60)
+    assert queue.get() == "thread"
