@@ -18,7 +18,8 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets import TongbuResource, pool_name
+from dagster_project.assets import pool_name
+from dagster_project.resources import TongbuResource
 from pipelines.project import PipelineSpec, Project
 
 _PARTITIONS = {

@@ -31,13 +31,13 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from connectors.crm.store import hub_table, row_hash
 from connectors.kit.drift import to_ms
 from mappings.engine import MappingError
 from pipelines.drift import _BATCH, _Comparison, _read
 from pipelines.history_models import HistoryPartition
 from pipelines.runner import Runner, _LazyHubResolver
-from pipelines.state import PipelineLock, PipelineLocked
+from tongbu.hub.store import hub_table, row_hash
+from tongbu.state.store import PipelineLock, PipelineLocked
 
 log = logging.getLogger("tongbu.history")
 _REPORTS = HistoryPartition.__table__

@@ -12,12 +12,12 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
-from connectors.crm.store import hub_table
 from connectors.kingdee.simulator import KingdeeSimulator
 from pipelines.history import HistoryMismatch, backfill_window, reports
 from pipelines.project import load_project
 from pipelines.runner import Runner
-from pipelines.state import StateStore
+from tongbu.hub.store import hub_table
+from tongbu.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from connectors.crm.store import hub_table
-from pipelines.models import QuarantinedRecord
 from pipelines.project import load_project
 from pipelines.runner import Runner
-from pipelines.state import Quarantine, StateStore
 from tests.helpers.dagster_prod import write_project
 from tests.helpers.vault import canary, key_text, new_key_source
+from tongbu.hub.store import hub_table
+from tongbu.state.models import QuarantinedRecord
+from tongbu.state.store import Quarantine, StateStore
 
 
 def _runner(tmp_path: Path, tenant: str, records: int, engine) -> Runner:

@@ -1,7 +1,7 @@
 """historical migration: one report row per backfilled partition
 
 Revision ID: 0010_prod_history
-Revises: 0007_sales_order_erp
+Revises: 0011_shops
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_prod_history"
-down_revision = "0007_sales_order_erp"
+down_revision = "0011_shops"
 branch_labels = None
 depends_on = None
 
