@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from connectors import registry
 from connectors.kit.dagster import DefinitionParts
 from dagster_project.drift import CHECK_NAME, drift_definitions, supports_drift
-from dagster_project.resources import TongbuResource, object_key, stream_key
+from dagster_project.resources import TongbuResource, object_key, pool_name, stream_key
 from pipelines.project import PipelineSpec, Project, load_project
 
 
@@ -54,16 +54,6 @@ def standalone_definitions(project: Project, connector: str) -> dg.Definitions:
 
 def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
-
-
-def pool_name(tenant: str, connection: str) -> str:
-    """The Dagster pool of one external system of one tenant: ``tongbu.<tenant>.<connection>``.
-
-    Every step that calls that system claims a slot of this pool, in every run, on every worker and
-    machine that shares the Dagster instance, so parallel runs stay within the system's API limit
-    (the limit is the connection's ``concurrency``; :func:`dagster_project.pools.apply_pool_limits`).
-    """
-    return f"tongbu.{tenant}.{connection}"
 
 
 def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:

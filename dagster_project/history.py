@@ -18,8 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets import pool_name
-from dagster_project.resources import TongbuResource
+from dagster_project.resources import TongbuResource, pool_name
 from pipelines.project import PipelineSpec, Project
 
 _PARTITIONS = {

@@ -1,7 +1,7 @@
 """Per-system limits: one Dagster pool per external system of a tenant, its limit from the project.
 
 Every sync step that calls a connection's system claims a slot of the pool
-``tongbu.<tenant>.<connection>`` (:func:`dagster_project.assets.pool_name`). Dagster keeps the slots in
+``tongbu.<tenant>.<connection>`` (:func:`dagster_project.resources.pool_name`). Dagster keeps the slots in
 the instance's storage (PostgreSQL in production), so the limit holds across runs, Celery workers,
 Kubernetes pods and machines: with ``concurrency: 2`` on a connection, a third step waits for a free
 slot instead of calling the ERP. The limits are set on the instance (they are the operator's, not the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.assets import pool_name
+from dagster_project.resources import pool_name
 from pipelines.project import Project
 
 
