@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,7 +33,7 @@ class HistoryPartition(Base):
     hub_rows: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     sampled: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     sample_mismatches: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    details: Mapped[dict | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     finished_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.current_timestamp(), nullable=False
     )
