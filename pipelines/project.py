@@ -8,11 +8,12 @@ Dagster run config or logs.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +39,9 @@ class Connection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: str
     config: dict[str, Any] = Field(default_factory=dict)
+    #: most steps calling this system at once, across all runs and workers (the Dagster pool
+    #: ``tongbu.<tenant>.<connection>``); None leaves it to the instance's default pool limit
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 class SourceRef(BaseModel):
@@ -55,6 +59,34 @@ class TargetRef(BaseModel):
     object: str
 
 
+class HistorySpec(BaseModel):
+    """Historical migration of a pipeline: its past as time-window partitions, loaded off-peak.
+
+    Each partition holds the records whose source modification time falls in its window; it is
+    loaded, verified by sampling against the source and reported (``pipelines.history``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    #: first day of the oldest window
+    start: dt.date
+    #: day after the newest window (default: windows up to the last complete one)
+    end: dt.date | None = None
+    partitions: Literal["daily", "weekly", "monthly"] = "monthly"
+    #: when off-peak batches start (cron, in ``timezone``)
+    off_peak: str = "0 1 * * *"
+    timezone: str = "Asia/Shanghai"
+    #: partitions launched per off-peak tick (oldest missing first)
+    per_batch: int = Field(default=4, ge=1, le=1000)
+    #: records re-read from the source per partition to verify the hub
+    sample: int = Field(default=50, ge=0, le=100_000)
+
+    @field_validator("off_peak")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        check_cron(v, "off_peak")
+        return v
+
+
 class PipelineSpec(BaseModel):
     """One pipeline: a source stream mapped into a CRM object, on a schedule."""
 
@@ -67,6 +99,8 @@ class PipelineSpec(BaseModel):
     enabled: bool = True
     batch_size: int = 5000
     description: str | None = None
+    #: backfill of the pipeline's history (``dagster_project.history``); None: no history assets
+    history: HistorySpec | None = None
 
     @field_validator("schedule")
     @classmethod

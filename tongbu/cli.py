@@ -239,6 +239,30 @@ def print_results(results: list) -> None:
     console.print(table)
 
 
+@app.command("dagster-pools")
+@_handled
+def dagster_pools(
+    project: ProjectOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the limits")] = False,
+) -> None:
+    """Set each connection's ``concurrency`` as the slots of its Dagster pool (instance of $DAGSTER_HOME)."""
+    from dagster_project.pools import pool_limits
+    from pipelines.project import load_project
+
+    loaded = load_project(project)
+    limits = pool_limits(loaded)
+    if not dry_run and limits:
+        import dagster as dg
+
+        from dagster_project.pools import apply_pool_limits
+
+        apply_pool_limits(dg.DagsterInstance.get(), loaded)
+    for pool, slots in limits.items():
+        console.print(f"{pool}: {slots} slot(s){' (dry run)' if dry_run else ''}")
+    if not limits:
+        console.print("no connection sets `concurrency`: every pool takes the instance's default_limit")
+
+
 @state_app.command("show")
 @_handled
 def state_show(

@@ -12,6 +12,7 @@ import importlib
 _TABLE_MODULES = [
     "tongbu.hub.models",
     "tongbu.state.models",
+    "pipelines.history_models",
     "pipelines.sync.models",
     "tongbu.vault.models",
     "mappings.suggest.store",
