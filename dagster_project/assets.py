@@ -21,9 +21,9 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from connectors import registry
-from connectors.kit.dagster import DefinitionParts, hub_key
+from connectors.kit.dagster import DefinitionParts, asset_owners, default_status, hub_key
 from connectors.kit.dagster import stream_key as kit_stream_key
-from pipelines.project import PipelineSpec, Project, load_project
+from pipelines.project import PipelineSpec, Project, load_project_cached
 
 
 class TongbuResource(dg.ConfigurableResource):
@@ -33,8 +33,8 @@ class TongbuResource(dg.ConfigurableResource):
     project_file: str | None = None
 
     def project(self) -> Project:
-        """The parsed project file."""
-        return load_project(self.project_file or None)
+        """The parsed project file (parsed once per process while the file is unchanged)."""
+        return load_project_cached(self.project_file or None)
 
     def runner(self, progress: Any = None):
         """A runner bound to the hub database (``TONGBU_DATABASE_URL`` or the local SQLite)."""
@@ -65,7 +65,7 @@ def connector_parts(project: Project, only: str | None = None) -> DefinitionPart
 def standalone_definitions(project: Project, connector: str) -> dg.Definitions:
     """One connector's own pieces plus the ``crm/<object>`` assets they feed (a one-connector location)."""
     parts = connector_parts(project, only=connector)
-    objects = [_object_asset(obj, keys) for obj, keys in parts.hub_feeds.items()]
+    objects = [_object_asset(project, obj, keys) for obj, keys in parts.hub_feeds.items()]
     return dg.Definitions(
         assets=[*parts.assets, *objects],
         asset_checks=parts.asset_checks,
@@ -80,14 +80,65 @@ def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
 
 
-def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+def source_lag_s(cursor: dict[str, Any] | None, finished: float) -> float | None:
+    """Seconds from the newest source change a run wrote to the moment the run finished.
+
+    Only for cursors whose value is a timestamp with an offset (a naive time would be a guess about
+    the source's time zone); None otherwise.
+    """
+    import datetime as dt
+
+    value = (cursor or {}).get("replication_key_value")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(round(finished - moment.timestamp(), 3), 0.0)
+
+
+def run_metadata(result: Any, *, has_lines: bool) -> dict[str, Any]:
+    """Materialisation metadata of a sync run: only figures that mean something for this stream."""
+    import time
+
+    meta: dict[str, Any] = {
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "rows_unchanged": result.rows_unchanged,
+        "rows_quarantined": result.rows_quarantined,
+    }
+    if has_lines:  # only a mapping with a lines section writes order lines
+        meta["order_lines_written"] = result.lines_written
+    meta.update(
+        {
+            "cursor_before": _json(result.cursor_before),
+            "cursor_after": _json(result.cursor_after),
+            "duration_s": round(result.duration_s, 3),
+            "records_per_second": round(result.records_per_second, 1),
+            "tongbu_run_id": result.run_id or 0,
+        }
+    )
+    if result.rows_written:
+        lag = source_lag_s(result.cursor_after, time.time())
+        if lag is not None:
+            meta["source_to_hub_lag_s"] = lag
+    return meta
+
+
+def _sync_asset(project: Project, spec: PipelineSpec) -> dg.AssetsDefinition:
+    connector_name = project.connection(spec.source.connection).connector
+
     @dg.asset(
         key=stream_key(spec),
         group_name=spec.source.connection,
         description=spec.description
         or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
         f"crm/{spec.target.object} (pipeline {spec.name})",
-        kinds={spec.source.connection, "singer"},
+        kinds={connector_name, "singer"},
+        owners=asset_owners(project, spec.source.connection, spec.name),
         tags={"tongbu/pipeline": spec.name},
     )
     def _asset(context: dg.AssetExecutionContext, tongbu: TongbuResource) -> dg.MaterializeResult:
@@ -98,23 +149,12 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
         from tongbu.vault import redacting_errors
 
+        runner = tongbu.runner(progress)
         # A failure's text becomes a Dagster event: mask any secret value that leaked into it.
         with redacting_errors():
-            result = tongbu.runner(progress).run(spec.name)
-        return dg.MaterializeResult(
-            metadata={
-                "rows_read": result.rows_read,
-                "rows_written": result.rows_written,
-                "rows_unchanged": result.rows_unchanged,
-                "rows_quarantined": result.rows_quarantined,
-                "order_lines_written": result.lines_written,
-                "cursor_before": _json(result.cursor_before),
-                "cursor_after": _json(result.cursor_after),
-                "duration_s": round(result.duration_s, 3),
-                "records_per_second": round(result.records_per_second, 1),
-                "tongbu_run_id": result.run_id or 0,
-            }
-        )
+            result = runner.run(spec.name)
+        has_lines = runner.mapping(spec).lines is not None
+        return dg.MaterializeResult(metadata=run_metadata(result, has_lines=has_lines))
 
     return _asset
 
@@ -183,13 +223,15 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
     return _check_fn
 
 
-def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+def _object_asset(project: Project, obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=object_key(obj),
         group_name="crm",
         deps=upstream,
-        kinds={"sqlalchemy"},
-        description=f"CRM hub object '{obj}': row counts per source system.",
+        kinds={"sqlalchemy", "crm"},
+        owners=asset_owners(project),
+        description=f"CRM hub object '{obj}' (hub table {obj}), written by the streams upstream; "
+        "materialising it records its row counts per source system. Every sync job refreshes it.",
     )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from connectors.crm.store import hub_table
@@ -225,9 +267,16 @@ def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
     return selection
 
 
-def build_definitions(project: Project | None = None) -> dg.Definitions:
-    """All assets, checks, jobs and schedules of a project."""
-    project = project or load_project(os.environ.get("TONGBU_PROJECT") or None)
+def build_definitions(project: Project | None = None, *, executor: Any = None) -> dg.Definitions:
+    """All assets, checks, jobs and schedules of a project.
+
+    ``executor`` (default: Dagster's in-process executor) runs every job and ad-hoc materialisation.
+    A sync is one step that does its own batching; the multiprocess executor started a fresh Python
+    per step (stream asset, hub asset, each check), each importing Dagster and tongbu again, which is
+    where most of a run's 20 s went (``benchmarks/dagster_overhead.py``).
+    """
+    executor = executor or dg.in_process_executor
+    project = project or load_project_cached(os.environ.get("TONGBU_PROJECT") or None)
     assets: list[Any] = []
     checks: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -236,7 +285,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     for spec in project.pipelines.values():
         if not spec.enabled:
             continue
-        assets.append(_sync_asset(spec))
+        assets.append(_sync_asset(project, spec))
         checks.append(_check(spec))
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
@@ -244,6 +293,9 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         job = dg.define_asset_job(
             f"sync_{spec.name}",
             selection=_sync_selection(project, spec),
+            executor_def=executor,
+            description=f"Incremental sync of {spec.name}: {stream_key(spec).to_user_string()} and "
+            f"the hub object {object_key(spec.target.object).to_user_string()} it feeds",
         )
         jobs.append(job)
         if spec.schedule:
@@ -252,7 +304,8 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
                     name=f"{spec.name}_schedule",
                     job=job,
                     cron_schedule=spec.schedule,
-                    default_status=dg.DefaultScheduleStatus.RUNNING,
+                    # Off until the connection is configured or the project file says `schedules: on`.
+                    default_status=default_status(project, spec.source.connection, spec.name),
                     description=f"Incremental sync of {spec.name} ({spec.schedule})",
                 )
             )
@@ -272,13 +325,18 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     schedules += drift.schedules
     jobs += drift.jobs
     for obj, upstream in feeds.items():
-        assets.append(_object_asset(obj, upstream))
+        assets.append(_object_asset(project, obj, upstream))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         schedules=schedules,
         sensors=pushed.sensors,
-        jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
+        jobs=[
+            *jobs,
+            *pushed.jobs,
+            dg.define_asset_job("sync_all", selection=dg.AssetSelection.all(), executor_def=executor),
+        ],
+        executor=executor,
         resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
     )
 
