@@ -23,8 +23,8 @@ dev`` on a fresh clone starts no run and calls no real external host until the u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg

@@ -62,8 +62,10 @@ def write(tmp_path: Path, *, conn_extra: dict | None = None, pipe_extra: dict | 
     }
     path = tmp_path / "tongbu.yaml"
     # `schedules: on` written as a YAML user would (bare on/off), not as a Python bool
-    text = yaml.safe_dump(data).replace("schedules: true", "schedules: on").replace(
-        "schedules: false", "schedules: off"
+    text = (
+        yaml.safe_dump(data)
+        .replace("schedules: true", "schedules: on")
+        .replace("schedules: false", "schedules: off")
     )
     path.write_text(text, encoding="utf-8")
     return path
@@ -117,7 +119,11 @@ def test_unknown_schedules_value_is_a_one_line_error(tmp_path: Path) -> None:
     from pipelines.project import ProjectError
 
     path = write(tmp_path)
-    path.write_text(path.read_text(encoding="utf-8").replace("connector: kingdee", "connector: kingdee\n    schedules: maybe"))
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "connector: kingdee", "connector: kingdee\n    schedules: maybe"
+        )
+    )
     with pytest.raises(ProjectError, match=r"connections\.kingdee\.schedules"):
         load_project(path)
 
