@@ -47,6 +47,7 @@ from pipelines.project import PipelineSpec, Project
 from pipelines.secrets import resolve_secrets
 from pipelines.state import PipelineLock, Quarantine, RunHistory, StateStore, jsonable
 from tongbu.db import get_engine
+from tongbu.metrics import record_run
 
 log = logging.getLogger("tongbu.runner")
 _RUNS = SyncRun.__table__
@@ -185,6 +186,7 @@ class Runner:
                 self._finish_run(result)
             finally:
                 lock.release()
+                record_run(result)  # Prometheus: rows and duration per pipeline (tongbu/metrics.py)
         return result
 
     # -- in-process -----------------------------------------------------------------------------

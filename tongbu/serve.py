@@ -70,6 +70,7 @@ from connectors import registry
 from connectors.kit.events import EventRejected, EventSource, InboundEvent
 from tongbu.config import DEFAULT_TENANT
 from tongbu.db import Base
+from tongbu.metrics import metrics_route
 
 log = logging.getLogger("tongbu.serve")
 
@@ -1005,6 +1006,7 @@ def build_app(
 
     routes = [Route(src.path, hook(src), methods=["GET", "POST"]) for src in processor.sources.values()]
     routes += [Route("/healthz", health), Route("/_tongbu/events/metrics", metrics)]
+    routes.append(metrics_route(processor))  # Prometheus: /metrics (tongbu/metrics.py)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.processor = processor
     return app
