@@ -324,13 +324,21 @@ def build_definitions(project: Project | None = None, *, executor: Any = None) -
     checks += drift.asset_checks
     schedules += drift.schedules
     jobs += drift.jobs
+    # Freshness per scheduled stream, and the sensor that alerts on failures, failed checks, conflicts.
+    from dagster_project.alerts import alerts_sensor
+    from dagster_project.freshness import freshness_definitions
+
+    fresh_checks, fresh_jobs, fresh_schedules = freshness_definitions(project)
+    checks += fresh_checks
+    jobs += fresh_jobs
+    schedules += fresh_schedules
     for obj, upstream in feeds.items():
         assets.append(_object_asset(project, obj, upstream))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         schedules=schedules,
-        sensors=pushed.sensors,
+        sensors=[*pushed.sensors, alerts_sensor(project)],
         jobs=[
             *jobs,
             *pushed.jobs,

@@ -92,7 +92,10 @@ def test_fresh_project_starts_no_schedule(tmp_path: Path) -> None:
         "kingdee_sales_orders_schedule": STOPPED,
         "wecom_rescan_schedule": STOPPED,
         "drift_check_schedule": STOPPED,
+        "freshness_schedule": STOPPED,
     }
+    defs = build_definitions(load_project(write(tmp_path)))
+    assert defs.resolve_sensor_def("tongbu_alerts").default_status == dg.DefaultSensorStatus.STOPPED
 
 
 def test_schedules_start_once_the_connection_secrets_are_stored(
@@ -104,6 +107,7 @@ def test_schedules_start_once_the_connection_secrets_are_stored(
     assert got["kingdee_customers_schedule"] == RUNNING
     assert got["kingdee_sales_orders_schedule"] == RUNNING
     assert got["wecom_rescan_schedule"] == STOPPED
+    assert got["freshness_schedule"] == RUNNING  # something syncs now: its freshness is watched
 
 
 def test_project_file_switches_schedules_on_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
