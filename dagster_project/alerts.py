@@ -1,10 +1,10 @@
 """Alerts: a sensor that tells people about failed runs, failed checks and open conflicts.
 
-``tongbu_alerts`` (every 60 s) reads what happened since its cursor — Dagster run failures and asset
-check evaluations that failed with severity ERROR from the instance's event log, open two-way sync
-conflicts from the hub — and sends each through the shared notifier (:mod:`pipelines.notify`) on
+``tongbu_alerts`` (every 60 s) reads what happened since its cursor — Dagster runs that failed, and
+asset checks of finished runs that failed with severity ERROR (freshness, reconciliation), from the
+instance; open two-way sync conflicts from the hub — and sends each through the shared notifier (:mod:`pipelines.notify`) on
 every channel of ``alerts.channels`` (WeCom app message, WeCom group robot, e-mail). Each event has
-its own dedup key (``run-failed:<run id>``, ``check-failed:<event id>``, ``conflict:<id>``): the
+its own dedup key (``run-failed:<run>``, ``check-failed:<run>:<asset>:<check>``, ``conflict:<id>``): the
 notifier's ledger delivers it once per recipient across sensor restarts, and a failed delivery is
 tried again on the next tick. Texts pass through the vault's redaction, so no secret value leaves.
 
@@ -19,6 +19,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from connectors.kit.notify import Notification
+from dagster_project.assets import TongbuResource
 
 #: events read per tick (the rest on the next tick: the cursor only moves past what was handled)
 BATCH = 200
@@ -32,43 +33,47 @@ def _redact(text: str) -> str:
     return redact(" ".join(str(text).split()))
 
 
-def _run_failure(instance: Any, record: Any) -> Notification:
-    entry = record.event_log_entry
-    run = instance.get_run_by_id(entry.run_id)
+def _run_failure(instance: Any, run_id: str) -> Notification:
+    run = instance.get_run_by_id(run_id)
     job = run.job_name if run else "?"
-    # The first failed step says why; the run failure event only says "step failed".
+    # The first failed step says why; the run failure event itself only says "steps failed".
     reasons = [
-        e.dagster_event.event_specific_data.error.message
-        for e in instance.all_logs(entry.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        if e.dagster_event is not None and getattr(e.dagster_event.event_specific_data, "error", None)
+        r.event_log_entry.dagster_event.event_specific_data.error.message
+        for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+        if r.event_log_entry.dagster_event is not None
+        and getattr(r.event_log_entry.dagster_event.event_specific_data, "error", None)
     ]
-    why = reasons[0] if reasons else (entry.message or "run failed")
+    why = reasons[0] if reasons else "the run failed (see its page in Dagster)"
     return Notification(
         subject=_redact(f"tongbu: run of {job} failed"),
-        body=_redact(f"Dagster run {entry.run_id} of job {job} failed: {why.strip()}"),
-        key=f"run-failed:{entry.run_id}",
+        body=_redact(f"Dagster run {run_id} of job {job} failed: {why.strip()}"),
+        key=f"run-failed:{run_id}",
         severity="critical",
     )
 
 
-def _check_failure(record: Any) -> Notification | None:
-    evaluation = record.event_log_entry.dagster_event.event_specific_data
-    if evaluation is None or evaluation.passed:
-        return None
-    if evaluation.severity != dg.AssetCheckSeverity.ERROR:
-        return None  # warnings stay on the asset page
-    asset = evaluation.asset_key.to_user_string()
-    meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
-    detail = evaluation.description or ""
-    return Notification(
-        subject=_redact(f"tongbu: check {evaluation.check_name} failed on {asset}"),
-        body=_redact(
-            f"Asset check {evaluation.check_name} on {asset} failed. {detail} "
-            f"Figures: {json.dumps(meta, ensure_ascii=False, default=str)}"
-        ),
-        key=f"check-failed:{record.storage_id}",
-        severity="warning",
-    )
+def _check_failures(instance: Any, run_id: str) -> list[Notification]:
+    out = []
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation is None or evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue  # warnings stay on the asset page
+        asset = evaluation.asset_key.to_user_string()
+        meta = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+        out.append(
+            Notification(
+                subject=_redact(f"tongbu: check {evaluation.check_name} failed on {asset}"),
+                body=_redact(
+                    f"Asset check {evaluation.check_name} on {asset} failed (run {run_id}). "
+                    f"{evaluation.description or ''} "
+                    f"Figures: {json.dumps(meta, ensure_ascii=False, default=str)}"
+                ),
+                key=f"check-failed:{run_id}:{asset}:{evaluation.check_name}",
+                severity="warning",
+            )
+        )
+    return out
 
 
 def open_conflicts(engine: Any, tenant: str, after_id: int) -> list[Notification]:
@@ -102,23 +107,30 @@ def open_conflicts(engine: Any, tenant: str, after_id: int) -> list[Notification
     return out
 
 
-def collect(instance: Any, engine: Any, tenant: str, cursor: dict[str, int]) -> tuple[list[Notification], dict]:
-    """Everything to tell since ``cursor`` (``{"event": storage id, "conflict": id}``) and the next cursor."""
+def collect(
+    instance: Any, engine: Any, tenant: str, cursor: dict[str, Any]
+) -> tuple[list[Notification], dict]:
+    """Everything to tell since ``cursor`` and the next cursor.
+
+    Runs that ended since the cursor (Dagster's run status change records, which every event log
+    storage answers, run-sharded SQLite included): a failed run, and every check of a finished run
+    that failed with severity ERROR. Then two-way sync conflicts opened since and still open.
+    """
     notes: list[Notification] = []
-    after = int(cursor.get("event", 0))
-    for event_type in (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        records = instance.get_event_records(
-            dg.EventRecordsFilter(event_type=event_type, after_cursor=after), limit=BATCH, ascending=True
+    for event_type, name in (
+        (dg.DagsterEventType.RUN_FAILURE, "failure"),
+        (dg.DagsterEventType.RUN_SUCCESS, "success"),
+    ):
+        result = instance.fetch_run_status_changes(
+            event_type, limit=BATCH, cursor=cursor.get(name), ascending=True
         )
-        for record in records:
-            note = (
-                _run_failure(instance, record)
-                if event_type == dg.DagsterEventType.RUN_FAILURE
-                else _check_failure(record)
-            )
-            if note is not None:
-                notes.append(note)
-            cursor["event"] = max(int(cursor.get("event", 0)), record.storage_id)
+        for record in result.records:
+            run_id = record.event_log_entry.run_id
+            if event_type == dg.DagsterEventType.RUN_FAILURE:
+                notes.append(_run_failure(instance, run_id))
+            notes += _check_failures(instance, run_id)
+        if result.cursor:
+            cursor[name] = result.cursor
     conflicts = open_conflicts(engine, tenant, int(cursor.get("conflict", 0)))
     for note in conflicts:
         cursor["conflict"] = max(int(cursor.get("conflict", 0)), int(note.key.split(":")[1]))
@@ -131,18 +143,17 @@ def alerts_sensor(project: Any) -> dg.SensorDefinition:
     @dg.sensor(
         name="tongbu_alerts",
         minimum_interval_seconds=60,
-        required_resource_keys={"tongbu"},
         default_status=dg.DefaultSensorStatus.RUNNING
         if project.alerts.channels
         else dg.DefaultSensorStatus.STOPPED,
         description="Sends failed runs, failed checks (severity ERROR) and open sync conflicts to the "
         "alert channels of tongbu.yaml, once per event.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    def _sensor(context: dg.SensorEvaluationContext, tongbu: TongbuResource) -> dg.SkipReason:
         from pipelines.notify import Notifier
         from tongbu.db import get_engine
 
-        proj = context.resources.tongbu.project()
+        proj = tongbu.project()
         if not proj.alerts.channels:
             return dg.SkipReason("no alert channels in tongbu.yaml (alerts.channels)")
         engine = get_engine()

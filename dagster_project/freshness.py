@@ -53,7 +53,9 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite returns naive UTC
 
 
-def evaluate(engine: Any, tenant: str, spec: PipelineSpec, now: dt.datetime | None = None) -> dg.AssetCheckResult:
+def evaluate(
+    engine: Any, tenant: str, spec: PipelineSpec, now: dt.datetime | None = None
+) -> dg.AssetCheckResult:
     """The freshness check result of ``spec`` from the hub's run history."""
     from dagster_project.assets import source_lag_s
     from pipelines.models import SyncRun
@@ -124,7 +126,10 @@ def freshness_definitions(project: Project) -> tuple[list[Any], list[Any], list[
     job = dg.define_asset_job(
         "freshness_checks",
         selection=dg.AssetSelection.checks(
-            *[dg.AssetCheckKey(kit_stream_key(s.source.connection, s.source.stream), CHECK_NAME) for s in specs]
+            *[
+                dg.AssetCheckKey(kit_stream_key(s.source.connection, s.source.stream), CHECK_NAME)
+                for s in specs
+            ]
         ),
         description="Freshness of every scheduled stream (reads only the hub)",
     )
