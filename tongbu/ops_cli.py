@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,6 +58,11 @@ def demo_hint(what: str) -> str | None:
     )
 
 
+_CLASS_NAMES = re.compile(
+    r" ?\((?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception|Timeout)\)|\b(?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception): "
+)
+
+
 # -- secrets and config, with the next step in every message ------------------------------------------
 def explain(exc: BaseException) -> str:
     """One plain sentence with the next step for an error met while using a connection (no class names)."""
@@ -64,7 +70,8 @@ def explain(exc: BaseException) -> str:
     from tongbu.vault import redact
     from tongbu.vault.errors import VaultError
 
-    text = " ".join(str(exc).split())
+    # Exception class names mean nothing to an operator: "(ConnectError)", "KeyError: " go.
+    text = _CLASS_NAMES.sub("", " ".join(str(exc).split())).strip()
     if isinstance(exc, VaultError):
         hint = getattr(exc, "hint", None)
         return redact(f"{text}: {hint}" if hint and hint not in text else text)
@@ -253,8 +260,6 @@ def runs(
 
 def plain_error(text: str) -> str:
     """A stored run error without the exception class the runner prefixes (``KeyError: …``)."""
-    import re
-
     from tongbu.vault import redact
 
     return redact(re.sub(r"^[A-Z]\w*(?:Error|Exception|Exit|Timeout|Refused|Locked)\w*: ", "", text.strip()))
