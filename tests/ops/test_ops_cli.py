@@ -184,3 +184,13 @@ def test_init_writes_a_commented_project_and_the_vault(tmp_path: Path, monkeypat
     assert "next:" in res.output and "tongbu vault set kingdee.password" in res.output
     monkeypatch.chdir(tmp_path)
     one_line_error(cli("init", "acme"), "exists already", "--force")
+
+
+def test_after_the_demo_empty_listings_say_where_its_data_is(tongbu_home: Path) -> None:
+    demo = tongbu_home / "demo"
+    demo.mkdir(parents=True)
+    (demo / "hub.db").write_bytes(b"")  # what `tongbu demo` leaves (its content does not matter here)
+    for args in (["state", "show"], ["quarantine", "list"], ["runs"]):
+        res = cli(*args)
+        flat = " ".join(res.output.split())
+        assert res.exit_code == 0 and str(demo / "hub.db") in flat and "TONGBU_DATABASE_URL" in flat, args
