@@ -159,3 +159,32 @@ def test_failures_and_conflicts_are_alerted_once_by_mail_and_wecom_robot(
         assert len(httpx.get(f"{sim.base_url}/_sim/robot_messages").json()) == 2
         tick(defs, instance, path, cursor)
         assert len(smtp_server.messages) == 2
+
+
+def test_a_stale_stream_is_alerted_once(
+    tmp_path: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = {
+        "ops_mail": {
+            "kind": "email",
+            "host": "127.0.0.1",
+            "port": smtp_server.port,
+            "sender": "tongbu@example.com",
+            "to": ["ops@example.com"],
+        }
+    }
+    path = project_file(tmp_path, channels=channels)
+    monkeypatch.setenv("TONGBU_PROJECT", str(path))
+    _run(get_engine(), "synth_accounts", dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    defs = build_definitions(load_project(path))
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("freshness_checks").execute_in_process(instance=instance)
+        [check] = result.get_asset_check_evaluations()
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        cursor = tick(defs, instance, path, None)
+        assert smtp_server.wait(1)
+        [mail] = smtp_server.messages
+        assert "fresh" in str(mail["Subject"]) and "synth/records" in str(mail["Subject"])
+        assert "stale" in mail.get_payload(decode=True).decode()
+        tick(defs, instance, path, cursor)
+        assert len(smtp_server.messages) == 1

@@ -33,8 +33,9 @@ def test_serve_exposes_event_counts_queue_depth_and_latency(sim: WeComSimulator)
     app = build_app(serve_config(sim))
     with BackgroundServer(app) as server:
         sim.set_callback(server.url + "/hooks/wecom")
-        ext = sim.add_external_contact(sim.users[1]["userid"], name="郑海燕", remark="郑经理", tags=[])
-        sim.edit_external_contact(ext, sim.users[1]["userid"], remark="郑总")
+        # Two contacts (events for one contact may be coalesced into one change)
+        sim.add_external_contact(sim.users[1]["userid"], name="郑海燕", remark="郑经理", tags=[])
+        sim.add_external_contact(sim.users[2]["userid"], name="王建国", remark="王总", tags=[])
         assert sim.wait_callbacks(10) and app.state.processor.drain(10)
         # Two refusals: an unsigned delivery and an oversized one.
         assert httpx.post(server.url + "/hooks/wecom", content=b"<xml/>").status_code == 400

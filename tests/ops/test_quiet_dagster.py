@@ -167,7 +167,9 @@ def test_source_lag_needs_an_offset() -> None:
     assert source_lag_s(None, finished) is None
 
 
-def test_shipped_dagster_yaml_is_a_valid_instance_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_dagster_yaml_is_a_valid_instance_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # README: `cp deploy/dagster.yaml $DAGSTER_HOME/`; runs are dequeued every second.
     (tmp_path / "dagster.yaml").write_text((ROOT / "deploy/dagster.yaml").read_text(encoding="utf-8"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
