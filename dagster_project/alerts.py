@@ -158,7 +158,10 @@ def alerts_sensor(project: Any) -> dg.SensorDefinition:
             return dg.SkipReason("no alert channels in tongbu.yaml (alerts.channels)")
         engine = get_engine()
         cursor = json.loads(context.cursor) if context.cursor else {}
-        retry = [Notification(**n) for n in cursor.pop("retry", [])]
+        retry = [
+            Notification(**{**n, "recipients": tuple(n.get("recipients") or ())})
+            for n in cursor.pop("retry", [])
+        ]
         notes, cursor = collect(context.instance, engine, proj.tenant, cursor)
         notes = retry + notes
         notifier = Notifier(proj, engine)

@@ -121,6 +121,8 @@ def _one_line(exc: BaseException) -> str:
         from tongbu.ops_cli import explain
     except ImportError:  # pragma: no cover
         return str(exc) or "unexpected error (run with --verbose for the details)"
+    # The details (traceback) for `tongbu -v …`; the redaction filter masks secrets in log output.
+    logging.getLogger("tongbu.cli").debug("error details", exc_info=exc)
     if isinstance(exc, KeyError) and exc.args:
         exc = ValueError(str(exc.args[0]))  # KeyError's str() wraps the message in quotes
     return explain(exc)

@@ -188,3 +188,40 @@ def test_a_stale_stream_is_alerted_once(
         assert "stale" in mail.get_payload(decode=True).decode()
         tick(defs, instance, path, cursor)
         assert len(smtp_server.messages) == 1
+
+
+def test_an_alert_that_could_not_be_delivered_is_sent_on_a_later_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.smtp import free_port
+
+    port = free_port()  # nothing listens yet: the mail server is down
+    channels = {
+        "ops_mail": {
+            "kind": "email",
+            "host": "127.0.0.1",
+            "port": port,
+            "sender": "tongbu@example.com",
+            "to": ["ops@example.com"],
+        }
+    }
+    path = project_file(tmp_path, channels=channels, mapping=str(tmp_path / "missing.yaml"))
+    monkeypatch.setenv("TONGBU_PROJECT", str(path))
+    defs = build_definitions(load_project(path))
+    with dg.instance_for_test() as instance:
+        defs.resolve_job_def("sync_synth_accounts").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        cursor = tick(defs, instance, path, None)
+        assert '"retry": [{' in (cursor or "")
+        server = SmtpServer()
+        server.port = port
+        server.start()
+        try:
+            cursor = tick(defs, instance, path, cursor)  # the run is past the cursor; the retry list is not
+            assert server.wait(1) and "failed" in str(server.messages[0]["Subject"])
+            assert '"retry": []' in (cursor or "")
+            tick(defs, instance, path, cursor)
+            assert len(server.messages) == 1
+        finally:
+            server.stop()
