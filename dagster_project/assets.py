@@ -80,26 +80,6 @@ def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
 
 
-def source_lag_s(cursor: dict[str, Any] | None, finished: float) -> float | None:
-    """Seconds from the newest source change a run wrote to the moment the run finished.
-
-    Only for cursors whose value is a timestamp with an offset (a naive time would be a guess about
-    the source's time zone); None otherwise.
-    """
-    import datetime as dt
-
-    value = (cursor or {}).get("replication_key_value")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(round(finished - moment.timestamp(), 3), 0.0)
-
-
 def run_metadata(result: Any, *, has_lines: bool) -> dict[str, Any]:
     """Materialisation metadata of a sync run: only figures that mean something for this stream."""
     import time
@@ -122,6 +102,8 @@ def run_metadata(result: Any, *, has_lines: bool) -> dict[str, Any]:
         }
     )
     if result.rows_written:
+        from dagster_project.freshness import source_lag_s
+
         lag = source_lag_s(result.cursor_after, time.time())
         if lag is not None:
             meta["source_to_hub_lag_s"] = lag

@@ -49,6 +49,26 @@ def schedule_interval_s(cron: str, now: dt.datetime | None = None) -> float:
     return longest or 35 * 86_400.0
 
 
+def source_lag_s(cursor: dict[str, Any] | None, finished: float) -> float | None:
+    """Seconds from the newest source change a run wrote to the moment the run finished.
+
+    Only for cursors whose value is a timestamp with an offset (a naive time would be a guess about
+    the source's time zone); None otherwise.
+    """
+    import datetime as dt
+
+    value = (cursor or {}).get("replication_key_value")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(round(finished - moment.timestamp(), 3), 0.0)
+
+
 def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite returns naive UTC
 
@@ -57,7 +77,6 @@ def evaluate(
     engine: Any, tenant: str, spec: PipelineSpec, now: dt.datetime | None = None
 ) -> dg.AssetCheckResult:
     """The freshness check result of ``spec`` from the hub's run history."""
-    from dagster_project.assets import source_lag_s
     from pipelines.models import SyncRun
 
     now = now or dt.datetime.now(dt.UTC)
@@ -144,4 +163,4 @@ def freshness_definitions(project: Project) -> tuple[list[Any], list[Any], list[
     return checks, [job], [schedule]
 
 
-__all__ = ["CHECK_NAME", "evaluate", "freshness_definitions", "schedule_interval_s"]
+__all__ = ["CHECK_NAME", "evaluate", "freshness_definitions", "schedule_interval_s", "source_lag_s"]

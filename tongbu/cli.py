@@ -490,7 +490,7 @@ def demo(
 def _mount_ops() -> None:
     from tongbu.ops_cli import mount
 
-    mount(app, quarantine_app, _handled)
+    mount(app, quarantine_app, _handled, _project_tenant)
 
 
 _mount_ops()

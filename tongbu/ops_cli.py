@@ -217,11 +217,10 @@ def runs(
     from sqlalchemy import select
 
     from pipelines.models import SyncRun
-    from tongbu.cli import _project_tenant
     from tongbu.db import get_engine
 
     t = SyncRun.__table__
-    q = select(t).where(t.c.tenant_id == _project_tenant(project)).order_by(t.c.id.desc()).limit(limit)
+    q = select(t).where(t.c.tenant_id == _tenant(project)).order_by(t.c.id.desc()).limit(limit)
     if pipeline:
         q = q.where(t.c.pipeline == pipeline)
     with get_engine().connect() as conn:
@@ -274,14 +273,13 @@ def quarantine_show(
     from sqlalchemy import select
 
     from pipelines.models import QuarantinedRecord
-    from tongbu.cli import _project_tenant
     from tongbu.db import get_engine
     from tongbu.vault import redact, scrub_mapping
 
     t = QuarantinedRecord.__table__
     with get_engine().connect() as conn:
         row = (
-            conn.execute(select(t).where(t.c.id == record_id, t.c.tenant_id == _project_tenant(project)))
+            conn.execute(select(t).where(t.c.id == record_id, t.c.tenant_id == _tenant(project)))
             .mappings()
             .first()
         )
@@ -370,8 +368,16 @@ def init(
     print("  4. tongbu run kingdee_customers && tongbu runs")
 
 
-def mount(app: typer.Typer, quarantine_app: typer.Typer, handled: Any) -> None:
-    """Add these commands to the ``tongbu`` CLI (``handled`` turns exceptions into one line)."""
+#: the CLI's rule for the tenant of the project in use (``mount`` sets it: no import of tongbu.cli,
+#: which imports this module)
+_tenant: Any = None
+
+
+def mount(app: typer.Typer, quarantine_app: typer.Typer, handled: Any, project_tenant: Any) -> None:
+    """Add these commands to the ``tongbu`` CLI (``handled`` turns exceptions into one line;
+    ``project_tenant(path)`` is the tenant of the project file in use)."""
+    global _tenant
+    _tenant = project_tenant
     app.add_typer(connections_app, name="connections")
     for cmd in connections_app.registered_commands:
         cmd.callback = handled(cmd.callback)

@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from dagster_project.assets import build_definitions, run_metadata, source_lag_s
+from dagster_project.assets import build_definitions, run_metadata
+from dagster_project.freshness import source_lag_s
 from pipelines.project import load_project
 from pipelines.runner import RunResult
 from tests.helpers.vault import key_text, new_key_source
