@@ -19,7 +19,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from connectors.kit.notify import Notification
-from dagster_project.assets import TongbuResource
+from dagster_project.resources import TongbuResource
 
 #: events read per tick (the rest on the next tick: the cursor only moves past what was handled)
 BATCH = 200

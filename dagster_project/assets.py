@@ -21,35 +21,10 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from connectors import registry
-from connectors.kit.dagster import DefinitionParts, asset_owners, default_status, hub_key
-from connectors.kit.dagster import stream_key as kit_stream_key
+from connectors.kit.dagster import DefinitionParts, asset_owners, default_status
+from dagster_project.drift import CHECK_NAME, drift_definitions, supports_drift
+from dagster_project.resources import TongbuResource, object_key, stream_key
 from pipelines.project import PipelineSpec, Project, load_project_cached
-
-
-class TongbuResource(dg.ConfigurableResource):
-    """Access to the tongbu project and hub. Holds no secrets: connection configs name vault
-    references, which the runner resolves inside the run, so nothing secret reaches run config."""
-
-    project_file: str | None = None
-
-    def project(self) -> Project:
-        """The parsed project file (parsed once per process while the file is unchanged)."""
-        return load_project_cached(self.project_file or None)
-
-    def runner(self, progress: Any = None):
-        """A runner bound to the hub database (``TONGBU_DATABASE_URL`` or the local SQLite)."""
-        from pipelines.runner import Runner
-
-        return Runner(self.project(), progress=progress)
-
-
-def stream_key(spec: PipelineSpec) -> dg.AssetKey:
-    """Asset key of a synced stream, e.g. ``kingdee/customers``."""
-    return kit_stream_key(spec.source.connection, spec.source.stream)
-
-
-#: asset key of a hub object, e.g. ``crm/accounts``
-object_key = hub_key
 
 
 def connector_parts(project: Project, only: str | None = None) -> DefinitionParts:
@@ -156,9 +131,9 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
         "quarantine entries are reported as a warning.",
     )
     def _check_fn(tongbu: TongbuResource) -> dg.AssetCheckResult:
-        from connectors.crm.store import HubStore
-        from pipelines.models import QuarantinedRecord
         from tongbu.db import get_engine
+        from tongbu.hub.store import HubStore
+        from tongbu.state.models import QuarantinedRecord
 
         engine = get_engine()
         project = tongbu.project()
@@ -216,8 +191,8 @@ def _object_asset(project: Project, obj: str, upstream: list[dg.AssetKey]) -> dg
         "materialising it records its row counts per source system. Every sync job refreshes it.",
     )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
-        from connectors.crm.store import hub_table
         from tongbu.db import get_engine
+        from tongbu.hub.store import hub_table
 
         t = hub_table(obj)
         tenant = tongbu.project().tenant
@@ -241,8 +216,6 @@ def _object_asset(project: Project, obj: str, upstream: list[dg.AssetKey]) -> dg
 
 def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
     selection = dg.AssetSelection.assets(stream_key(spec), object_key(spec.target.object))
-    from dagster_project.drift import CHECK_NAME, supports_drift
-
     if supports_drift(project, spec):
         # The drift check reads the whole synced range: it runs on its own schedule, not every sync.
         selection -= dg.AssetSelection.checks(dg.AssetCheckKey(stream_key(spec), CHECK_NAME))
@@ -300,8 +273,6 @@ def build_definitions(project: Project | None = None, *, executor: Any = None) -
     for obj, keys in pushed.hub_feeds.items():
         feeds[obj].extend(keys)
     # Drift checks (count and hash per time bucket) on the streams whose connector supports them.
-    from dagster_project.drift import drift_definitions
-
     drift = drift_definitions(project)
     checks += drift.asset_checks
     schedules += drift.schedules
@@ -332,10 +303,7 @@ def build_definitions(project: Project | None = None, *, executor: Any = None) -
 
 
 __all__ = [
-    "TongbuResource",
     "build_definitions",
     "connector_parts",
-    "object_key",
     "standalone_definitions",
-    "stream_key",
 ]

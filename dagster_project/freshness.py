@@ -77,7 +77,7 @@ def evaluate(
     engine: Any, tenant: str, spec: PipelineSpec, now: dt.datetime | None = None
 ) -> dg.AssetCheckResult:
     """The freshness check result of ``spec`` from the hub's run history."""
-    from pipelines.models import SyncRun
+    from tongbu.state.models import SyncRun
 
     now = now or dt.datetime.now(dt.UTC)
     runs = SyncRun.__table__

@@ -25,6 +25,8 @@ import typer
 from rich import box
 from rich.table import Table
 
+from tongbu.cli_output import explain
+
 connections_app = typer.Typer(help="List connections or test that one works.", no_args_is_help=True)
 
 ProjectOpt = Annotated[
@@ -56,47 +58,6 @@ def demo_hint(what: str) -> str | None:
         f"no {what} in the hub at {database_url()}; `tongbu demo` keeps its own hub at {demo_db}: "
         f"look at it with TONGBU_DATABASE_URL=sqlite:///{demo_db} in front of this command"
     )
-
-
-_CLASS_NAMES = re.compile(
-    r" ?\((?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception|Timeout)\)|\b(?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception): "
-)
-
-
-# -- secrets and config, with the next step in every message ------------------------------------------
-def explain(exc: BaseException) -> str:
-    """One plain sentence with the next step for an error met while using a connection (no class names)."""
-    from connectors.kit.errors import AuthError, BadRequest, ConnectorError, NotFound, Throttled, Transient
-    from tongbu.vault import redact
-    from tongbu.vault.errors import VaultError
-
-    # Exception class names mean nothing to an operator: "(ConnectError)", "KeyError: " go.
-    text = _CLASS_NAMES.sub("", " ".join(str(exc).split())).strip()
-    if isinstance(exc, VaultError):
-        hint = getattr(exc, "hint", None)
-        return redact(f"{text}: {hint}" if hint and hint not in text else text)
-    if isinstance(exc, AuthError):
-        # connectors usually say what to check already; add the generic advice only when they do not
-        return redact(
-            text
-            if "check" in text
-            else f"login refused ({text}): check the user name and the secret in the vault"
-        )
-    if isinstance(exc, Throttled):
-        return redact(f"the source is rate limiting us ({text}): try again later or lower page_size")
-    if isinstance(exc, Transient):
-        return redact(f"the source did not answer properly ({text}): is base_url right and the server up?")
-    if isinstance(exc, BadRequest | NotFound):
-        return redact(f"the source refused the request ({text}): check the connection config")
-    if isinstance(exc, ConnectorError):
-        return redact(text)
-    import httpx
-
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return redact(f"cannot connect ({text}): is base_url right and the server running?")
-    if isinstance(exc, httpx.TimeoutException):
-        return redact(f"the source timed out ({text}): is it overloaded, or request_timeout too low?")
-    return redact(text or "unexpected error (run with --verbose for the details)")
 
 
 # -- connections ----------------------------------------------------------------------------------------
@@ -216,8 +177,8 @@ def runs(
     from rich.console import Console
     from sqlalchemy import select
 
-    from pipelines.models import SyncRun
     from tongbu.db import get_engine
+    from tongbu.state.models import SyncRun
 
     t = SyncRun.__table__
     q = select(t).where(t.c.tenant_id == _tenant(project)).order_by(t.c.id.desc()).limit(limit)
@@ -272,8 +233,8 @@ def quarantine_show(
     """One quarantined record: the whole reason and payload (secret values masked)."""
     from sqlalchemy import select
 
-    from pipelines.models import QuarantinedRecord
     from tongbu.db import get_engine
+    from tongbu.state.models import QuarantinedRecord
     from tongbu.vault import redact, scrub_mapping
 
     t = QuarantinedRecord.__table__
@@ -356,7 +317,7 @@ def init(
     if vault.is_initialized():
         print(f"the vault exists already in {vault.location}")
     else:
-        from tongbu.vault.cli import init as vault_init
+        from tongbu.vault_cli import init as vault_init
 
         vault_init()
     print("next:")

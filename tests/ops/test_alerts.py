@@ -13,14 +13,15 @@ import pytest
 import yaml
 
 from connectors.wecom.simulator import WeComSimulator
-from dagster_project.assets import TongbuResource, build_definitions
+from dagster_project.assets import build_definitions
 from dagster_project.freshness import evaluate, schedule_interval_s
-from pipelines.models import SyncRun
+from dagster_project.resources import TongbuResource
 from pipelines.project import load_project
 from pipelines.sync.models import SyncConflict
 from tests.helpers.smtp import SmtpServer
 from tests.helpers.vault import canary
 from tongbu.db import get_engine
+from tongbu.state.models import SyncRun
 from tongbu.vault import register_secret
 
 pytestmark = pytest.mark.wecom_sim(records=20, seed=3)

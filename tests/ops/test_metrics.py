@@ -10,12 +10,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.kit.server import BackgroundServer
 from connectors.wecom.simulator import WeComSimulator
 from pipelines.project import Project
 from pipelines.runner import Runner
 from tests.helpers.wecom import serve_config
 from tongbu import metrics
-from tongbu.serve import BackgroundServer, build_app
+from tongbu.serve.app import build_app
 
 pytestmark = pytest.mark.wecom_sim(records=50, seed=7)
 ROOT = Path(__file__).resolve().parents[2]

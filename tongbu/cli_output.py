@@ -1,0 +1,109 @@
+"""How every ``tongbu`` command reports an error: one line on stderr, secrets masked.
+
+A module of its own so that sub-command modules (``tongbu.drift_cli``, …) use it without importing
+``tongbu.cli``, which mounts them (that was an import cycle).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+# soft_wrap: an error is one line whatever the terminal width (scripts and log collectors grep them).
+err = Console(stderr=True, soft_wrap=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one plain sentence with the next step, secret values masked; no class names."""
+    # The details (traceback) for `tongbu -v …`; the redaction filter masks secrets in log output.
+    logging.getLogger("tongbu.cli").debug("error details", exc_info=exc)
+    if isinstance(exc, KeyError) and exc.args:
+        exc = ValueError(str(exc.args[0]))  # KeyError's str() wraps the message in quotes
+    return explain(exc)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line and exit with ``code``."""
+    error_line(message)
+    raise typer.Exit(code)
+
+
+def error_line(message: str, label: str = "error") -> None:
+    """Print ``label: message`` on stderr as one line."""
+    # Markup is applied to the label only: a message may contain [brackets] from a source.
+    colour = "bold red" if label == "error" else "bold yellow"
+    err.print(f"[{colour}]{label}:[/] ", end="", highlight=False)
+    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(exit_code: Callable[[Exception], tuple[str, int]]) -> Callable[[F], F]:
+    """Decorate a command so that every exception becomes one line on stderr and an exit code.
+
+    ``exit_code`` turns the exception into the line and the code (each command group knows its own
+    errors: the vault's, a locked pipeline, a hub that is not a hub, …).
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the CLI boundary: nothing may escape as a traceback
+                message, code = exit_code(exc)
+                fail(message, code)
+
+        return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads
+
+    return decorate
+
+
+_CLASS_NAMES = re.compile(
+    r" ?\((?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception|Timeout)\)|\b(?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception): "
+)
+
+
+# -- secrets and config, with the next step in every message ------------------------------------------
+def explain(exc: BaseException) -> str:
+    """One plain sentence with the next step for an error met while using a connection (no class names)."""
+    from connectors.kit.errors import AuthError, BadRequest, ConnectorError, NotFound, Throttled, Transient
+    from tongbu.vault import redact
+    from tongbu.vault.errors import VaultError
+
+    # Exception class names mean nothing to an operator: "(ConnectError)", "KeyError: " go.
+    text = _CLASS_NAMES.sub("", " ".join(str(exc).split())).strip()
+    if isinstance(exc, VaultError):
+        hint = getattr(exc, "hint", None)
+        return redact(f"{text}: {hint}" if hint and hint not in text else text)
+    if isinstance(exc, AuthError):
+        # connectors usually say what to check already; add the generic advice only when they do not
+        return redact(
+            text
+            if "check" in text
+            else f"login refused ({text}): check the user name and the secret in the vault"
+        )
+    if isinstance(exc, Throttled):
+        return redact(f"the source is rate limiting us ({text}): try again later or lower page_size")
+    if isinstance(exc, Transient):
+        return redact(f"the source did not answer properly ({text}): is base_url right and the server up?")
+    if isinstance(exc, BadRequest | NotFound):
+        return redact(f"the source refused the request ({text}): check the connection config")
+    if isinstance(exc, ConnectorError):
+        return redact(text)
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return redact(f"cannot connect ({text}): is base_url right and the server running?")
+    if isinstance(exc, httpx.TimeoutException):
+        return redact(f"the source timed out ({text}): is it overloaded, or request_timeout too low?")
+    return redact(text or "unexpected error (run with --verbose for the details)")
