@@ -22,10 +22,10 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from connectors import registry
-from connectors.kit.dagster import DefinitionParts
+from connectors.kit.dagster import DefinitionParts, asset_owners, default_status
 from dagster_project.drift import CHECK_NAME, drift_definitions, supports_drift
 from dagster_project.resources import TongbuResource, object_key, pool_name, stream_key
-from pipelines.project import PipelineSpec, Project, load_project
+from pipelines.project import PipelineSpec, Project, load_project_cached
 
 
 def connector_parts(project: Project, only: str | None = None) -> DefinitionParts:
@@ -41,7 +41,7 @@ def connector_parts(project: Project, only: str | None = None) -> DefinitionPart
 def standalone_definitions(project: Project, connector: str) -> dg.Definitions:
     """One connector's own pieces plus the ``crm/<object>`` assets they feed (a one-connector location)."""
     parts = connector_parts(project, only=connector)
-    objects = [_object_asset(obj, keys) for obj, keys in parts.hub_feeds.items()]
+    objects = [_object_asset(project, obj, keys) for obj, keys in parts.hub_feeds.items()]
     return dg.Definitions(
         assets=[*parts.assets, *objects],
         asset_checks=parts.asset_checks,
@@ -56,15 +56,48 @@ def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
 
 
-def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
+def run_metadata(result: Any, *, has_lines: bool) -> dict[str, Any]:
+    """Materialisation metadata of a sync run: only figures that mean something for this stream."""
+    import time
+
+    meta: dict[str, Any] = {
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "rows_unchanged": result.rows_unchanged,
+        "rows_quarantined": result.rows_quarantined,
+    }
+    if has_lines:  # only a mapping with a lines section writes order lines
+        meta["order_lines_written"] = result.lines_written
+    meta.update(
+        {
+            "cursor_before": _json(result.cursor_before),
+            "cursor_after": _json(result.cursor_after),
+            "duration_s": round(result.duration_s, 3),
+            "records_per_second": round(result.records_per_second, 1),
+            "tongbu_run_id": result.run_id or 0,
+        }
+    )
+    if result.rows_written:
+        from dagster_project.freshness import source_lag_s
+
+        lag = source_lag_s(result.cursor_after, time.time())
+        if lag is not None:
+            meta["source_to_hub_lag_s"] = lag
+    return meta
+
+
+def _sync_asset(project: Project, spec: PipelineSpec) -> dg.AssetsDefinition:
+    connector_name = project.connection(spec.source.connection).connector
+
     @dg.asset(
         key=stream_key(spec),
-        pool=pool_name(tenant, spec.source.connection),
+        pool=pool_name(project.tenant, spec.source.connection),
         group_name=spec.source.connection,
         description=spec.description
         or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
         f"crm/{spec.target.object} (pipeline {spec.name})",
-        kinds={spec.source.connection, "singer"},
+        kinds={connector_name, "singer"},
+        owners=asset_owners(project, spec.source.connection, spec.name),
         tags={"tongbu/pipeline": spec.name},
     )
     def _asset(context: dg.AssetExecutionContext, tongbu: TongbuResource) -> dg.MaterializeResult:
@@ -75,28 +108,18 @@ def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
 
         from tongbu.vault import redacting_errors
 
+        runner = tongbu.runner(progress)
         # A failure's text becomes a Dagster event: mask any secret value that leaked into it.
         with redacting_errors():
-            result = tongbu.runner(progress).run(spec.name)
-        return dg.MaterializeResult(
-            metadata={
-                "rows_read": result.rows_read,
-                "rows_written": result.rows_written,
-                "rows_unchanged": result.rows_unchanged,
-                "rows_quarantined": result.rows_quarantined,
-                "order_lines_written": result.lines_written,
-                "cursor_before": _json(result.cursor_before),
-                "cursor_after": _json(result.cursor_after),
-                "duration_s": round(result.duration_s, 3),
-                "records_per_second": round(result.records_per_second, 1),
-                "tongbu_run_id": result.run_id or 0,
-                # where the step ran and how it read: a Celery worker's pid, the thread reader there
-                "worker": f"{socket.gethostname()}:{os.getpid()}",
-                "reader": str(result.extra.get("reader", "")),
-                "foreign_threads": int(result.extra.get("foreign_threads", 0)),
-                "daemonic": bool(result.extra.get("daemonic", False)),
-            }
-        )
+            result = runner.run(spec.name)
+        has_lines = runner.mapping(spec).lines is not None
+        meta = run_metadata(result, has_lines=has_lines)
+        # where the step ran and how it read: a Celery worker's pid, the thread reader there
+        meta["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+        meta["reader"] = str(result.extra.get("reader", ""))
+        meta["foreign_threads"] = int(result.extra.get("foreign_threads", 0))
+        meta["daemonic"] = bool(result.extra.get("daemonic", False))
+        return dg.MaterializeResult(metadata=meta)
 
     return _asset
 
@@ -167,13 +190,15 @@ def _check(spec: PipelineSpec, tenant: str) -> dg.AssetChecksDefinition:
     return _check_fn
 
 
-def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
+def _object_asset(project: Project, obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=object_key(obj),
         group_name="crm",
         deps=upstream,
-        kinds={"sqlalchemy"},
-        description=f"CRM hub object '{obj}': row counts per source system.",
+        kinds={"sqlalchemy", "crm"},
+        owners=asset_owners(project),
+        description=f"CRM hub object '{obj}' (hub table {obj}), written by the streams upstream; "
+        "materialising it records its row counts per source system. Every sync job refreshes it.",
     )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
         from tongbu.db import get_engine
@@ -215,12 +240,16 @@ def build_definitions(
 ) -> dg.Definitions:
     """All assets, checks, jobs and schedules of a project.
 
-    ``executor`` runs every job's steps (default: Dagster's multiprocess executor);
-    :mod:`dagster_project.production` passes the Celery or Kubernetes one.
+    ``executor`` runs every job and ad-hoc materialisation (default: Dagster's in-process executor;
+    :mod:`dagster_project.production` passes the multiprocess, Celery or Kubernetes one). A sync is one
+    step that does its own batching; the multiprocess executor started a fresh Python per step (stream
+    asset, hub asset, each check), each importing Dagster and tongbu again, which is where most of a
+    local run's 20 s went (``benchmarks/dagster_overhead.py``).
     """
+    executor = executor or dg.in_process_executor
     # The file the steps load the project from (in whatever process or worker runs them).
     project_file = project_file or os.environ.get("TONGBU_PROJECT")
-    project = project or load_project(project_file or None)
+    project = project or load_project_cached(project_file or None)
     assets: list[Any] = []
     checks: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -229,7 +258,7 @@ def build_definitions(
     for spec in project.pipelines.values():
         if not spec.enabled:
             continue
-        assets.append(_sync_asset(spec, project.tenant))
+        assets.append(_sync_asset(project, spec))
         checks.append(_check(spec, project.tenant))
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
@@ -239,6 +268,9 @@ def build_definitions(
             selection=_sync_selection(project, spec),
             # the run queue limits runs per tenant on this tag (deploy/dagster.yaml)
             tags={"tongbu/tenant": project.tenant},
+            executor_def=executor,
+            description=f"Incremental sync of {spec.name}: {stream_key(spec).to_user_string()} and "
+            f"the hub object {object_key(spec.target.object).to_user_string()} it feeds",
         )
         jobs.append(job)
         if spec.schedule:
@@ -247,7 +279,8 @@ def build_definitions(
                     name=f"{spec.name}_schedule",
                     job=job,
                     cron_schedule=spec.schedule,
-                    default_status=dg.DefaultScheduleStatus.RUNNING,
+                    # Off until the connection is configured or the project file says `schedules: on`.
+                    default_status=default_status(project, spec.source.connection, spec.name),
                     description=f"Incremental sync of {spec.name} ({spec.schedule})",
                 )
             )
@@ -280,13 +313,21 @@ def build_definitions(
     assets += h_assets
     jobs += h_jobs
     schedules += h_schedules
+    # Freshness per scheduled stream, and the sensor that alerts on failures, failed checks, conflicts.
+    from dagster_project.alerts import alerts_sensor
+    from dagster_project.freshness import freshness_definitions
+
+    fresh_checks, fresh_jobs, fresh_schedules = freshness_definitions(project)
+    checks += fresh_checks
+    jobs += fresh_jobs
+    schedules += fresh_schedules
     for obj, upstream in feeds.items():
-        assets.append(_object_asset(obj, upstream))
+        assets.append(_object_asset(project, obj, upstream))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         schedules=schedules,
-        sensors=pushed.sensors,
+        sensors=[*pushed.sensors, alerts_sensor(project)],
         jobs=[
             *jobs,
             *pushed.jobs,
@@ -295,6 +336,7 @@ def build_definitions(
                 # history partitions are loaded by their own jobs and schedules, never with the live sync
                 selection=dg.AssetSelection.all() - dg.AssetSelection.groups("history"),
                 tags={"tongbu/tenant": project.tenant},
+                executor_def=executor,
             ),
         ],
         resources={"tongbu": TongbuResource(project_file=project_file)},

@@ -12,7 +12,7 @@ import dagster as dg
 
 from connectors.kit.dagster import hub_key
 from connectors.kit.dagster import stream_key as kit_stream_key
-from pipelines.project import PipelineSpec, Project, load_project
+from pipelines.project import PipelineSpec, Project, load_project_cached
 
 
 class TongbuResource(dg.ConfigurableResource):
@@ -22,8 +22,8 @@ class TongbuResource(dg.ConfigurableResource):
     project_file: str | None = None
 
     def project(self) -> Project:
-        """The parsed project file."""
-        return load_project(self.project_file or None)
+        """The parsed project file (parsed once per process while the file is unchanged)."""
+        return load_project_cached(self.project_file or None)
 
     def runner(self, progress: Any = None):
         """A runner bound to the hub database (``TONGBU_DATABASE_URL`` or the local SQLite)."""

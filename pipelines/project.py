@@ -29,6 +29,16 @@ MAX_YAML_DEPTH = 50
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+_OWNER = re.compile(r"(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)")
+
+
+def _check_owners(v: list[str] | None) -> list[str] | None:
+    for owner in v or ():
+        if not _OWNER.fullmatch(owner):
+            raise ValueError(f"owner {owner!r} must be an e-mail address or team:<name>")
+    return v
+
+
 class ProjectError(ValueError):
     """The project file is missing or invalid; the message names the file and the problem."""
 
@@ -42,6 +52,13 @@ class Connection(BaseModel):
     #: most steps calling this system at once, across all runs and workers (the Dagster pool
     #: ``tongbu.<tenant>.<connection>``); None leaves it to the instance's default pool limit
     concurrency: int | None = Field(default=None, ge=1, le=1000)
+    #: ``on``/``off`` forces this connection's Dagster schedules and sensors on or off; unset (the
+    #: default) starts them once every vault secret the config names is stored.
+    schedules: bool | None = None
+    #: who answers for this connection's assets in Dagster (e-mail or ``team:<name>``)
+    owners: list[str] | None = None
+
+    _owners = field_validator("owners")(classmethod(lambda cls, v: _check_owners(v)))
 
 
 class SourceRef(BaseModel):
@@ -96,11 +113,17 @@ class PipelineSpec(BaseModel):
     mapping: str  # path (relative to the project file), optionally "#<mapping name>"
     target: TargetRef
     schedule: str | None = "*/15 * * * *"
+    #: ``on``/``off`` forces this pipeline's schedule on or off (over the connection's ``schedules``)
+    schedules: bool | None = None
+    #: who answers for this pipeline's assets (over the connection's and the project's owners)
+    owners: list[str] | None = None
     enabled: bool = True
     batch_size: int = 5000
     description: str | None = None
     #: backfill of the pipeline's history (``dagster_project.history``); None: no history assets
     history: HistorySpec | None = None
+
+    _owners = field_validator("owners")(classmethod(lambda cls, v: _check_owners(v)))
 
     @field_validator("schedule")
     @classmethod
@@ -163,11 +186,15 @@ class Project(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = 1
     tenant: str = DEFAULT_TENANT
+    #: default owners of every asset (e-mail or ``team:<name>``), shown on Dagster's asset pages
+    owners: list[str] = Field(default_factory=lambda: ["team:integrations"])
     connections: dict[str, Connection] = Field(default_factory=dict)
     pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)
     syncs: dict[str, SyncProjectSpec] = Field(default_factory=dict)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     root: Path = Path(".")
+
+    _owners = field_validator("owners")(classmethod(lambda cls, v: _check_owners(v)))
 
     def pipeline(self, name: str) -> PipelineSpec:
         """The pipeline ``name`` (error lists the known ones)."""
@@ -436,4 +463,29 @@ def load_project(path: str | Path | None = None, *, strict: bool = True) -> Proj
                 raise ProjectError(f"{p}: syncs.{name}.connections.{system}: no connection {conn_name!r}")
     if strict:
         check_connections(project, p)
+    return project
+
+
+_CACHE: dict[tuple[str, bool], tuple[tuple[int, int], Project]] = {}
+
+
+def load_project_cached(path: str | Path | None = None, *, strict: bool = True) -> Project:
+    """:func:`load_project`, parsed once per process while the file is unchanged (size and mtime).
+
+    Dagster asks for the project in every asset, check and sensor evaluation; parsing and checking it
+    (which imports each connector's tap for its settings schema) each time was a large part of a
+    short run. Callers must treat the result as read-only: it is shared.
+    """
+    p = Path(path) if path else find_project_file()
+    try:
+        st = p.stat()
+    except OSError:
+        return load_project(p, strict=strict)  # the same one-line error as an uncached load
+    key = (str(p.resolve()), strict)
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    project = load_project(p, strict=strict)
+    _CACHE[key] = (stamp, project)
     return project

@@ -44,6 +44,7 @@ from mappings.spec import load_mappings
 from pipelines.project import PipelineSpec, Project
 from tongbu.db import get_engine
 from tongbu.hub.store import HubStore, PreparedBatch
+from tongbu.metrics import record_run
 from tongbu.state.models import SyncRun
 from tongbu.state.store import PipelineLock, Quarantine, RunHistory, StateStore, jsonable
 from tongbu.vault.secrets import resolve_secrets
@@ -186,6 +187,7 @@ class Runner:
                 self._finish_run(result)
             finally:
                 lock.release()
+                record_run(result)  # Prometheus: rows and duration per pipeline (tongbu/metrics.py)
         return result
 
     # -- in-process -----------------------------------------------------------------------------

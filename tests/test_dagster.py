@@ -42,7 +42,8 @@ def test_definitions_have_assets_checks_and_schedules(tmp_path: Path, monkeypatc
     assert dg.AssetKey(["synth", "records"]) in graph.get(dg.AssetKey(["crm", "accounts"])).parent_keys
     schedule = defs.resolve_schedule_def("synth_accounts_schedule")
     assert schedule.cron_schedule == "*/15 * * * *"
-    assert len(list(graph.asset_check_keys)) == 1
+    # the reconciliation check and the freshness check (dagster_project/freshness.py)
+    assert {k.name for k in graph.asset_check_keys} == {"hub_matches_source", "fresh"}
 
 
 def test_unscheduled_pipeline_still_has_its_job(tmp_path: Path, monkeypatch) -> None:
@@ -87,7 +88,9 @@ def test_asset_check_reconciles_hub_with_source(tmp_path: Path, monkeypatch) -> 
         instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
-    [check] = result.get_asset_check_evaluations()
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    check = checks["hub_matches_source"]
+    assert checks["fresh"].passed  # it has just synced
     assert (
         check.passed
         and check.metadata["hub_count"].value == 300

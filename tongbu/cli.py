@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -44,6 +45,10 @@ from tongbu.drift_cli import app as drift_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
 from tongbu.vault_cli import app as vault_app
+
+# Plain help (click's formatter): flags shown as flags (not `<bool>`), paragraphs re-wrapped, and at
+# most 80 columns, where Typer's rich panels cut option help mid-word in a narrow terminal.
+typer.core.HAS_RICH = False
 
 app = typer.Typer(
     help="tongbu (同步): keep your CRM in sync with ERP, WeCom, shops, tender feeds and devices.",
@@ -89,6 +94,29 @@ def _mount_sync() -> None:
 
 
 _mount_sync()
+
+
+class _RunCommand(typer.core.TyperCommand):
+    """``tongbu run --help`` ends with the pipelines of the project file in use."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        super().format_epilog(ctx, formatter)
+        try:
+            from pipelines.project import find_project_file, load_project
+
+            path = find_project_file()
+            specs = load_project(path, strict=False).pipelines
+        except Exception:  # noqa: BLE001 - help must print whatever the project file's state
+            return
+        with formatter.section(f"Pipelines in {path}"):
+            formatter.write_dl(
+                [
+                    (name, (s.description or "") + ("" if s.enabled else " (disabled)"))
+                    for name, s in specs.items()
+                ]
+                or [("(none)", "add one under pipelines:")]
+            )
+
 
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
@@ -151,7 +179,7 @@ def _main(
         }
 
 
-@app.command()
+@app.command(cls=_RunCommand)
 def run(
     pipeline: Annotated[
         list[str] | None, typer.Argument(help="Pipeline name(s); default: all enabled")
@@ -165,7 +193,7 @@ def run(
     project: ProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
-    """Run pipelines now (incremental from the stored cursor unless --full-refresh).
+    """Run pipelines now, from the stored cursor (everything with --full-refresh).
 
     Every named (or enabled) pipeline runs even when another fails or is locked; each problem is one
     line on stderr. Exit code: 0 all succeeded, 1 one failed, 4 one quarantined every record it read,
@@ -271,9 +299,14 @@ def state_show(
 ) -> None:
     """Print every stored cursor."""
     from tongbu.db import get_engine
+    from tongbu.ops_cli import demo_hint
     from tongbu.state.store import StateStore
 
     rows = StateStore(get_engine(), _project_tenant(project)).all(connection)
+    if not rows:
+        hint = demo_hint("cursors")
+        console.print(hint or "no cursors yet: `tongbu run` stores one per stream", soft_wrap=True)
+        return
     table = Table(title="cursors")
     for col in ("tenant", "connection", "stream", "partition", "cursor", "updated"):
         table.add_column(col)
@@ -321,6 +354,7 @@ def quarantine_list(
 ) -> None:
     """List quarantined records with the reason they were set aside."""
     from tongbu.db import get_engine
+    from tongbu.ops_cli import demo_hint, shorten
     from tongbu.state.store import Quarantine
 
     if status not in ("open", "replayed", "dropped", "all"):
@@ -331,7 +365,13 @@ def quarantine_list(
     if as_json:
         print(json.dumps(rows, default=str, ensure_ascii=False))
         return
-    table = Table(title=f"quarantine ({len(rows)} shown)")
+    if not rows:
+        hint = demo_hint("quarantined records")
+        console.print(
+            hint or f"no {'' if status == 'all' else status + ' '}quarantined records", soft_wrap=True
+        )
+        return
+    table = Table(title=f"quarantine ({len(rows)} shown; `tongbu quarantine show ID` for one in full)")
     for col in ("id", "pipeline", "source id", "stage", "reason", "status", "when"):
         table.add_column(col)
     for r in rows:
@@ -340,7 +380,7 @@ def quarantine_list(
             r["pipeline"],
             str(r["source_id"] or "-"),
             r["stage"],
-            r["reason"][:100],
+            shorten(r["reason"], 100),
             r["status"],
             str(r["created_at"])[:19],
         )
@@ -442,6 +482,15 @@ def demo(
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
         fail(message, code)
+
+
+def _mount_ops() -> None:
+    from tongbu.ops_cli import mount
+
+    mount(app, quarantine_app, _handled, _project_tenant)
+
+
+_mount_ops()
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ A module of its own so that sub-command modules (``tongbu.drift_cli``, …) use 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +23,12 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: message`` with secret values masked (the text may come from a source's error)."""
-    text = (
-        str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
-    )
-    from tongbu.vault import redact  # lazily: `tongbu --help` need not load the vault
-
-    return redact(text)
+    """The error as one plain sentence with the next step, secret values masked; no class names."""
+    # The details (traceback) for `tongbu -v …`; the redaction filter masks secrets in log output.
+    logging.getLogger("tongbu.cli").debug("error details", exc_info=exc)
+    if isinstance(exc, KeyError) and exc.args:
+        exc = ValueError(str(exc.args[0]))  # KeyError's str() wraps the message in quotes
+    return explain(exc)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -101,3 +102,44 @@ def project_tenant(project: Path | None) -> str:
     if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
         return DEFAULT_TENANT
     return load_project(path, strict=False).tenant
+
+
+_CLASS_NAMES = re.compile(
+    r" ?\((?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception|Timeout)\)|\b(?:[a-z_.]+\.)?[A-Z]\w*(?:Error|Exception): "
+)
+
+
+# -- secrets and config, with the next step in every message ------------------------------------------
+def explain(exc: BaseException) -> str:
+    """One plain sentence with the next step for an error met while using a connection (no class names)."""
+    from connectors.kit.errors import AuthError, BadRequest, ConnectorError, NotFound, Throttled, Transient
+    from tongbu.vault import redact
+    from tongbu.vault.errors import VaultError
+
+    # Exception class names mean nothing to an operator: "(ConnectError)", "KeyError: " go.
+    text = _CLASS_NAMES.sub("", " ".join(str(exc).split())).strip()
+    if isinstance(exc, VaultError):
+        hint = getattr(exc, "hint", None)
+        return redact(f"{text}: {hint}" if hint and hint not in text else text)
+    if isinstance(exc, AuthError):
+        # connectors usually say what to check already; add the generic advice only when they do not
+        return redact(
+            text
+            if "check" in text
+            else f"login refused ({text}): check the user name and the secret in the vault"
+        )
+    if isinstance(exc, Throttled):
+        return redact(f"the source is rate limiting us ({text}): try again later or lower page_size")
+    if isinstance(exc, Transient):
+        return redact(f"the source did not answer properly ({text}): is base_url right and the server up?")
+    if isinstance(exc, BadRequest | NotFound):
+        return redact(f"the source refused the request ({text}): check the connection config")
+    if isinstance(exc, ConnectorError):
+        return redact(text)
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return redact(f"cannot connect ({text}): is base_url right and the server running?")
+    if isinstance(exc, httpx.TimeoutException):
+        return redact(f"the source timed out ({text}): is it overloaded, or request_timeout too low?")
+    return redact(text or "unexpected error (run with --verbose for the details)")

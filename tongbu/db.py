@@ -6,7 +6,9 @@ One declarative ``Base`` holds every table tongbu owns, so Alembic sees one meta
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -263,11 +265,56 @@ def _migrate_once(engine: Engine) -> bool:
             lock_conn.commit()
 
 
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]+)?=\s*(.+?)\s*$", re.M)
+
+
+@functools.lru_cache(maxsize=1)
+def script_heads() -> frozenset[str] | None:
+    """The migration heads, read from the ``revision`` / ``down_revision`` lines of the version files.
+
+    Every process checks the schema on its first ``get_engine()``; Alembic's own answer imports every
+    migration module (about half a second, paid again by each Dagster run worker and CLI call). A file
+    whose lines cannot be read this way returns None, and Alembic decides.
+    """
+    import ast
+
+    from tongbu.migrate import MIGRATIONS_DIR
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        try:
+            rev = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(rev, str):
+            return None
+        revisions.add(rev)
+        parents.update([down] if isinstance(down, str) else list(down or ()))
+    return frozenset(revisions - parents) if revisions else None
+
+
+def _current_heads(engine: Engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
 def _upgrade_if_behind(engine: Engine) -> bool:
+    from tongbu.migrate import upgrade_to_head
+
+    heads = script_heads()
+    if heads is not None and _current_heads(engine) == set(heads):
+        return False
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from tongbu.migrate import alembic_config, upgrade_to_head
+    from tongbu.migrate import alembic_config
 
     heads = set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
     with engine.connect() as conn:

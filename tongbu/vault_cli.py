@@ -20,7 +20,7 @@ import typer
 
 from tongbu.cli_output import fail, handled
 from tongbu.config import DEFAULT_TENANT
-from tongbu.vault.errors import MasterKeyMissingError, VaultError
+from tongbu.vault.errors import MasterKeyMissingError, VaultError, VaultNotInitializedError
 from tongbu.vault.keys import (
     KEY_ENV,
     PASSPHRASE_ENV,
@@ -242,7 +242,13 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """List secrets (names, versions, key versions, last change) — never values; needs no master key."""
-    infos = _vault().list(tenant=None if all_tenants else tenant, connection=connection)
+    vault = _vault()
+    if not vault.is_initialized():
+        # "no secrets" here sent people on to `vault set`, which then failed: say what to do first.
+        raise VaultNotInitializedError(
+            f"{vault.location} has no vault yet", hint="run `tongbu vault init` first"
+        )
+    infos = vault.list(tenant=None if all_tenants else tenant, connection=connection)
     if as_json:
         typer.echo(
             json.dumps(
@@ -262,7 +268,7 @@ def list_(
         )
         return
     if not infos:
-        typer.echo("no secrets")
+        typer.echo("no secrets yet: store one with `tongbu vault set <connection>.<field>`")
         return
     width = max(len(str(i.name)) for i in infos)
     for i in infos:

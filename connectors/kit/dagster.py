@@ -13,15 +13,24 @@ generic ``crm/<object>`` asset lists them upstream.
 Assets and checks reach tongbu through the resource ``tongbu`` (``required_resource_keys={RESOURCE_KEY}``
 and ``context.resources.tongbu``), which offers ``project()`` and ``runner()`` (:class:`TongbuLike`);
 connectors never import ``dagster_project`` (it sits above them).
+
+Schedules and sensors start **stopped** unless the connection they belong to is configured (every
+``vault:`` secret its config names is stored) or the project file switches them on (``schedules: on``
+on the pipeline or the connection). One rule for the generic per-pipeline schedules and for every
+connector's own: build them with :func:`default_status` / :func:`default_sensor_status`, so ``dagster
+dev`` on a fresh clone starts no run and calls no real external host until the user has said so.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg
+
+log = logging.getLogger(__name__)
 
 #: key of the resource that gives assets the project and a runner
 RESOURCE_KEY = "tongbu"
@@ -92,3 +101,71 @@ def hub_key(obj: str) -> dg.AssetKey:
 def stream_key(connection: str, stream: str) -> dg.AssetKey:
     """Asset key of a synced stream, e.g. ``kingdee/customers``."""
     return dg.AssetKey([connection, stream])
+
+
+def connection_configured(project: Any, connection: str) -> bool:
+    """True when every ``vault:`` secret named by ``connection``'s config is stored in the vault.
+
+    Reads only the secrets' metadata (no master key, nothing decrypted). A vault that is not
+    initialised, a hub database without the vault tables, or any database error counts as "not
+    configured": the answer only decides whether schedules start, and "off" is the safe side.
+    """
+    from tongbu.vault.refs import find_refs, parse_ref
+
+    try:
+        refs = find_refs(project.connection(connection).config)
+    except Exception:  # a malformed reference: the run reports it; here it means "not configured"
+        return False
+    if not refs:
+        return True
+    try:
+        from tongbu.vault.store import Vault
+
+        vault = Vault.default()
+        if not vault.is_initialized():
+            return False
+        tenant = project.tenant
+        return all(vault.exists(".".join(parse_ref(ref)), tenant=tenant) for _, ref in refs)
+    except Exception as exc:  # noqa: BLE001 - no database, no tables: not configured
+        log.debug("connection %s counted as not configured: %s", connection, type(exc).__name__)
+        return False
+
+
+def schedules_on(project: Any, connection: str, pipeline: str | None = None) -> bool:
+    """Whether the schedules and sensors of ``connection`` (or of one of its pipelines) start running.
+
+    ``schedules: on|off`` on the pipeline wins, then ``schedules: on|off`` on the connection; without
+    either, they run once the connection is configured (:func:`connection_configured`).
+    """
+    spec = project.pipelines.get(pipeline) if pipeline else None
+    if spec is not None and getattr(spec, "schedules", None) is not None:
+        return bool(spec.schedules)
+    conn = project.connection(connection)
+    if getattr(conn, "schedules", None) is not None:
+        return bool(conn.schedules)
+    return connection_configured(project, connection)
+
+
+def default_status(project: Any, connection: str, pipeline: str | None = None) -> dg.DefaultScheduleStatus:
+    """``default_status`` of a schedule belonging to ``connection`` (see :func:`schedules_on`)."""
+    on = schedules_on(project, connection, pipeline)
+    return dg.DefaultScheduleStatus.RUNNING if on else dg.DefaultScheduleStatus.STOPPED
+
+
+def default_sensor_status(
+    project: Any, connection: str, pipeline: str | None = None
+) -> dg.DefaultSensorStatus:
+    """``default_status`` of a sensor belonging to ``connection`` (see :func:`schedules_on`)."""
+    on = schedules_on(project, connection, pipeline)
+    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
+
+
+def asset_owners(project: Any, connection: str | None = None, pipeline: str | None = None) -> list[str]:
+    """Owners of an asset: the pipeline's ``owners``, else the connection's, else the project's."""
+    spec = project.pipelines.get(pipeline) if pipeline else None
+    if spec is not None and getattr(spec, "owners", None):
+        return list(spec.owners)
+    conn = project.connections.get(connection) if connection else None
+    if conn is not None and getattr(conn, "owners", None):
+        return list(conn.owners)
+    return list(getattr(project, "owners", None) or [])

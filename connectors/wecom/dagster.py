@@ -25,7 +25,15 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import func, select
 
-from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, ProjectLike, TongbuLike, hub_key
+from connectors.kit.dagster import (
+    RESOURCE_KEY,
+    DefinitionParts,
+    ProjectLike,
+    TongbuLike,
+    asset_owners,
+    default_status,
+    hub_key,
+)
 
 DEFAULT_RESCAN_SCHEDULE = "0 */6 * * *"
 BACKLOG_STALE_S = 60.0
@@ -56,12 +64,13 @@ def _writer(tongbu: TongbuLike, connection: str) -> Any:
     )
 
 
-def _rescan_asset(connection: str) -> dg.AssetsDefinition:
+def _rescan_asset(connection: str, owners: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "external_contacts"]),
         group_name=connection,
         kinds={"wecom"},
+        owners=owners,
         tags={"tongbu/pipeline": f"{connection}_rescan"},
         description="WeCom 外部联系人: full rescan into crm/contacts (+ crm/accounts); finds what "
         "callbacks missed and soft-deletes contacts no longer in WeCom after a complete scan.",
@@ -104,12 +113,13 @@ def _rescan_asset(connection: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def _tags_asset(connection: str) -> dg.AssetsDefinition:
+def _tags_asset(connection: str, owners: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "corp_tags"]),
         group_name=connection,
         kinds={"wecom"},
+        owners=owners,
         description="WeCom 企业客户标签 (corp tags by group).",
     )
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -131,12 +141,13 @@ def _tags_asset(connection: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def _chats_asset(connection: str) -> dg.AssetsDefinition:
+def _chats_asset(connection: str, owners: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "group_chats"]),
         group_name=connection,
         kinds={"wecom"},
+        owners=owners,
         description="WeCom 客户群 (customer group chats) with their members.",
     )
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -166,12 +177,13 @@ def _chats_asset(connection: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def _writeback_asset(connection: str) -> dg.AssetsDefinition:
+def _writeback_asset(connection: str, owners: list[str]) -> dg.AssetsDefinition:
     @dg.asset(
         required_resource_keys={RESOURCE_KEY},
         key=dg.AssetKey([connection, "contact_grade_tags"]),
         group_name=connection,
         kinds={"wecom"},
+        owners=owners,
         deps=[hub_key("contacts"), hub_key("accounts")],
         description="Write-back: each WeCom contact's company grade from the CRM becomes its "
         "客户等级 corp tag (mark_tag only where it differs).",
@@ -319,12 +331,20 @@ def dagster_definitions(project: ProjectLike, *, rescan_schedule: str | None = N
     parts = DefinitionParts()
     for conn in wecom_connections(project):
         contacts = dg.AssetKey([conn, "external_contacts"])
-        parts.assets += [_rescan_asset(conn), _tags_asset(conn), _chats_asset(conn), _writeback_asset(conn)]
+        owners = asset_owners(project, conn)
+        parts.assets += [
+            _rescan_asset(conn, owners),
+            _tags_asset(conn, owners),
+            _chats_asset(conn, owners),
+            _writeback_asset(conn, owners),
+        ]
         parts.asset_checks += [_hub_check(conn), _events_check(conn)]
         for obj in ("contacts", "accounts", "activities"):
             parts.hub_feeds.setdefault(obj, []).append(contacts)
         job = dg.define_asset_job(
             f"{conn}_rescan",
+            # one run worker process, no process per step (see docs/operations.md, "Run cost")
+            executor_def=dg.in_process_executor,
             selection=dg.AssetSelection.assets(
                 contacts, dg.AssetKey([conn, "corp_tags"]), dg.AssetKey([conn, "group_chats"])
             ),
@@ -340,7 +360,9 @@ def dagster_definitions(project: ProjectLike, *, rescan_schedule: str | None = N
                 name=f"{conn}_rescan_schedule",
                 job=job,
                 cron_schedule=cron,
-                default_status=dg.DefaultScheduleStatus.RUNNING,
+                # Off until the connection's secrets are stored (it calls the real WeCom host
+                # otherwise) or the project file says `schedules: on`.
+                default_status=default_status(project, conn),
                 description=f"Full WeCom rescan of {conn} ({cron}): repairs lost callbacks, finds deletions",
             )
         )

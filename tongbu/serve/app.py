@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from connectors.kit.events import EventRejected, EventSource
+from tongbu.metrics import metrics_route
 from tongbu.serve.config import ServeConfig, build_processor
 from tongbu.serve.observers import EventObserver
 
@@ -128,6 +129,7 @@ def build_app(
     from tongbu.api.app import api_routes  # the CRM's REST API (/api/...), tongbu/api/app.py
 
     routes += api_routes(processor.engine, cfg.tenant)
+    routes.append(metrics_route(processor))  # Prometheus: /metrics (tongbu/metrics.py)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.processor = processor
     return app
