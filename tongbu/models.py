@@ -12,6 +12,7 @@ _TABLE_MODULES = [
     "tongbu.vault.models",
     "mappings.suggest.store",
     "tongbu.serve",
+    "connectors.iot.models",
 ]
 
 for _name in _TABLE_MODULES:
