@@ -48,11 +48,17 @@ _CHUNK = 500
 
 
 def _dt(ts_ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC)
 
 
 def _day(ts_ms: int) -> str:
     return dt.datetime.fromtimestamp(ts_ms / 1000, CHINA).strftime("%Y-%m-%d")
+
+
+def _digest_text(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b("\x00".join(parts).encode("utf-8", "replace"), digest_size=16).hexdigest()
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -120,8 +126,12 @@ class IotWriter:
 
         now = received_at if received_at is not None else time.time()
         res = IngestResult(readings=len(readings))
-        self._quarantine(conn, rejected, now)
-        res.quarantined = len(rejected)
+        # A rejected message redelivered (or published twice) is quarantined once: the ledger keeps
+        # a digest of it too.
+        by_digest = {"q:" + _digest_text(r.topic, r.payload): r for r in rejected}
+        new_rejects = self._claim(conn, list(by_digest), now) if by_digest else set()
+        self._quarantine(conn, [r for k, r in by_digest.items() if k in new_rejects], now)
+        res.quarantined = len(new_rejects)
         unique: dict[str, Reading] = {}
         for r in readings:
             unique.setdefault(r.dedup_key, r)
@@ -252,7 +262,7 @@ class IotWriter:
             if r.kind == "telemetry":
                 for k, v in r.values.items():
                     telemetry[k] = v
-                self._location(row, r.values)
+                self._attributes(row, r.values)  # Alink reports firmware and position as properties
                 hours = r.run_hours
                 if hours is not None and hours >= 0:
                     value = Decimal(str(hours))
