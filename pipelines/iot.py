@@ -191,7 +191,7 @@ def silent_devices(engine: Engine, tenant: str, connection: str, after_s: float)
     """Devices of ``connection`` whose last message is older than ``after_s`` seconds."""
     import datetime as dt
 
-    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=after_s)
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=after_s)
     t = Device.__table__
     with engine.connect() as conn:
         q = select(t.c.source_id, t.c.serial_no, t.c.account_ref, t.c.last_seen_at).where(

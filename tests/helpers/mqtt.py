@@ -3,6 +3,7 @@ on a free port that a test may restart (never restart the system one)."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
@@ -41,6 +42,9 @@ class OwnMosquitto:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "mosquitto.conf").write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            # Run as whoever we are: as root Mosquitto would switch to user `mosquitto`, which cannot
+            # write its persistence file into this test's folder (and so would forget every session).
+            f"user {getpass.getuser()}\n"
             f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
             # An offline durable consumer's messages are all kept (the default drops beyond 1000).
             "max_queued_messages 0\nmax_inflight_messages 0\n"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 import json
+import random
 import threading
 import time
 from typing import Any, ClassVar

@@ -54,6 +54,13 @@ class VirtualDevice:
         return mid
 
 
+def _confirmed(info: Any) -> bool:
+    """Whether the broker acknowledged a QoS 1 publish. ``is_published()`` raises for a message first
+    tried while disconnected (its rc stays NO_CONN) even after paho resent it; the flag it reads is set
+    by the PUBACK either way."""
+    return bool(getattr(info, "_published", False))
+
+
 class DeviceFleet:
     """The devices, their MQTT connections and the publish log."""
 
@@ -107,6 +114,7 @@ class DeviceFleet:
         tb = make_client(
             self.address, f"{self.client_prefix}-tbgw", durable=True, username=GATEWAY_TOKEN, password=""
         )
+        tb.reconnect_delay_set(0.1, 1)
         connect(tb, self.address)
         tb.loop_start()
         self._gateway = tb
@@ -127,6 +135,7 @@ class DeviceFleet:
                     username=creds.username,
                     password=creds.password,
                 )
+                c.reconnect_delay_set(0.1, 1)
                 connect(c, self.address)
                 c.loop_start()
                 self._clients.append(c)
@@ -150,15 +159,18 @@ class DeviceFleet:
         """Block until every QoS 1 publish so far is acknowledged by the broker (or ``timeout``)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            pending, self._pending = self._pending, []
-        for info in pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            pending = [i for i in self._pending if not _confirmed(i)]
+        # Poll rather than wait_for_publish: a message published while the broker was away has
+        # rc=NO_CONN and wait_for_publish gives up at once, but paho resends it after reconnecting.
+        while pending:
+            pending = [i for i in pending if not _confirmed(i)]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
                 return False
-            try:
-                info.wait_for_publish(left)
-            except (RuntimeError, ValueError):  # queue full / not connected: paho resends on reconnect
-                pass
+            time.sleep(0.05)
+        with self._lock:
+            self._pending = [i for i in self._pending if not _confirmed(i)]
         return True
 
     # -- publishing -----------------------------------------------------------------------------------
@@ -173,7 +185,7 @@ class DeviceFleet:
         with self._lock:
             self._pending.append(info)
             if len(self._pending) > 20000:  # keep the list bounded: old ones are long confirmed
-                self._pending = [i for i in self._pending if not i.is_published()]
+                self._pending = [i for i in self._pending if not _confirmed(i)]
 
     def _emit(
         self, d: VirtualDevice, topic: str, payload: bytes, entry: dict[str, Any], retain: bool = False
