@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -55,6 +56,7 @@ for _module, _name in (
     ("tongbu.vault.cli", "vault"),
     ("mappings.suggest.cli", "mappings"),
     ("tongbu.scaffold", "new"),
+    ("tongbu.iot_cli", "iot"),
 ):
     try:
         app.add_typer(importlib.import_module(_module).app, name=_name)
@@ -404,6 +406,10 @@ def simulate(
         str | None, typer.Option(help="Faults, e.g. 'throttle=0.05,session_expiry=50,http_5xx=0.02'")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 7,
+    opt: Annotated[
+        list[str] | None,
+        typer.Option("--opt", help="A simulator's own option, KEY=VALUE (repeatable), e.g. iot: rate=500"),
+    ] = None,
 ) -> None:
     """Start a simulator of an external system in the foreground; prints its URL and demo credentials."""
     from connectors.kit.simulator import load_simulator
@@ -412,11 +418,22 @@ def simulate(
         cls = load_simulator(system)
     except KeyError as exc:
         _fail(str(exc.args[0]))
+    extra: dict[str, Any] = {}
+    for item in opt or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--opt {item!r}: expected KEY=VALUE")
+        extra[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
     try:
-        sim = cls(records=records, faults=faults, seed=seed)
+        sim = cls(records=records, faults=faults, seed=seed, **extra)
+    except TypeError as exc:  # an option this simulator does not take
+        _fail(f"{system} simulator: {str(exc).split('() ', 1)[-1]}")
     except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
         _fail(str(exc))
-    url = sim.start(host, port)
+    try:
+        url = sim.start(host, port)
+    except (RuntimeError, OSError) as exc:  # a port in use, a broker that is not there
+        _fail(_one_line(exc))
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(
         f"{system} simulator listening on {url} with {records:,} records"

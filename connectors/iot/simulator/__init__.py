@@ -146,7 +146,8 @@ class IotSimulator(Simulator):
         now = int(time.time() * 1000)
         for d in self.fleet.devices:
             d.run_hours = round(d.run_hours + hours, 3)
-            d.true_hours = round(d.true_hours + hours, 3)
+            d.true_hours = d.reported_hours = round(d.true_hours + hours, 3)
+            d.accepted_raw = d.run_hours
             rid = str(d.next_id)
             d.next_id += 1
             doc = {"deviceType": d.model, "iotId": f"iot{d.serial}", "requestId": rid, "checkFailedData": {},
