@@ -166,19 +166,34 @@ class IotWriter:
 
     # -- ledger and quarantine ---------------------------------------------------------------------------
     def _claim(self, conn: Connection, keys: list[str], now: float) -> set[str]:
-        """Insert the keys into the ledger; return those that were not there yet."""
-        fresh: set[str] = set()
-        applied = _dt(int(now * 1000))
+        """Insert the keys into the ledger; return those that were not there yet.
+
+        Look up, then a plain INSERT (not ON CONFLICT DO NOTHING): should another writer claim the same
+        key between the two, the primary key makes this transaction fail, so the batch is redelivered
+        and then finds the key, rather than both writers applying it. (Both statements compile once
+        and are cached; a multi-row VALUES insert would be compiled anew for every batch.)
+        """
+        # Driver-level SQL: per-row parameter processing in SQLAlchemy cost more than the database.
+        pg = conn.dialect.name == "postgresql"
+        ph = "%s" if pg else "?"
+        seen: set[str] = set()
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
-            stmt = (
-                _insert(conn, LEDGER)
-                .values([{"tenant_id": self.tenant, "dedup_key": k, "applied_at": applied} for k in chunk])
-                .on_conflict_do_nothing()
-                .returning(LEDGER.c.dedup_key)
+            sql = (
+                f"SELECT dedup_key FROM iot_message_ledger WHERE tenant_id = {ph} "
+                f"AND dedup_key IN ({', '.join([ph] * len(chunk))})"
             )
-            fresh.update(conn.execute(stmt).scalars())
-        return fresh
+            seen.update(r[0] for r in conn.exec_driver_sql(sql, (self.tenant, *chunk)))
+        fresh = [k for k in keys if k not in seen]
+        if fresh:
+            applied: Any = _dt(int(now * 1000))
+            if not pg:  # SQLAlchemy's own storage format for DateTime on SQLite
+                applied = applied.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            conn.exec_driver_sql(
+                f"INSERT INTO iot_message_ledger (tenant_id, dedup_key, applied_at) VALUES ({ph}, {ph}, {ph})",
+                [(self.tenant, k, applied) for k in fresh],
+            )
+        return set(fresh)
 
     def _quarantine(self, conn: Connection, rejected: Iterable[Rejected], now: float) -> None:
         rows = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.iot.auth import alink_credentials
-from connectors.iot.payloads import _day
+from connectors.iot.payloads import _day, _digest
 from connectors.kit.mqtt import BrokerAddress, connect, make_client
 
 PRODUCT_KEY = "a1TongbuDemo"
@@ -213,7 +213,7 @@ class DeviceFleet:
                      "latitude": d.latitude, "longitude": d.longitude}  # fmt: skip
             if d.platform == "thingsboard":
                 topic, payload = "v1/gateway/attributes", json.dumps({d.serial: attrs}).encode()
-                key = None
+                key = f"tb:{d.serial}:a:{_digest(attrs)}"
             else:
                 mid = d.message_id()
                 topic = f"/sys/{PRODUCT_KEY}/{d.serial}/thing/event/property/post"
@@ -268,7 +268,7 @@ class DeviceFleet:
             values = {"runHours": d.run_hours, "temperature": temp, "power": "on"}
             topic = "v1/gateway/telemetry"
             payload = json.dumps({d.serial: [{"ts": ts, "values": values}]}).encode()
-            key = None
+            key = f"tb:{d.serial}:{ts}:{_digest(values)}"
         else:
             mid = d.message_id()
             topic = f"/sys/{PRODUCT_KEY}/{d.serial}/thing/event/property/post"
@@ -291,10 +291,9 @@ class DeviceFleet:
             now = int(time.time() * 1000)
             if d.platform == "thingsboard":
                 topic = "v1/gateway/telemetry"
-                payload = json.dumps(
-                    {d.serial: [{"ts": now, "values": {"faultCode": code, "faultName": identifier}}]}
-                ).encode()
-                key, ident = None, "faultCode"
+                values = {"faultCode": code, "faultName": identifier}
+                payload = json.dumps({d.serial: [{"ts": now, "values": values}]}).encode()
+                key, ident = f"tb:{d.serial}:{now}:{_digest(values)}", "faultCode"
             else:
                 mid = d.message_id()
                 topic = f"/sys/{PRODUCT_KEY}/{d.serial}/thing/event/{identifier}/post"
