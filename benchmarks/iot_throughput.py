@@ -78,7 +78,7 @@ def publisher(args: argparse.Namespace) -> None:
             body = (
                 '{"id":"%d","version":"1.0","sys":{"ack":0},"method":"thing.event.property.post",'
                 '"params":{"RunningTime":{"value":%.3f,"time":%d},"Temperature":{"value":%.1f,"time":%d}}}'
-                % (mid[d], hours[d], ts, 20.0 + (sent % 100) / 10, ts)
+                % (mid[d], hours[d], ts, 20.0 + (sent % 100) / 10, ts)  # noqa: UP031 - fast here
             )
             infos.append(
                 clients[d % len(clients)].publish(

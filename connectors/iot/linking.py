@@ -87,7 +87,7 @@ def accounts_for_serials(conn: Connection, tenant: str, serials: list[str]) -> d
         q = select(regs.c.serial_no, regs.c.account_ref).where(
             regs.c.tenant_id == tenant, regs.c.serial_no.in_(serials[i : i + 500])
         )
-        out.update(dict(conn.execute(q).tuples().all()))
+        out.update({s: a for s, a in conn.execute(q)})
     missing = [s for s in serials if s not in out]
     if missing:
         index = _order_serials(conn, tenant)

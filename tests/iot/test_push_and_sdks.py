@@ -44,7 +44,7 @@ def test_aliyun_subscription_json_pushed_over_http_lands_once(tmp_path) -> None:
 
             def landed() -> bool:
                 with engine.connect() as conn:
-                    rows = dict(conn.execute(select(Device.source_id, Device.run_hours)).tuples().all())
+                    rows = {s: h for s, h in conn.execute(select(Device.source_id, Device.run_hours))}
                 return all(
                     s in rows and float(rows[s]) == pytest.approx(d["reported_hours"])
                     for s, d in first_truth.items()

@@ -39,6 +39,7 @@ class VirtualDevice:
     true_hours: float = 0.0  # hours it really ran (never resets)
     reported_hours: float = 0.0  # the total the hub can compute from the readings it accepts
     accepted_raw: float = 0.0  # the counter in the last reading the hub can accept
+    counted: bool = False  # whether the hub can have accepted a counter reading of it yet
     firmware: str = "1.0.0"
     latitude: float = 31.23
     longitude: float = 121.47
@@ -158,6 +159,10 @@ class DeviceFleet:
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until every QoS 1 publish so far is acknowledged by the broker (or ``timeout``)."""
         deadline = time.monotonic() + timeout
+        # Messages held back (out_of_order) go out now: a held message is published, only late.
+        for serial, (topic, payload, _entry) in list(self._held.items()):
+            self._send(self._conn_of[serial], topic, payload)
+            del self._held[serial]
         with self._lock:
             pending = [i for i in self._pending if not _confirmed(i)]
         # Poll rather than wait_for_publish: a message published while the broker was away has
@@ -249,7 +254,7 @@ class DeviceFleet:
             expect = "quarantined"
             self.stats["skewed"] += 1
             d.run_hours = round(d.run_hours + hours, 3)
-        elif d.run_hours > hours and self.chance("counter_reset"):
+        elif d.counted and d.run_hours > hours and self.chance("counter_reset"):
             # (a reset only shows when the counter comes back lower than it was; one that lands at or
             # above the last value is indistinguishable from running, so none is injected there)
             d.run_hours = round(hours, 3)  # the counter restarted from 0 and has run `hours` since
@@ -259,10 +264,12 @@ class DeviceFleet:
             d.run_hours = round(d.run_hours + hours, 3)
         if expect == "applied":
             # What the hub can know: the rise since the last accepted reading, or after a reset the
-            # new counter (hours run between a rejected reading and a reset are unknowable).
+            # new counter (hours run between a rejected reading and a reset are unknowable); the
+            # first accepted reading is the hub's starting point (so no reset is injected before it).
             rise = d.run_hours if reset else d.run_hours - d.accepted_raw
-            d.reported_hours = round(d.reported_hours + rise, 3)
+            d.reported_hours = round(d.reported_hours + rise, 3) if d.counted else d.run_hours
             d.accepted_raw = d.run_hours
+            d.counted = True
         temp = round(20 + self.rng.random() * 30, 1)
         if d.platform == "thingsboard":
             values = {"runHours": d.run_hours, "temperature": temp, "power": "on"}
