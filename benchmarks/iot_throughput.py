@@ -42,6 +42,12 @@ def percentile(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
 
 
+_BODY = (
+    '{"id":"%d","version":"1.0","sys":{"ack":0},"method":"thing.event.property.post",'
+    '"params":{"RunningTime":{"value":%.3f,"time":%d},"Temperature":{"value":%.1f,"time":%d}}}'
+)
+
+
 # -- publisher (its own process) ------------------------------------------------------------------------
 def publisher(args: argparse.Namespace) -> None:
     """Publish telemetry at ``rate`` and faults at ``faults`` per second for ``duration`` seconds."""
@@ -75,11 +81,7 @@ def publisher(args: argparse.Namespace) -> None:
             hours[d] += 0.001
             mid[d] += 1
             ts = int(time.time() * 1000)
-            body = (
-                '{"id":"%d","version":"1.0","sys":{"ack":0},"method":"thing.event.property.post",'
-                '"params":{"RunningTime":{"value":%.3f,"time":%d},"Temperature":{"value":%.1f,"time":%d}}}'
-                % (mid[d], hours[d], ts, 20.0 + (sent % 100) / 10, ts)  # noqa: UP031 - fast here
-            )
+            body = _BODY % (mid[d], hours[d], ts, 20.0 + (sent % 100) / 10, ts)  # noqa: UP031 - fast
             infos.append(
                 clients[d % len(clients)].publish(
                     f"/sys/{pk}/B{d:05d}/thing/event/property/post", body, qos=1

@@ -235,3 +235,12 @@ def cases(
         print(f"{r.source_id}\t{r.status}\t{r.device_ref}\t{r.account_ref or '-'}\t{r.fault}\t{r.error_code}\t"
               f"x{r.occurrences}\t{r.opened_at}")  # fmt: skip
     print(f"{len(rows)} {status if status != 'all' else ''} cases".replace("  ", " "))
+
+
+@app.command("demo")
+def demo(devices: Annotated[int, typer.Option(help="Simulated devices")] = 20) -> None:
+    """A device fault becomes a service case and a WeCom alert (embedded broker; nothing to install)."""
+    from tongbu.cli import _handled
+    from tongbu.demo_iot import run_iot_demo
+
+    _handled(run_iot_demo)(devices)

@@ -336,7 +336,7 @@ class EmbeddedBroker:
         return BrokerAddress(self.host, self.port, protocol=311)
 
     def _config(self) -> dict[str, Any]:
-        plugins: dict[str, Any] = {"amqtt.plugins.sys.broker.BrokerSysPlugin": {"sys_interval": 0}}
+        plugins: dict[str, Any] = {}  # no $SYS plugin: nothing here reads broker statistics
         if self.authenticate is not None:
             plugins["connectors.kit.mqtt_auth.CallbackAuthPlugin"] = {"broker": f"{self.host}:{self.port}"}
         else:
