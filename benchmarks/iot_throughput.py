@@ -183,7 +183,9 @@ def run_phase(
         "consumed": s.messages,
         "applied": s.applied,
         "duplicates": s.duplicates,
-        "lost": max(0, published - s.messages - s.duplicates) if s.messages < published else 0,
+        # still queued at the broker when the drain gave up (not lost: the durable session keeps them)
+        "not_drained": max(0, published - s.messages),
+        "reconnects": service.consumer.stats["reconnects"] if service.consumer else 0,
         "sustained_msgs_per_s": round((end_n - (mark_n or 0)) / window, 1),
         "lag_at_end": lag_at_end,
         "drain_s": round(drained_s, 2),

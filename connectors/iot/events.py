@@ -38,9 +38,9 @@ class IotPushSource(EventSource):
     ) -> None:
         super().__init__(name, config, engine=engine, tenant=tenant)
         self.settings = IotSettings.from_config(config)
-        if not self.settings.push_secret:
-            raise ValueError(f"connection {name!r}: push_secret is required to receive HTTP pushes")
-        self._secret = self.settings.push_secret.encode()
+        # Without a push_secret the connection is MQTT-only: ``tongbu serve`` still starts (it mounts
+        # every connection whose connector has an event source) and refuses pushes to this one.
+        self._secret = (self.settings.push_secret or "").encode()
         self.decoder = Decoder(max_future_s=self.settings.max_future_seconds)
         self.writer = IotWriter(tenant=tenant, source_system=name)
 
@@ -48,6 +48,8 @@ class IotPushSource(EventSource):
         self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
     ) -> list[InboundEvent]:
         """Signature first (constant time over the raw body), then size, then JSON."""
+        if not self._secret:
+            raise EventRejected(403, "HTTP push is not configured for this connection (set push_secret)")
         if len(body) > MAX_PAYLOAD:
             raise EventRejected(413, "body too large")
         sig = headers.get("x-iot-signature") or headers.get("X-Iot-Signature") or ""

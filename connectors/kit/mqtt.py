@@ -134,13 +134,23 @@ def make_client(
     return client
 
 
-def connect(client: paho.Client, address: BrokerAddress, *, keepalive: int = 30) -> None:
-    """Connect (blocking until the TCP connection is up; CONNACK arrives on the network loop)."""
+def connect(
+    client: paho.Client,
+    address: BrokerAddress,
+    *,
+    keepalive: int = 30,
+    receive_maximum: int = RECEIVE_MAXIMUM,
+) -> None:
+    """Connect (blocking until the TCP connection is up; CONNACK arrives on the network loop).
+
+    ``receive_maximum`` (MQTT 5) bounds the unacknowledged messages the broker sends us at once, and
+    so the memory a consumer that falls behind holds.
+    """
     durable = bool(getattr(client, "_tongbu_durable", False))
     kwargs: dict[str, Any] = {}
     if client.protocol == MQTTProtocolVersion.MQTTv5:
         props = Properties(PacketTypes.CONNECT)
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.ReceiveMaximum = max(1, min(receive_maximum, RECEIVE_MAXIMUM))
         if durable:
             props.SessionExpiryInterval = SESSION_EXPIRY_S
         kwargs = {"clean_start": not durable, "properties": props}
@@ -231,7 +241,8 @@ class BatchingConsumer:
     # lifecycle -----------------------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
         """Connect, subscribe and start the batch worker; raises :class:`MqttError` if not connected."""
-        connect(self._client, self.address)
+        # Two batches in flight: the next fills while one commits, and memory stays bounded.
+        connect(self._client, self.address, receive_maximum=max(1000, 2 * self.max_batch))
         self._client.loop_start()
         if not self._connected.wait(timeout):
             self._client.loop_stop()
