@@ -149,7 +149,7 @@ def connect(
     durable = bool(getattr(client, "_tongbu_durable", False))
     kwargs: dict[str, Any] = {}
     if client.protocol == MQTTProtocolVersion.MQTTv5:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.ReceiveMaximum = max(1, min(receive_maximum, RECEIVE_MAXIMUM))
         if durable:
             props.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -214,7 +214,8 @@ class BatchingConsumer:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
-        self._client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        # paho annotates whole seconds but sleeps any float: retry fast after a broker restart
+        self._client.reconnect_delay_set(min_delay=0.2, max_delay=2)  # type: ignore[arg-type]
 
     # paho callbacks (network thread) ------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

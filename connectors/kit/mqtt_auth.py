@@ -16,7 +16,7 @@ from amqtt.session import Session
 CALLBACKS: dict[str, Callable[[str, str | None, str | None], bool] | None] = {}
 
 
-class CallbackAuthPlugin(BaseAuthPlugin):
+class CallbackAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt's base is untyped here
     """Accept a CONNECT when the broker's registered callback says so (refuse if there is none)."""
 
     @dataclass
