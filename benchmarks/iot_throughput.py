@@ -28,17 +28,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def percentile(values: list[float], p: float) -> float:
+def percentile(values: Iterable[float], p: float) -> float:
     """Nearest-rank percentile (0 for an empty list)."""
     if not values:
         return 0.0
-    s = sorted(values)
+    s = sorted(list(values))
     return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
 
 

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,9 @@ class ServiceStats:
     alerts_sent: int = 0
     alerts_failed: int = 0
     commit_s: float = 0.0
-    #: per opened case: seconds from the fault's publish (device time) to its commit
-    case_latencies: list[float] = field(default_factory=list)
+    #: per opened case: seconds from the fault's publish (device time) to its commit (the newest
+    #: 100,000: a long-running consumer must not grow without bound)
+    case_latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 def notifier_alerter(project: Any, engine: Engine, channel: str) -> Alerter:

@@ -285,9 +285,11 @@ class IotWriter:
                         res.late += 1  # an older reading arriving late moves no counter
                     else:
                         if raw is None:
-                            delta = Decimal(0) if row.get("run_hours") is not None else Decimal(0)
+                            # The first counter reading is the starting point: the device's own total
+                            # (unless the hub already had a total from elsewhere).
+                            delta = Decimal(0)
                             if row.get("run_hours") is None:
-                                total = value  # the first reading: the device's own total
+                                total = value
                         elif value >= Decimal(raw):
                             delta = value - Decimal(raw)
                         else:  # the counter went down at a later time: a reset to 0, then `value` hours
