@@ -162,3 +162,39 @@ def test_settings_reject_unknown_keys_and_unreachable_brokers_say_so() -> None:
         IotSettings.from_config({"batch_sise": 10})
     with pytest.raises(MqttError, match="unreachable"):
         connect(make_client(BrokerAddress("127.0.0.1", 1), "x"), BrokerAddress("127.0.0.1", 1))
+
+
+def test_aliyuns_own_device_sdk_signs_in_the_way_the_broker_checks() -> None:
+    """Aliyun's Linkkit SDK (unchanged) computes its CONNECT signature; our Alink check accepts it."""
+    from linkkit import linkkit
+
+    from connectors.iot.auth import verify_alink
+
+    secrets = {("a1LinkKit", "lk-device-1"): "lk-device-secret"}
+    seen: list[tuple[str | None, bool]] = []
+
+    def check(client_id: str, username: str | None, password: str | None) -> bool:
+        ok = verify_alink(client_id, username, password, lambda pk, dn: secrets.get((pk, dn)))
+        seen.append((username, ok))
+        return ok
+
+    broker = EmbeddedBroker(authenticate=check)
+    address = broker.start()
+    devices = []
+    try:
+        for secret in ("lk-device-secret", "wrong-secret"):
+            lk = linkkit.LinkKit(host_name="127.0.0.1", product_key="a1LinkKit", device_name="lk-device-1",
+                                 device_secret=secret)  # fmt: skip
+            lk.config_mqtt(port=address.port, secure="", auto_reconnect_min_sec=60, auto_reconnect_max_sec=60)
+            lk.connect_async()
+            devices.append(lk)
+            n = len(seen)
+            wait_until(lambda n=n: len(seen) > n, timeout=15, what="the SDK's CONNECT")
+        assert seen[:2] == [("lk-device-1&a1LinkKit", True), ("lk-device-1&a1LinkKit", False)]
+    finally:
+        for lk in devices:
+            try:
+                lk.destroy()
+            except Exception:  # noqa: BLE001, S110 - the SDK's own state machine (paho 1.x era) may refuse
+                pass
+        broker.stop()
