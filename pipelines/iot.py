@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine
 
-from connectors.crm.models import Device
 from connectors.iot.ingest import CaseChange, IotWriter
+from connectors.iot.linking import mark_silent
 from connectors.iot.payloads import Decoder, Reading, Rejected
 from connectors.iot.settings import IotSettings
 from connectors.kit.mqtt import BatchingConsumer, Delivery
@@ -187,33 +187,3 @@ class IotService:
     def mark_silent(self) -> int:
         """Devices not heard from for ``silent_after_seconds`` become offline; returns how many changed."""
         return mark_silent(self.engine, self.tenant, self.connection, self.settings.silent_after_seconds)
-
-
-def silent_devices(engine: Engine, tenant: str, connection: str, after_s: float) -> list[dict[str, Any]]:
-    """Devices of ``connection`` whose last message is older than ``after_s`` seconds."""
-    import datetime as dt
-
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=after_s)
-    t = Device.__table__
-    with engine.connect() as conn:
-        q = select(t.c.source_id, t.c.serial_no, t.c.account_ref, t.c.last_seen_at).where(
-            t.c.tenant_id == tenant, t.c.source_system == connection, t.c.deleted_at.is_(None),
-            (t.c.last_seen_at < cutoff) | t.c.last_seen_at.is_(None),
-        )  # fmt: skip
-        return [dict(m) for m in conn.execute(q.order_by(t.c.last_seen_at)).mappings()]
-
-
-def mark_silent(engine: Engine, tenant: str, connection: str, after_s: float) -> int:
-    """Set ``online`` false on the silent devices of ``connection``."""
-    silent = [d["source_id"] for d in silent_devices(engine, tenant, connection, after_s)]
-    t = Device.__table__
-    with engine.begin() as conn:
-        n = 0
-        for i in range(0, len(silent), 500):
-            n += conn.execute(
-                update(t)
-                .where(t.c.tenant_id == tenant, t.c.source_system == connection,
-                       t.c.source_id.in_(silent[i : i + 500]), t.c.online.is_not(False))
-                .values(online=False, status="offline", updated_at=func.current_timestamp())
-            ).rowcount or 0  # fmt: skip
-    return n

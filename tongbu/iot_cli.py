@@ -203,7 +203,7 @@ def unlinked(project: ProjectOpt = None) -> None:
 @app.command("silent")
 def silent(project: ProjectOpt = None, connection: ConnectionOpt = "iot") -> None:
     """Devices not heard from for the connection's ``silent_after_seconds``."""
-    from pipelines.iot import silent_devices
+    from connectors.iot.linking import silent_devices
 
     runner, settings, tenant = _context(project, connection)
     rows = silent_devices(runner.engine, tenant, connection, settings.silent_after_seconds)

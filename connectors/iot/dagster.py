@@ -48,8 +48,7 @@ def _devices_asset(connection: str) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from connectors.crm.models import Device
-        from connectors.iot.linking import link_devices
-        from pipelines.iot import mark_silent
+        from connectors.iot.linking import link_devices, mark_silent
         from tongbu.db import get_engine
 
         tongbu = context.resources.tongbu
@@ -123,7 +122,7 @@ def _checks(connection: str) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(required_resource_keys={RESOURCE_KEY}, asset=devices, name="silent_devices",
                     description="No device silent for longer than the connection's silent_after_seconds.")  # fmt: skip
     def silent(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        from pipelines.iot import silent_devices
+        from connectors.iot.linking import silent_devices
         from tongbu.db import get_engine
 
         tongbu = context.resources.tongbu

@@ -11,7 +11,8 @@ Two sources, in this order:
    ``extra.serial_numbers``.
 
 Devices no source links are *unlinked*: :func:`unlinked_devices` lists them for review (the Dagster
-check ``unlinked_devices`` and ``tongbu iot unlinked``).
+check ``unlinked_devices`` and ``tongbu iot unlinked``). :func:`silent_devices` / :func:`mark_silent`
+are the other review: devices not heard from for a configured time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, func, select, update
 
 from connectors.crm.models import Device, SalesOrder, SalesOrderLine
 from connectors.iot.models import DeviceRegistration
@@ -126,3 +127,33 @@ def unlinked_devices(conn: Connection, tenant: str, source_system: str | None = 
     if source_system:
         q = q.where(devices.c.source_system == source_system)
     return [dict(m) for m in conn.execute(q).mappings()]
+
+
+def silent_devices(engine: Engine, tenant: str, connection: str, after_s: float) -> list[dict[str, Any]]:
+    """Devices of ``connection`` whose last message is older than ``after_s`` seconds."""
+    import datetime as dt
+
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=after_s)
+    t = Device.__table__
+    with engine.connect() as conn:
+        q = select(t.c.source_id, t.c.serial_no, t.c.account_ref, t.c.last_seen_at).where(
+            t.c.tenant_id == tenant, t.c.source_system == connection, t.c.deleted_at.is_(None),
+            (t.c.last_seen_at < cutoff) | t.c.last_seen_at.is_(None),
+        )  # fmt: skip
+        return [dict(m) for m in conn.execute(q.order_by(t.c.last_seen_at)).mappings()]
+
+
+def mark_silent(engine: Engine, tenant: str, connection: str, after_s: float) -> int:
+    """Set ``online`` false on the silent devices of ``connection``."""
+    silent = [d["source_id"] for d in silent_devices(engine, tenant, connection, after_s)]
+    t = Device.__table__
+    with engine.begin() as conn:
+        n = 0
+        for i in range(0, len(silent), 500):
+            n += conn.execute(
+                update(t)
+                .where(t.c.tenant_id == tenant, t.c.source_system == connection,
+                       t.c.source_id.in_(silent[i : i + 500]), t.c.online.is_not(False))
+                .values(online=False, status="offline", updated_at=func.current_timestamp())
+            ).rowcount or 0  # fmt: skip
+    return n
