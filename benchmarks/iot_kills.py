@@ -48,10 +48,10 @@ def run(
     """The whole experiment; returns the counts."""
     from sqlalchemy import create_engine, func, select
 
-    from connectors.crm.models import Device
     from connectors.iot.models import DeviceUsageDaily, IotMessageLedger
     from connectors.iot.simulator import IotSimulator
     from tests.helpers.mqtt import OwnMosquitto
+    from tongbu.hub.models import Device
 
     work.mkdir(parents=True, exist_ok=True)
     db = work / "hub.db"

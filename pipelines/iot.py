@@ -111,7 +111,10 @@ class IotService:
         rejected: list[Rejected] = []
         for d in batch:
             for item in self.decoder.decode(d.topic, d.payload):
-                (readings if isinstance(item, Reading) else rejected).append(item)
+                if isinstance(item, Reading):
+                    readings.append(item)
+                else:
+                    rejected.append(item)
         return readings, rejected
 
     def handle(self, batch: list[Delivery]) -> None:

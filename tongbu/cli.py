@@ -18,20 +18,35 @@ of the project file: ``--project``, else ``TONGBU_PROJECT``, else the nearest ``
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from tongbu.api.cli import app as api_app
+from tongbu.cli_output import (
+    EXIT_ALL_QUARANTINED,
+    EXIT_BAD_HUB,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    error_line,
+    exit_code,
+    fail,
+    handled,
+    one_line,
+    project_tenant,
+)
+from tongbu.drift_cli import app as drift_app
+from tongbu.iot_cli import app as iot_app
+from tongbu.scaffold import app as new_app
+from tongbu.suggest_cli import app as suggest_app
+from tongbu.vault_cli import app as vault_app
 
 app = typer.Typer(
     help="tongbu (同步): keep your CRM in sync with ERP, WeCom, shops, tender feeds and devices.",
@@ -46,27 +61,18 @@ app.add_typer(state_app, name="state")
 app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
-# soft_wrap: an error is one line whatever the terminal width (scripts and log collectors grep them).
-err = Console(stderr=True, soft_wrap=True)
 
-EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
-# Feature sub-commands live with their packages; mount those present in this build.
-for _module, _name in (
-    ("tongbu.vault.cli", "vault"),
-    ("mappings.suggest.cli", "mappings"),
-    ("tongbu.scaffold", "new"),
-    ("tongbu.iot_cli", "iot"),
-):
-    try:
-        app.add_typer(importlib.import_module(_module).app, name=_name)
-    except ModuleNotFoundError as _exc:  # pragma: no cover - package not built yet
-        if not str(_exc.name).startswith(_module.split(".")[0]):
-            raise
+# Sub-commands with a module of their own (imported by name, so the layers contract sees them).
+app.add_typer(vault_app, name="vault")
+app.add_typer(suggest_app, name="mappings")
+app.add_typer(new_app, name="new")
+app.add_typer(api_app, name="api")
+app.add_typer(iot_app, name="iot")
 
 
 def _mount_serve() -> None:
-    from tongbu.serve_cli import serve_command
+    from tongbu.serve.cli import serve_command
 
     app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(
         serve_command
@@ -76,90 +82,29 @@ def _mount_serve() -> None:
 _mount_serve()
 
 
-def _mount_drift() -> None:
-    from tongbu.drift_cli import app as drift_app
-
-    app.add_typer(drift_app, name="drift")
+app.add_typer(drift_app, name="drift")
 
 
-_mount_drift()
+def _mount_sync() -> None:
+    from tongbu.sync_cli import conflicts_app, sync_command
+
+    app.command("sync")(sync_command)
+    app.add_typer(conflicts_app, name="conflicts")
+
+
+_mount_sync()
 
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
 ]
 
 
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` with secret values masked (the text may come from a source's error)."""
-    text = (
-        str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
-    )
-    try:
-        from tongbu.vault import redact
-    except ImportError:  # pragma: no cover
-        return text
-    return redact(text)
+#: every exception of a command becomes one line on stderr and its exit code, never a traceback
+_handled = handled(exit_code)
 
 
-def _fail(message: str, code: int = 1) -> None:
-    _error_line(message)
-    raise typer.Exit(code)
-
-
-def _error_line(message: str, label: str = "error") -> None:
-    # Markup is applied to the label only: a message may contain [brackets] from a source.
-    colour = "bold red" if label == "error" else "bold yellow"
-    err.print(f"[{colour}]{label}:[/] ", end="", highlight=False)
-    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
-
-
-def _exit_code(exc: BaseException) -> tuple[str, int]:
-    """The one line and the exit code for an exception reaching the CLI."""
-    if "sqlalchemy" in sys.modules:
-        from tongbu.db import hub_error
-
-        bad = hub_error(exc)
-        if bad is not None:
-            return str(bad), EXIT_BAD_HUB
-        from pipelines.state import PipelineLocked
-
-        if isinstance(exc, PipelineLocked):
-            return str(exc), EXIT_LOCKED
-    return _one_line(exc), EXIT_FAILED
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handled(func: F) -> F:
-    """Every exception of a command becomes one line on stderr and its exit code, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary
-            message, code = _exit_code(exc)
-            _fail(message, code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _project_tenant(project: Path | None) -> str:
-    """The tenant of the project file in use (``--project``, ``TONGBU_PROJECT``, nearest tongbu.yaml).
-
-    Without any project file the tenant is ``default``; a named file that is missing or invalid is an
-    error, never a silent fall-back to another tenant.
-    """
-    from pipelines.project import find_project_file, load_project
-    from tongbu.config import DEFAULT_TENANT
-
-    path = project or find_project_file()
-    if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
-        return DEFAULT_TENANT
-    return load_project(path, strict=False).tenant
+_exit_code = exit_code
+_project_tenant = project_tenant
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -234,10 +179,10 @@ def run(
         runner = _runner(project)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
-        _fail(message, code)
+        fail(message, code)
     names = pipeline or [n for n, p in runner.project.pipelines.items() if p.enabled]
     if not names:
-        _error_line("the project has no enabled pipelines: nothing to run", "warning")
+        error_line("the project has no enabled pipelines: nothing to run", "warning")
     results: list[Any] = []
     outcomes: list[dict[str, Any]] = []
     codes: set[int] = set()
@@ -251,20 +196,20 @@ def run(
         except Exception as exc:  # noqa: BLE001 - reported, and the next pipeline still runs
             message, code = _exit_code(exc)
             if code == EXIT_BAD_HUB:
-                _fail(message, code)  # no other pipeline can run on a damaged hub either
+                fail(message, code)  # no other pipeline can run on a damaged hub either
             codes.add(code)
             state = "locked" if code == EXIT_LOCKED else "failed"
             outcomes.append({"pipeline": name, "status": state, "error": message})
-            _error_line(f"pipeline {name} {'is locked' if state == 'locked' else 'failed'}: {message}")
+            error_line(f"pipeline {name} {'is locked' if state == 'locked' else 'failed'}: {message}")
             continue
         results.append(result)
         outcomes.append(result.as_dict())
         for warning in result.extra.get("warnings", ()):
-            _error_line(f"pipeline {name}: {warning}", "warning")
+            error_line(f"pipeline {name}: {warning}", "warning")
         if result.rows_read and result.rows_quarantined >= result.rows_read:
             codes.add(EXIT_ALL_QUARANTINED)
             outcomes[-1]["status"] = "quarantined"
-            _error_line(
+            error_line(
                 f"pipeline {name}: all {result.rows_read:,} records read were quarantined, none written; "
                 f"see `tongbu quarantine list --pipeline {name}` for the reasons"
             )
@@ -298,6 +243,30 @@ def print_results(results: list) -> None:
     console.print(table)
 
 
+@app.command("dagster-pools")
+@_handled
+def dagster_pools(
+    project: ProjectOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the limits")] = False,
+) -> None:
+    """Set each connection's ``concurrency`` as the slots of its Dagster pool (instance of $DAGSTER_HOME)."""
+    from dagster_project.pools import pool_limits
+    from pipelines.project import load_project
+
+    loaded = load_project(project)
+    limits = pool_limits(loaded)
+    if not dry_run and limits:
+        import dagster as dg
+
+        from dagster_project.pools import apply_pool_limits
+
+        apply_pool_limits(dg.DagsterInstance.get(), loaded)
+    for pool, slots in limits.items():
+        console.print(f"{pool}: {slots} slot(s){' (dry run)' if dry_run else ''}")
+    if not limits:
+        console.print("no connection sets `concurrency`: every pool takes the instance's default_limit")
+
+
 @state_app.command("show")
 @_handled
 def state_show(
@@ -305,8 +274,8 @@ def state_show(
     project: ProjectOpt = None,
 ) -> None:
     """Print every stored cursor."""
-    from pipelines.state import StateStore
     from tongbu.db import get_engine
+    from tongbu.state.store import StateStore
 
     rows = StateStore(get_engine(), _project_tenant(project)).all(connection)
     table = Table(title="cursors")
@@ -333,8 +302,8 @@ def state_reset(
     project: ProjectOpt = None,
 ) -> None:
     """Forget cursors so the next run re-reads from the beginning (the upsert keeps it idempotent)."""
-    from pipelines.state import StateStore
     from tongbu.db import get_engine
+    from tongbu.state.store import StateStore
 
     tenant = _project_tenant(project)
     if not yes:
@@ -355,8 +324,8 @@ def quarantine_list(
     project: ProjectOpt = None,
 ) -> None:
     """List quarantined records with the reason they were set aside."""
-    from pipelines.state import Quarantine
     from tongbu.db import get_engine
+    from tongbu.state.store import Quarantine
 
     if status not in ("open", "replayed", "dropped", "all"):
         raise ValueError(f"unknown status {status!r}: open | replayed | dropped | all")
@@ -417,23 +386,23 @@ def simulate(
     try:
         cls = load_simulator(system)
     except KeyError as exc:
-        _fail(str(exc.args[0]))
+        fail(str(exc.args[0]))
     extra: dict[str, Any] = {}
     for item in opt or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            _fail(f"--opt {item!r}: expected KEY=VALUE")
+            fail(f"--opt {item!r}: expected KEY=VALUE")
         extra[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
     try:
         sim = cls(records=records, faults=faults, seed=seed, **extra)
     except TypeError as exc:  # an option this simulator does not take
-        _fail(f"{system} simulator: {str(exc).split('() ', 1)[-1]}")
+        fail(f"{system} simulator: {str(exc).split('() ', 1)[-1]}")
     except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
-        _fail(str(exc))
+        fail(str(exc))
     try:
         url = sim.start(host, port)
     except (RuntimeError, OSError) as exc:  # a port in use, a broker that is not there
-        _fail(_one_line(exc))
+        fail(one_line(exc))
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(
         f"{system} simulator listening on {url} with {records:,} records"
@@ -452,15 +421,46 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    two_way: Annotated[
+        bool,
+        typer.Option("--two-way", help="CRM ⇄ ERP: merged edits, a reviewed conflict, no echo, an order"),
+    ] = False,
+    fxiaoke: Annotated[
+        bool, typer.Option("--fxiaoke", help="Run the two-way Fxiaoke CRM ⇄ Kingdee ERP demo instead")
+    ] = False,
+    shops: Annotated[
+        bool,
+        typer.Option(
+            "--shops", help="The shops demo instead: Shopify + Youzan → CRM, buyers matched, real time"
+        ),
+    ] = False,
 ) -> None:
-    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
-    from tongbu.demo import run_demo
+    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary.
 
+    With --two-way: the two-way engine (CRM ⇄ Kingdee) on 20 customers, in seconds.
+    """
     try:
+        if two_way:
+            from tongbu.demo_two_way import run_two_way_demo
+
+            run_two_way_demo(console=console)
+            return
+        if fxiaoke:
+            from tongbu.demo_fxiaoke import run_fxiaoke_demo
+
+            run_fxiaoke_demo(records=min(records, 200), console=console)
+            return
+        if shops:
+            from tongbu.demo_shops import run_shops_demo
+
+            run_shops_demo(records=min(records, 5000), console=console)
+            return
+        from tongbu.demo import run_demo
+
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
-        _fail(message, code)
+        fail(message, code)
 
 
 def main() -> None:
@@ -471,7 +471,7 @@ def main() -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - the outermost CLI boundary
         message, code = _exit_code(exc)
-        _error_line(message)
+        error_line(message)
         raise SystemExit(code) from None
 
 

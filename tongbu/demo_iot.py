@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 def run_iot_demo(devices: int = 20, *, out: Any = print) -> dict[str, Any]:
     """Run the demo; returns what it showed (case, alert, latency) for tests."""
-    from connectors.crm.models import Account, Device, SalesOrder, SalesOrderLine, ServiceCase
     from connectors.iot.linking import forget_order_index
     from connectors.iot.settings import IotSettings
     from connectors.iot.simulator import IotSimulator
@@ -30,6 +29,7 @@ def run_iot_demo(devices: int = 20, *, out: Any = print) -> dict[str, Any]:
     from pipelines.iot import IotService, notifier_alerter
     from pipelines.project import load_project
     from tongbu.db import get_engine
+    from tongbu.hub.models import Account, Device, SalesOrder, SalesOrderLine, ServiceCase
 
     engine = get_engine()
     wecom = WeComSimulator(records=10, seed=5)

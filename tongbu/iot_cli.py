@@ -32,7 +32,7 @@ ConnectionOpt = Annotated[
 
 
 def _fail(message: str) -> None:
-    from tongbu.cli import _error_line
+    from tongbu.cli_output import error_line as _error_line
 
     _error_line(message)
     raise typer.Exit(1)
@@ -41,9 +41,12 @@ def _fail(message: str) -> None:
 def _context(project: Path | None, connection: str) -> tuple[Any, Any, Any]:
     """(runner, settings, tenant) for an IoT connection; a missing connection means the defaults."""
     from connectors.iot.settings import IotSettings
-    from tongbu.cli import _runner
+    from pipelines.project import load_project
+    from pipelines.runner import Runner
+    from tongbu.db import get_engine
 
-    runner = _runner(project)
+    engine = get_engine()  # the hub first: a damaged hub is reported before anything else
+    runner = Runner(load_project(project), engine)
     conns = runner.project.connections
     if connection in conns:
         if conns[connection].connector != "iot":
@@ -71,7 +74,9 @@ def run(
     status_every: Annotated[float, typer.Option(help="Seconds between status lines (0 = none)")] = 10.0,
 ) -> None:
     """Consume device messages into the hub until stopped (SIGTERM or Ctrl-C finish the batch in hand)."""
-    from tongbu.cli import _handled
+    from tongbu.cli_output import exit_code, handled
+
+    _handled = handled(exit_code)
 
     _handled(_run)(project, connection, embedded_broker, status_every)
 
@@ -163,7 +168,7 @@ def register(
     """Load registration records: which account owns which serial number."""
     from connectors.iot.ingest import register_devices
     from connectors.iot.linking import link_devices
-    from tongbu.cli import _project_tenant
+    from tongbu.cli_output import project_tenant as _project_tenant
     from tongbu.db import get_engine
 
     if not file.exists():
@@ -188,7 +193,7 @@ def register(
 def unlinked(project: ProjectOpt = None) -> None:
     """Devices no account owns (no registration record, no ERP order line names their serial)."""
     from connectors.iot.linking import unlinked_devices
-    from tongbu.cli import _project_tenant
+    from tongbu.cli_output import project_tenant as _project_tenant
     from tongbu.db import get_engine
 
     with get_engine().connect() as conn:
@@ -220,9 +225,9 @@ def cases(
     """Service cases opened by device faults."""
     from sqlalchemy import select
 
-    from connectors.crm.models import ServiceCase
-    from tongbu.cli import _project_tenant
+    from tongbu.cli_output import project_tenant as _project_tenant
     from tongbu.db import get_engine
+    from tongbu.hub.models import ServiceCase
 
     t = ServiceCase.__table__
     q = select(t.c.source_id, t.c.status, t.c.device_ref, t.c.account_ref, t.c.fault, t.c.error_code,
@@ -240,7 +245,9 @@ def cases(
 @app.command("demo")
 def demo(devices: Annotated[int, typer.Option(help="Simulated devices")] = 20) -> None:
     """A device fault becomes a service case and a WeCom alert (embedded broker; nothing to install)."""
-    from tongbu.cli import _handled
+    from tongbu.cli_output import exit_code, handled
+
+    _handled = handled(exit_code)
     from tongbu.demo_iot import run_iot_demo
 
     _handled(run_iot_demo)(devices)

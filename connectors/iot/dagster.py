@@ -15,18 +15,15 @@ No ``from __future__ import annotations``: Dagster inspects the real annotation 
 """
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 from sqlalchemy import func, select
 
-from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, hub_key
-
-if TYPE_CHECKING:
-    from pipelines.project import Project
+from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, ProjectLike, hub_key
 
 
-def iot_connections(project: "Project") -> list[str]:
+def iot_connections(project: ProjectLike) -> list[str]:
     """Names of the project's IoT connections."""
     return [name for name, conn in project.connections.items() if conn.connector == "iot"]
 
@@ -47,9 +44,9 @@ def _devices_asset(connection: str) -> dg.AssetsDefinition:
         "(registration record or ERP order line); silent devices marked offline.",
     )
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        from connectors.crm.models import Device
         from connectors.iot.linking import link_devices, mark_silent
         from tongbu.db import get_engine
+        from tongbu.hub.models import Device
 
         tongbu = context.resources.tongbu
         tenant = tongbu.project().tenant
@@ -181,8 +178,8 @@ def _cases_sensor(connection: str) -> dg.SensorDefinition:
         description=f"Service cases opened or closed by {connection} device faults, reported on crm/service_cases.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        from connectors.crm.models import ServiceCase
         from tongbu.db import get_engine
+        from tongbu.hub.models import ServiceCase
 
         tenant = context.resources.tongbu.project().tenant
         t = ServiceCase.__table__
@@ -221,7 +218,7 @@ def _cases_sensor(connection: str) -> dg.SensorDefinition:
     return _sensor
 
 
-def dagster_definitions(project: "Project") -> DefinitionParts:
+def dagster_definitions(project: ProjectLike) -> DefinitionParts:
     """Assets, checks and the cases sensor for every IoT connection of ``project``."""
     parts = DefinitionParts()
     for conn in iot_connections(project):

@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.crm.models import Account, Device, ServiceCase
 from connectors.iot.models import DeviceRegistration, DeviceUsageDaily, IotMessageLedger, IotQuarantine
 from connectors.iot.payloads import CHINA, Reading, Rejected
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.models import Account, Device, ServiceCase
 
 DEVICES: Table = Device.__table__  # type: ignore[assignment]
 CASES: Table = ServiceCase.__table__  # type: ignore[assignment]

@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from connectors.crm.models import Device, SalesOrder, SalesOrderLine
 from connectors.iot.models import DeviceRegistration
+from tongbu.hub.models import Device, SalesOrder, SalesOrderLine
 
 _SPLIT = re.compile(r"[,;\s，；]+")
 #: how long the serial -> account index built from order lines is reused (seconds)

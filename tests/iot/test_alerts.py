@@ -11,7 +11,6 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from connectors.crm.models import Account, ServiceCase
 from connectors.iot.ingest import register_devices
 from connectors.iot.settings import IotSettings
 from connectors.iot.simulator import IotSimulator
@@ -20,6 +19,7 @@ from pipelines.iot import IotService, notifier_alerter
 from pipelines.project import load_project
 from tests.iot.test_mqtt_e2e import wait_until
 from tongbu.db import get_engine
+from tongbu.hub.models import Account, ServiceCase
 
 pytestmark = pytest.mark.wecom_sim(records=10, seed=3)
 

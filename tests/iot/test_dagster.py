@@ -12,7 +12,8 @@ import yaml
 from connectors.iot.dagster import dagster_definitions
 from connectors.iot.ingest import IotWriter
 from connectors.iot.payloads import Decoder
-from dagster_project.assets import TongbuResource, standalone_definitions
+from dagster_project.assets import standalone_definitions
+from dagster_project.resources import TongbuResource
 from pipelines.project import load_project
 from tongbu.db import get_engine
 

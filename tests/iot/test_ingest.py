@@ -7,11 +7,11 @@ import time
 
 from sqlalchemy import func, select
 
-from connectors.crm.models import Account, Device, SalesOrder, SalesOrderLine, ServiceCase
 from connectors.iot.ingest import IotWriter, register_devices
 from connectors.iot.linking import forget_order_index, unlinked_devices
 from connectors.iot.models import DeviceUsageDaily, IotQuarantine
 from connectors.iot.payloads import Decoder
+from tongbu.hub.models import Account, Device, SalesOrder, SalesOrderLine, ServiceCase
 
 NOW = time.time()
 T0 = int(NOW * 1000) - 3_600_000

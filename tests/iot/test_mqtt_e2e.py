@@ -8,12 +8,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from connectors.crm.models import Device, ServiceCase
 from connectors.iot.models import IotMessageLedger, IotQuarantine
 from connectors.iot.settings import IotSettings
 from connectors.iot.simulator import IotSimulator
 from pipelines.iot import IotService
 from tongbu.db import get_engine
+from tongbu.hub.models import Device, ServiceCase
 
 
 def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from connectors.crm.models import Device
 from connectors.iot.auth import alink_credentials, alink_password, alink_sign_content
 from connectors.iot.settings import IotSettings
 from connectors.iot.simulator import PUSH_SECRET, IotSimulator
@@ -19,10 +18,12 @@ from connectors.kit.mqtt import BrokerAddress, EmbeddedBroker, MqttError, connec
 from pipelines.iot import IotService
 from tests.iot.test_mqtt_e2e import wait_until
 from tongbu.db import get_engine
+from tongbu.hub.models import Device
 
 
 def test_aliyun_subscription_json_pushed_over_http_lands_once(tmp_path) -> None:
-    from tongbu.serve import BackgroundServer, build_app
+    from connectors.kit.server import BackgroundServer
+    from tongbu.serve.app import build_app
 
     engine = get_engine()
     cfg = {

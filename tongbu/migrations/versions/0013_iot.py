@@ -2,7 +2,7 @@
 ledger (applied once), the IoT quarantine and registration records
 
 Revision ID: 0013_iot
-Revises: 0007_sales_order_erp
+Revises: 0010_prod_history
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_iot"
-down_revision = "0007_sales_order_erp"
+down_revision = "0010_prod_history"
 branch_labels = None
 depends_on = None
 
