@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -39,9 +40,11 @@ from tongbu.cli_output import (
     exit_code,
     fail,
     handled,
+    one_line,
     project_tenant,
 )
 from tongbu.drift_cli import app as drift_app
+from tongbu.iot_cli import app as iot_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
 from tongbu.vault_cli import app as vault_app
@@ -70,6 +73,7 @@ app.add_typer(vault_app, name="vault")
 app.add_typer(suggest_app, name="mappings")
 app.add_typer(new_app, name="new")
 app.add_typer(api_app, name="api")
+app.add_typer(iot_app, name="iot")
 
 
 def _mount_serve() -> None:
@@ -411,6 +415,10 @@ def simulate(
         str | None, typer.Option(help="Faults, e.g. 'throttle=0.05,session_expiry=50,http_5xx=0.02'")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for the generated data")] = 7,
+    opt: Annotated[
+        list[str] | None,
+        typer.Option("--opt", help="A simulator's own option, KEY=VALUE (repeatable), e.g. iot: rate=500"),
+    ] = None,
 ) -> None:
     """Start a simulator of an external system in the foreground; prints its URL and demo credentials."""
     from connectors.kit.simulator import load_simulator
@@ -419,11 +427,22 @@ def simulate(
         cls = load_simulator(system)
     except KeyError as exc:
         fail(str(exc.args[0]))
+    extra: dict[str, Any] = {}
+    for item in opt or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--opt {item!r}: expected KEY=VALUE")
+        extra[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else ""
     try:
-        sim = cls(records=records, faults=faults, seed=seed)
+        sim = cls(records=records, faults=faults, seed=seed, **extra)
+    except TypeError as exc:  # an option this simulator does not take
+        fail(f"{system} simulator: {str(exc).split('() ', 1)[-1]}")
     except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
         fail(str(exc))
-    url = sim.start(host, port)
+    try:
+        url = sim.start(host, port)
+    except (RuntimeError, OSError) as exc:  # a port in use, a broker that is not there
+        fail(one_line(exc))
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(
         f"{system} simulator listening on {url} with {records:,} records"

@@ -19,6 +19,7 @@ _TABLE_MODULES = [
     "tongbu.inbox",
     "tongbu.notifications",
     "tongbu.api.tokens",
+    "connectors.iot.models",
 ]
 
 for _name in _TABLE_MODULES:

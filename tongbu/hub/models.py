@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -243,6 +245,40 @@ class Device(HubRecord, Base):
     status: Mapped[str | None] = mapped_column(String(32))
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # IoT (migration 0013_iot): what the device itself reports, kept by connectors.iot.ingest.
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    # Running hours, monotonic: ``run_hours`` only grows; ``run_hours_raw`` is the device's own
+    # counter as last read (it may reset), ``run_hours_resets`` how many resets were detected.
+    run_hours: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))
+    run_hours_raw: Mapped[Decimal | None] = mapped_column(Numeric(14, 3))
+    run_hours_resets: Mapped[int | None] = mapped_column(Integer)
+    # Device time (ms) of the newest reading applied, and of the newest counter reading.
+    last_ts_ms: Mapped[int | None] = mapped_column(BigInteger)
+    counter_ts_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ServiceCase(HubRecord, Base):
+    """服务工单: a service case, e.g. opened by a device fault and closed by its clear event."""
+
+    __tablename__ = "service_cases"
+    title: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(16), index=True)  # open | closed
+    severity: Mapped[str | None] = mapped_column(String(16))
+    device_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    serial_no: Mapped[str | None] = mapped_column(String(64))
+    account_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    fault: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    occurrences: Mapped[int | None] = mapped_column(Integer)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set while the case is open (device|fault), NULL once closed: one open case per device fault.
+    open_key: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 
 class RecordLink(Base):
@@ -368,6 +404,7 @@ HUB_OBJECTS: dict[str, type[HubRecord]] = {
         Product,
         Activity,
         Device,
+        ServiceCase,
     )
 }
 
