@@ -236,7 +236,9 @@ class BatchingConsumer:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._inbox.put(
-            Delivery(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain), bool(msg.dup), time.time())
+            Delivery(
+                msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), bool(msg.dup), time.time()
+            )
         )
 
     # lifecycle -----------------------------------------------------------------------------------------
