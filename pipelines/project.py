@@ -80,6 +80,24 @@ class PipelineSpec(BaseModel):
         return self.source.connection
 
 
+class AlertChannelSpec(BaseModel):
+    """One alert channel (``alerts.channels.<name>``): its ``kind`` and that kind's options.
+
+    The options are checked against the kind when the notifier builds the channel
+    (:mod:`pipelines.notify`); values may reference ``${ENV}`` and ``vault:`` secrets.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+
+
+class AlertsSpec(BaseModel):
+    """Where alerts go (``alerts:``): named channels."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: dict[str, AlertChannelSpec] = Field(default_factory=dict)
+
+
 class Project(BaseModel):
     """The parsed project file."""
 
@@ -88,6 +106,7 @@ class Project(BaseModel):
     tenant: str = DEFAULT_TENANT
     connections: dict[str, Connection] = Field(default_factory=dict)
     pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     root: Path = Path(".")
 
     def pipeline(self, name: str) -> PipelineSpec:
@@ -197,6 +216,11 @@ def check_connections(project: Project, where: str | Path = PROJECT_FILE) -> Non
 
 def _package_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def expand_env(value: Any) -> Any:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded (ProjectError for an unset variable)."""
+    return _expand_env(value)
 
 
 def _expand_env(value: Any) -> Any:

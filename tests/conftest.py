@@ -14,6 +14,9 @@ from sqlalchemy.engine import make_url
 
 from tongbu.db import dispose_engines, get_engine
 
+#: shared fixtures that live with their helpers (``smtp_server``: a real local SMTP server)
+pytest_plugins = ["tests.helpers.smtp"]
+
 PG_ENV = "TONGBU_TEST_POSTGRES_URL"
 PG_DEFAULT = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 

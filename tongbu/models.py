@@ -12,6 +12,7 @@ _TABLE_MODULES = [
     "tongbu.vault.models",
     "mappings.suggest.store",
     "tongbu.serve",
+    "tongbu.notifications",
 ]
 
 for _name in _TABLE_MODULES:

@@ -394,6 +394,31 @@ class WeComClient(HttpClient):
         }
         self.call("POST", "externalcontact/mark_tag", body=body)
 
+    def send_app_message(
+        self,
+        agent_id: int,
+        users: list[str],
+        content: str,
+        *,
+        markdown: bool = False,
+        duplicate_check_s: int = 1800,
+    ) -> dict[str, Any]:
+        """Send an 应用消息 to employees (``message/send``); returns WeCom's answer (``invaliduser``…).
+
+        WeCom's own duplicate check is switched on, so a retry after a lost answer is not delivered
+        twice within ``duplicate_check_s`` (at most 4 hours).
+        """
+        msgtype = "markdown" if markdown else "text"
+        body = {
+            "touser": "|".join(users),
+            "msgtype": msgtype,
+            "agentid": int(agent_id),
+            msgtype: {"content": content},
+            "enable_duplicate_check": 1,
+            "duplicate_check_interval": max(1, min(int(duplicate_check_s), 14_400)),
+        }
+        return self.call("POST", "message/send", body=body)
+
     def iter_group_chats(
         self, *, limit: int = 1000, status_filter: int = 0, owners: list[str] | None = None
     ) -> Iterator[dict[str, Any]]:

@@ -13,6 +13,7 @@ from connectors.kit.simulator import FaultConfig
 from connectors.wecom.simulator.corp import CorpData
 from connectors.wecom.simulator.cursors import CursorCodec
 from connectors.wecom.simulator.errors import WeComAPIError, error_body
+from connectors.wecom.simulator.messages import MessageDesk
 from connectors.wecom.simulator.tokens import TokenDesk
 
 MAX_BATCH_LIMIT = 100
@@ -31,6 +32,17 @@ _CONCURRENCY_LIMITED = frozenset(
 )
 
 
+def _object(raw_body: bytes) -> dict[str, Any]:
+    """A POST body as WeCom reads it: a JSON object, else 47001."""
+    try:
+        body = json.loads(raw_body or b"{}")
+    except ValueError:
+        raise WeComAPIError(47001) from None
+    if not isinstance(body, dict):
+        raise WeComAPIError(47001)
+    return body
+
+
 class ApiHandlers(CorpData):
     """WeCom's API over the corp data."""
 
@@ -41,6 +53,7 @@ class ApiHandlers(CorpData):
     _in_flight: int
     _tokens: TokenDesk
     _cursors: CursorCodec
+    desk: MessageDesk
 
     if TYPE_CHECKING:
 
@@ -244,6 +257,9 @@ class ApiHandlers(CorpData):
                 m.pop("name", None)
         return {"group_chat": chat}
 
+    def _message_send(self, q: dict, body: dict) -> dict[str, Any]:
+        return self.desk.send(body)
+
     def _user_list(self, q: dict, body: dict) -> dict[str, Any]:
         return {"userlist": [dict(u) for u in self.users]}
 
@@ -261,6 +277,7 @@ class ApiHandlers(CorpData):
         "externalcontact/remark": ("POST", "_remark"),
         "externalcontact/groupchat/list": ("POST", "_groupchat_list"),
         "externalcontact/groupchat/get": ("POST", "_groupchat_get"),
+        "message/send": ("POST", "_message_send"),
     }
 
     def handle(self, method: str, api: str, query: dict[str, str], raw_body: bytes) -> dict[str, Any]:
@@ -276,6 +293,14 @@ class ApiHandlers(CorpData):
                         "errmsg": "ok",
                         **self._tokens.gettoken(query, int(self.faults.value("token_ttl", 7200))),
                     }
+                if api == "webhook/send":  # the group robot: its key authenticates, no access_token
+                    if method != "POST":
+                        raise WeComAPIError(43002)
+                    return {
+                        "errcode": 0,
+                        "errmsg": "ok",
+                        **self.desk.robot_send(query.get("key", ""), _object(raw_body)),
+                    }
                 route = self._ROUTES.get(api)
                 if route is None:
                     raise WeComAPIError(48001, f"unknown api {api}")
@@ -284,14 +309,7 @@ class ApiHandlers(CorpData):
                     raise WeComAPIError(43001 if want == "GET" else 43002)
                 self._tokens.check(query, int(self.faults.value("session_expiry", 0)))
                 self._limits(api)
-                body: dict[str, Any] = {}
-                if method == "POST" and raw_body.strip():
-                    try:
-                        body = json.loads(raw_body)
-                    except ValueError:
-                        raise WeComAPIError(47001) from None
-                    if not isinstance(body, dict):
-                        raise WeComAPIError(47001)
+                body = _object(raw_body) if method == "POST" and raw_body.strip() else {}
                 return {"errcode": 0, "errmsg": "ok", **getattr(self, fn)(query, body)}
         except WeComAPIError as exc:
             return error_body(exc.errcode, exc.detail)

@@ -21,6 +21,7 @@ from connectors.wecom.simulator.api import ApiHandlers
 from connectors.wecom.simulator.callbacks import CallbackRecord, CallbackSender, _CallbackConfig
 from connectors.wecom.simulator.changes import CorpChanges
 from connectors.wecom.simulator.cursors import CursorCodec
+from connectors.wecom.simulator.messages import MessageDesk
 from connectors.wecom.simulator.tokens import TokenDesk
 
 
@@ -91,6 +92,10 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
         self.calls: collections.Counter[str] = collections.Counter()
         self._minute: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._in_flight = 0
+        self.desk = MessageDesk(
+            {u["userid"] for u in self.users},
+            robot_key=base64.urlsafe_b64encode(hashlib.sha256(digest + b"robot").digest()[:18]).decode(),
+        )
 
     # == credentials ================================================================================
     def credentials(self) -> dict[str, Any]:
@@ -102,6 +107,8 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
             "corp_secret": self._corp_secret,
             "callback_token": cfg.token,
             "encoding_aes_key": cfg.encoding_aes_key,
+            "agent_id": self.desk.agent_id,
+            "robot_key": self.desk.robot_key,
         }
 
     def tap_config(self, **overrides: Any) -> dict[str, Any]:
@@ -238,6 +245,8 @@ class WeComSimulator(CorpChanges, ApiHandlers, Simulator):
                 "callbacks": collections.Counter(r.status for r in self.callback_log),
             }
             return Response(_dumps(info), media_type="application/json")
+        if action in ("messages", "robot_messages"):  # what was delivered (app messages, robot posts)
+            return Response(_dumps(list(getattr(self.desk, action))), media_type="application/json")
         if action not in self._CONTROL:
             return self.json({"error": f"unknown action {action}"}, status=404)
         try:

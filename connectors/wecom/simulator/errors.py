@@ -9,16 +9,20 @@ from typing import Any
 ERRMSG = {
     -1: "system busy",
     40001: "invalid credential",
+    40008: "invalid message type",
     40013: "invalid corpid",
     40014: "invalid access_token",
     40058: "invalid Request Parameter",
     40068: "invalid tagid",
     40071: "UserTag Name Already Exist",
     40096: "invalid external userid",
+    40056: "invalid agentid",
     41001: "access_token missing",
     42001: "access_token expired",
     43001: "require GET method",
     43002: "require POST method",
+    44004: "empty content",
+    45002: "content size out of limit",
     45009: "api freq out of limit",
     45033: "api concurrent out of limit",
     47001: "data format error",
@@ -26,7 +30,9 @@ ERRMSG = {
     60111: "invalid string value `userid`. userid not found",
     81017: "too many chat owners, please use owner_filter",
     84061: "not external contact",
+    81013: "user & party & tag all invalid",
     86001: "chat not exist",
+    93000: "invalid webhook url",
 }
 
 
