@@ -55,6 +55,7 @@ for _module, _name in (
     ("tongbu.vault.cli", "vault"),
     ("mappings.suggest.cli", "mappings"),
     ("tongbu.scaffold", "new"),
+    ("tongbu.tenders_cli", "tenders"),
 ):
     try:
         app.add_typer(importlib.import_module(_module).app, name=_name)

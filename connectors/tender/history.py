@@ -454,15 +454,21 @@ class TenderHistory:
 
     # -- subscriptions -----------------------------------------------------------------------------
     def subscribe(
-        self, name: str, subscriber: str, spec: SubscriptionSpec, channels: Sequence[str] = ()
+        self,
+        name: str,
+        subscriber: str,
+        spec: SubscriptionSpec,
+        channels: Mapping[str, Sequence[str]] | None = None,
     ) -> int:
-        """Save (or replace) a subscription; returns its id."""
+        """Save (or replace) a subscription; returns its id. ``channels``: alert channel name ->
+        recipients on it (empty: the channel's default ``to``)."""
         if not name.strip() or not subscriber.strip():
             raise SearchError("a subscription needs a name and a subscriber")
+        channels = {str(k): [str(r) for r in v] for k, v in (channels or {}).items()}
         t = models.subscriptions
         with self.engine.begin() as c:
             found = c.execute(sa.select(t.c.id).where(t.c.tenant_id == self.tenant, t.c.name == name)).scalar()
-            values = {"subscriber": subscriber, "spec": spec.as_dict(), "channels": list(channels)}
+            values = {"subscriber": subscriber, "spec": spec.as_dict(), "channels": channels}
             if found is not None:
                 c.execute(t.update().where(t.c.id == found).values(**values))
                 return int(found)
