@@ -48,6 +48,31 @@ def decode(raw: bytes, content_type: str | None = None) -> str:
     raise PageError("page is neither UTF-8 nor GB18030")
 
 
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
+#: elements that never nest (void) or close themselves (optional end tags): not counted as depth
+_FLAT = frozenset(
+    "area base br col embed hr img input link meta param source track wbr "
+    "p li td th tr dt dd option optgroup thead tbody tfoot colgroup rb rt rp html head body".split()
+)
+MAX_DEPTH = 512
+
+
+def guard(text: str) -> None:
+    """Refuse what would make the HTML parser slow: tree construction is quadratic in nesting depth
+    (200 000 nested ``<div>`` take minutes), so the depth is measured first, in one linear scan."""
+    if len(text) > MAX_PAGE_BYTES:
+        raise PageError(f"page of {len(text)} characters is over the limit")
+    depth = 0
+    for m in _TAG.finditer(text):
+        name = m.group(2).lower()
+        if name in _FLAT:
+            continue
+        depth += -1 if m.group(1) else 1
+        if depth > MAX_DEPTH:
+            raise PageError(f"page nests elements deeper than {MAX_DEPTH}")
+        depth = max(depth, 0)
+
+
 def is_antibot(text: str) -> bool:
     """Whether this is the site's anti-bot page rather than content (a cheap check, before parsing)."""
     head = text[:4096]
@@ -114,6 +139,7 @@ def _text(node: LexborNode | None) -> str:
 # -- search result page -----------------------------------------------------------------------------
 def search_page(text: str) -> tuple[int, list[dict[str, Any]]]:
     """(the total in the result header, the list items) of a search result page."""
+    guard(text)
     tree = LexborHTMLParser(text)
     header = tree.css_first("div.vT_z > p")
     spans = header.css("span") if header is not None else []
@@ -165,6 +191,7 @@ def notice_id(url: str) -> int:
 
 def channel_page(text: str) -> tuple[int, int, list[dict[str, str]]]:
     """(page, pages, [{url, title, time}]) of a channel list page."""
+    guard(text)
     tree = LexborHTMLParser(text)
     pager = tree.css_first("div.pager")
     if pager is None:
@@ -202,6 +229,7 @@ _TABLE_FIELDS = {
 
 def detail_page(text: str) -> dict[str, Any]:
     """The fields of a detail page: the 公告概要 table, the title, and the parsed 正文."""
+    guard(text)
     tree = LexborHTMLParser(text)
     title = tree.css_first("div.vF_detail_header h2")
     content = tree.css_first("div.vF_detail_content")
@@ -245,8 +273,7 @@ def detail_page(text: str) -> dict[str, Any]:
 
 def content_html(text: str) -> dict[str, Any]:
     """:func:`content_fields` of a 正文 given as HTML (the vendor feed's ``content``)."""
-    if len(text) > MAX_PAGE_BYTES:
-        raise PageError("content is over the size limit")
+    guard(text)
     tree = LexborHTMLParser(text)
     node = tree.css_first("div.vF_detail_content") or tree.body
     if node is None:
