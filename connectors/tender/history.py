@@ -5,8 +5,9 @@
 nothing is downloaded) and stored in ``search_text``; SQLite indexes it with FTS5's ``unicode61``
 tokenizer (an external-content table kept in step by triggers), PostgreSQL with a GIN index on
 ``to_tsvector('simple', search_text)``. A query term is segmented the same way and every one of
-its words must occur (so ``管理软件`` finds ``财务管理软件采购``). Segmentation is cached per
-text block (jieba segments each block between punctuation on its own, so this is exact).
+its words must occur (so ``管理软件`` finds ``财务管理软件采购``), then the text check makes the
+answer exact (every term occurs as written); a term the index cannot answer (a fragment such as
+``云计``, a single character) is answered by the text check alone, within the other filters.
 
 **Filters.** Region (province name or zone id), notice type (a name such as ``中标公告`` or a kind:
 ``tender``, ``correction``, ``result``, ``termination``), category (品目 prefix, ``货物`` or
@@ -39,8 +40,9 @@ from connectors.tender.parse import notice_kind
 from connectors.tender.regions import PROVINCES, province
 
 log = logging.getLogger("tongbu.tender")
-#: jieba's own block pattern: it segments each run of these characters separately
-_BLOCK = re.compile("([\u4e00-\u9fd5a-zA-Z0-9+#&\\._%\\-]+)")
+#: runs of Chinese characters (segmented by jieba) and of Latin letters and digits (kept whole)
+_BLOCK = re.compile("[\u4e00-\u9fd5]+|[a-zA-Z0-9]+")
+_HAN = re.compile("[\u4e00-\u9fd5]+")
 _WORD = re.compile("[\u4e00-\u9fd5a-zA-Z0-9]+")
 KINDS = ("tender", "correction", "result", "termination", "other")
 MAX_TERMS = 8
@@ -60,13 +62,17 @@ def _jieba() -> Any:
     return jieba
 
 
-@functools.lru_cache(maxsize=200_000)
+@functools.lru_cache(maxsize=1_000_000)
 def _segment_block(block: str) -> str:
+    if not _HAN.fullmatch(block):
+        return block
     return " ".join(w for w in _jieba().cut_for_search(block) if _WORD.fullmatch(w))
 
 
 def segment(text: str) -> str:
-    """``text`` as space-separated words (jieba search mode: words and their sub-words)."""
+    """``text`` as space-separated words: each run of Chinese characters in jieba's search mode
+    (words and their sub-words), each run of letters and digits whole. Runs are segmented on their
+    own (and cached: names and places repeat), the same way for documents and queries."""
     return " ".join(s for s in (_segment_block(b) for b in _BLOCK.findall(text or "")) if s)
 
 
@@ -77,6 +83,9 @@ def query_words(term: str) -> list[str]:
     jieba = _jieba()
     words: list[str] = []
     for block in _BLOCK.findall(term):
+        if not _HAN.fullmatch(block):
+            words.append(block)
+            continue
         for word in jieba.cut(block):
             if not _WORD.fullmatch(word):
                 continue
@@ -368,7 +377,7 @@ class TenderHistory:
         if not words:
             return None
         freq = _jieba().dt.FREQ
-        if not all(freq.get(w) and len(w) > 1 for w in words):
+        if not all(len(w) > 1 and (freq.get(w) or not _HAN.fullmatch(w)) for w in words):
             # A fragment that is no word (云计, 器及) or splits into single characters (用计): the
             # index of words cannot answer it; the text check (a scan within the other filters) does.
             return None
