@@ -51,7 +51,9 @@ def feed_for(folder: Path, sim: TenderSimulator, source: str) -> TenderFeed:
     doc = {"connections": {"tender": {"connector": "tender", "config": config}}, "tenders": {"crm": False}}
     path = folder / f"{source}.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    return TenderFeed(load_project(path), get_engine(f"sqlite:///{folder / (source + '.db')}"), batch_size=100)
+    return TenderFeed(
+        load_project(path), get_engine(f"sqlite:///{folder / (source + '.db')}"), batch_size=100
+    )
 
 
 def compare(history: TenderHistory, truth: list[dict[str, Any]]) -> dict[str, int]:
@@ -69,7 +71,9 @@ def compare(history: TenderHistory, truth: list[dict[str, Any]]) -> dict[str, in
     return {"missed": len(truth) - len(stored), "fields_compared": fields, "fields_wrong": bad}
 
 
-def incremental(sim_args: dict[str, Any], source: str, rounds: int, publish: int, folder: Path) -> dict[str, Any]:
+def incremental(
+    sim_args: dict[str, Any], source: str, rounds: int, publish: int, folder: Path
+) -> dict[str, Any]:
     with TenderSimulator(**sim_args) as sim:
         feed = feed_for(folder, sim, source)
         started = time.perf_counter()
@@ -112,11 +116,19 @@ def naive(sim_args: dict[str, Any]) -> dict[str, Any]:
                 if not key.startswith("_"):
                     fields_n += 1
                     bad += record.get(key) != value
-        return {"notices": len(truth), "missed": len(truth) - len(got), "fields_compared": fields_n, "fields_wrong": bad}
+        return {
+            "notices": len(truth),
+            "missed": len(truth) - len(got),
+            "fields_compared": fields_n,
+            "fields_wrong": bad,
+        }
 
 
 # -- subscriptions --------------------------------------------------------------------------------
-WORDS = sorted({w for s, _ in SUBJECTS for w in (s[:2], s[-2:], s[2:4] if len(s) > 5 else s[:2])} | {"软件", "医疗", "服务"})
+WORDS = sorted(
+    {w for s, _ in SUBJECTS for w in (s[:2], s[-2:], s[2:4] if len(s) > 5 else s[:2])}
+    | {"软件", "医疗", "服务"}
+)
 
 
 def random_subscription(rng: random.Random, regions: list[str]) -> dict[str, Any]:
@@ -126,7 +138,9 @@ def random_subscription(rng: random.Random, regions: list[str]) -> dict[str, Any
     if rng.random() < 0.5:
         spec["regions"] = rng.sample(regions, rng.randint(1, 3))
     if rng.random() < 0.4:
-        spec["types"] = rng.sample(["tender", "result", "correction", "中标公告", "公开招标公告", "成交公告"], rng.randint(1, 2))
+        spec["types"] = rng.sample(
+            ["tender", "result", "correction", "中标公告", "公开招标公告", "成交公告"], rng.randint(1, 2)
+        )
     if rng.random() < 0.3:
         spec["categories"] = [rng.choice(["货物", "工程", "服务", "服务/信息技术服务", "货物/通用设备"])]
     if rng.random() < 0.15:
@@ -153,14 +167,22 @@ def expected(spec: dict[str, Any], n: dict[str, Any]) -> bool:
         return False
     if spec.get("regions") and n["region"] not in [r.removesuffix("省") for r in spec["regions"]]:
         return False
-    if spec.get("types") and n["notice_type"] not in spec["types"] and KIND_OF[n["notice_type"]] not in spec["types"]:
+    if (
+        spec.get("types")
+        and n["notice_type"] not in spec["types"]
+        and KIND_OF[n["notice_type"]] not in spec["types"]
+    ):
         return False
     if spec.get("categories") and not any(n["category"].startswith(c + "/") for c in spec["categories"]):
         return False
     if spec.get("buyer") and spec["buyer"] not in n["buyer"]:
         return False
     if "budget_min" in spec or "budget_max" in spec:
-        amount = Decimal(n["budget"]) if n["budget"] else sum((Decimal(x["amount"]) for x in n["lots"]), Decimal(0))
+        amount = (
+            Decimal(n["budget"])
+            if n["budget"]
+            else sum((Decimal(x["amount"]) for x in n["lots"]), Decimal(0))
+        )
         if not n["budget"] and not n["lots"]:
             return False
         if amount < spec.get("budget_min", 0) or ("budget_max" in spec and amount > spec["budget_max"]):
@@ -173,15 +195,25 @@ def matching(records: int, count: int, folder: Path, seed: int) -> dict[str, Any
     with TenderSimulator(records=records, seed=seed + 1) as sim:
         truth = sim.truth("notices")
         regions = sorted({n["region"] for n in truth})
-        specs = [random_subscription(rng, [r + ("省" if rng.random() < 0.3 else "") for r in regions]) for _ in range(count)]
+        specs = [
+            random_subscription(rng, [r + ("省" if rng.random() < 0.3 else "") for r in regions])
+            for _ in range(count)
+        ]
         engine = get_engine(f"sqlite:///{folder / 'match.db'}")
         history = TenderHistory(engine, "bench")
-        ids = [history.subscribe(f"s{i}", f"user{i}", SubscriptionSpec.from_dict(s)) for i, s in enumerate(specs)]
+        ids = [
+            history.subscribe(f"s{i}", f"user{i}", SubscriptionSpec.from_dict(s)) for i, s in enumerate(specs)
+        ]
         added = history.add([{k: v for k, v in n.items() if not k.startswith("_")} for n in truth])
         history.match(added.new)
         got = {(a["name"], a["notice_id"]) for a in history.pending_alerts(10_000_000)}
         want = {(f"s{i}", n["id"]) for i, s in enumerate(specs) for n in truth if expected(s, n)}
-        title_only = {(f"s{i}", n["id"]) for i, s in enumerate(specs) for n in truth if any(k in n["title"] for k in s["keywords"])}
+        title_only = {
+            (f"s{i}", n["id"])
+            for i, s in enumerate(specs)
+            for n in truth
+            if any(k in n["title"] for k in s["keywords"])
+        }
 
         def pr(found: set, name: str) -> dict[str, Any]:
             hit = len(found & want)
@@ -191,25 +223,41 @@ def matching(records: int, count: int, folder: Path, seed: int) -> dict[str, Any
             }
 
         assert len(ids) == count
-        return {"subscriptions": count, "notices": len(truth), "expected_pairs": len(want), **pr(got, "product"), **pr(title_only, "title_only_baseline")}
+        return {
+            "subscriptions": count,
+            "notices": len(truth),
+            "expected_pairs": len(want),
+            **pr(got, "product"),
+            **pr(title_only, "title_only_baseline"),
+        }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--publish", type=int, default=40)
-    parser.add_argument("--antibot", type=int, default=40, help="requests per second before the anti-bot page")
+    parser.add_argument(
+        "--antibot", type=int, default=40, help="requests per second before the anti-bot page"
+    )
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sim_args = {"records": args.records, "seed": args.seed, "faults": f"antibot_per_min={args.antibot},antibot_window=1"}
+    sim_args = {
+        "records": args.records,
+        "seed": args.seed,
+        "faults": f"antibot_per_min={args.antibot},antibot_window=1",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         out = {
             "html": incremental(sim_args, "html", args.rounds, args.publish, folder),
-            "vendor": incremental({**sim_args, "faults": "throttle=0.1"}, "vendor", args.rounds, args.publish, folder),
+            "vendor": incremental(
+                {**sim_args, "faults": "throttle=0.1"}, "vendor", args.rounds, args.publish, folder
+            ),
             "naive_scraper_baseline": naive(sim_args),
             "subscriptions": matching(args.records * 2, args.subscriptions, folder, args.seed),
         }

@@ -85,14 +85,23 @@ def baseline(history: TenderHistory, q: NoticeQuery, limit: int = 20) -> list[in
     t = models.notices
     conds = history.where(dataclasses.replace(q, keywords=()))
     for kw in q.keywords:
-        conds.append(sa.or_(t.c.title.like(f"%{kw}%"), t.c.summary.like(f"%{kw}%"), t.c.content.like(f"%{kw}%")))
-    stmt = sa.select(t.c.notice_id).where(*conds).order_by(t.c.publish_time.desc(), t.c.notice_id.desc()).limit(limit)
+        conds.append(
+            sa.or_(t.c.title.like(f"%{kw}%"), t.c.summary.like(f"%{kw}%"), t.c.content.like(f"%{kw}%"))
+        )
+    stmt = (
+        sa.select(t.c.notice_id)
+        .where(*conds)
+        .order_by(t.c.publish_time.desc(), t.c.notice_id.desc())
+        .limit(limit)
+    )
     with history.engine.connect() as c:
         return [int(r[0]) for r in c.execute(stmt)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--notices", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)

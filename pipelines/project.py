@@ -108,7 +108,7 @@ class TendersSpec(BaseModel):
     crm: bool = True
     schedule: str | None = "*/5 * * * *"
     #: seconds between alert sensor ticks (alerts go out within a minute of a notice being read)
-    alert_interval: int = 30
+    alert_interval: int = 20
 
     @field_validator("us")
     @classmethod

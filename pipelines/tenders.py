@@ -144,6 +144,7 @@ class TenderFeed:
             f"类型：{record.get('notice_type') or ''}　地区：{record.get('region') or ''}",
             f"采购人：{record.get('buyer') or ''}",
             f"发布时间：{published:%Y-%m-%d %H:%M}",
+            f"项目编号：{record.get('project_no') or ''}　公告编号：{record['id']}",
         ]
         if record.get("budget"):
             lines.append(f"预算：{record['budget']} 元")

@@ -20,7 +20,9 @@ app = typer.Typer(help="Tender notices (标讯): search, subscribe, poll, alert.
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-ProjectOpt = Annotated[Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")]
+ProjectOpt = Annotated[
+    Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
+]
 Many = Annotated[list[str] | None, typer.Option()]
 
 
@@ -74,9 +76,13 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 
 @app.command("search")
 def search_command(
-    keywords: Annotated[list[str] | None, typer.Argument(help="Words that must all occur (title or text)")] = None,
+    keywords: Annotated[
+        list[str] | None, typer.Argument(help="Words that must all occur (title or text)")
+    ] = None,
     region: Many = None,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="中标公告, … or tender/correction/result/termination")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="中标公告, … or tender/correction/result/termination")
+    ] = None,
     category: Many = None,
     buyer: Annotated[str | None, typer.Option(help="Part of the buyer's name")] = None,
     since: Annotated[str | None, typer.Option(help="Published on or after (2024-05-01)")] = None,
@@ -120,15 +126,27 @@ def search_command(
     for r in rows:
         when = r["publish_time"].strftime("%Y-%m-%d %H:%M")
         budget = "" if r["budget"] is None else f"{r['budget']:,.2f}"
-        table.add_row(str(r["notice_id"]), when, r["notice_type"] or "", r["region"] or "", r["title"] or "", r["buyer"] or "", budget)
+        table.add_row(
+            str(r["notice_id"]),
+            when,
+            r["notice_type"] or "",
+            r["region"] or "",
+            r["title"] or "",
+            r["buyer"] or "",
+            budget,
+        )
     console.print(table)
 
 
 @app.command("subscribe")
 def subscribe_command(
-    name: Annotated[str, typer.Argument(help="The subscription's name (unique in the tenant; again = replace)")],
+    name: Annotated[
+        str, typer.Argument(help="The subscription's name (unique in the tenant; again = replace)")
+    ],
     subscriber: Annotated[str, typer.Option(help="Who it is for (one alert per notice per subscriber)")],
-    keyword: Annotated[list[str] | None, typer.Option("--keyword", "-k", help="Any of these (repeat or comma-separate)")] = None,
+    keyword: Annotated[
+        list[str] | None, typer.Option("--keyword", "-k", help="Any of these (repeat or comma-separate)")
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="None of these")] = None,
     region: Many = None,
     type_: Annotated[list[str] | None, typer.Option("--type")] = None,
@@ -138,7 +156,9 @@ def subscribe_command(
     budget_max: Annotated[str | None, typer.Option()] = None,
     notify: Annotated[
         list[str] | None,
-        typer.Option(help="Alert channel of tongbu.yaml, optionally with recipients: sales_wecom:zhangsan,lisi"),
+        typer.Option(
+            help="Alert channel of tongbu.yaml, optionally with recipients: sales_wecom:zhangsan,lisi"
+        ),
     ] = None,
     project: ProjectOpt = None,
 ) -> None:

@@ -12,7 +12,9 @@ import re
 import unicodedata
 
 _DROP = re.compile(r"[\s·•．\.\-_—,，、\"'“”‘’]+")
-_BRACKETS = str.maketrans({"（": "(", "）": ")", "【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"})
+_BRACKETS = str.maketrans(
+    {"（": "(", "）": ")", "【": "(", "】": ")", "[": "(", "]": ")", "〔": "(", "〕": ")"}
+)
 
 
 def company_key(name: str | None) -> str:

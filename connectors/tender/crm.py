@@ -74,7 +74,9 @@ class AccountIndex:
 
     def __init__(self, engine: Engine, tenant: str) -> None:
         t = hub_table("accounts")
-        q = sa.select(t.c.id, t.c.name, t.c.credit_code).where(t.c.tenant_id == tenant, t.c.deleted_at.is_(None))
+        q = sa.select(t.c.id, t.c.name, t.c.credit_code).where(
+            t.c.tenant_id == tenant, t.c.deleted_at.is_(None)
+        )
         self.by_code: dict[str, int] = {}
         self.by_name: dict[str, int] = {}
         with engine.connect() as c:
@@ -98,7 +100,12 @@ def project_state(notices: Sequence[Mapping[str, Any]], us: Us) -> dict[str, Any
     awards = [n for n in notices if notice_kind(str(n.get("notice_type"))) == "result"]
     ended = [n for n in notices if notice_kind(str(n.get("notice_type"))) == "termination"]
     winners = [
-        {"lot_no": lot.get("lot_no"), "supplier": lot.get("supplier"), "amount": lot.get("amount"), "notice_id": a["id"]}
+        {
+            "lot_no": lot.get("lot_no"),
+            "supplier": lot.get("supplier"),
+            "amount": lot.get("amount"),
+            "notice_id": a["id"],
+        }
         for a in awards
         for lot in a.get("lots") or []
     ]
@@ -117,7 +124,9 @@ def project_state(notices: Sequence[Mapping[str, Any]], us: Us) -> dict[str, Any
         "project_no": first.get("project_no"),
         "name": (first.get("project_name") or first.get("title") or "")[:255],
         "buyer": first.get("buyer"),
-        "buyer_credit_code": next((n.get("buyer_credit_code") for n in notices if n.get("buyer_credit_code")), None),
+        "buyer_credit_code": next(
+            (n.get("buyer_credit_code") for n in notices if n.get("buyer_credit_code")), None
+        ),
         "stage": stage,
         "budget": budget,
         "amount": str(our_total) if stage == "won" else budget,
@@ -125,10 +134,17 @@ def project_state(notices: Sequence[Mapping[str, Any]], us: Us) -> dict[str, Any
         "region": first.get("region"),
         "category": first.get("category"),
         "winners": winners,
-        "competitors": sorted({w["supplier"] for w in winners if w["supplier"] and not us.is_us(w["supplier"])}),
+        "competitors": sorted(
+            {w["supplier"] for w in winners if w["supplier"] and not us.is_us(w["supplier"])}
+        ),
         "award_total": str(award_total) if winners else None,
         "notices": [
-            {"id": n["id"], "type": n.get("notice_type"), "published": n.get("publish_time"), "url": n.get("url")}
+            {
+                "id": n["id"],
+                "type": n.get("notice_type"),
+                "published": n.get("publish_time"),
+                "url": n.get("url"),
+            }
             for n in notices
         ],
         "modified": notices[-1].get("publish_time"),
@@ -154,7 +170,9 @@ def fold(
             continue
         state = project_state(notices, us)
         result.projects += 1
-        (result.won if state["stage"] == "won" else result.lost if state["stage"] == "lost" else []).append(no)
+        (result.won if state["stage"] == "won" else result.lost if state["stage"] == "lost" else []).append(
+            no
+        )
         extra = {
             k: state[k]
             for k in ("buyer", "buyer_credit_code", "budget", "region", "category", "winners", "competitors",
@@ -197,12 +215,17 @@ def fold(
         if leads:
             res = hub.upsert(conn, "leads", leads, source_system=SYSTEM)
             result.written += res.written
-    result.opportunities, result.leads = len(opportunities), len([r for r in leads if r["status"] != "converted"])
+    result.opportunities, result.leads = (
+        len(opportunities),
+        len([r for r in leads if r["status"] != "converted"]),
+    )
     return result
 
 
 def _has_lead(engine: Engine, tenant: str, project_no: str) -> bool:
     t = hub_table("leads")
-    q = sa.select(t.c.id).where(t.c.tenant_id == tenant, t.c.source_system == SYSTEM, t.c.source_id == project_no)
+    q = sa.select(t.c.id).where(
+        t.c.tenant_id == tenant, t.c.source_system == SYSTEM, t.c.source_id == project_no
+    )
     with engine.connect() as c:
         return c.execute(q.limit(1)).first() is not None

@@ -8,7 +8,7 @@
   ``request_interval``);
 * schedule ``<connection>_tender_feed_schedule`` on ``tenders.schedule`` (default every 5 minutes);
   running when ``tenders.schedule`` is set, stopped when it is ``null``;
-* sensor ``<connection>_tender_alerts`` every ``tenders.alert_interval`` seconds (default 30): polls
+* sensor ``<connection>_tender_alerts`` every ``tenders.alert_interval`` seconds (default 20): polls
   the feed and sends queued alerts itself, so a new notice reaches its subscribers within a minute
   of the site publishing it (a run per tick would add the run launcher's start-up time).
 
@@ -64,7 +64,9 @@ def _feed_asset(connection: str) -> dg.AssetsDefinition:
             check_name="parsed_vs_listed",
             passed=complete,
             metadata={"listed": result.listed, "parsed": result.parsed, "withdrawn": result.missing},
-            description=None if complete else "some listed notices were not read; the next poll re-reads them",
+            description=None
+            if complete
+            else "some listed notices were not read; the next poll re-reads them",
         )
         yield dg.AssetCheckResult(
             check_name="antibot_backoffs",

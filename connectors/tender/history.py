@@ -188,7 +188,9 @@ class SubscriptionSpec:
         )
         for t in spec.types:
             if t not in KINDS and not t.endswith("公告"):
-                raise SearchError(f"unknown notice type {t!r} (a kind {', '.join(KINDS)}, or a name like 中标公告)")
+                raise SearchError(
+                    f"unknown notice type {t!r} (a kind {', '.join(KINDS)}, or a name like 中标公告)"
+                )
         return spec
 
     def as_dict(self) -> dict[str, Any]:
@@ -323,7 +325,9 @@ class TenderHistory:
                 elif existing[nid] != dict(record):
                     values = self.row(record, self.tenant, now)
                     values.pop("ingested_at")
-                    c.execute(t.update().where(t.c.tenant_id == self.tenant, t.c.notice_id == nid).values(**values))
+                    c.execute(
+                        t.update().where(t.c.tenant_id == self.tenant, t.c.notice_id == nid).values(**values)
+                    )
                     result.updated += 1
                 else:
                     result.unchanged += 1
@@ -384,9 +388,9 @@ class TenderHistory:
         t = models.notices
         if self.dialect == "sqlite":
             match = " AND ".join(f'"{w}"' for w in dict.fromkeys(words))
-            sub = sa.text("SELECT rowid FROM tender_notices_fts WHERE tender_notices_fts MATCH :fts").bindparams(
-                fts=match
-            )
+            sub = sa.text(
+                "SELECT rowid FROM tender_notices_fts WHERE tender_notices_fts MATCH :fts"
+            ).bindparams(fts=match)
             return t.c.id.in_(sub.columns(sa.column("rowid")))
         query = " & ".join(dict.fromkeys(words))
         return sa.func.to_tsvector(sa.literal_column("'simple'"), t.c.search_text).op("@@")(
@@ -419,7 +423,14 @@ class TenderHistory:
             conds.append(sa.or_(t.c.kind.in_(kinds), t.c.notice_type.in_(names)))
         if q.categories:
             conds.append(
-                sa.or_(*(sa.or_(t.c.category == c, t.c.category.startswith(c.rstrip("/") + "/", autoescape=True)) for c in q.categories))
+                sa.or_(
+                    *(
+                        sa.or_(
+                            t.c.category == c, t.c.category.startswith(c.rstrip("/") + "/", autoescape=True)
+                        )
+                        for c in q.categories
+                    )
+                )
             )
         if q.buyer:
             conds.append(t.c.buyer_key.contains(company_key(q.buyer), autoescape=True))
@@ -440,8 +451,15 @@ class TenderHistory:
         t = models.notices
         stmt = (
             sa.select(
-                t.c.notice_id, t.c.publish_time, t.c.notice_type, t.c.title, t.c.region,
-                t.c.buyer, t.c.budget, t.c.project_no, t.c.url,
+                t.c.notice_id,
+                t.c.publish_time,
+                t.c.notice_type,
+                t.c.title,
+                t.c.region,
+                t.c.buyer,
+                t.c.budget,
+                t.c.project_no,
+                t.c.url,
             )  # fmt: skip
             .where(*self.where(q))
             .order_by(t.c.publish_time.desc(), t.c.notice_id.desc())
@@ -476,7 +494,9 @@ class TenderHistory:
         channels = {str(k): [str(r) for r in v] for k, v in (channels or {}).items()}
         t = models.subscriptions
         with self.engine.begin() as c:
-            found = c.execute(sa.select(t.c.id).where(t.c.tenant_id == self.tenant, t.c.name == name)).scalar()
+            found = c.execute(
+                sa.select(t.c.id).where(t.c.tenant_id == self.tenant, t.c.name == name)
+            ).scalar()
             values = {"subscriber": subscriber, "spec": spec.as_dict(), "channels": channels}
             if found is not None:
                 c.execute(t.update().where(t.c.id == found).values(**values))
@@ -489,7 +509,9 @@ class TenderHistory:
         """Delete a subscription (and its unsent alerts); False when there is none of that name."""
         t, a = models.subscriptions, models.alerts
         with self.engine.begin() as c:
-            found = c.execute(sa.select(t.c.id).where(t.c.tenant_id == self.tenant, t.c.name == name)).scalar()
+            found = c.execute(
+                sa.select(t.c.id).where(t.c.tenant_id == self.tenant, t.c.name == name)
+            ).scalar()
             if found is None:
                 return False
             c.execute(a.delete().where(a.c.subscription_id == found, a.c.sent_at.is_(None)))
@@ -499,7 +521,9 @@ class TenderHistory:
     def subscriptions(self) -> list[dict[str, Any]]:
         """Every subscription of the tenant: id, name, subscriber, spec, channels."""
         t = models.subscriptions
-        q = sa.select(t.c.id, t.c.name, t.c.subscriber, t.c.spec, t.c.channels).where(t.c.tenant_id == self.tenant)
+        q = sa.select(t.c.id, t.c.name, t.c.subscriber, t.c.spec, t.c.channels).where(
+            t.c.tenant_id == self.tenant
+        )
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q.order_by(t.c.name))]
 

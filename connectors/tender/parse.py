@@ -51,8 +51,11 @@ def decode(raw: bytes, content_type: str | None = None) -> str:
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
 #: elements that never nest (void) or close themselves (optional end tags): not counted as depth
 _FLAT = frozenset(
-    "area base br col embed hr img input link meta param source track wbr "
-    "p li td th tr dt dd option optgroup thead tbody tfoot colgroup rb rt rp html head body".split()
+    (
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source"),
+        *("track", "wbr", "p", "li", "td", "th", "tr", "dt", "dd", "option", "optgroup", "thead"),
+        *("tbody", "tfoot", "colgroup", "rb", "rt", "rp", "html", "head", "body"),
+    )
 )
 MAX_DEPTH = 512
 
@@ -99,7 +102,9 @@ def amount(text: str | None) -> str | None:
     return f"{value.quantize(Decimal('0.01'))}"
 
 
-_TIME = re.compile(r"(\d{4})\s*[年.\-/]\s*(\d{1,2})\s*[月.\-/]\s*(\d{1,2})\s*日?(?:\s*(\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+_TIME = re.compile(
+    r"(\d{4})\s*[年.\-/]\s*(\d{1,2})\s*[月.\-/]\s*(\d{1,2})\s*日?(?:\s*(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+)
 
 
 def cn_time(text: str | None) -> str | None:
@@ -155,7 +160,9 @@ def search_page(text: str) -> tuple[int, list[dict[str, Any]]]:
         span = li.css_first("span")
         if link is None or span is None:
             raise PageError("search result item without its link or span line")
-        items.append(list_item(link.attributes.get("href") or "", _text(link), _text(li.css_first("p")), _text(span)))
+        items.append(
+            list_item(link.attributes.get("href") or "", _text(link), _text(li.css_first("p")), _text(span))
+        )
     return total, items
 
 
@@ -201,7 +208,9 @@ def channel_page(text: str) -> tuple[int, int, list[dict[str, str]]]:
         link, ems = li.css_first("a"), li.css("em")
         if link is None or not ems:
             raise PageError("channel item without its link or time")
-        out.append({"url": link.attributes.get("href") or "", "title": _text(link), "time": cn_time(_text(ems[0]))})
+        out.append(
+            {"url": link.attributes.get("href") or "", "title": _text(link), "time": cn_time(_text(ems[0]))}
+        )
     return int(pager.attributes.get("data-page") or 0), int(pager.attributes.get("data-pages") or 1), out
 
 
@@ -282,9 +291,7 @@ def content_html(text: str) -> dict[str, Any]:
 
 
 _LOT = re.compile(r"^包号[：:]\s*(\d+)$")
-_FLAT_ITEM = re.compile(
-    r"^包号(\d+) 名称：(.*?) 品牌：(.*?) 规格型号：(.*?) 数量：(\S+) 单价：(\S+)$"
-)
+_FLAT_ITEM = re.compile(r"^包号(\d+) 名称：(.*?) 品牌：(.*?) 规格型号：(.*?) 数量：(\S+) 单价：(\S+)$")
 
 
 def content_fields(node: LexborNode) -> dict[str, Any]:
@@ -330,11 +337,23 @@ def content_fields(node: LexborNode) -> dict[str, Any]:
         elif sep and key == "终止原因":
             out["termination_reason"] = value.strip()
         elif m := _LOT.match(line):
-            lot = {"lot_no": int(m.group(1)), "supplier": None, "supplier_address": None, "amount": None, "amount_raw": None}
+            lot = {
+                "lot_no": int(m.group(1)),
+                "supplier": None,
+                "supplier_address": None,
+                "amount": None,
+                "amount_raw": None,
+            }
             out["lots"].append(lot)
         elif line.startswith("供应商名称："):
             if lot is None:  # a single award without 包号
-                lot = {"lot_no": 1, "supplier": None, "supplier_address": None, "amount": None, "amount_raw": None}
+                lot = {
+                    "lot_no": 1,
+                    "supplier": None,
+                    "supplier_address": None,
+                    "amount": None,
+                    "amount_raw": None,
+                }
                 out["lots"].append(lot)
             for part in line.split("；"):
                 k, _, v = part.partition("：")

@@ -26,13 +26,17 @@ class TapTender(Tap):
             allowed_values=["html", "vendor"],
             description="html: the site's search and detail pages; vendor: a bought JSON feed",
         ),
-        th.Property("api_key", th.StringType, secret=True, description="The vendor feed's key (source: vendor)"),
+        th.Property(
+            "api_key", th.StringType, secret=True, description="The vendor feed's key (source: vendor)"
+        ),
         th.Property(
             "search",
             th.ObjectType(*(th.Property(k, th.StringType) for k in SEARCH_KEYS), additional_properties=False),
             description="Search parameters to pin (kw, bidType, pinMu, zoneId, …); default: every notice",
         ),
-        th.Property("page_size", th.IntegerType, default=50, description="Notices per batch (detail pages read)"),
+        th.Property(
+            "page_size", th.IntegerType, default=50, description="Notices per batch (detail pages read)"
+        ),
         th.Property(
             "lookback_seconds",
             th.NumberType,

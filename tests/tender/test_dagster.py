@@ -20,13 +20,18 @@ from tongbu.db import get_engine
 def project_file(tmp_path: Path, sim: TenderSimulator, smtp: SmtpServer | None = None) -> Path:
     doc = {
         "connections": {
-            "tender": {"connector": "tender", "config": sim.tap_config(request_interval=0, antibot_backoff=0.1)}
+            "tender": {
+                "connector": "tender",
+                "config": sim.tap_config(request_interval=0, antibot_backoff=0.1),
+            }
         },
         "tenders": {"connection": "tender", "schedule": "*/10 * * * *", "alert_interval": 15},
     }
     if smtp is not None:
         doc["alerts"] = {
-            "channels": {"mail": {"kind": "email", "host": "127.0.0.1", "port": smtp.port, "sender": "t@example.com"}}
+            "channels": {
+                "mail": {"kind": "email", "host": "127.0.0.1", "port": smtp.port, "sender": "t@example.com"}
+            }
         }
     path = tmp_path / "tongbu.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")

@@ -32,7 +32,9 @@ def tender() -> Iterator[TenderSimulator]:
     sim.close()
 
 
-def write_project(tmp_path: Path, tender: TenderSimulator, wecom: WeComSimulator, smtp: SmtpServer, us: str) -> Path:
+def write_project(
+    tmp_path: Path, tender: TenderSimulator, wecom: WeComSimulator, smtp: SmtpServer, us: str
+) -> Path:
     cred = wecom.credentials()
     doc = {
         "connections": {
@@ -42,13 +44,22 @@ def write_project(tmp_path: Path, tender: TenderSimulator, wecom: WeComSimulator
             },
             "wecom": {
                 "connector": "wecom",
-                "config": {"corp_id": cred["corp_id"], "corp_secret": cred["corp_secret"], "base_url": wecom.base_url},
+                "config": {
+                    "corp_id": cred["corp_id"],
+                    "corp_secret": cred["corp_secret"],
+                    "base_url": wecom.base_url,
+                },
             },
         },
         "alerts": {
             "channels": {
                 "sales_wecom": {"kind": "wecom_app", "connection": "wecom", "agent_id": 1000002},
-                "mail": {"kind": "email", "host": "127.0.0.1", "port": smtp.port, "sender": "tongbu@example.com"},
+                "mail": {
+                    "kind": "email",
+                    "host": "127.0.0.1",
+                    "port": smtp.port,
+                    "sender": "tongbu@example.com",
+                },
             }
         },
         "tenders": {"connection": "tender", "us": {"name": us}},
@@ -58,7 +69,12 @@ def write_project(tmp_path: Path, tender: TenderSimulator, wecom: WeComSimulator
     return path
 
 
-def expected(truth: list[dict[str, Any]], keywords: tuple[str, ...], regions: tuple[str, ...] = (), kinds: tuple[str, ...] = ()) -> set[int]:
+def expected(
+    truth: list[dict[str, Any]],
+    keywords: tuple[str, ...],
+    regions: tuple[str, ...] = (),
+    kinds: tuple[str, ...] = (),
+) -> set[int]:
     """What a subscription must match, computed here from the truth (not by the matcher)."""
     out = set()
     for n in truth:
@@ -77,14 +93,24 @@ def test_poll_stores_matches_folds_and_alerts_once(
     winners = [lot["supplier"] for n in truth for lot in n["lots"]]
     us = winners[0]
     # CRM accounts: some of the company buyers, spelled differently (spaces, full-width brackets).
-    company_buyers = sorted({(n["buyer"], n["buyer_credit_code"]) for n in truth if n["buyer"].endswith("公司")})
+    company_buyers = sorted(
+        {(n["buyer"], n["buyer_credit_code"]) for n in truth if n["buyer"].endswith("公司")}
+    )
     known = company_buyers[: len(company_buyers) // 2]
-    rows = [{"source_id": f"A{i}", "name": name.replace("有限", " 有限 "), "credit_code": None} for i, (name, _) in enumerate(known)]
+    rows = [
+        {"source_id": f"A{i}", "name": name.replace("有限", " 有限 "), "credit_code": None}
+        for i, (name, _) in enumerate(known)
+    ]
     with engine.begin() as conn:
         HubStore(engine).upsert(conn, "accounts", rows, source_system="kingdee")
     users = [u["userid"] for u in sim.users][:2]
     history = TenderHistory(engine)
-    history.subscribe("software", "zhangsan", SubscriptionSpec.from_dict({"keywords": ["软件", "信息化"]}), {"sales_wecom": [users[0]]})
+    history.subscribe(
+        "software",
+        "zhangsan",
+        SubscriptionSpec.from_dict({"keywords": ["软件", "信息化"]}),
+        {"sales_wecom": [users[0]]},
+    )
     history.subscribe(
         "gd-awards", "li@example.com",
         SubscriptionSpec.from_dict({"keywords": ["采购"], "regions": ["广东"], "types": ["result"]}),
@@ -118,7 +144,9 @@ def test_poll_stores_matches_folds_and_alerts_once(
     assert second.new == len(published)
     sent2 = again.send_alerts()
     truth2 = [n for n in tender.truth("notices") if n["id"] in set(published)]
-    new_expected = len(expected(truth2, ("软件", "信息化"))) + len(expected(truth2, ("采购",), ("广东",), ("中标", "成交")))
+    new_expected = len(expected(truth2, ("软件", "信息化"))) + len(
+        expected(truth2, ("采购",), ("广东",), ("中标", "成交"))
+    )
     assert sent2.sent == new_expected and sent2.failed == 0
     assert again.send_alerts().pending == 0
     assert len(smtp_server.messages) + len([m for m in sim.desk.messages if m["touser"] == [users[0]]]) == (
@@ -134,7 +162,9 @@ def test_poll_stores_matches_folds_and_alerts_once(
     opp_t, lead_t = hub_table("opportunities"), hub_table("leads")
     with engine.connect() as c:
         opps = {r.source_id: r for r in c.execute(sa.select(opp_t).where(opp_t.c.source_system == "tender"))}
-        leads = {r.source_id: r for r in c.execute(sa.select(lead_t).where(lead_t.c.source_system == "tender"))}
+        leads = {
+            r.source_id: r for r in c.execute(sa.select(lead_t).where(lead_t.c.source_system == "tender"))
+        }
     for no, notices in projects.items():
         buyer_known = company_key(notices[0]["buyer"]) in known_keys
         assert (no in opps) == buyer_known, no

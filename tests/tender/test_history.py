@@ -22,13 +22,19 @@ def notices() -> list[dict]:
     return [{**public(n), "url": f"http://sim/{n['id']}.htm"} for n in NoticeStore(600, 9).notices]
 
 
-def like(notices: list[dict], *terms: str, region: str | None = None, kinds: tuple[str, ...] = ()) -> set[int]:
+def like(
+    notices: list[dict], *terms: str, region: str | None = None, kinds: tuple[str, ...] = ()
+) -> set[int]:
     out = set()
     for n in notices:
         text = f"{n['title']}\n{n['summary']}\n{n['content']}"
-        if all(t in text for t in terms) and (region is None or n["region"] == region):
-            if not kinds or any(k in n["notice_type"] for k in kinds):
-                out.add(n["id"])
+        in_region = region is None or n["region"] == region
+        if (
+            all(t in text for t in terms)
+            and in_region
+            and (not kinds or any(k in n["notice_type"] for k in kinds))
+        ):
+            out.add(n["id"])
     return out
 
 
@@ -51,7 +57,11 @@ def test_search_equals_a_substring_scan_with_filters(hub_engine, notices: list[d
     assert got and all(r["publish_time"].date() == day for r in got)
     assert len(got) == sum(1 for n in notices if n["publish_time"][:10] == "2024-05-10")
     q = NoticeQuery(budget_min=Decimal(1_000_000), budget_max=Decimal(2_000_000), categories=("货物",))
-    want = {n["id"] for n in notices if n["budget"] and 1e6 <= float(n["budget"]) <= 2e6 and n["category"].startswith("货物/")}
+    want = {
+        n["id"]
+        for n in notices
+        if n["budget"] and 1e6 <= float(n["budget"]) <= 2e6 and n["category"].startswith("货物/")
+    }
     assert {r["notice_id"] for r in history.search(q, limit=1000)} == want
     buyer = notices[0]["buyer"]
     assert {r["notice_id"] for r in history.search(NoticeQuery(buyer=buyer[2:8]), limit=1000)} == {
@@ -68,7 +78,16 @@ def test_search_equals_a_substring_scan_with_filters(hub_engine, notices: list[d
 def test_query_terms_are_bounded_and_safe(hub_engine, notices: list[dict]) -> None:
     history = TenderHistory(hub_engine)
     history.add(notices[:50])
-    for hostile in ('"', "软件 OR 1", "NEAR(a b)", "a:b", "'; drop table tender_notices; --", "*", "(", "&|!"):
+    for hostile in (
+        '"',
+        "软件 OR 1",
+        "NEAR(a b)",
+        "a:b",
+        "'; drop table tender_notices; --",
+        "*",
+        "(",
+        "&|!",
+    ):
         history.search(NoticeQuery(keywords=(hostile,)))
     with pytest.raises(SearchError, match="longer than"):
         history.search(NoticeQuery(keywords=("软" * 100,)))
@@ -86,7 +105,7 @@ def test_subscriptions_are_per_tenant_and_alerts_queue_once(hub_engine, notices:
         n["id"] for n in notices
         if any(k in f"{n['title']}\n{n['summary']}\n{n['content']}" for k in ("软件", "信息化"))
         and "终止" not in f"{n['title']}\n{n['summary']}\n{n['content']}"
-        and (n["budget"] and Decimal(n["budget"]) >= 100000 or sum(Decimal(l["amount"]) for l in n["lots"]) >= 100000)
+        and (n["budget"] and Decimal(n["budget"]) >= 100000 or sum(Decimal(lot["amount"]) for lot in n["lots"]) >= 100000)
     }  # fmt: skip
     assert queued == len(want) and {p["notice_id"] for p in a.pending_alerts(10_000)} == want
     assert a.match(added.new) == 0  # idempotent
@@ -109,7 +128,22 @@ def test_cli_search_subscribe_list_unsubscribe(tmp_path: Path, notices: list[dic
     assert ids == like(notices, "软件", region="江苏")
     out = cli.invoke(app, ["tenders", "search", "软件", "--since", "2024-05-32"])
     assert out.exit_code == 1 and "--since must be a date" in out.output and "Traceback" not in out.output
-    out = cli.invoke(app, ["tenders", "subscribe", "it", "--subscriber", "li", "-k", "软件", "--budget-min", "50万", "--notify", "mail:li@example.com"])
+    out = cli.invoke(
+        app,
+        [
+            "tenders",
+            "subscribe",
+            "it",
+            "--subscriber",
+            "li",
+            "-k",
+            "软件",
+            "--budget-min",
+            "50万",
+            "--notify",
+            "mail:li@example.com",
+        ],
+    )
     assert out.exit_code == 0, out.output
     out = cli.invoke(app, ["tenders", "subscribe", "x", "--subscriber", "li", "--notify", "mial"])
     assert out.exit_code == 1 and "no such alert channel" in out.output

@@ -34,13 +34,24 @@ def test_every_detail_page_parses_to_the_truth_field_by_field(sim: TenderSimulat
 
 def test_the_search_page_lists_twenty_per_page_newest_first_with_the_total(sim: TenderSimulator) -> None:
     with httpx.Client(base_url=sim.base_url) as http:
-        page = http.get("/bxsearch", params={"page_index": 2, "start_time": "2024:05:01", "end_time": "2030:01:01"})
+        page = http.get(
+            "/bxsearch", params={"page_index": 2, "start_time": "2024:05:01", "end_time": "2030:01:01"}
+        )
         total, items = parse.search_page(page.text)
         assert total == 400 and len(items) == 20
         truth = list(reversed(sim.truth("notices")))[20:40]
         assert [i["id"] for i in items] == [n["id"] for n in truth]
         for item, notice in zip(items, truth, strict=True):
-            for key in ("title", "summary", "publish_time", "buyer", "agency", "notice_type", "region", "category"):
+            for key in (
+                "title",
+                "summary",
+                "publish_time",
+                "buyer",
+                "agency",
+                "notice_type",
+                "region",
+                "category",
+            ):
                 assert item[key] == notice[key], key
         narrow = http.get("/bxsearch", params={"kw": "软件", "zoneId": "440000", "bidType": 7})
         total, items = parse.search_page(narrow.text)

@@ -17,5 +17,8 @@ class TestTender(ConnectorSuite):
     # no politeness pause and short anti-bot backoffs against the local simulator; no overlap, so
     # counts are exact
     config = {"page_size": 7, "request_interval": 0, "antibot_backoff": 0.05, "lookback_seconds": 0}
-    fault_values = {"antibot_per_min": "antibot_per_min=30,antibot_window=0.5", "antibot_window": "antibot_per_min=30,antibot_window=0.5"}
+    fault_values = {
+        "antibot_per_min": "antibot_per_min=30,antibot_window=0.5",
+        "antibot_window": "antibot_per_min=30,antibot_window=0.5",
+    }
     kill_records = 3000

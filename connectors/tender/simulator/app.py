@@ -64,14 +64,24 @@ class TenderSimulator(Simulator):
     """The procurement site and vendor feed with seeded notices, anti-bot pages, GBK provinces."""
 
     system = "tender"
-    FAULTS: ClassVar[tuple[str, ...]] = ("throttle", "http_5xx", "timeout", "hang", "slow", "malformed", "same_second")
+    FAULTS: ClassVar[tuple[str, ...]] = (
+        "throttle",
+        "http_5xx",
+        "timeout",
+        "hang",
+        "slow",
+        "malformed",
+        "same_second",
+    )
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec(
             "antibot_per_min",
             "COUNT",
             "more than N HTML requests within `antibot_window` seconds get the anti-bot page",
         ),
-        FaultSpec("antibot_window", "SECONDS", "the window `antibot_per_min` counts requests in", default=60.0),
+        FaultSpec(
+            "antibot_window", "SECONDS", "the window `antibot_per_min` counts requests in", default=60.0
+        ),
     )
     STATS: ClassVar[tuple[str, ...]] = ("antibot", "throttled", "searches", "details", "vendor_calls")
     API_KEY = "tender-vendor-demo-key"
@@ -99,7 +109,9 @@ class TenderSimulator(Simulator):
             share = self.faults.value("same_second", 0.0)
             if share and store.notices:
                 tie = store.notices[len(store.notices) // 2]["publish_time"]
-                for i in pick_rows(len(store.notices), share, fakedata.FastRandom(f"{self.seed}:tender:same")):
+                for i in pick_rows(
+                    len(store.notices), share, fakedata.FastRandom(f"{self.seed}:tender:same")
+                ):
                     store.notices[i]["publish_time"] = tie
                 store.notices.sort(key=lambda n: (n["publish_time"], n["id"]))
             self.store = store
@@ -279,7 +291,12 @@ class TenderSimulator(Simulator):
         hi = len(rows) if end is None else bisect.bisect_right(keys, end)
         window = rows[lo:hi]
         chunk = window[(page_no - 1) * size : page_no * size]
-        data = {"total": len(window), "pageNo": page_no, "pageSize": size, "list": [self._bids(n) for n in chunk]}
+        data = {
+            "total": len(window),
+            "pageNo": page_no,
+            "pageSize": size,
+            "list": [self._bids(n) for n in chunk],
+        }
         return self.json({"code": 0, "message": "success", "data": data})
 
     def _bids(self, n: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +345,10 @@ class TenderSimulator(Simulator):
     def publish(self, count: int) -> dict[str, Any]:
         """Publish ``count`` new notices now; returns their ids."""
         notices = self.data.publish(count)
-        return {"ids": [n["id"] for n in notices], "publish_time": notices[-1]["publish_time"] if notices else None}
+        return {
+            "ids": [n["id"] for n in notices],
+            "publish_time": notices[-1]["publish_time"] if notices else None,
+        }
 
     def modify(self, stream: str, count: int) -> dict[str, Any]:
         """The standard suite's edit: on a procurement site that is ``count`` new notices."""

@@ -49,7 +49,14 @@ NOTICE_TYPES: dict[str, tuple[str, int, str]] = {
     "终止公告": ("termination", 12, "qtgg"),
 }
 BID_TYPES: dict[int, str] = {code: name for name, (_, code, _) in NOTICE_TYPES.items()}
-TENDER_TYPES = ("公开招标公告", "公开招标公告", "竞争性磋商公告", "询价公告", "竞争性谈判公告", "邀请招标公告")
+TENDER_TYPES = (
+    "公开招标公告",
+    "公开招标公告",
+    "竞争性磋商公告",
+    "询价公告",
+    "竞争性谈判公告",
+    "邀请招标公告",
+)
 #: search ``pinMu``: 1 goods, 2 engineering, 3 services
 PINMU = {1: "货物", 2: "工程", 3: "服务"}
 
@@ -76,9 +83,22 @@ SUBJECTS: tuple[tuple[str, str], ...] = (
     ("印刷服务", "服务/印刷和出版服务"),
     ("档案数字化加工服务", "服务/信息技术服务/数据处理服务"),
 )
-PUBLIC_BODIES = ("大学", "人民医院", "教育局", "中学", "卫生健康委员会", "公安局", "财政局", "疾病预防控制中心")
+PUBLIC_BODIES = (
+    "大学",
+    "人民医院",
+    "教育局",
+    "中学",
+    "卫生健康委员会",
+    "公安局",
+    "财政局",
+    "疾病预防控制中心",
+)
 ITEMS = {
-    "货物": (("台式计算机", "联想", "启天M437"), ("服务器", "华为", "FusionServer 2288H"), ("办公桌", "震旦", "AD-1600")),
+    "货物": (
+        ("台式计算机", "联想", "启天M437"),
+        ("服务器", "华为", "FusionServer 2288H"),
+        ("办公桌", "震旦", "AD-1600"),
+    ),
     "工程": (("施工服务", "/", "/"), ("材料及安装", "/", "/")),
     "服务": (("技术服务", "/", "/"), ("运维服务", "/", "年")),
 }
@@ -160,7 +180,9 @@ def _project(p: int, seed: int, spacing: int) -> list[dict[str, Any]]:
     project_no = f"{region.zone_id[:2]}{year}-{d.choice('ABCDGJ')}{p:06d}"
     name = f"{buyer}{subject}项目"
     agency_city = d.choice(fakedata.CITIES)
-    agency = f"{agency_city.name}{d.choice(fakedata.TRADE_CHARS)}{d.choice(fakedata.TRADE_CHARS)}招标代理有限公司"
+    agency = (
+        f"{agency_city.name}{d.choice(fakedata.TRADE_CHARS)}{d.choice(fakedata.TRADE_CHARS)}招标代理有限公司"
+    )
     contact = fakedata.person(d)
     budget = _amount(d, 50_000, 20_000_000)
     published = BASE + dt.timedelta(seconds=p * spacing + d.randrange(spacing))
@@ -292,7 +314,9 @@ def _project(p: int, seed: int, spacing: int) -> list[dict[str, Any]]:
                 "notice_type": "终止公告",
                 "title": f"{name}终止公告",
                 "publish_time": _iso(t),
-                "termination_reason": d.choice(("因采购需求发生变化，项目终止。", "有效供应商不足三家，项目废标。")),
+                "termination_reason": d.choice(
+                    ("因采购需求发生变化，项目终止。", "有效供应商不足三家，项目废标。")
+                ),
                 "summary": f"{name}终止。",
             }
         )
@@ -308,7 +332,10 @@ def content_blocks(n: dict[str, Any]) -> list[str | list[list[str]]]:
     feed carries the same HTML in ``content``; :func:`body_text` is their plain text.
     """
     kind = NOTICE_TYPES[n["notice_type"]][0]
-    out: list[str | list[list[str]]] = [f"一、项目编号：{n['project_no']}", f"二、项目名称：{n['project_name']}"]
+    out: list[str | list[list[str]]] = [
+        f"一、项目编号：{n['project_no']}",
+        f"二、项目名称：{n['project_name']}",
+    ]
     if kind == "tender":
         out += [
             f"预算金额：{n['budget_raw']}",
@@ -344,7 +371,14 @@ def content_blocks(n: dict[str, Any]) -> list[str | list[list[str]]]:
         else:
             rows = [["包号", "名称", "品牌", "规格型号", "数量", "单价"]]
             rows += [
-                [str(it["lot_no"]), it["name"], it["brand"], it["model"], it["quantity"], it["unit_price_raw"]]
+                [
+                    str(it["lot_no"]),
+                    it["name"],
+                    it["brand"],
+                    it["model"],
+                    it["quantity"],
+                    it["unit_price_raw"],
+                ]
                 for it in n["items"]
             ]
             out.append(rows)
@@ -377,7 +411,9 @@ def spacing_for(records: int) -> int:
     return max(30, 21 * 86_400 * 2 // max(1, records))
 
 
-def generate(count: int, seed: int, spacing: int | None = None, first_project: int = 0) -> Iterator[dict[str, Any]]:
+def generate(
+    count: int, seed: int, spacing: int | None = None, first_project: int = 0
+) -> Iterator[dict[str, Any]]:
     """Notices project by project (not in publish order): at least ``count`` of them."""
     made, p = 0, first_project
     gap = spacing or spacing_for(count)
@@ -407,7 +443,9 @@ class NoticeStore:
         self.lock = threading.Lock()
         self.seed = seed
         # Enough projects that the first ``records`` notices by time are complete histories' prefixes.
-        pool = sorted(generate(records * 3, seed, spacing_for(records)), key=lambda n: (n["publish_time"], n["id"]))
+        pool = sorted(
+            generate(records * 3, seed, spacing_for(records)), key=lambda n: (n["publish_time"], n["id"])
+        )
         self.notices: list[dict[str, Any]] = pool[:records]
         self._pending = pool[records:]  # published by ``publish`` (the future, in order)
         self.by_id = {n["id"]: n for n in self.notices}
@@ -416,7 +454,9 @@ class NoticeStore:
         """Publish the next ``count`` notices now (their publish time moves to now or later)."""
         with self.lock:
             newest = dt.datetime.fromisoformat(self.notices[-1]["publish_time"]) if self.notices else BASE
-            stamp = max((now or dt.datetime.now(CST)).replace(microsecond=0), newest + dt.timedelta(seconds=1))
+            stamp = max(
+                (now or dt.datetime.now(CST)).replace(microsecond=0), newest + dt.timedelta(seconds=1)
+            )
             out = []
             for _ in range(count):
                 if not self._pending:

@@ -30,7 +30,9 @@ def _local(iso: str | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
 def _page(title: str, body: str) -> str:
     # No <meta charset>: provincial GBK pages come without one, and the national pages are served
     # with ``charset=utf-8`` in the header only.
-    return f"<!DOCTYPE html>\n<html><head><title>{esc(title)}</title></head>\n<body>\n{body}\n</body></html>\n"
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{esc(title)}</title></head>\n<body>\n{body}\n</body></html>\n"
+    )
 
 
 def search_page(base: str, kw: str, total: int, page_index: int, items: list[dict[str, Any]]) -> str:

@@ -42,7 +42,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "notice_id", name="uq_tender_notices_notice"),
     )
     op.create_index("ix_tender_notices_time", "tender_notices", ["tenant_id", "publish_time"])
-    op.create_index("ix_tender_notices_region_time", "tender_notices", ["tenant_id", "region", "publish_time"])
+    op.create_index(
+        "ix_tender_notices_region_time", "tender_notices", ["tenant_id", "region", "publish_time"]
+    )
     op.create_index("ix_tender_notices_project", "tender_notices", ["tenant_id", "project_no"])
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
