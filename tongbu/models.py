@@ -13,6 +13,7 @@ _TABLE_MODULES = [
     "mappings.suggest.store",
     "tongbu.serve",
     "tongbu.notifications",
+    "connectors.tender.models",
 ]
 
 for _name in _TABLE_MODULES:

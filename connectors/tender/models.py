@@ -17,6 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tongbu.db import Base
+
 
 class CompactJSON(sa.types.TypeDecorator[Any]):
     """JSON stored as UTF-8 text (no ``\\uXXXX`` escapes: Chinese text takes a third of the room)."""
@@ -31,7 +33,7 @@ class CompactJSON(sa.types.TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
-metadata = sa.MetaData()
+metadata = Base.metadata
 
 notices = sa.Table(
     "tender_notices",
