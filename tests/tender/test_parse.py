@@ -118,3 +118,17 @@ def test_vendor_records_equal_the_html_records(sim: TenderSimulator) -> None:
         for key, value in public(truth[record["id"]]).items():
             if key != "_malformed":
                 assert record[key] == value, (record["id"], key)
+
+
+def test_vendor_incremental_reads_every_notice_published_in_one_second() -> None:
+    from connectors.tender.tap import TapTender
+
+    with TenderSimulator(records=60, seed=4) as sim:
+        cfg = sim.vendor_config(lookback_seconds=0, page_size=7)
+        tap = TapTender(config=cfg, parse_env_config=False)
+        stream = tap.streams["notices"]
+        first = list(stream.get_records(None))
+        published = sim.publish(25)["ids"]  # one publish second for all 25
+        stream.start_cursor_from(stream.cursor_for_record(first[-1]))
+        again = [r["id"] for r in stream.get_records(None)]
+        assert sorted(again) == sorted(published)

@@ -467,6 +467,8 @@ class NoticeStore:
                 self.notices.append(notice)
                 self.by_id[notice["id"]] = notice
                 out.append(notice)
+            # Notices published in one second are served in id order, like every other tie.
+            self.notices.sort(key=lambda n: (n["publish_time"], n["id"]))
             return out
 
     def snapshot(self) -> list[dict[str, Any]]:
