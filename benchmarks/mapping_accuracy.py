@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", default=str(BENCH / "pairs"))
     ap.add_argument(
         "--cmd",
-        default=f"{shlex.quote(sys.executable)} -m mappings.suggest.cli suggest --source {{source}} --target {{target}} --format json --no-history",
+        default=f"{shlex.quote(sys.executable)} -m tongbu.suggest_cli suggest --source {{source}} --target {{target}} --format json --no-history",
         help="command template for our suggester",
     )
     ap.add_argument("--baseline-python", default=os.environ.get("MAPPING_BASELINE_PYTHON", sys.executable))

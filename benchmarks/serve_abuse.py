@@ -188,7 +188,7 @@ def _serve_main(config_path: str, port: int) -> None:
     """Child process: ``tongbu serve`` with the lag probe (``--serve CONFIG PORT``)."""
     import uvicorn
 
-    from tongbu.serve import build_app
+    from tongbu.serve.app import build_app
 
     app = LagProbe(build_app(json.loads(Path(config_path).read_text())))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")

@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.pop("TONGBU_DATABASE_URL", None)
     from sqlalchemy import select
 
-    from connectors.crm.store import HubStore
     from connectors.kit.server import free_port
     from connectors.wecom.client import WeComClient
     from connectors.wecom.hub import WeComHubWriter
@@ -66,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     from connectors.wecom.rescan import rescan_external_contacts
     from connectors.wecom.simulator import WeComSimulator
     from tongbu.db import get_engine
-    from tongbu.serve import event_inbox
+    from tongbu.hub.store import HubStore
+    from tongbu.inbox import event_inbox
 
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
     sim = WeComSimulator(records=args.records, seed=11)

@@ -21,35 +21,10 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from connectors import registry
-from connectors.kit.dagster import DefinitionParts, hub_key
-from connectors.kit.dagster import stream_key as kit_stream_key
+from connectors.kit.dagster import DefinitionParts
+from dagster_project.drift import CHECK_NAME, drift_definitions, supports_drift
+from dagster_project.resources import TongbuResource, object_key, stream_key
 from pipelines.project import PipelineSpec, Project, load_project
-
-
-class TongbuResource(dg.ConfigurableResource):
-    """Access to the tongbu project and hub. Holds no secrets: connection configs name vault
-    references, which the runner resolves inside the run, so nothing secret reaches run config."""
-
-    project_file: str | None = None
-
-    def project(self) -> Project:
-        """The parsed project file."""
-        return load_project(self.project_file or None)
-
-    def runner(self, progress: Any = None):
-        """A runner bound to the hub database (``TONGBU_DATABASE_URL`` or the local SQLite)."""
-        from pipelines.runner import Runner
-
-        return Runner(self.project(), progress=progress)
-
-
-def stream_key(spec: PipelineSpec) -> dg.AssetKey:
-    """Asset key of a synced stream, e.g. ``kingdee/customers``."""
-    return kit_stream_key(spec.source.connection, spec.source.stream)
-
-
-#: asset key of a hub object, e.g. ``crm/accounts``
-object_key = hub_key
 
 
 def connector_parts(project: Project, only: str | None = None) -> DefinitionParts:
@@ -134,9 +109,9 @@ def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
         "quarantine entries are reported as a warning.",
     )
     def _check_fn(tongbu: TongbuResource) -> dg.AssetCheckResult:
-        from connectors.crm.store import HubStore
-        from pipelines.models import QuarantinedRecord
         from tongbu.db import get_engine
+        from tongbu.hub.store import HubStore
+        from tongbu.state.models import QuarantinedRecord
 
         engine = get_engine()
         project = tongbu.project()
@@ -192,8 +167,8 @@ def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         description=f"CRM hub object '{obj}': row counts per source system.",
     )
     def _asset(tongbu: TongbuResource) -> dg.MaterializeResult:
-        from connectors.crm.store import hub_table
         from tongbu.db import get_engine
+        from tongbu.hub.store import hub_table
 
         t = hub_table(obj)
         tenant = tongbu.project().tenant
@@ -217,8 +192,6 @@ def _object_asset(obj: str, upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
 
 def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
     selection = dg.AssetSelection.assets(stream_key(spec), object_key(spec.target.object))
-    from dagster_project.drift import CHECK_NAME, supports_drift
-
     if supports_drift(project, spec):
         # The drift check reads the whole synced range: it runs on its own schedule, not every sync.
         selection -= dg.AssetSelection.checks(dg.AssetCheckKey(stream_key(spec), CHECK_NAME))
@@ -259,14 +232,16 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     # Connectors with pieces of their own (WeCom's rescan and write-back, …) add their assets, checks,
     # schedules and sensors through their ``dagster`` hook, and feed the same crm/<object> assets.
     pushed = connector_parts(project)
+    # The tender feed (``tenders:``): poll, subscriptions, alerts; pipelines-level, so not a connector hook.
+    from dagster_project.tenders import tenders_definitions
+
+    pushed.extend(tenders_definitions(project))
     assets += pushed.assets
     checks += pushed.asset_checks
     schedules += pushed.schedules
     for obj, keys in pushed.hub_feeds.items():
         feeds[obj].extend(keys)
     # Drift checks (count and hash per time bucket) on the streams whose connector supports them.
-    from dagster_project.drift import drift_definitions
-
     drift = drift_definitions(project)
     checks += drift.asset_checks
     schedules += drift.schedules
@@ -284,10 +259,7 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
 
 
 __all__ = [
-    "TongbuResource",
     "build_definitions",
     "connector_parts",
-    "object_key",
     "standalone_definitions",
-    "stream_key",
 ]

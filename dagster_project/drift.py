@@ -23,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.assets import TongbuResource, stream_key
+from dagster_project.resources import TongbuResource, stream_key
 from pipelines.project import PipelineSpec, Project
 
 CHECK_NAME = "hub_in_sync_with_source"

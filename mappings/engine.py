@@ -17,9 +17,11 @@ error reporting; a bad one costs one extra pass.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from decimal import Decimal
+from typing import Any
 
 from mappings import transforms as tf
 from mappings.spec import (
@@ -35,7 +37,7 @@ from mappings.spec import (
 __all__ = ["CompiledMapping", "MappingError", "MappingFailure", "compile_mapping"]
 
 LINES_KEY = "__lines__"
-_IMMUTABLE = (str, int, float, bool, type(None), tf.Decimal, tf.dt.date, tf.dt.time, tf.dt.timedelta, tuple)
+_IMMUTABLE = (str, int, float, bool, type(None), Decimal, dt.date, dt.time, dt.timedelta, tuple)
 
 
 class MappingError(ValueError):
@@ -63,8 +65,12 @@ class MappingError(ValueError):
         }
 
 
-class MappingFailure(NamedTuple):
-    """A record :meth:`CompiledMapping.apply_many` could not map, with its position in the input."""
+@dataclass(frozen=True, slots=True)
+class MappingFailure:
+    """A record :meth:`CompiledMapping.apply_many` could not map, with its position in the input.
+
+    A dataclass, not a NamedTuple: a tuple's ``index`` method and this ``index`` field collided.
+    """
 
     index: int
     record: Any
@@ -138,11 +144,11 @@ def _json_safe(value: Any) -> Any:
     kind = type(value)
     if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
-    if isinstance(value, tf.Decimal):
+    if isinstance(value, Decimal):
         as_float = float(value)
         # Keep it a JSON number when that is exact (amounts like 1234.5), else exact text.
-        return as_float if tf.Decimal(repr(as_float)) == value else format(value, "f")
-    if isinstance(value, tf.dt.date | tf.dt.time):
+        return as_float if Decimal(repr(as_float)) == value else format(value, "f")
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
@@ -248,7 +254,7 @@ class CompiledMapping:
         self.source_fields = tuple(sources)
         self._id_plan = next((p for p in plans if p.is_id), None)
         self.source_code, fast = self._generate()
-        self.apply = fast  # type: ignore[method-assign]  # the generated function, no method-call overhead
+        self.apply = fast  # type: ignore[method-assign,assignment]  # the generated function, no method-call overhead
 
     # -- public API ---------------------------------------------------------------------------------
 

@@ -1016,7 +1016,7 @@ def resolve_parent_key(spec: MappingSpec) -> str | None:
     if lines.parent_key:
         return lines.parent_key
     try:
-        from connectors.crm.models import CHILD_OBJECTS  # the hub declares its parent/child pairs
+        from tongbu.hub.models import CHILD_OBJECTS  # the hub declares its parent/child pairs
     except ImportError:  # pragma: no cover - the hub ships with the package
         return None
     child = CHILD_OBJECTS.get(spec.target.object)
@@ -1038,7 +1038,7 @@ def validate(
 
 def validate_for_hub(spec: MappingSpec, source_schema: Mapping[str, Any]) -> None:
     """:func:`validate` against the embedded CRM hub's schemas for the spec's target (and lines) object."""
-    from connectors.crm.schema import object_names, object_schema  # the hub is one possible target
+    from tongbu.hub.schema import object_names, object_schema  # the hub is one possible target
 
     if spec.target.object not in object_names():
         raise MappingSpecError(

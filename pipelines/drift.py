@@ -38,7 +38,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, String, and_, false, func, or_, select, true, type_coerce, update
 
-from connectors.crm.store import hub_table
 from connectors.kit.drift import (
     Digest,
     DriftNotSupported,
@@ -52,7 +51,8 @@ from connectors.kit.drift import (
 from mappings.engine import MappingError
 from pipelines.project import PipelineSpec
 from pipelines.runner import Runner, _LazyHubResolver
-from pipelines.state import PipelineLock
+from tongbu.hub.store import hub_table
+from tongbu.state.store import PipelineLock
 
 log = logging.getLogger("tongbu.drift")
 
@@ -472,7 +472,7 @@ def _classify(cmp: _Comparison, report: DriftReport, start_ms: int | None, end_m
 
 
 def _open_quarantine(cmp: _Comparison, source_ids: list[str]) -> set[str]:
-    from pipelines.models import QuarantinedRecord
+    from tongbu.state.models import QuarantinedRecord
 
     q = QuarantinedRecord.__table__
     found: set[str] = set()

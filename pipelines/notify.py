@@ -34,16 +34,17 @@ from connectors.kit.notify import (
     build_kit_channel,
 )
 from pipelines.project import Project, ProjectError, expand_env
-from pipelines.secrets import resolve_secrets
 from tongbu.notifications import Delivery, DeliveryLedger
+from tongbu.vault.secrets import resolve_secrets
 
 #: channels that post to one place (a group chat): the ledger has one row per alert, recipient "*"
 _ONE_PLACE = {WeComRobotChannel.kind}
 KINDS = ("email", "wecom_app", "wecom_robot")
 
 
-def _options_of(cls: type, *, skip: tuple[str, ...] = ("self", "name")) -> set[str]:
-    return {p for p in inspect.signature(cls.__init__).parameters if p not in skip}
+def _options_of(cls: type[Channel], *, skip: tuple[str, ...] = ("self", "name")) -> set[str]:
+    # the constructor's keyword arguments are the options a channel of this kind accepts
+    return {p for p in inspect.signature(cls).parameters if p not in skip}
 
 
 def _check_options(channel: str, kind: str, options: dict[str, Any], allowed: set[str]) -> None:

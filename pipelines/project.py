@@ -164,7 +164,7 @@ class Project(BaseModel):
 
     def resolved_config(self, connection: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Connection config with ``${ENV}`` expanded (vault references are resolved by the runner)."""
-        cfg = _expand_env(self.connection(connection).config)
+        cfg: dict[str, Any] = _expand_env(self.connection(connection).config)
         if overrides:
             cfg.update(overrides)
         return cfg

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from mappings.engine import MappingError
-from pipelines.models import QuarantinedRecord
 from pipelines.runner import Runner
+from tongbu.state.models import QuarantinedRecord
 
 _QUAR = QuarantinedRecord.__table__
 

@@ -36,17 +36,17 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from connectors.crm.store import HubStore, PreparedBatch
 from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from connectors.kit.sdk_compat import write_starting_replication_value
 from connectors.registry import connector, load_class
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mappings
-from pipelines.models import SyncRun
 from pipelines.project import PipelineSpec, Project
-from pipelines.secrets import resolve_secrets
-from pipelines.state import PipelineLock, Quarantine, RunHistory, StateStore, jsonable
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore, PreparedBatch
+from tongbu.state.models import SyncRun
+from tongbu.state.store import PipelineLock, Quarantine, RunHistory, StateStore, jsonable
+from tongbu.vault.secrets import resolve_secrets
 
 log = logging.getLogger("tongbu.runner")
 _RUNS = SyncRun.__table__
@@ -91,7 +91,8 @@ def stream_cursor(stream: Any, record: dict[str, Any]) -> dict[str, Any] | None:
     """The Singer bookmark a record stands for (a stream may define ``cursor_for_record``)."""
     hook = getattr(stream, "cursor_for_record", None)
     if hook is not None:
-        return hook(record)
+        cursor: dict[str, Any] | None = hook(record)
+        return cursor
     key = stream.replication_key
     if not key:
         return None
@@ -768,7 +769,7 @@ def _gt(a: Any, b: Any) -> bool:
     if a is None:
         return False
     try:
-        return a > b
+        return bool(a > b)
     except TypeError:
         return str(a) > str(b)
 

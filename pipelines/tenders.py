@@ -25,7 +25,7 @@ from connectors.tender.history import TenderHistory
 from pipelines.notify import Notifier
 from pipelines.project import Project, ProjectError
 from pipelines.runner import Runner
-from pipelines.state import StateStore
+from tongbu.state.store import StateStore
 
 STREAM = "notices"
 PARTITION = "history"

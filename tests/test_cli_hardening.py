@@ -62,7 +62,7 @@ def lines_with(output: str, text: str) -> list[str]:
 
 
 def test_run_without_names_runs_every_pipeline_and_reports_each(tmp_path: Path) -> None:
-    from pipelines.state import PipelineLock
+    from tongbu.state.store import PipelineLock
 
     project = write_project(
         tmp_path,

@@ -8,9 +8,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from connectors.crm.store import HubStore
 from connectors.crm.tap import TapCRM
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore
 
 BIN = Path(sys.executable).parent
 

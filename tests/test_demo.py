@@ -31,3 +31,24 @@ def test_demo_runs_and_never_shows_the_erp_password(tmp_path: Path) -> None:
     for path in home.rglob("*"):
         if path.is_file():
             assert password.encode() not in path.read_bytes(), f"password found in {path}"
+
+
+def test_shops_demo_runs_end_to_end_without_showing_a_secret(tmp_path: Path) -> None:
+    from connectors.shopify.simulator import ShopifySimulator
+    from connectors.youzan.simulator import YouzanSimulator
+
+    env = {**os.environ, "COLUMNS": "120"}
+    out = subprocess.run(
+        [sys.executable, "-m", "tongbu.cli", "-v", "demo", "--shops", "--records", "200"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "status cancelled" in out.stdout and "status refunded" in out.stdout
+    assert "shop: 40 matched" in out.stdout and "yz: 40 matched" in out.stdout
+    assert "'shopify': 200" in out.stdout and "'youzan': 200" in out.stdout
+    for secret in (ShopifySimulator.CLIENT_SECRET, YouzanSimulator.CLIENT_SECRET):
+        assert secret not in out.stdout and secret not in out.stderr

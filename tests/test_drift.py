@@ -14,7 +14,6 @@ import yaml
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from connectors.crm.store import hub_table
 from connectors.kingdee.drift import KingdeeDriftSource
 from connectors.kingdee.simulator import KingdeeSimulator
 from connectors.kit.drift import Digest, bucket_digests, from_ms, row_digest, to_ms
@@ -22,6 +21,7 @@ from pipelines import drift
 from pipelines.project import load_project
 from pipelines.runner import Runner
 from tests.test_kingdee_e2e import write_project
+from tongbu.hub.store import hub_table
 
 CST = dt.timezone(dt.timedelta(hours=8))
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.crm.store import HubError, HubStore
-from pipelines.state import PipelineLock, PipelineLocked, Quarantine, StateStore
+from tongbu.hub.store import HubError, HubStore
+from tongbu.state.store import PipelineLock, PipelineLocked, Quarantine, StateStore
 
 
 def _order(sid: str, lines: list[tuple[str, int]], amount: str = "10.50") -> dict:
@@ -36,6 +36,17 @@ def test_upsert_is_idempotent_and_skips_unchanged_rows(hub_engine) -> None:
         assert hub.count(conn, "accounts") == 50
         assert hub.get(conn, "accounts", "kingdee", "3")["name"] == "改名客户"
     assert (first.written, again.written, again.unchanged, changed.written) == (50, 0, 50, 1)
+
+
+def test_rows_that_carry_only_their_identity(hub_engine) -> None:
+    # A mapping may give nothing but source_id (singer-sdk's target tests do): this raised IndexError.
+    hub = HubStore(hub_engine)
+    with hub_engine.begin() as conn:
+        first = hub.upsert(conn, "accounts", [{"source_id": "1"}, {"source_id": "2"}], source_system="x")
+    with hub_engine.begin() as conn:
+        again = hub.upsert(conn, "accounts", [{"source_id": "1"}, {"source_id": "2"}], source_system="x")
+        assert hub.count(conn, "accounts") == 2
+    assert (first.written, again.written, again.unchanged) == (2, 0, 2)
 
 
 def test_same_source_id_from_two_systems_are_two_rows(hub_engine) -> None:
@@ -164,7 +175,7 @@ def test_quarantine_roundtrip(hub_engine) -> None:
 def test_record_links_keep_external_ids_and_last_snapshot(hub_engine) -> None:
     from sqlalchemy import select
 
-    from connectors.crm.models import RecordLink
+    from tongbu.hub.models import RecordLink
 
     hub = HubStore(hub_engine)
     with hub_engine.begin() as conn:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import func, select
 
-from connectors.crm.store import hub_table
 from connectors.kingdee.simulator import KingdeeSimulator
 from pipelines.project import load_project
 from pipelines.runner import Runner
+from tests.helpers.kills import kill_mid_sync
 from tongbu.db import get_engine
+from tongbu.hub.store import hub_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMS = {
@@ -56,7 +55,7 @@ def truth_ids(sim: KingdeeSimulator, form: str, key: str) -> tuple[set[str], set
 
 
 def hub_ids(engine, obj: str) -> list[str]:
-    from connectors.crm.store import hub_table
+    from tongbu.hub.store import hub_table
 
     t = hub_table(obj)
     with engine.connect() as conn:
@@ -117,7 +116,6 @@ def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_p
         project_file = write_project(tmp_path, sim, page_size=2000)
         env = {**os.environ, "TONGBU_PROJECT": str(project_file), "TONGBU_HOME": os.environ["TONGBU_HOME"]}
         cmd = [sys.executable, "-m", "tongbu.cli", "run", "kingdee_customers"]
-        kills, mid_sync = 0, 0
         engine = get_engine()
         accounts = hub_table("accounts")
 
@@ -125,21 +123,7 @@ def test_sigkill_at_random_points_then_resume_loses_and_duplicates_nothing(tmp_p
             with engine.connect() as conn:
                 return conn.execute(select(func.count()).select_from(accounts)).scalar_one()
 
-        for _ in range(4):
-            before = landed()
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            # Kill only once this run has committed a batch (a kill during start-up tests nothing),
-            # then at a random point of the rest of the sync.
-            deadline = time.monotonic() + 300
-            while proc.poll() is None and landed() <= before:
-                assert time.monotonic() < deadline, "no batch committed within 300 s"
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.5))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                mid_sync += 0 < landed() < n
-            proc.wait()
+        kills, mid_sync = kill_mid_sync(cmd, env, landed, n, rounds=4, rng=rng, max_extra_s=1.5)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         ids, broken = truth_ids(sim, "BD_Customer", "FCUSTID")

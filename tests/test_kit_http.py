@@ -44,6 +44,9 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(earlier, now=now) == 0.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("-5") is None and parse_retry_after("9" * 5000) == 24 * 3600
+    # Shopify's fractional delay-seconds
+    assert parse_retry_after("2.0") == 2.0 and parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("1.2.3") is None and parse_retry_after(".") is None
 
 
 # -- the policy -------------------------------------------------------------------------------------

@@ -12,29 +12,12 @@ from typing import Any
 
 import pytest
 
+from benchmarks.mapping_apply import TEN_FIELDS, customer  # the workload the benchmark times
 from mappings import transforms as tf
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import FieldSpec, MappingSpec, MappingSpecError, parse_mapping
 
 UTC = dt.UTC
-
-TEN_FIELDS = """\
-version: 1
-name: bench_customers
-source: {system: kingdee, stream: customers}
-target: {object: accounts}
-fields:
-  - {target: source_id, source: FCUSTID, transform: [str]}
-  - {target: number, source: FNumber}
-  - {target: name, source: FName, transform: [strip], required: true}
-  - {target: short_name, source: FShortName}
-  - {target: address, source: FADDRESS}
-  - {target: phone, source: FTEL}
-  - {target: grade, source: FLevel, transform: [int]}
-  - {target: source_modified_at, source: FModifyDate, transform: [{datetime: {tz: "+08:00"}}]}
-  - {target: status, source: FForbidStatus, transform: [{enum: {map: {A: active, B: disabled}}}]}
-  - {target: source_system, const: kingdee}
-"""
 
 
 def compiled(body: str, head: str = "accounts", **kw: Any) -> CompiledMapping:
@@ -45,20 +28,6 @@ def compiled(body: str, head: str = "accounts", **kw: Any) -> CompiledMapping:
         target: {{object: {head}}}
         """) + textwrap.dedent(body)
     return compile_mapping(parse_mapping(text, "t.yaml"), **kw)
-
-
-def customer(i: int) -> dict[str, Any]:
-    return {
-        "FCUSTID": 100_000 + i,
-        "FNumber": f"CUST{i:07d}",
-        "FName": f" 上海某某机电有限公司{i} ",
-        "FShortName": "某某机电",
-        "FADDRESS": "上海市浦东新区xx路1号",
-        "FTEL": "021-55550000",
-        "FLevel": str(i % 5),
-        "FModifyDate": f"2024-05-02T10:11:{i % 60:02d}.347",
-        "FForbidStatus": "AB"[i % 2],
-    }
 
 
 # -- mapping records -------------------------------------------------------------------------------

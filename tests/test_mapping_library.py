@@ -138,8 +138,8 @@ def test_mapped_rows_upsert_into_the_hub(
     simulator_records: tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]],
 ) -> None:
     """What the library produces is what the hub store accepts (types, extra JSON, nested lines)."""
-    from connectors.crm.store import HubStore
     from tongbu.db import get_engine
+    from tongbu.hub.store import HubStore
 
     _truth, records = simulator_records
     engine = get_engine()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crm.schema import object_names, object_schema
 from mappings.spec import (
     MappingSpecError,
     check,
@@ -20,6 +19,7 @@ from mappings.spec import (
     validate,
     validate_for_hub,
 )
+from tongbu.hub.schema import object_names, object_schema
 
 HEAD = """\
 version: 1

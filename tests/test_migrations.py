@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
-import tongbu.models  # noqa: F401  (every table on Base.metadata)
+import tongbu.tables  # noqa: F401  (every table on Base.metadata)
 from tongbu.db import Base
 from tongbu.migrate import alembic_config, upgrade_to_head
 

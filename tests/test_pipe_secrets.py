@@ -199,8 +199,8 @@ def test_an_orphaned_or_unlocked_target_does_not_commit(tmp_path: Path) -> None:
     assert done.returncode != 0 and "no longer locked" in done.stderr
     assert _hub_rows(url) == 0
     # The real thing: our pid as parent and a held lock commits.
-    from pipelines.state import PipelineLock
     from tongbu.db import get_engine
+    from tongbu.state.store import PipelineLock
 
     lock = PipelineLock(get_engine(url), "p")
     lock.acquire()

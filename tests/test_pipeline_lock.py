@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.state import PipelineLock, PipelineLocked, _holder_is_dead
+from tongbu.state.store import PipelineLock, PipelineLocked, _holder_is_dead
 
 ROOT = Path(__file__).resolve().parent.parent
 
 _HOLDER = """
 import sys, time
 from sqlalchemy import create_engine
-from pipelines.state import PipelineLock
+from tongbu.state.store import PipelineLock
 lock = PipelineLock(create_engine(sys.argv[1]), "shared")
 lock.acquire()
 print(lock.holder, flush=True)

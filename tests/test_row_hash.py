@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from connectors.crm.store import HubStore, hub_table
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore, hub_table
 
 CST = dt.timezone(dt.timedelta(hours=8))
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crm.store import HubStore
 from pipelines.project import Project, load_project
 from pipelines.replay import replay
 from pipelines.runner import Runner
-from pipelines.state import PipelineLocked, StateStore
+from tongbu.hub.store import HubStore
+from tongbu.state.store import PipelineLocked, StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPING = ROOT / "mappings/library/synthetic_to_crm.yaml"
@@ -223,3 +223,12 @@ def test_an_optional_source_field_never_seen_in_the_sample_warns_once(
     # A correct mapping warns about nothing.
     ok = Runner(project(10), hub_engine).run("synth_accounts", full_refresh=True)
     assert "warnings" not in ok.extra
+
+
+def test_an_indexed_source_path_is_not_reported_absent() -> None:
+    from connectors.kit.sampling import absent_source_fields
+
+    sample = [{"variants": [{"sku": "A-1"}]}, {"variants": []}]
+    optional = {"variants.0.sku": "code", "variants.1.sku": "spec", "variants.0.nope": "name"}
+    notes = absent_source_fields(optional, sample)
+    assert [n.split("'")[1] for n in notes] == ["variants.1.sku", "variants.0.nope"]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from connectors.crm.store import hub_table
 from connectors.kit.singer_input import MAX_LINE_BYTES, SingerInputReader, check_message
 from connectors.wecom.simulator import WeComSimulator
 from connectors.wecom.target import TargetWeCom
-from pipelines.models import QuarantinedRecord
 from tongbu.db import get_engine
+from tongbu.hub.store import hub_table
+from tongbu.state.models import QuarantinedRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = {

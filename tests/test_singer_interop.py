@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.crm.store import HubStore
 from connectors.kingdee.simulator import KingdeeSimulator
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore
 
 BIN = Path(sys.executable).parent
 

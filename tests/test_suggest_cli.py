@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mappings.suggest.cli import app
 from mappings.suggest.draft import sidecar_path
+from tongbu.suggest_cli import app
 
 SOURCE = {
     "system": "wecom",

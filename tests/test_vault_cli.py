@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from tests.helpers.vault import scan_files
 from tongbu.db import dispose_engines
-from tongbu.vault.cli import app
 from tongbu.vault.tables import secret_t
+from tongbu.vault_cli import app
 
 VALUE = "cli-canary-value-8f3a2b"
 

@@ -284,7 +284,7 @@ def test_rotation_survives_sigkill_at_random_points(isolated: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "tongbu.vault.cli",
+        "tongbu.vault_cli",
         "rotate",
         "--new-key-env",
         "TONGBU_NEW_KEY",

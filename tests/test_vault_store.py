@@ -474,7 +474,7 @@ def test_migration_matches_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import tongbu.models  # noqa: F401
+    import tongbu.tables  # noqa: F401
 
     engine = get_engine(db_url)
     with engine.connect() as conn:

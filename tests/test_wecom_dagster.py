@@ -10,7 +10,8 @@ import yaml
 
 from connectors.wecom.dagster import dagster_definitions as wecom_definitions
 from connectors.wecom.simulator import WeComSimulator
-from dagster_project.assets import TongbuResource, standalone_definitions
+from dagster_project.assets import standalone_definitions
+from dagster_project.resources import TongbuResource
 from pipelines.project import load_project
 
 pytestmark = pytest.mark.wecom_sim(records=400, seed=51)  # the `sim` fixture: tests/conftest.py

@@ -15,14 +15,17 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from connectors.crm.store import HubStore
+from connectors.kit.server import BackgroundServer
 from connectors.wecom.crypto import WXBizMsgCrypt
 from connectors.wecom.hub import contact_key
 from connectors.wecom.simulator import WeComSimulator
-from pipelines.models import QuarantinedRecord
 from tests.helpers.wecom import serve_config
 from tongbu.db import get_engine
-from tongbu.serve import BackgroundServer, DagsterObserver, build_app, ensure_inbox, event_inbox
+from tongbu.hub.store import HubStore
+from tongbu.inbox import ensure_inbox, event_inbox
+from tongbu.serve.app import build_app
+from tongbu.serve.observers import DagsterObserver
+from tongbu.state.models import QuarantinedRecord
 
 
 @pytest.fixture

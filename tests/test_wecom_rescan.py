@@ -9,6 +9,7 @@ from functools import partial
 
 import pytest
 
+from connectors.kit.server import BackgroundServer
 from connectors.wecom.hub import WeComHubWriter, contact_key
 from connectors.wecom.records import contact_from_get
 from connectors.wecom.rescan import rescan_external_contacts
@@ -16,7 +17,8 @@ from connectors.wecom.simulator import WeComSimulator
 from tests.helpers.wecom import client_for as fast_client
 from tests.helpers.wecom import hub_mismatches, serve_config
 from tongbu.db import get_engine
-from tongbu.serve import BackgroundServer, build_app, ensure_inbox, event_inbox
+from tongbu.inbox import ensure_inbox, event_inbox
+from tongbu.serve.app import build_app
 
 # Under the fault mix a call may need many attempts; each waits milliseconds.
 client_for = partial(fast_client, max_retries=14, backoff_max=0.02)
@@ -162,7 +164,7 @@ def test_each_follow_relation_becomes_one_activity(sim: WeComSimulator) -> None:
         a = next(iter(sim.external_userids()))
         from sqlalchemy import select
 
-        from connectors.crm.store import hub_table
+        from tongbu.hub.store import hub_table
 
         t = hub_table("activities")
         rows = conn.execute(

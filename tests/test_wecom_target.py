@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from connectors.crm.store import HubStore
 from connectors.wecom.hub import WeComHubWriter
 from connectors.wecom.rescan import rescan_external_contacts
 from connectors.wecom.simulator import WeComSimulator
 from connectors.wecom.target import ContactTagWriter, TagWriteError, TargetWeCom, write_back_grades
 from tests.helpers.wecom import client_for
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore
 
 pytestmark = pytest.mark.wecom_sim(records=120, seed=41)  # the `sim` fixture: tests/conftest.py
 

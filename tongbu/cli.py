@@ -18,19 +18,23 @@ of the project file: ``--project``, else ``TONGBU_PROJECT``, else the nearest ``
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from tongbu.cli_output import error_line, fail, handled, one_line
+from tongbu.drift_cli import app as drift_app
+from tongbu.scaffold import app as new_app
+from tongbu.suggest_cli import app as suggest_app
+from tongbu.tenders_cli import app as tenders_app
+from tongbu.vault_cli import app as vault_app
 
 app = typer.Typer(
     help="tongbu (同步): keep your CRM in sync with ERP, WeCom, shops, tender feeds and devices.",
@@ -45,27 +49,18 @@ app.add_typer(state_app, name="state")
 app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
-# soft_wrap: an error is one line whatever the terminal width (scripts and log collectors grep them).
-err = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
-# Feature sub-commands live with their packages; mount those present in this build.
-for _module, _name in (
-    ("tongbu.vault.cli", "vault"),
-    ("mappings.suggest.cli", "mappings"),
-    ("tongbu.scaffold", "new"),
-    ("tongbu.tenders_cli", "tenders"),
-):
-    try:
-        app.add_typer(importlib.import_module(_module).app, name=_name)
-    except ModuleNotFoundError as _exc:  # pragma: no cover - package not built yet
-        if not str(_exc.name).startswith(_module.split(".")[0]):
-            raise
+# Sub-commands with a module of their own (imported by name, so the layers contract sees them).
+app.add_typer(vault_app, name="vault")
+app.add_typer(suggest_app, name="mappings")
+app.add_typer(new_app, name="new")
+app.add_typer(tenders_app, name="tenders")
 
 
 def _mount_serve() -> None:
-    from tongbu.serve_cli import serve_command
+    from tongbu.serve.cli import serve_command
 
     app.command("serve", help="Run the webhook receiver of the real-time path (WeCom callbacks, …).")(
         serve_command
@@ -75,41 +70,11 @@ def _mount_serve() -> None:
 _mount_serve()
 
 
-def _mount_drift() -> None:
-    from tongbu.drift_cli import app as drift_app
-
-    app.add_typer(drift_app, name="drift")
-
-
-_mount_drift()
+app.add_typer(drift_app, name="drift")
 
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
 ]
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` with secret values masked (the text may come from a source's error)."""
-    text = (
-        str(exc) if isinstance(exc, ValueError | KeyError | RuntimeError) else f"{type(exc).__name__}: {exc}"
-    )
-    try:
-        from tongbu.vault import redact
-    except ImportError:  # pragma: no cover
-        return text
-    return redact(text)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    _error_line(message)
-    raise typer.Exit(code)
-
-
-def _error_line(message: str, label: str = "error") -> None:
-    # Markup is applied to the label only: a message may contain [brackets] from a source.
-    colour = "bold red" if label == "error" else "bold yellow"
-    err.print(f"[{colour}]{label}:[/] ", end="", highlight=False)
-    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
 
 
 def _exit_code(exc: BaseException) -> tuple[str, int]:
@@ -120,30 +85,15 @@ def _exit_code(exc: BaseException) -> tuple[str, int]:
         bad = hub_error(exc)
         if bad is not None:
             return str(bad), EXIT_BAD_HUB
-        from pipelines.state import PipelineLocked
+        from tongbu.state.store import PipelineLocked
 
         if isinstance(exc, PipelineLocked):
             return str(exc), EXIT_LOCKED
-    return _one_line(exc), EXIT_FAILED
+    return one_line(exc), EXIT_FAILED
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handled(func: F) -> F:
-    """Every exception of a command becomes one line on stderr and its exit code, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary
-            message, code = _exit_code(exc)
-            _fail(message, code)
-
-    return wrapper  # type: ignore[return-value]
+#: every exception of a command becomes one line on stderr and its exit code, never a traceback
+_handled = handled(_exit_code)
 
 
 def _project_tenant(project: Path | None) -> str:
@@ -233,10 +183,10 @@ def run(
         runner = _runner(project)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
-        _fail(message, code)
+        fail(message, code)
     names = pipeline or [n for n, p in runner.project.pipelines.items() if p.enabled]
     if not names:
-        _error_line("the project has no enabled pipelines: nothing to run", "warning")
+        error_line("the project has no enabled pipelines: nothing to run", "warning")
     results: list[Any] = []
     outcomes: list[dict[str, Any]] = []
     codes: set[int] = set()
@@ -250,20 +200,20 @@ def run(
         except Exception as exc:  # noqa: BLE001 - reported, and the next pipeline still runs
             message, code = _exit_code(exc)
             if code == EXIT_BAD_HUB:
-                _fail(message, code)  # no other pipeline can run on a damaged hub either
+                fail(message, code)  # no other pipeline can run on a damaged hub either
             codes.add(code)
             state = "locked" if code == EXIT_LOCKED else "failed"
             outcomes.append({"pipeline": name, "status": state, "error": message})
-            _error_line(f"pipeline {name} {'is locked' if state == 'locked' else 'failed'}: {message}")
+            error_line(f"pipeline {name} {'is locked' if state == 'locked' else 'failed'}: {message}")
             continue
         results.append(result)
         outcomes.append(result.as_dict())
         for warning in result.extra.get("warnings", ()):
-            _error_line(f"pipeline {name}: {warning}", "warning")
+            error_line(f"pipeline {name}: {warning}", "warning")
         if result.rows_read and result.rows_quarantined >= result.rows_read:
             codes.add(EXIT_ALL_QUARANTINED)
             outcomes[-1]["status"] = "quarantined"
-            _error_line(
+            error_line(
                 f"pipeline {name}: all {result.rows_read:,} records read were quarantined, none written; "
                 f"see `tongbu quarantine list --pipeline {name}` for the reasons"
             )
@@ -304,8 +254,8 @@ def state_show(
     project: ProjectOpt = None,
 ) -> None:
     """Print every stored cursor."""
-    from pipelines.state import StateStore
     from tongbu.db import get_engine
+    from tongbu.state.store import StateStore
 
     rows = StateStore(get_engine(), _project_tenant(project)).all(connection)
     table = Table(title="cursors")
@@ -332,8 +282,8 @@ def state_reset(
     project: ProjectOpt = None,
 ) -> None:
     """Forget cursors so the next run re-reads from the beginning (the upsert keeps it idempotent)."""
-    from pipelines.state import StateStore
     from tongbu.db import get_engine
+    from tongbu.state.store import StateStore
 
     tenant = _project_tenant(project)
     if not yes:
@@ -354,8 +304,8 @@ def quarantine_list(
     project: ProjectOpt = None,
 ) -> None:
     """List quarantined records with the reason they were set aside."""
-    from pipelines.state import Quarantine
     from tongbu.db import get_engine
+    from tongbu.state.store import Quarantine
 
     if status not in ("open", "replayed", "dropped", "all"):
         raise ValueError(f"unknown status {status!r}: open | replayed | dropped | all")
@@ -412,11 +362,11 @@ def simulate(
     try:
         cls = load_simulator(system)
     except KeyError as exc:
-        _fail(str(exc.args[0]))
+        fail(str(exc.args[0]))
     try:
         sim = cls(records=records, faults=faults, seed=seed)
     except ValueError as exc:  # an unknown or malformed fault switch: one line, with a did-you-mean
-        _fail(str(exc))
+        fail(str(exc))
     url = sim.start(host, port)
     # Plain prints (no wrapping, no markup): scripts and tests read these two lines.
     print(
@@ -436,15 +386,34 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    fxiaoke: Annotated[
+        bool, typer.Option("--fxiaoke", help="Run the two-way Fxiaoke CRM ⇄ Kingdee ERP demo instead")
+    ] = False,
+    shops: Annotated[
+        bool,
+        typer.Option(
+            "--shops", help="The shops demo instead: Shopify + Youzan → CRM, buyers matched, real time"
+        ),
+    ] = False,
 ) -> None:
     """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
     from tongbu.demo import run_demo
 
     try:
+        if fxiaoke:
+            from tongbu.demo_fxiaoke import run_fxiaoke_demo
+
+            run_fxiaoke_demo(records=min(records, 200), console=console)
+            return
+        if shops:
+            from tongbu.demo_shops import run_shops_demo
+
+            run_shops_demo(records=min(records, 5000), console=console)
+            return
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)
-        _fail(message, code)
+        fail(message, code)
 
 
 def main() -> None:
@@ -455,7 +424,7 @@ def main() -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - the outermost CLI boundary
         message, code = _exit_code(exc)
-        _error_line(message)
+        error_line(message)
         raise SystemExit(code) from None
 
 

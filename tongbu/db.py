@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -35,6 +36,12 @@ class Base(DeclarativeBase):
     """Declarative base for every table tongbu owns."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # SQLAlchemy types ``__table__`` as any FromClause (a class may be mapped to a select); every
+        # tongbu model declares its columns, so declarative always builds a Table, and the stores use
+        # ``Model.__table__`` with insert/update/delete.
+        __table__: ClassVar[Table]
 
 
 class HubDatabaseError(RuntimeError):

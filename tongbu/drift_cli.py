@@ -16,9 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tongbu.cli_output import err, fail, one_line
+
 app = typer.Typer(help="Compare synced streams with their source and repair drift.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 
 @app.command("check")
@@ -45,11 +46,10 @@ def check_command(
     from pipelines.drift import DELETE_POLICIES, check_all
     from pipelines.project import load_project
     from pipelines.runner import Runner
-    from pipelines.state import PipelineLocked
-    from tongbu.cli import _fail, _one_line
+    from tongbu.state.store import PipelineLocked
 
     if deletes not in DELETE_POLICIES:
-        _fail(f"--deletes must be one of {', '.join(DELETE_POLICIES)}, not {deletes!r}")
+        fail(f"--deletes must be one of {', '.join(DELETE_POLICIES)}, not {deletes!r}")
     failures: dict[str, BaseException] = {}
     try:
         runner = Runner(load_project(project))
@@ -64,9 +64,9 @@ def check_command(
                 on_error=lambda n, e: failures.__setitem__(n, e),
             )
     except Exception as exc:  # noqa: BLE001 - one actionable line, never a traceback
-        _fail(_one_line(exc))
+        fail(one_line(exc))
     for name, exc in failures.items():
-        err.print(f"[bold red]error:[/] {name}: {_one_line(exc)}", highlight=False)
+        err.print(f"[bold red]error:[/] {name}: {one_line(exc)}", highlight=False)
     if as_json:
         print(json.dumps([r.as_dict() for r in reports], default=str, ensure_ascii=False))
     else:

@@ -33,7 +33,7 @@ def _fail(message: str) -> None:
 
 
 def _tenant(project: Path | None) -> str:
-    from tongbu.cli import _project_tenant
+    from tongbu.cli_output import project_tenant as _project_tenant
 
     return _project_tenant(project)
 
@@ -248,7 +248,7 @@ def poll_command(
         result = feed.poll(full_refresh=full_refresh)
         sent = feed.send_alerts() if alerts else None
     except (ProjectError, ValueError, RuntimeError) as exc:
-        from tongbu.cli import _one_line
+        from tongbu.cli_output import one_line as _one_line
 
         _fail(_one_line(exc))
         return

@@ -14,8 +14,8 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from sqlalchemy import and_, or_, select
 
-from connectors.crm.models import HUB_OBJECTS
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.models import HUB_OBJECTS
 
 
 class HubObjectStream(Stream):
@@ -26,7 +26,7 @@ class HubObjectStream(Stream):
     is_sorted = True
 
     def __init__(self, tap: Tap, object_name: str) -> None:
-        from connectors.crm.schema import object_schema
+        from tongbu.hub.schema import object_schema
 
         schema = object_schema(object_name)
         props = dict(schema.get("properties", {}))

@@ -18,18 +18,18 @@ from typing import Any
 from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
-from sqlalchemy import column, table, update
+from sqlalchemy import update
 
-from connectors.crm.models import HUB_OBJECTS
-from connectors.crm.store import HubStore
 from connectors.kit.sampling import SAMPLE_RECORDS, absent_source_fields, optional_sources
 from connectors.kit.sdk_compat import INVALID_RECORD_KEY, QuarantiningSinkMixin
 from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.models import HUB_OBJECTS
+from tongbu.hub.store import HubStore
+from tongbu.state.models import PipelineLockRow
 
 _INVALID = INVALID_RECORD_KEY
-# The pipeline lock row, by name only: connectors do not import the pipelines package.
-_LOCKS = table("pipeline_locks", column("tenant_id"), column("pipeline"), column("holder"))
+_LOCKS = PipelineLockRow.__table__  # the leases are core (tongbu.state), below the connectors
 LIBRARY = Path(__file__).resolve().parents[2] / "mappings" / "library"
 
 
@@ -142,8 +142,8 @@ class TargetCRM(Target):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from pipelines.state import Quarantine
         from tongbu.db import get_engine
+        from tongbu.state.store import Quarantine
 
         self.engine = get_engine(self.config.get("database_url") or None)
         tenant = self.config.get("tenant") or DEFAULT_TENANT

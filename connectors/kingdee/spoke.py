@@ -44,6 +44,7 @@ from connectors.kingdee.client import (
     KingdeeWriteError,
     to_filter_literal,
 )
+from connectors.kingdee.fields import CUSTOMER_CONTACT, CUSTOMER_REGISTRATION, SALES_ORDER_STATES_AND_DELIVERY
 from connectors.kit.errors import Throttled, Transient
 from connectors.kit.logs import get_logger
 from connectors.kit.spoke import SpokeError, SpokeRecord, TransientSpokeError
@@ -105,20 +106,9 @@ ACCOUNTS = Binding(
     number_key="FNumber",
     header_keys=(
         "FCUSTID",
-        "FNumber",
-        "FName",
-        "FShortName",
-        "FSOCIALCRECODE",
-        "FTAXREGISTERCODE",
-        "FLegalPerson",
-        "FRegisterFund",
+        *CUSTOMER_REGISTRATION,
         "FFoundDate",
-        "FTEL",
-        "FFAX",
-        "FADDRESS",
-        "FZIP",
-        "FWEBSITE",
-        "FDomains",
+        *CUSTOMER_CONTACT,
         "FPROVINCIAL.FName",
         "FCustTypeId.FName",
         "FGroup.FNumber",
@@ -158,13 +148,7 @@ SALES_ORDERS = Binding(
         "FSalerId.FName",
         "FSettleCurrId.FNumber",
         "FBillAllAmount",
-        "FDocumentStatus",
-        "FCloseStatus",
-        "FCancelStatus",
-        "FLinkMan",
-        "FLinkPhone",
-        "FReceiveAddress",
-        "FNote",
+        *SALES_ORDER_STATES_AND_DELIVERY,
         EXTERNAL_ID,
         "FModifyDate",
     ),

@@ -17,6 +17,7 @@ connectors never import ``dagster_project`` (it sits above them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,11 +27,35 @@ import dagster as dg
 RESOURCE_KEY = "tongbu"
 
 
+class ConnectionLike(Protocol):
+    """What a connector's Dagster pieces read of one connection of the project file."""
+
+    @property
+    def connector(self) -> str:
+        """The connector the connection uses (``wecom``, ``kingdee``, …)."""
+
+
+class ProjectLike(Protocol):
+    """What a connector's Dagster pieces read of the project file.
+
+    ``pipelines.project.Project`` satisfies it; connectors name this protocol instead, because
+    ``pipelines`` sits above them (the layers contract in ``pyproject.toml`` checks it).
+    """
+
+    @property
+    def tenant(self) -> str:
+        """The tenant the project's pipelines write for."""
+
+    @property
+    def connections(self) -> Mapping[str, ConnectionLike]:
+        """Connections by name."""
+
+
 class TongbuLike(Protocol):
     """What the ``tongbu`` resource offers a connector's assets."""
 
-    def project(self) -> Any:
-        """The parsed project file (``pipelines.project.Project``)."""
+    def project(self) -> ProjectLike:
+        """The parsed project file (a ``pipelines.project.Project``)."""
 
     def runner(self, progress: Any = None) -> Any:
         """A runner bound to the hub database (``pipelines.runner.Runner``)."""

@@ -45,12 +45,15 @@ MAX_RETRY_AFTER = 24 * 3600.0
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date; None if absent
-    or unreadable (a past date is 0)."""
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (whole, or with a fraction as
+    Shopify sends them), or an HTTP-date; None if absent or unreadable (a past date is 0)."""
     if not value:
         return None
     text = value.strip()[:64]  # the header is tiny; never parse an unbounded value
     if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    if text.count(".") == 1 and text.replace(".", "", 1).isdigit():
+        # Not RFC 9110, but what Shopify sends ("2.0"): fractional delay-seconds.
         return min(float(text), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)

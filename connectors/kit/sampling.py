@@ -27,10 +27,21 @@ def optional_sources(mapping: Any) -> dict[str, str]:
 
 
 def _has_path(record: Any, path: str) -> bool:
+    """Whether ``path`` reaches a value, read the way the mapping engine reads it: the literal key
+    first, then through nested objects, an integer part indexing into a list (``owner.0``)."""
+    if isinstance(record, dict) and path in record:
+        return True
     for part in path.split("."):
-        if not isinstance(record, dict) or part not in record:
+        if isinstance(record, dict) and part in record:
+            record = record[part]
+        elif (
+            isinstance(record, list | tuple)
+            and part.lstrip("-").isdigit()
+            and -len(record) <= int(part) < len(record)
+        ):
+            record = record[int(part)]
+        else:
             return False
-        record = record[part]
     return True
 
 

@@ -26,10 +26,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from connectors.crm.store import HubStore, hub_table
 from connectors.kit.names import company_key
 from connectors.tender.history import TenderHistory
 from connectors.tender.parse import notice_kind
+from tongbu.hub.store import HubStore, hub_table
 
 SYSTEM = "tender"
 

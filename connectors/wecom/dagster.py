@@ -20,21 +20,18 @@ No ``from __future__ import annotations``: Dagster inspects the real annotation 
 """
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 from sqlalchemy import func, select
 
-from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, TongbuLike, hub_key
-
-if TYPE_CHECKING:
-    from pipelines.project import Project
+from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, ProjectLike, TongbuLike, hub_key
 
 DEFAULT_RESCAN_SCHEDULE = "0 */6 * * *"
 BACKLOG_STALE_S = 60.0
 
 
-def wecom_connections(project: "Project") -> list[str]:
+def wecom_connections(project: ProjectLike) -> list[str]:
     """Names of the project's WeCom connections."""
     return [name for name, conn in project.connections.items() if conn.connector == "wecom"]
 
@@ -215,9 +212,9 @@ def _hub_check(connection: str) -> dg.AssetChecksDefinition:
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         tongbu = context.resources.tongbu
-        from connectors.crm.store import HubStore
-        from pipelines.models import SyncRun
         from tongbu.db import get_engine
+        from tongbu.hub.store import HubStore
+        from tongbu.state.models import SyncRun
 
         engine = get_engine()
         tenant = tongbu.project().tenant
@@ -272,7 +269,7 @@ def _events_check(connection: str) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         tongbu = context.resources.tongbu
         from tongbu.db import get_engine
-        from tongbu.serve import ensure_inbox, event_inbox
+        from tongbu.inbox import ensure_inbox, event_inbox
 
         engine = get_engine()
         ensure_inbox(engine)
@@ -317,7 +314,7 @@ def _events_check(connection: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def dagster_definitions(project: "Project", *, rescan_schedule: str | None = None) -> DefinitionParts:
+def dagster_definitions(project: ProjectLike, *, rescan_schedule: str | None = None) -> DefinitionParts:
     """Assets, checks, jobs and schedules for every WeCom connection of ``project``."""
     parts = DefinitionParts()
     for conn in wecom_connections(project):

@@ -3,7 +3,7 @@
 Both paths hand normalised ``external_contacts`` records (:mod:`connectors.wecom.records`) to
 :class:`WeComHubWriter`, which maps them with the shipped mapping file (contacts, and accounts for
 contacts that show a verified company), quarantines records the mapping rejects, and upserts through
-:class:`connectors.crm.store.HubStore` — so a contact written by a callback and re-read by the next
+:class:`tongbu.hub.store.HubStore` — so a contact written by a callback and re-read by the next
 rescan hashes the same and costs nothing.
 """
 
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, column, exists, inspect, literal, table
+from sqlalchemy import Connection, Engine, Table, exists, inspect, literal
 
-from connectors.crm.store import HubStore, UpsertResult
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mapping
-from pipelines.state import Quarantine
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.store import HubStore, UpsertResult
+from tongbu.inbox import applied_since, event_inbox
+from tongbu.state.store import Quarantine
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "wecom_to_crm.yaml"
 CONTACTS_MAPPING = "wecom_external_contacts_to_contacts"
@@ -33,11 +34,8 @@ RELATIONS_STREAM = "follow_relations"
 CONTACT_PREFIX = "contact:"
 
 
-# The event path's inbox (``tongbu serve``), named by its columns only: the connector does not import
-# the application layer for the one condition the deletion needs.
-_EVENT_INBOX = table(
-    "event_inbox", column("tenant_id"), column("source"), column("record_key"), column("applied_at")
-)
+# The event path's inbox: core (tongbu.inbox), written by `tongbu serve`, read by the rescan's deletion.
+_EVENT_INBOX = event_inbox
 
 
 def contact_key(external_userid: str) -> str:
@@ -213,7 +211,6 @@ class WeComHubWriter:
 
     def touched_by_events(self, conn: Connection, external_userids: Sequence[str], since: float) -> set[str]:
         """Which contacts the real-time path applied at or after ``since`` (epoch seconds)."""
-        from tongbu.serve import applied_since  # the inbox lives with the generic event path
 
         keys = [contact_key(e) for e in external_userids]
         found = applied_since(

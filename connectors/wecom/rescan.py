@@ -27,12 +27,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from connectors.crm.store import hub_table
 from connectors.wecom.client import WeComClient
 from connectors.wecom.hub import WeComHubWriter, WriteResult
 from connectors.wecom.scan import ScanReport, scan_external_contacts
-from pipelines.models import SyncRun
-from pipelines.state import PipelineLock, RunHistory
+from tongbu.hub.store import hub_table
+from tongbu.state.models import SyncRun
+from tongbu.state.store import PipelineLock, RunHistory
 
 log = logging.getLogger("tongbu.wecom.rescan")
 _RUNS = SyncRun.__table__

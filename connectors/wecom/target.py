@@ -151,7 +151,7 @@ def crm_contact_grades(
     The company is matched by name (``contacts.account_ref`` is the contact's corp_full_name) against
     accounts from any system that carry a grade, e.g. the ERP's customer master.
     """
-    from connectors.crm.store import hub_table
+    from tongbu.hub.store import hub_table
 
     contacts, accounts = hub_table("contacts"), hub_table("accounts")
     graded = (

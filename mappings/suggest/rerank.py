@@ -56,7 +56,7 @@ class Reranker:
         if not base:
             raise RerankError("TONGBU_LLM_BASE_URL is not set")
         if key.startswith("vault:"):
-            from pipelines.secrets import resolve_secrets
+            from tongbu.vault.secrets import resolve_secrets
 
             try:
                 key = resolve_secrets({"api_key": key})["api_key"]

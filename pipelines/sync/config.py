@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connectors.crm.models import HUB_OBJECTS
 from pipelines.sync.engine import SyncPair
 from pipelines.sync.policy import FieldRule, Nulls, ObjectPolicy, OnDelete, PolicyError, Survivorship
+from tongbu.hub.models import HUB_OBJECTS
 
 
 class SyncConfigError(ValueError):

@@ -31,11 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime, Engine, Integer, Numeric, and_, insert, select, update
 
-from connectors.crm.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
-from connectors.crm.models import RecordLink
-from connectors.crm.store import hub_table
 from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
-from pipelines.state import PipelineLock, StateStore
 from pipelines.sync.merge import (
     Conflict,
     EntityView,
@@ -51,6 +47,10 @@ from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
 from tongbu.canon import canon, canon_record, canonical_hash
 from tongbu.config import DEFAULT_TENANT
+from tongbu.hub.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
+from tongbu.hub.models import RecordLink
+from tongbu.hub.store import hub_table
+from tongbu.state.store import PipelineLock, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ class SyncEngine:
                     )
                 ]
                 if len(candidates) == 1:
-                    return candidates[0]
+                    return int(candidates[0])
                 if len(candidates) > 1:
                     report.identity_reviews += 1
                     if not dry_run:
@@ -501,8 +501,10 @@ class SyncEngine:
             ).first()
             if row is None:
                 return None, {}, None
-            links = {
-                r["system"]: r
+            # plain dicts keyed by column name (a RowMapping also accepts Column keys, so it is not a
+            # Mapping[str, Any] to the type checker)
+            links: dict[str, Mapping[str, Any]] = {
+                str(r["system"]): dict(r)
                 for r in conn.execute(
                     select(_LINKS).where(
                         _LINKS.c.tenant_id == self.tenant,
@@ -511,7 +513,7 @@ class SyncEngine:
                     )
                 ).mappings()
             }
-            entity_row = (
+            entity = (
                 conn.execute(
                     select(_ENTITIES).where(
                         _ENTITIES.c.tenant_id == self.tenant,
@@ -522,6 +524,7 @@ class SyncEngine:
                 .mappings()
                 .first()
             )
+            entity_row: dict[str, Any] | None = dict(entity) if entity is not None else None
             open_fields = {
                 r.field
                 for r in conn.execute(
@@ -1144,7 +1147,7 @@ def _is_stale(record: SpokeRecord, link: Mapping[str, Any]) -> bool:
     if seen.tzinfo is None:
         seen = seen.replace(tzinfo=dt.UTC)
     mod = record.modified_at if record.modified_at.tzinfo else record.modified_at.replace(tzinfo=dt.UTC)
-    return mod < seen
+    return bool(mod < seen)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -1158,6 +1161,6 @@ def _stamps_from_json(raw: Mapping[str, Any] | None) -> dict[str, FieldStamp]:
     return stamps
 
 
-def _chunks(items: list, size: int) -> Iterable[list]:
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -1,7 +1,7 @@
 """Tables of the two-way engine: entity stamps, the review queue and the hash-chained audit log.
 
 The link of an entity to each system, with its base snapshot, is the hub's ``record_links`` table
-(``connectors/crm/models.py``); what the CRM itself records of its own edits is ``hub_changes``.
+(``tongbu/hub/models.py``); what the CRM itself records of its own edits is ``hub_changes``.
 """
 
 from __future__ import annotations

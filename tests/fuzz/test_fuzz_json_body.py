@@ -1,4 +1,4 @@
-"""Property tests for ``tongbu.serve.parse_json_body``: bounded, linear, only ``BodyRejected`` out."""
+"""Property tests for ``tongbu.serve.bodies.parse_json_body``: bounded, linear, only ``BodyRejected`` out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.conftest import examples
-from tongbu.serve import BodyRejected, parse_json_body
+from tongbu.serve.bodies import BodyRejected, parse_json_body
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

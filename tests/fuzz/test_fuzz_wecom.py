@@ -187,6 +187,6 @@ def test_event_source_requests_raise_only_event_rejected(
 
 
 def test_the_envelope_bound_is_what_serve_accepts() -> None:
-    from tongbu.serve import ServeConfig
+    from tongbu.serve.config import ServeConfig
 
     assert ServeConfig(sources=[]).max_body_bytes <= MAX_ENVELOPE_BYTES

@@ -39,10 +39,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 import venv
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -55,6 +53,8 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+
+from tests.helpers.kills import kill_mid_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -322,7 +322,7 @@ class ConnectorSuite:
         return int(sim.stats()["requests"])
 
     def hub_ids(self, engine: Engine, obj: str) -> list[str]:
-        from connectors.crm.store import hub_table
+        from tongbu.hub.store import hub_table
 
         table = hub_table(obj)
         query = select(table.c.source_id).where(table.c.source_system == self.connector)
@@ -414,8 +414,8 @@ class ConnectorSuite:
 
     @pytest.mark.slow
     def test_sigkill_after_a_committed_batch_then_resume(self, tmp_path: Path) -> None:
-        from connectors.crm.store import hub_table
         from tongbu.db import get_engine
+        from tongbu.hub.store import hub_table
 
         stream = self.kill_stream or next(iter(self.hub_streams()))
         obj = self.streams[stream].object or ""
@@ -432,22 +432,7 @@ class ConnectorSuite:
                 query = select(func.count()).select_from(table).where(table.c.source_system == self.connector)
                 return int(conn.execute(query).scalar_one())
 
-        kills = mid_sync = 0
-        for _ in range(3):
-            before = landed()
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 300
-            # Kill only after this run committed a batch (a kill at start-up tests nothing) ...
-            while proc.poll() is None and landed() <= before:
-                assert time.monotonic() < deadline, "no batch committed within 300 s"
-                time.sleep(0.02)
-            # ... then at a random point of the rest of the sync.
-            time.sleep(rng.uniform(0.0, 0.3))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                mid_sync += 0 < landed() < total
-            proc.wait()
+        kills, mid_sync = kill_mid_sync(cmd, env, landed, total, rounds=3, rng=rng, max_extra_s=0.3)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         assert kills >= 1 and mid_sync >= 1, f"never killed mid-sync ({kills} kills); raise kill_records"

@@ -68,7 +68,7 @@ def hub_mismatches(engine: Engine, sim: Any, writer: WeComHubWriter) -> dict[str
     Returns ``missing`` (in WeCom, not live in the hub), ``extra`` (live in the hub, gone from WeCom),
     ``different`` (mapped fields differ), ``duplicates`` (source ids present more than once).
     """
-    from connectors.crm.store import hub_table
+    from tongbu.hub.store import hub_table
 
     table = hub_table("contacts")
     truth: dict[str, dict[str, Any]] = {}

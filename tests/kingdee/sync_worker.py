@@ -17,9 +17,9 @@ from sqlalchemy import create_engine, delete
 from connectors.kingdee.client import KingdeeClient
 from connectors.kingdee.simulator import KingdeeSimulator
 from connectors.kingdee.spoke import KingdeeSpoke
-from pipelines.models import PipelineLock
 from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine
+from tongbu.state.models import PipelineLockRow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def main(hub_url: str, sim_url: str, cycles: int) -> None:
     engine = create_engine(hub_url)
     with engine.begin() as conn:
-        conn.execute(delete(PipelineLock.__table__).where(PipelineLock.__table__.c.pipeline.like("sync:%")))
+        conn.execute(
+            delete(PipelineLockRow.__table__).where(PipelineLockRow.__table__.c.pipeline.like("sync:%"))
+        )
     pairs = {
         p.name: p
         for p in build_pairs(

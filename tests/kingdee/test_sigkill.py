@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from connectors.kingdee.simulator import KingdeeSimulator
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 22

@@ -12,14 +12,14 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from connectors.kingdee.spoke import EXTERNAL_ID, KingdeeSpoke
 from connectors.kit import uscc
 from connectors.kit.spoke import TransientSpokeError
 from pipelines.sync.config import build_pairs
 from pipelines.sync.engine import SyncEngine, verify_audit
 from tests.kingdee.conftest import client_for
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = {

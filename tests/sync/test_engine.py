@@ -9,12 +9,12 @@ import pytest
 from memory_spoke import MemorySpoke
 from sqlalchemy import func, select, text
 
-from connectors.crm.api import CrmApi
-from connectors.crm.models import RecordLink
 from pipelines.sync.engine import SyncEngine, SyncPair, verify_audit
 from pipelines.sync.models import SyncConflict
 from pipelines.sync.policy import FieldRule, ObjectPolicy, Survivorship
 from tongbu.canon import canon
+from tongbu.hub.api import CrmApi
+from tongbu.hub.models import RecordLink
 
 FIELDS = ("name", "phone", "address", "grade", "industry", "credit_code", "credit_limit")
 

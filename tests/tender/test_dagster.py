@@ -8,10 +8,11 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from connectors.tender.dagster import dagster_definitions
 from connectors.tender.history import SubscriptionSpec, TenderHistory
 from connectors.tender.simulator import TenderSimulator
-from dagster_project.assets import TongbuResource, standalone_definitions
+from dagster_project.assets import standalone_definitions
+from dagster_project.resources import TongbuResource
+from dagster_project.tenders import tenders_definitions as dagster_definitions
 from pipelines.project import load_project
 from tests.helpers.smtp import SmtpServer
 from tongbu.db import get_engine

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from connectors.crm.store import HubStore, hub_table
 from connectors.kit.names import company_key
 from connectors.tender.history import SubscriptionSpec, TenderHistory
 from connectors.tender.simulator import TenderSimulator
@@ -20,6 +19,7 @@ from pipelines.project import load_project
 from pipelines.tenders import TenderFeed
 from tests.helpers.smtp import SmtpServer
 from tongbu.db import get_engine
+from tongbu.hub.store import HubStore, hub_table
 
 pytestmark = pytest.mark.wecom_sim(records=20, seed=3)
 

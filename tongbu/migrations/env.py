@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import tongbu.models  # noqa: F401  (registers every table on Base.metadata)
+import tongbu.tables  # noqa: F401  (registers every table on Base.metadata)
 from tongbu.db import Base
 
 config = context.config

@@ -10,6 +10,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from connectors.kingdee.fields import CUSTOMER_CONTACT, CUSTOMER_REGISTRATION, SALES_ORDER_STATES_AND_DELIVERY
+
 LCID_ZH_CN = 2052
 # MsgCode values (Kingdee API doc): 1 上下文丢失, 4 异常, 8 参数错误, 9 指定字段/值不存在,
 # 10 未找到对应数据, 14 调用限制.
@@ -162,20 +164,9 @@ class FormDef:
 
 CUSTOMER_COLUMNS = (
     "FCUSTID",
-    "FNumber",
-    "FName",
-    "FShortName",
-    "FSOCIALCRECODE",
-    "FTAXREGISTERCODE",
-    "FLegalPerson",
-    "FRegisterFund",
+    *CUSTOMER_REGISTRATION,
     "FFoundDate",
-    "FTEL",
-    "FFAX",
-    "FADDRESS",
-    "FZIP",
-    "FWEBSITE",
-    "FDomains",
+    *CUSTOMER_CONTACT,
     "FCOUNTRY_FNumber",
     "FCOUNTRY_FName",
     "FPROVINCIAL_FNumber",
@@ -226,13 +217,7 @@ ORDER_COLUMNS = (
     "FSettleCurrId_FNumber",
     "FSettleCurrId_FName",
     "FBillAllAmount",
-    "FDocumentStatus",
-    "FCloseStatus",
-    "FCancelStatus",
-    "FLinkMan",
-    "FLinkPhone",
-    "FReceiveAddress",
-    "FNote",
+    *SALES_ORDER_STATES_AND_DELIVERY,
     "FCreateDate",
     "FModifyDate",
     "FApproveDate",

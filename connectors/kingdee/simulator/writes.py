@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.kingdee.fields import CUSTOMER_CONTACT, CUSTOMER_REGISTRATION
 from connectors.kingdee.simulator import data as kdata
 from connectors.kingdee.simulator.forms import (
     MSG_BAD_PARAM,
@@ -115,19 +116,8 @@ UNITS = {m[3]: m[4] for m in kdata._MATERIALS}
 # Plain (non-reference) fields a Save may set, by form; everything else in Model is ignored as the
 # real server ignores unknown or locked keys (FDocumentStatus, FModifyDate, FBillAllAmount, ...).
 _CUSTOMER_TEXT = (
-    "FNumber",
-    "FName",
-    "FShortName",
-    "FSOCIALCRECODE",
-    "FTAXREGISTERCODE",
-    "FLegalPerson",
-    "FRegisterFund",
-    "FTEL",
-    "FFAX",
-    "FADDRESS",
-    "FZIP",
-    "FWEBSITE",
-    "FDomains",
+    *CUSTOMER_REGISTRATION,
+    *CUSTOMER_CONTACT,
     "F_TB_ExternalId",
 )
 _CUSTOMER_NUMBERS = ("F_PAEZ_CreditLimit", "F_PAEZ_ARBalance")

@@ -1,7 +1,7 @@
 """tender feeds: the local notice history with a Chinese full-text index, subscriptions, alerts
 
 Revision ID: 0012_tenders
-Revises: 0007_sales_order_erp
+Revises: 0011_shops
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_tenders"
-down_revision = "0007_sales_order_erp"
+down_revision = "0011_shops"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Run state: cursors, pipeline leases, run history and the quarantine (tables and their store)."""
