@@ -158,6 +158,21 @@ def dagster_hooks() -> dict[str, str]:
     }
 
 
+def spokes() -> dict[str, str]:
+    """connector name -> its ``connectors/<name>/spoke.py`` module (two-way sync, ``connectors.kit.spoke``)."""
+    return {name: f"{pkg}.spoke" for name, pkg in sorted(_packages().items()) if _has_module(f"{pkg}.spoke")}
+
+
+def load_spoke_factory(name: str) -> Any:
+    """The ``make_spoke`` function of connector ``name`` (KeyError listing those that have one)."""
+    module_name = spokes().get(name)
+    factory = getattr(importlib.import_module(module_name), "make_spoke", None) if module_name else None
+    if factory is None:
+        known = ", ".join(n for n, m in spokes().items() if hasattr(importlib.import_module(m), "make_spoke"))
+        raise KeyError(f"connector {name!r} cannot take part in a two-way sync; known: {known or 'none'}")
+    return factory
+
+
 def __getattr__(name: str) -> Any:
     # ``CONNECTORS`` was a hand-kept dict; it is now what discovery finds (read-only snapshot).
     if name == "CONNECTORS":

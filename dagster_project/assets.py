@@ -14,6 +14,7 @@ No ``from __future__ import annotations`` here: Dagster inspects the real annota
 
 import importlib
 import os
+import socket
 from collections import defaultdict
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import func, select
 from connectors import registry
 from connectors.kit.dagster import DefinitionParts
 from dagster_project.drift import CHECK_NAME, drift_definitions, supports_drift
-from dagster_project.resources import TongbuResource, object_key, stream_key
+from dagster_project.resources import TongbuResource, object_key, pool_name, stream_key
 from pipelines.project import PipelineSpec, Project, load_project
 
 
@@ -55,9 +56,10 @@ def _json(value: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(value if value is not None else {})
 
 
-def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+def _sync_asset(spec: PipelineSpec, tenant: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=stream_key(spec),
+        pool=pool_name(tenant, spec.source.connection),
         group_name=spec.source.connection,
         description=spec.description
         or f"{spec.source.connection} stream '{spec.source.stream}' synced into "
@@ -88,6 +90,11 @@ def _sync_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 "duration_s": round(result.duration_s, 3),
                 "records_per_second": round(result.records_per_second, 1),
                 "tongbu_run_id": result.run_id or 0,
+                # where the step ran and how it read: a Celery worker's pid, the thread reader there
+                "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "reader": str(result.extra.get("reader", "")),
+                "foreign_threads": int(result.extra.get("foreign_threads", 0)),
+                "daemonic": bool(result.extra.get("daemonic", False)),
             }
         )
 
@@ -101,9 +108,11 @@ def _source_count(runner: Any, spec: PipelineSpec) -> int | None:
     return None if counter is None else counter(None)
 
 
-def _check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
+def _check(spec: PipelineSpec, tenant: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=stream_key(spec),
+        # it counts the source's records through the system's API: the system's pool, like the sync
+        pool=pool_name(tenant, spec.source.connection),
         name="hub_matches_source",
         description="The hub holds exactly the source's records (counted on both sides); open "
         "quarantine entries are reported as a warning.",
@@ -198,9 +207,20 @@ def _sync_selection(project: Project, spec: PipelineSpec) -> dg.AssetSelection:
     return selection
 
 
-def build_definitions(project: Project | None = None) -> dg.Definitions:
-    """All assets, checks, jobs and schedules of a project."""
-    project = project or load_project(os.environ.get("TONGBU_PROJECT") or None)
+def build_definitions(
+    project: Project | None = None,
+    *,
+    executor: dg.ExecutorDefinition | None = None,
+    project_file: str | None = None,
+) -> dg.Definitions:
+    """All assets, checks, jobs and schedules of a project.
+
+    ``executor`` runs every job's steps (default: Dagster's multiprocess executor);
+    :mod:`dagster_project.production` passes the Celery or Kubernetes one.
+    """
+    # The file the steps load the project from (in whatever process or worker runs them).
+    project_file = project_file or os.environ.get("TONGBU_PROJECT")
+    project = project or load_project(project_file or None)
     assets: list[Any] = []
     checks: list[Any] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -209,14 +229,16 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     for spec in project.pipelines.values():
         if not spec.enabled:
             continue
-        assets.append(_sync_asset(spec))
-        checks.append(_check(spec))
+        assets.append(_sync_asset(spec, project.tenant))
+        checks.append(_check(spec, project.tenant))
         feeds[spec.target.object].append(stream_key(spec))
         # The job exists with or without a schedule: a pipeline whose schedule is switched off
         # (``schedule: null``) is still run on demand from the UI or ``dagster job launch``.
         job = dg.define_asset_job(
             f"sync_{spec.name}",
             selection=_sync_selection(project, spec),
+            # the run queue limits runs per tenant on this tag (deploy/dagster.yaml)
+            tags={"tongbu/tenant": project.tenant},
         )
         jobs.append(job)
         if spec.schedule:
@@ -246,6 +268,22 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
     checks += drift.asset_checks
     schedules += drift.schedules
     jobs += drift.jobs
+    # Two-way syncs (syncs: in the project file): one asset each, upstream of the object it writes.
+    from dagster_project.two_way import two_way_definitions
+
+    two_way = two_way_definitions(project)
+    assets += two_way.assets
+    schedules += two_way.schedules
+    jobs += two_way.jobs
+    for obj, keys in two_way.hub_feeds.items():
+        feeds[obj].extend(keys)
+    # Historical migration: time-window partitions of the pipelines with ``history:``.
+    from dagster_project.history import history_definitions
+
+    h_assets, h_jobs, h_schedules = history_definitions(project)
+    assets += h_assets
+    jobs += h_jobs
+    schedules += h_schedules
     for obj, upstream in feeds.items():
         assets.append(_object_asset(obj, upstream))
     return dg.Definitions(
@@ -253,13 +291,24 @@ def build_definitions(project: Project | None = None) -> dg.Definitions:
         asset_checks=checks,
         schedules=schedules,
         sensors=pushed.sensors,
-        jobs=[*jobs, *pushed.jobs, dg.define_asset_job("sync_all", selection=dg.AssetSelection.all())],
-        resources={"tongbu": TongbuResource(project_file=os.environ.get("TONGBU_PROJECT"))},
+        jobs=[
+            *jobs,
+            *pushed.jobs,
+            dg.define_asset_job(
+                "sync_all",
+                # history partitions are loaded by their own jobs and schedules, never with the live sync
+                selection=dg.AssetSelection.all() - dg.AssetSelection.groups("history"),
+                tags={"tongbu/tenant": project.tenant},
+            ),
+        ],
+        resources={"tongbu": TongbuResource(project_file=project_file)},
+        executor=executor,
     )
 
 
 __all__ = [
     "build_definitions",
     "connector_parts",
+    "pool_name",
     "standalone_definitions",
 ]

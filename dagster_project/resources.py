@@ -31,6 +31,12 @@ class TongbuResource(dg.ConfigurableResource):
 
         return Runner(self.project(), progress=progress)
 
+    def sync_runner(self):
+        """The project's two-way syncs bound to the hub database (``pipelines/sync/project.py``)."""
+        from pipelines.sync.project import SyncRunner
+
+        return SyncRunner(self.project())
+
 
 def stream_key(spec: PipelineSpec) -> dg.AssetKey:
     """Asset key of a synced stream, e.g. ``kingdee/customers``."""
@@ -39,3 +45,13 @@ def stream_key(spec: PipelineSpec) -> dg.AssetKey:
 
 #: asset key of a hub object, e.g. ``crm/accounts``
 object_key = hub_key
+
+
+def pool_name(tenant: str, connection: str) -> str:
+    """The Dagster pool of one external system of one tenant: ``tongbu.<tenant>.<connection>``.
+
+    Every step that calls that system claims a slot of this pool, in every run, on every worker and
+    machine that shares the Dagster instance, so parallel runs stay within the system's API limit
+    (the limit is the connection's ``concurrency``; :func:`dagster_project.pools.apply_pool_limits`).
+    """
+    return f"tongbu.{tenant}.{connection}"

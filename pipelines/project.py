@@ -8,11 +8,12 @@ Dagster run config or logs.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +39,9 @@ class Connection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     connector: str
     config: dict[str, Any] = Field(default_factory=dict)
+    #: most steps calling this system at once, across all runs and workers (the Dagster pool
+    #: ``tongbu.<tenant>.<connection>``); None leaves it to the instance's default pool limit
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 class SourceRef(BaseModel):
@@ -55,6 +59,34 @@ class TargetRef(BaseModel):
     object: str
 
 
+class HistorySpec(BaseModel):
+    """Historical migration of a pipeline: its past as time-window partitions, loaded off-peak.
+
+    Each partition holds the records whose source modification time falls in its window; it is
+    loaded, verified by sampling against the source and reported (``pipelines.history``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    #: first day of the oldest window
+    start: dt.date
+    #: day after the newest window (default: windows up to the last complete one)
+    end: dt.date | None = None
+    partitions: Literal["daily", "weekly", "monthly"] = "monthly"
+    #: when off-peak batches start (cron, in ``timezone``)
+    off_peak: str = "0 1 * * *"
+    timezone: str = "Asia/Shanghai"
+    #: partitions launched per off-peak tick (oldest missing first)
+    per_batch: int = Field(default=4, ge=1, le=1000)
+    #: records re-read from the source per partition to verify the hub
+    sample: int = Field(default=50, ge=0, le=100_000)
+
+    @field_validator("off_peak")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        check_cron(v, "off_peak")
+        return v
+
+
 class PipelineSpec(BaseModel):
     """One pipeline: a source stream mapped into a CRM object, on a schedule."""
 
@@ -67,6 +99,8 @@ class PipelineSpec(BaseModel):
     enabled: bool = True
     batch_size: int = 5000
     description: str | None = None
+    #: backfill of the pipeline's history (``dagster_project.history``); None: no history assets
+    history: HistorySpec | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -78,6 +112,31 @@ class PipelineSpec(BaseModel):
     @property
     def asset_prefix(self) -> str:
         return self.source.connection
+
+
+class SyncProjectSpec(BaseModel):
+    """A two-way sync of the project: a ``sync:`` declaration of a mapping file, and the connection
+    each of its systems is reached through (``pipelines/sync/project.py`` runs it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = ""
+    #: path of the mapping file holding the declaration, optionally "#<declaration name>"
+    #: (default: the declaration named like this sync)
+    declaration: str
+    #: system of the declaration -> connection of this file (default: the connection of that name)
+    connections: dict[str, str] = Field(default_factory=dict)
+    schedule: str | None = "*/15 * * * *"
+    #: the full compare that finds out-of-band edits (drift)
+    reconcile_schedule: str | None = "0 3 * * *"
+    enabled: bool = True
+    description: str | None = None
+
+    @field_validator("schedule", "reconcile_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_cron(v, "schedule")
+        return v
 
 
 class AlertChannelSpec(BaseModel):
@@ -134,6 +193,7 @@ class Project(BaseModel):
     tenant: str = DEFAULT_TENANT
     connections: dict[str, Connection] = Field(default_factory=dict)
     pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)
+    syncs: dict[str, SyncProjectSpec] = Field(default_factory=dict)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     tenders: TendersSpec = Field(default_factory=TendersSpec)
     root: Path = Path(".")
@@ -154,9 +214,21 @@ class Project(BaseModel):
                 f"no connection {name!r}; known: {', '.join(sorted(self.connections))}"
             ) from None
 
+    def sync(self, name: str) -> SyncProjectSpec:
+        """The two-way sync ``name`` (error lists the known ones)."""
+        try:
+            return self.syncs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.syncs)) or "none (add a syncs: section to the project file)"
+            raise ProjectError(f"no sync {name!r}; known: {known}") from None
+
     def mapping_path(self, pipeline: PipelineSpec) -> tuple[Path, str | None]:
         """File and optional mapping name a pipeline's ``mapping`` points at."""
-        path, _, name = pipeline.mapping.partition("#")
+        return self.file_ref(pipeline.mapping)
+
+    def file_ref(self, ref: str) -> tuple[Path, str | None]:
+        """``path#name`` relative to the project file (else to the package): the file and the name."""
+        path, _, name = ref.partition("#")
         p = Path(path)
         if not p.is_absolute():
             p = (self.root / p) if (self.root / p).exists() else _package_root() / p
@@ -283,6 +355,11 @@ def find_project_file(start: Path | None = None) -> Path:
     return _package_root() / PROJECT_FILE
 
 
+def read_yaml_file(p: Path) -> Any:
+    """A hand-written YAML file (project or declaration), bounded like the project file."""
+    return _read_yaml(p)
+
+
 def _read_yaml(p: Path) -> Any:
     """Parse a project file: bounded in size, depth and alias expansion, safe constructors only."""
     try:
@@ -381,6 +458,11 @@ def load_project(path: str | Path | None = None, *, strict: bool = True) -> Proj
             raise ProjectError(
                 f"{p}: pipelines.{name}.source.connection: no connection {spec.source.connection!r}"
             )
+    for name, sync in project.syncs.items():
+        sync.name = name
+        for system, conn_name in sync.connections.items():
+            if conn_name not in project.connections:
+                raise ProjectError(f"{p}: syncs.{name}.connections.{system}: no connection {conn_name!r}")
     if strict:
         check_connections(project, p)
     return project

@@ -308,8 +308,13 @@ class Runner:
             finally:
                 resolver.close()
 
+        reader = _reader_mode()
+        # Shown in the run's metadata: proves which path a (Dagster, Celery) worker took.
+        result.extra["reader"] = reader
+        result.extra["foreign_threads"] = _foreign_threads()
+        result.extra["daemonic"] = bool(multiprocessing.current_process().daemon)
         with _gc_tuned_for_streaming():
-            if _reader_mode() == "process":
+            if reader == "process":
                 _commit_from_reader_process(batches(), commit)
             else:
                 _commit_with_writer_thread(batches(), commit)
@@ -666,11 +671,45 @@ def _gc_tuned_for_streaming() -> Iterator[None]:
 
 
 def _reader_mode() -> str:
-    """``process`` (default where fork exists) or ``thread``; ``TONGBU_READER`` overrides."""
+    """``process`` or ``thread``: where the source is read and mapped. ``TONGBU_READER`` overrides.
+
+    The default forks a reader process only from a **single-threaded** parent. ``fork`` copies the
+    calling thread alone: a lock another thread holds at that instant (the logging module's, a
+    connection pool's, Dagster's event writer or compute-log capture, a Celery worker's heartbeat or
+    broker connection) stays locked forever in the child, which then hangs or corrupts what it shares.
+    Inside a multi-threaded Dagster or Celery worker the reading therefore stays in this process, with
+    a writer thread committing (no fork at all); ``spawn`` is no alternative, since the reader is a
+    closure over the open tap that cannot be pickled into a fresh interpreter.
+    """
     mode = os.environ.get("TONGBU_READER", "").strip().lower()
+    foreign = _foreign_threads()
     if mode in ("thread", "process"):
+        if mode == "process" and foreign:
+            log.warning(
+                "TONGBU_READER=process in a process with %d other threads: forking anyway, as asked "
+                "(unset TONGBU_READER to let tongbu read in a thread here)",
+                foreign,
+            )
         return mode
-    return "process" if "fork" in multiprocessing.get_all_start_methods() else "thread"
+    if "fork" not in multiprocessing.get_all_start_methods() or foreign:
+        return "thread"
+    if multiprocessing.current_process().daemon:
+        # A daemonic process may not have children: a Celery prefork pool child, a multiprocessing
+        # pool worker (``AssertionError: daemonic processes are not allowed to have children``).
+        return "thread"
+    return "process"
+
+
+#: Threads of tongbu's own that a fork may copy: the lock heartbeat holds nothing the reader uses (its
+#: engine has no pool, the reader never logs through its connection) and logging's locks are re-made in
+#: a forked child by Python itself.
+_FORK_SAFE_THREADS = ("tongbu-lock-heartbeat",)
+
+
+def _foreign_threads() -> int:
+    """Threads besides this one and tongbu's fork-safe ones (a Dagster or Celery worker's, …)."""
+    me = threading.current_thread()
+    return sum(1 for t in threading.enumerate() if t is not me and not t.name.startswith(_FORK_SAFE_THREADS))
 
 
 def _commit_with_writer_thread(batches: Iterator[tuple[Any, ...]], commit: Callable[..., None]) -> None:

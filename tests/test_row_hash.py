@@ -101,3 +101,20 @@ def test_equivalent_values_hash_alike(hub_engine) -> None:
         assert (
             hub.upsert(conn, "leads", [{**same, "budget": Decimal("10.51")}], source_system="k").written == 1
         )
+
+
+def test_canonical_hasher_equals_canonical_hash() -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from tongbu.canon import canonical_hash, canonical_hasher
+
+    fields = ("name", "credit_limit", "address", "a_date", "lines", "flag", "n")
+    rows = [
+        ("甲", Decimal("10.00"), None, dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC), [{"qty": 2}], True, 3),
+        (None, None, None, None, None, None, None),
+        ("", 1.5, "x", dt.date(2026, 1, 2), [], False, 0),
+    ]
+    digest = canonical_hasher(fields)
+    for row in rows:
+        assert digest(row) == canonical_hash(dict(zip(fields, row, strict=True)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -90,7 +91,14 @@ def test_a_registered_simulator_gets_the_common_control_api_and_transport_faults
         sim.set_faults(None)
         assert httpx.get(sim.base_url + "/echo").text == "hi"
         assert httpx.get(sim.base_url + "/_sim/health").json() == {"ok": True, "system": "echo-test"}
-        assert sim.stats() == {"requests": 2, "slow": 0, "timeouts": 0, "http_5xx": 1}
+        assert sim.stats() == {
+            "requests": 2,
+            "slow": 0,
+            "timeouts": 0,
+            "http_5xx": 1,
+            "in_flight": 0,
+            "max_in_flight": 1,
+        }
         assert httpx.post(sim.base_url + "/_sim/faults", json={"faults": "throttle=1"}).status_code == 400
 
 
@@ -117,3 +125,45 @@ def test_fake_data_is_valid_distinct_and_deterministic() -> None:
     assert keyed == [fakedata.person(fakedata.KeyedDraw(7, i, 1)) for i in range(50)]
     assert len({p.name for p in keyed}) > 25 and all(p.pinyin.isascii() for p in keyed)
     assert uscc.is_valid(uscc.generate(random.Random(1)))
+
+
+def test_every_simulator_reports_api_calls_in_flight_and_the_most_at_once() -> None:
+    import threading
+
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    release = threading.Event()
+
+    class GateSimulator(Simulator):
+        system = "gate-test"
+
+        def api_routes(self):  # type: ignore[no-untyped-def]
+            async def held(request):  # type: ignore[no-untyped-def]
+                while not release.is_set():  # answered only when the test says so
+                    await self.sleep(0.01)
+                return PlainTextResponse("ok")
+
+            return [Route("/held", held)]
+
+        def credentials(self) -> dict[str, str]:
+            return {}
+
+    with GateSimulator() as sim:
+        calls = [
+            threading.Thread(target=httpx.get, args=(sim.base_url + "/held",), kwargs={"timeout": 60})
+            for _ in range(3)
+        ]
+        for t in calls:
+            t.start()
+        deadline = time.monotonic() + 30
+        while sim.stats()["in_flight"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # control calls are not API calls: they neither count nor wait
+        assert httpx.get(sim.base_url + "/_sim/stats").json()["in_flight"] == 3
+        release.set()
+        for t in calls:
+            t.join(60)
+        assert sim.stats()["in_flight"] == 0 and sim.stats()["max_in_flight"] == 3
+        sim.reset_stats()
+        assert sim.stats()["max_in_flight"] == 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +28,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tongbu.cli_output import error_line, fail, handled, one_line
+from tongbu.api.cli import app as api_app
+from tongbu.cli_output import (
+    EXIT_ALL_QUARANTINED,
+    EXIT_BAD_HUB,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    error_line,
+    exit_code,
+    fail,
+    handled,
+    project_tenant,
+)
 from tongbu.drift_cli import app as drift_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
@@ -50,13 +60,13 @@ app.add_typer(quarantine_app, name="quarantine")
 
 console = Console()
 
-EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
 
 # Sub-commands with a module of their own (imported by name, so the layers contract sees them).
 app.add_typer(vault_app, name="vault")
 app.add_typer(suggest_app, name="mappings")
 app.add_typer(new_app, name="new")
 app.add_typer(tenders_app, name="tenders")
+app.add_typer(api_app, name="api")
 
 
 def _mount_serve() -> None:
@@ -72,43 +82,27 @@ _mount_serve()
 
 app.add_typer(drift_app, name="drift")
 
+
+def _mount_sync() -> None:
+    from tongbu.sync_cli import conflicts_app, sync_command
+
+    app.command("sync")(sync_command)
+    app.add_typer(conflicts_app, name="conflicts")
+
+
+_mount_sync()
+
 ProjectOpt = Annotated[
     Path | None, typer.Option("--project", "-p", help="Project file (default: ./tongbu.yaml)")
 ]
 
 
-def _exit_code(exc: BaseException) -> tuple[str, int]:
-    """The one line and the exit code for an exception reaching the CLI."""
-    if "sqlalchemy" in sys.modules:
-        from tongbu.db import hub_error
-
-        bad = hub_error(exc)
-        if bad is not None:
-            return str(bad), EXIT_BAD_HUB
-        from tongbu.state.store import PipelineLocked
-
-        if isinstance(exc, PipelineLocked):
-            return str(exc), EXIT_LOCKED
-    return one_line(exc), EXIT_FAILED
-
-
 #: every exception of a command becomes one line on stderr and its exit code, never a traceback
-_handled = handled(_exit_code)
+_handled = handled(exit_code)
 
 
-def _project_tenant(project: Path | None) -> str:
-    """The tenant of the project file in use (``--project``, ``TONGBU_PROJECT``, nearest tongbu.yaml).
-
-    Without any project file the tenant is ``default``; a named file that is missing or invalid is an
-    error, never a silent fall-back to another tenant.
-    """
-    from pipelines.project import find_project_file, load_project
-    from tongbu.config import DEFAULT_TENANT
-
-    path = project or find_project_file()
-    if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
-        return DEFAULT_TENANT
-    return load_project(path, strict=False).tenant
+_exit_code = exit_code
+_project_tenant = project_tenant
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -245,6 +239,30 @@ def print_results(results: list) -> None:
             f"{r.records_per_second:,.0f}",
         )
     console.print(table)
+
+
+@app.command("dagster-pools")
+@_handled
+def dagster_pools(
+    project: ProjectOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the limits")] = False,
+) -> None:
+    """Set each connection's ``concurrency`` as the slots of its Dagster pool (instance of $DAGSTER_HOME)."""
+    from dagster_project.pools import pool_limits
+    from pipelines.project import load_project
+
+    loaded = load_project(project)
+    limits = pool_limits(loaded)
+    if not dry_run and limits:
+        import dagster as dg
+
+        from dagster_project.pools import apply_pool_limits
+
+        apply_pool_limits(dg.DagsterInstance.get(), loaded)
+    for pool, slots in limits.items():
+        console.print(f"{pool}: {slots} slot(s){' (dry run)' if dry_run else ''}")
+    if not limits:
+        console.print("no connection sets `concurrency`: every pool takes the instance's default_limit")
 
 
 @state_app.command("show")
@@ -386,6 +404,10 @@ def demo(
     records: Annotated[int, typer.Option(help="Customers in the simulated ERP")] = 2000,
     change: Annotated[int, typer.Option(help="Records to modify before the incremental run")] = 50,
     faults: Annotated[str | None, typer.Option(help="Faults to inject in the simulator")] = None,
+    two_way: Annotated[
+        bool,
+        typer.Option("--two-way", help="CRM ⇄ ERP: merged edits, a reviewed conflict, no echo, an order"),
+    ] = False,
     fxiaoke: Annotated[
         bool, typer.Option("--fxiaoke", help="Run the two-way Fxiaoke CRM ⇄ Kingdee ERP demo instead")
     ] = False,
@@ -396,10 +418,16 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary."""
-    from tongbu.demo import run_demo
+    """End-to-end demo: simulated Kingdee ERP → CRM hub, full sync, edits, incremental sync, summary.
 
+    With --two-way: the two-way engine (CRM ⇄ Kingdee) on 20 customers, in seconds.
+    """
     try:
+        if two_way:
+            from tongbu.demo_two_way import run_two_way_demo
+
+            run_two_way_demo(console=console)
+            return
         if fxiaoke:
             from tongbu.demo_fxiaoke import run_fxiaoke_demo
 
@@ -410,6 +438,8 @@ def demo(
 
             run_shops_demo(records=min(records, 5000), console=console)
             return
+        from tongbu.demo import run_demo
+
         run_demo(records=records, change=change, faults=faults, console=console)
     except Exception as exc:  # noqa: BLE001 - one actionable line
         message, code = _exit_code(exc)

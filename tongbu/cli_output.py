@@ -7,7 +7,10 @@ A module of its own so that sub-command modules (``tongbu.drift_cli``, …) use 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -65,3 +68,36 @@ def handled(exit_code: Callable[[Exception], tuple[str, int]]) -> Callable[[F], 
         return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature typer reads
 
     return decorate
+
+
+EXIT_FAILED, EXIT_BAD_HUB, EXIT_LOCKED, EXIT_ALL_QUARANTINED = 1, 2, 3, 4
+
+
+def exit_code(exc: BaseException) -> tuple[str, int]:
+    """The one line and the exit code for an exception reaching the CLI."""
+    if "sqlalchemy" in sys.modules:
+        from tongbu.db import hub_error
+
+        bad = hub_error(exc)
+        if bad is not None:
+            return str(bad), EXIT_BAD_HUB
+        from tongbu.state.store import PipelineLocked
+
+        if isinstance(exc, PipelineLocked):
+            return str(exc), EXIT_LOCKED
+    return one_line(exc), EXIT_FAILED
+
+
+def project_tenant(project: Path | None) -> str:
+    """The tenant of the project file in use (``--project``, ``TONGBU_PROJECT``, nearest tongbu.yaml).
+
+    Without any project file the tenant is ``default``; a named file that is missing or invalid is an
+    error, never a silent fall-back to another tenant.
+    """
+    from pipelines.project import find_project_file, load_project
+    from tongbu.config import DEFAULT_TENANT
+
+    path = project or find_project_file()
+    if project is None and not os.environ.get("TONGBU_PROJECT") and not path.exists():
+        return DEFAULT_TENANT
+    return load_project(path, strict=False).tenant

@@ -12,11 +12,13 @@ import importlib
 _TABLE_MODULES = [
     "tongbu.hub.models",
     "tongbu.state.models",
+    "pipelines.history_models",
     "pipelines.sync.models",
     "tongbu.vault.models",
     "mappings.suggest.store",
     "tongbu.inbox",
     "tongbu.notifications",
+    "tongbu.api.tokens",
     "connectors.tender.models",
 ]
 

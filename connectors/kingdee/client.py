@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +247,25 @@ class KingdeeClient(HttpClient):
 
     name = "kingdee"
     error_family = ERRORS
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], *, connector: str) -> KingdeeClient:
+        """A client from a connection config (the tap's, the target's and the spoke's settings).
+
+        ``connector`` names the program in error messages (``tap-kingdee``, ``target-kingdee``, …).
+        """
+        if not cfg.get("password") and not (cfg.get("app_id") and cfg.get("app_secret")):
+            raise KingdeeError(f"{connector} config needs `password`, or `app_id` and `app_secret`")
+        return cls(
+            cfg["base_url"],
+            acct_id=cfg["acct_id"],
+            username=cfg["username"],
+            password=cfg.get("password"),
+            app_id=cfg.get("app_id"),
+            app_secret=cfg.get("app_secret"),
+            lcid=int(cfg.get("lcid") or 2052),
+            settings=HttpSettings.from_config(cfg, connector=connector, request_timeout=60),
+        )
 
     def __init__(
         self,

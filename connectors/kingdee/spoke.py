@@ -242,6 +242,10 @@ class KingdeeSpoke:
         #: records a read could not translate: (object, id, reason)
         self.rejected: list[tuple[str, str, str]] = []
 
+    def close(self) -> None:
+        """Close the client's connections (a spoke made by :func:`make_spoke` owns its client)."""
+        self.client.close()
+
     # -- reads ---------------------------------------------------------------------------------------
     def changes(self, object_name: str, cursor: Any) -> tuple[list[SpokeRecord], Any]:
         """Records modified at or after the cursor's ``FModifyDate`` (inclusive: rows sharing the
@@ -368,23 +372,37 @@ class KingdeeSpoke:
             status = str(rows[0][0]) if rows else None
         if status in ("B", "C"):
             self._unaudit(b, external_id, status, policy)
+        # A 暂存 (Z) draft stays a draft: its owner submits it; we only change the fields.
+        audit = policy.audit and status != "Z"
         try:
             self._call(
                 "Save",
                 lambda: self.client.save(
-                    b.form_id, model, need_update_fields=need, extra={"IsAutoSubmitAndAudit": policy.audit}
+                    b.form_id, model, need_update_fields=need, extra={"IsAutoSubmitAndAudit": audit}
                 ),
             )
-        except _StatusRefused:
+        except _StatusRefused as refused:
+            rows = self._query(b.form_id, ["FDocumentStatus"], f"{b.pk} = {int(external_id)}", limit=1)
+            now = str(rows[0][0]) if rows else None
+            if now not in ("B", "C"):
+                # Not audited, so the refusal was the submit or audit after the Save (a 暂存 Z
+                # document, …): the Save itself may be applied. The outcome is unknown, so the engine
+                # keeps the write pending and reads the record back next cycle instead of re-sending
+                # it blind or taking our own value for a Kingdee edit (a false conflict).
+                self._status[key] = now or ""
+                raise TransientSpokeError(
+                    f"Kingdee {b.form_id} {external_id}: saved but not submitted/audited "
+                    f"(status {now}): {refused}"
+                ) from None
             # Audited or submitted meanwhile (or unknown to this process): un-audit, then once more.
-            self._unaudit(b, external_id, "C", policy)
+            self._unaudit(b, external_id, now, policy)
             self._call(
                 "Save",
                 lambda: self.client.save(
                     b.form_id, model, need_update_fields=need, extra={"IsAutoSubmitAndAudit": policy.audit}
                 ),
             )
-        self._status[key] = "C" if policy.audit else "A"
+        self._status[key] = "Z" if status == "Z" else ("C" if policy.audit else "A")
 
     def delete(self, object_name: str, external_id: str, action: str) -> None:
         """``void``: forbid a customer / cancel an order; ``delete``: delete (un-audit first by policy)."""
@@ -653,3 +671,16 @@ def _modified(raw: Any) -> dt.datetime | None:
     moment = moment.replace(tzinfo=CHINA_TZ) if moment.tzinfo is None else moment
     # In UTC: a hub on SQLite keeps datetimes without their offset and reads them back as UTC.
     return moment.astimezone(dt.UTC)
+
+
+def make_spoke(config: Mapping[str, Any], *, system: str = "kingdee") -> KingdeeSpoke:
+    """The spoke of a project connection (``connectors.kit.spoke`` hook: found by the registry).
+
+    ``config`` is the connection's resolved config (the tap's settings); the lifecycle is the
+    default (audit, un-audit to change) unless ``audit`` / ``modify_audited`` say otherwise.
+    """
+    client = KingdeeClient.from_config(config, connector=f"the {system} spoke")
+    policy = Lifecycle(
+        audit=bool(config.get("audit", True)), modify_audited=config.get("modify_audited") or "unaudit"
+    )
+    return KingdeeSpoke(client, system=system, lifecycle=dict.fromkeys(BINDINGS, policy))

@@ -40,7 +40,7 @@ from connectors.kingdee.client import (
 from connectors.kit.cursor import CompoundCursor, ReadPlan, plan_read
 from connectors.kit.pagination import KeysetPaginator, paginate
 from connectors.kit.sdk_compat import CustomBookmarkStream
-from connectors.kit.settings import HttpSettings, http_properties
+from connectors.kit.settings import http_properties
 
 REPLICATION_KEY = "FModifyDate"
 #: what a record carries as ``FModifyDate`` when Kingdee has none (sorts first, as the server sorts NULLs)
@@ -534,19 +534,7 @@ class TapKingdee(Tap):
     def client(self) -> KingdeeClient:
         """The shared client, created on first use from the config."""
         if self._client is None:
-            cfg = self.config
-            if not cfg.get("password") and not (cfg.get("app_id") and cfg.get("app_secret")):
-                raise KingdeeError("tap-kingdee config needs `password`, or `app_id` and `app_secret`")
-            self._client = KingdeeClient(
-                cfg["base_url"],
-                acct_id=cfg["acct_id"],
-                username=cfg["username"],
-                password=cfg.get("password"),
-                app_id=cfg.get("app_id"),
-                app_secret=cfg.get("app_secret"),
-                lcid=int(cfg.get("lcid") or 2052),
-                settings=HttpSettings.from_config(cfg, connector="tap-kingdee", request_timeout=60),
-            )
+            self._client = KingdeeClient.from_config(self.config, connector="tap-kingdee")
         return self._client
 
 

@@ -27,10 +27,10 @@ from singer_sdk import Target
 from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
 
-from connectors.kingdee.client import KingdeeClient, KingdeeError
+from connectors.kingdee.client import KingdeeClient
 from connectors.kingdee.spoke import BINDINGS, KingdeeSpoke, Lifecycle
 from connectors.kit.logs import get_logger
-from connectors.kit.settings import HttpSettings, http_properties
+from connectors.kit.settings import http_properties
 from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
 from connectors.kit.spoke_target import RecordWriter, SpokeSink, WriteLedger
 
@@ -97,18 +97,7 @@ class TargetKingdee(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = dict(self.config)
-        if not cfg.get("password") and not (cfg.get("app_id") and cfg.get("app_secret")):
-            raise KingdeeError("target-kingdee config needs `password`, or `app_id` and `app_secret`")
-        self.client = KingdeeClient(
-            cfg["base_url"],
-            acct_id=cfg["acct_id"],
-            username=cfg["username"],
-            password=cfg.get("password"),
-            app_id=cfg.get("app_id"),
-            app_secret=cfg.get("app_secret"),
-            lcid=int(cfg.get("lcid") or 2052),
-            settings=HttpSettings.from_config(cfg, connector="target-kingdee", request_timeout=60),
-        )
+        self.client = KingdeeClient.from_config(cfg, connector="target-kingdee")
         policy = Lifecycle(
             audit=bool(cfg.get("audit", True)), modify_audited=cfg.get("modify_audited") or "unaudit"
         )

@@ -1,6 +1,9 @@
 """What a system must offer to take part in a two-way sync (a *spoke* of the hub).
 
 Connectors implement it (``connectors/<system>/spoke.py``); the engine in ``pipelines/sync`` drives it.
+That module also defines ``make_spoke(config, *, system) -> Spoke`` (see :data:`SpokeFactory`): the
+registry finds it (``connectors.registry.load_spoke_factory``) and a project's ``syncs:`` build their
+spokes with it from a connection's resolved config, so no list of spokes is kept anywhere.
 
 A spoke speaks hub field names in canonical form (``tongbu.canon``): translating to and from the
 system's own fields, and sending only what it is given (Kingdee's ``NeedUpDateFields``), is the
@@ -73,3 +76,9 @@ class Spoke(Protocol):
     def scan(self, object_name: str) -> Iterable[SpokeRecord]:
         """Every record, for reconciliation (out-of-band edits that no change feed shows)."""
         ...
+
+
+class SpokeFactory(Protocol):
+    """``make_spoke`` of ``connectors/<name>/spoke.py``: a spoke from a connection's resolved config."""
+
+    def __call__(self, config: Mapping[str, Any], *, system: str) -> Spoke: ...

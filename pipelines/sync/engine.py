@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, DateTime, Engine, Integer, Numeric, and_, insert, select, update
 
 from connectors.kit.spoke import Spoke, SpokeError, SpokeRecord
+from pipelines.sync.identity import NORMALISED_KEYS
 from pipelines.sync.merge import (
     Conflict,
     EntityView,
@@ -45,9 +46,9 @@ from pipelines.sync.merge import (
 )
 from pipelines.sync.models import SyncAudit, SyncConflict, SyncEntity
 from pipelines.sync.policy import HUB_ORIGIN, ObjectPolicy
-from tongbu.canon import canon, canon_record, canonical_hash
+from tongbu.canon import canon, canon_record, canonical_hash, canonical_hasher
 from tongbu.config import DEFAULT_TENANT
-from tongbu.hub.api import CRM_ORIGIN, CrmApi, DuplicateRecordError
+from tongbu.hub.api import CRM_ORIGIN, CrmApi, DuplicateRecordError, StaleRecordError
 from tongbu.hub.models import RecordLink
 from tongbu.hub.store import hub_table
 from tongbu.state.store import PipelineLock, StateStore
@@ -59,6 +60,8 @@ _ENTITIES = SyncEntity.__table__
 _CONFLICTS = SyncConflict.__table__
 _AUDIT = SyncAudit.__table__
 _DIRECT_EDIT = "direct database edit"
+#: merges of one entity per cycle when the CRM keeps editing it between our read and our write
+_STALE_RETRIES = 3
 assert HUB_ORIGIN == CRM_ORIGIN  # one label for the embedded CRM in the merge and in its history
 
 
@@ -87,10 +90,19 @@ class DirectionCounts:
     deleted: int = 0
     failed: int = 0
     calls: int = 0
+    #: write calls sent (creates, updates, deletes/voids; not reads or look-ups)
+    writes: int = 0
+    #: writes whose every field came from this same system: an echo (ping-pong); 0 by construction
+    echoes: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """The counts as a plain dict (run metadata, CLI tables)."""
-        return dict(self.__dict__)
+        """The counts as a plain dict (run metadata, CLI tables); ``writes``/``echoes`` are apart
+        (:meth:`write_counts`) so this stays what it was for callers that compare it."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("writes", "echoes")}
+
+    def write_counts(self) -> dict[str, int]:
+        """Write calls sent and echoes among them."""
+        return {"writes": self.writes, "echoes": self.echoes}
 
 
 @dataclass
@@ -125,6 +137,15 @@ class SyncReport:
         """The counts towards ``system`` (created on first use)."""
         return self.directions.setdefault(system, DirectionCounts())
 
+    @property
+    def write_amplification(self) -> float:
+        """Write calls sent to the systems per record that needed one: 1.0 when nothing was sent
+        twice or back to where the change came from (echoes count against it); 1.0 with no writes."""
+        writes = sum(c.writes for s, c in self.directions.items() if s != HUB_ORIGIN)
+        echoes = sum(c.echoes for s, c in self.directions.items() if s != HUB_ORIGIN)
+        needed = writes - echoes
+        return 1.0 if writes == 0 else (float("inf") if needed <= 0 else writes / needed)
+
 
 class SyncEngine:
     """Runs cycles of one sync pair against its spokes."""
@@ -148,12 +169,14 @@ class SyncEngine:
         self.state = StateStore(engine, tenant)
         self.table = hub_table(pair.object)
         self._types = {c: self.table.c[c].type for c in pair.fields}
+        self._name_index: dict[str, dict[str, list[int]]] = {}
 
     # -- the cycle ------------------------------------------------------------------------------------
     def run(self, *, dry_run: bool = False, reconcile: bool = False) -> SyncReport:
         """One cycle; ``reconcile`` compares every record of every system instead of its changes."""
         started = dt.datetime.now(dt.UTC)
         report = SyncReport(self.pair.name, uuid.uuid4().hex[:12])
+        self._name_index = {}  # normalised identity keys, rebuilt every cycle
         for system in (HUB_ORIGIN, *self.spokes):
             report.direction(system)
         lock = PipelineLock(self.engine, f"sync:{self.pair.name}", tenant=self.tenant)
@@ -302,21 +325,25 @@ class SyncEngine:
                     if hub_id is not None:
                         entities.setdefault(hub_id, {})[system] = record
                     continue
-                hub_id, snapshot, state = link
+                hub_id, snapshot, state, seen_at = link
                 if state == "linked" and not record.deleted and _agrees(record.values, snapshot):
                     # Our own write coming back, or a record touched without a change: nothing to
                     # merge. Checked here in bulk so a reconciliation of unchanged records stays cheap.
                     report.direction(system).unchanged += 1
                     continue
+                if state == "linked" and not record.deleted and _not_newer(record.modified_at, seen_at):
+                    # Changed, but its modification time did not move past what we last read: an
+                    # out-of-band edit no change feed shows (found by a reconciliation pass).
+                    report.drift += 1
                 entities.setdefault(hub_id, {})[system] = record
         return entities
 
     def _links_by_external(
         self, system: str, external_ids: list[str]
-    ) -> dict[str, tuple[int, dict[str, Any], str]]:
-        found: dict[str, tuple[int, dict[str, Any], str]] = {}
+    ) -> dict[str, tuple[int, dict[str, Any], str, dt.datetime | None]]:
+        found: dict[str, tuple[int, dict[str, Any], str, dt.datetime | None]] = {}
         t = _LINKS
-        cols = (t.c.external_id, t.c.hub_id, t.c.snapshot, t.c.state)
+        cols = (t.c.external_id, t.c.hub_id, t.c.snapshot, t.c.state, t.c.source_modified_at)
         base = select(*cols).where(
             t.c.tenant_id == self.tenant, t.c.object == self.pair.object, t.c.system == system
         )
@@ -325,11 +352,21 @@ class SyncEngine:
                 wanted = set(external_ids)
                 rows: Iterable[Any] = (r for r in conn.execute(base) if r.external_id in wanted)
                 for row in rows:
-                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
+                    found[row.external_id] = (
+                        row.hub_id,
+                        row.snapshot or {},
+                        row.state,
+                        row.source_modified_at,
+                    )
                 return found
             for chunk in _chunks(external_ids, 500):
                 for row in conn.execute(base.where(t.c.external_id.in_(chunk))):
-                    found[row.external_id] = (row.hub_id, row.snapshot or {}, row.state)
+                    found[row.external_id] = (
+                        row.hub_id,
+                        row.snapshot or {},
+                        row.state,
+                        row.source_modified_at,
+                    )
         return found
 
     def _identify(self, system: str, record: SpokeRecord, report: SyncReport, dry_run: bool) -> int | None:
@@ -347,17 +384,20 @@ class SyncEngine:
                     _LINKS.c.object == self.pair.object,
                     _LINKS.c.system == system,
                 )
-                candidates = [
-                    r.id
-                    for r in conn.execute(
-                        select(t.c.id).where(
-                            t.c.tenant_id == self.tenant,
-                            t.c[key] == self._decode(key, value),
-                            t.c.deleted_at.is_(None),
-                            t.c.id.not_in(already),
+                if key in NORMALISED_KEYS:
+                    candidates = self._normalised_candidates(conn, key, value, record, already)
+                else:
+                    candidates = [
+                        r.id
+                        for r in conn.execute(
+                            select(t.c.id).where(
+                                t.c.tenant_id == self.tenant,
+                                t.c[key] == self._decode(key, value),
+                                t.c.deleted_at.is_(None),
+                                t.c.id.not_in(already),
+                            )
                         )
-                    )
-                ]
+                    ]
                 if len(candidates) == 1:
                     return int(candidates[0])
                 if len(candidates) > 1:
@@ -398,6 +438,47 @@ class SyncEngine:
             hub_id, system, "created", None, None, dict(record.values), f"new record from {system}"
         )
         return hub_id
+
+    def _normalised_candidates(
+        self, conn: Connection, key: str, value: Any, record: SpokeRecord, already: Any
+    ) -> list[int]:
+        """Unlinked hub records whose ``key`` matches in normal form and whose stronger keys do not
+        contradict the record's. The normal forms of the object are computed once per cycle."""
+        index = self._name_index.get(key)
+        if index is None:
+            t = self.table
+            index = {}
+            for row in conn.execute(
+                select(t.c.id, t.c[key]).where(
+                    t.c.tenant_id == self.tenant, t.c.deleted_at.is_(None), t.c[key].is_not(None)
+                )
+            ):
+                index.setdefault(NORMALISED_KEYS[key](str(row[1])), []).append(row[0])
+            self._name_index[key] = index
+        found = index.get(NORMALISED_KEYS[key](str(value)), [])
+        if not found:
+            return []
+        t = self.table
+        stronger = [
+            k for k in self.pair.match_on[: self.pair.match_on.index(key)] if k not in NORMALISED_KEYS
+        ]
+        rows = conn.execute(
+            select(t.c.id, *(t.c[k] for k in stronger)).where(
+                t.c.id.in_(found), t.c.deleted_at.is_(None), t.c.id.not_in(already)
+            )
+        ).all()
+        out = []
+        for row in rows:
+            theirs = dict(zip(stronger, row[1:], strict=True))
+            if any(
+                record.values.get(k) not in (None, "")
+                and theirs[k] not in (None, "")
+                and not same(canon(theirs[k]), record.values.get(k))
+                for k in stronger
+            ):
+                continue  # another credit code or number: another company of the same name
+            out.append(row[0])
+        return sorted(out)
 
     def _open_identity_review(
         self, system: str, record: SpokeRecord, key: str, candidates: list[int]
@@ -456,17 +537,20 @@ class SyncEngine:
                     )
                 )
             }
-            rows = conn.execute(select(*cols, t.c.deleted_at).where(t.c.tenant_id == self.tenant))
+            # Every row is hashed (that is what finds edits made directly in the database, which
+            # move neither row_hash nor updated_at): the hasher keeps that cheap.
+            digest = canonical_hasher(self.pair.fields)
+            n = len(self.pair.fields)
+            rows = conn.execute(select(t.c.deleted_at, t.c.id, *cols[1:]).where(t.c.tenant_id == self.tenant))
             for row in rows:
-                hub_id = row[0]
+                hub_id = row[1]
                 if hub_id in already or hub_id in deleted_known:
                     continue
-                if row.deleted_at is not None:
+                if row[0] is not None:
                     if hub_id in known:
                         edited.append(hub_id)  # deleted in the CRM: the delete policy applies
                     continue
-                values = dict(zip(self.pair.fields, row[1 : 1 + len(self.pair.fields)], strict=True))
-                if known.get(hub_id) != canonical_hash(values):
+                if known.get(hub_id) != digest(row[2 : 2 + n]):
                     edited.append(hub_id)
         return edited
 
@@ -474,33 +558,61 @@ class SyncEngine:
     def _cycle_entity(
         self, hub_id: int, reads: Mapping[str, SpokeRecord], report: SyncReport, dry_run: bool
     ) -> None:
-        view, links, entity_row = self._load(hub_id, reads, report)
-        if view is None:
+        for attempt in range(_STALE_RETRIES):
+            view, links, entity_row, version = self._load(hub_id, reads, report)
+            if view is None:
+                return
+            outcome = merge(self.pair.policy, view)
+            # Creates only where the pair says so; other unlinked systems just do not carry the entity.
+            for system in list(outcome.creates):
+                if system not in self.pair.create_in:
+                    outcome.creates.discard(system)
+                    outcome.writes.pop(system, None)
+            if dry_run:
+                self._plan(hub_id, outcome, links, report)
+                return
+            try:
+                self._persist(hub_id, view, outcome, links, entity_row, reads, report, version)
+            except StaleRecordError:
+                # Edited in the CRM (its API, or directly) between our read and our write: merge again
+                # with that edit rather than overwrite it. Past the last attempt the cycle fails and
+                # its cursors stay where they were, so nothing it read is lost.
+                if attempt == _STALE_RETRIES - 1:
+                    raise
+                continue
+            if any(s not in links and s not in outcome.creates for s in (*outcome.writes, *outcome.deletes)):
+                # Linked in this cycle by an identity key (its link row was just written): the write
+                # of what the hub holds and the system lacks goes through that new link.
+                links = self._links_of(hub_id)
+            self._write_out(hub_id, outcome, links, report)
             return
-        outcome = merge(self.pair.policy, view)
-        # Creates only where the pair says so; other unlinked systems just do not carry the entity.
-        for system in list(outcome.creates):
-            if system not in self.pair.create_in:
-                outcome.creates.discard(system)
-                outcome.writes.pop(system, None)
-        if dry_run:
-            self._plan(hub_id, outcome, links, report)
-            return
-        self._persist(hub_id, view, outcome, links, entity_row, reads, report)
-        self._write_out(hub_id, outcome, links, report)
+
+    def _links_of(self, hub_id: int) -> dict[str, Mapping[str, Any]]:
+        with self.engine.connect() as conn:
+            return {
+                str(r["system"]): dict(r)
+                for r in conn.execute(
+                    select(_LINKS).where(
+                        _LINKS.c.tenant_id == self.tenant,
+                        _LINKS.c.object == self.pair.object,
+                        _LINKS.c.hub_id == hub_id,
+                    )
+                ).mappings()
+            }
 
     def _load(
         self, hub_id: int, reads: Mapping[str, SpokeRecord], report: SyncReport
-    ) -> tuple[EntityView | None, dict[str, Mapping[str, Any]], Mapping[str, Any] | None]:
+    ) -> tuple[EntityView | None, dict[str, Mapping[str, Any]], Mapping[str, Any] | None, str | None]:
         t = self.table
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(*(t.c[f] for f in self.pair.fields), t.c.deleted_at).where(
-                    t.c.id == hub_id, t.c.tenant_id == self.tenant
-                )
-            ).first()
+            row = (
+                conn.execute(select(t).where(t.c.id == hub_id, t.c.tenant_id == self.tenant))
+                .mappings()
+                .first()
+            )
             if row is None:
-                return None, {}, None
+                return None, {}, None, None
+            version = self.api.etag(self.pair.object, dict(row))
             # plain dicts keyed by column name (a RowMapping also accepts Column keys, so it is not a
             # Mapping[str, Any] to the type checker)
             links: dict[str, Mapping[str, Any]] = {
@@ -536,7 +648,7 @@ class SyncEngine:
                     )
                 )
             }
-        hub = canon_record(dict(zip(self.pair.fields, row[: len(self.pair.fields)], strict=True)))
+        hub = canon_record({f: row[f] for f in self.pair.fields})
         stamps = _stamps_from_json((entity_row or {}).get("stamps"))
         snapshot = (entity_row or {}).get("hub_snapshot") or {}
         edited = [f for f in self.pair.fields if entity_row is not None and hub.get(f) != snapshot.get(f)]
@@ -573,10 +685,10 @@ class SyncEngine:
                 )
             )
         entity_deleted = bool(entity_row and entity_row.get("deleted_at"))
-        if row.deleted_at is not None and not entity_deleted:
+        if row["deleted_at"] is not None and not entity_deleted:
             spokes.append(SpokeView(HUB_ORIGIN, {}, deleted=True))  # deleted in the CRM
         view = EntityView(hub, spokes, stamps, frozenset(open_fields), deleted=entity_deleted)
-        return view, links, entity_row
+        return view, links, entity_row, version
 
     def _stamp_hub_edits(
         self, hub_id: int, edited: list[str], stamps: dict[str, FieldStamp], since: dt.datetime | None
@@ -601,6 +713,7 @@ class SyncEngine:
         entity_row: Mapping[str, Any] | None,
         reads: Mapping[str, SpokeRecord],
         report: SyncReport,
+        version: str | None = None,
     ) -> None:
         t = self.table
         now = dt.datetime.now(dt.UTC)
@@ -610,6 +723,7 @@ class SyncEngine:
                 by_origin: dict[tuple[str, str | None], dict[str, Any]] = {}
                 for name, change in outcome.changed.items():
                     by_origin.setdefault((change.stamp.origin, change.stamp.author), {})[name] = change.new
+                expected = version  # the first update checks the version we merged (and locks the row)
                 for (origin, author), values in by_origin.items():
                     self.api.update(
                         self.pair.object,
@@ -618,7 +732,9 @@ class SyncEngine:
                         author=author or origin,
                         origin=origin,
                         conn=conn,
+                        if_match=expected,
                     )
+                    expected = None
                 report.direction(HUB_ORIGIN).updated += 1
             if outcome.hub_deleted and not view.deleted:
                 conn.execute(
@@ -695,6 +811,7 @@ class SyncEngine:
         for system, action in outcome.deletes.items():
             link = links[system]
             try:
+                report.direction(system).writes += 1
                 self.spokes[system].delete(self.pair.object, link["external_id"], action)
             except SpokeError as exc:
                 report.direction(system).failed += 1
@@ -714,6 +831,12 @@ class SyncEngine:
                 self._create_in(spoke, hub_id, values, counts, report)
                 continue
             link = links[system]
+            counts.writes += 1
+            if values and all(
+                (stamp := outcome.stamps.get(k)) is not None and stamp.origin == system for k in values
+            ):
+                counts.echoes += 1  # never expected: the merge sends only what differs from the base
+                log.warning("sync %s: echo write to %s for hub record %s", self.pair.name, system, hub_id)
             try:
                 counts.calls += 1
                 spoke.update(self.pair.object, link["external_id"], values)
@@ -796,6 +919,7 @@ class SyncEngine:
             external_id = spoke.find(self.pair.object, {**self._keys(values), "intent_key": intent})
             if external_id is None:
                 counts.calls += 1
+                counts.writes += 1
                 external_id = spoke.create(self.pair.object, values, intent)
                 counts.created += 1
             else:
@@ -1085,7 +1209,13 @@ class SyncEngine:
             self._audit(conn, hub_id, MergeEvent(kind, name, system, detail, old, new))
 
     def _keys(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: values[k] for k in self.pair.match_on if values.get(k) not in (None, "")}
+        # Exact keys only: a system is never asked to find a record by a name (two companies may
+        # share one; name matches are the engine's, against the hub, with review when ambiguous).
+        return {
+            k: values[k]
+            for k in self.pair.match_on
+            if k not in NORMALISED_KEYS and values.get(k) not in (None, "")
+        }
 
     def _decode(self, name: str, value: Any) -> Any:
         """A canonical value back in the hub column's Python type."""
@@ -1138,6 +1268,15 @@ def _agrees(values: Mapping[str, Any], snapshot: Mapping[str, Any]) -> bool:
         return values.items() <= snapshot.items()
     except TypeError:  # an unhashable value (a list of lines): compare one by one
         return all(k in snapshot and same(v, snapshot[k]) for k, v in values.items())
+
+
+def _not_newer(modified: dt.datetime | None, seen: dt.datetime | None) -> bool:
+    """True when a record's modification time is known and not after the one last read."""
+    if modified is None or seen is None:
+        return False
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=dt.UTC)
+    return (modified if modified.tzinfo else modified.replace(tzinfo=dt.UTC)) <= seen
 
 
 def _is_stale(record: SpokeRecord, link: Mapping[str, Any]) -> bool:

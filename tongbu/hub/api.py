@@ -42,6 +42,21 @@ class DuplicateRecordError(HubError):
         self.existing_id = existing_id
 
 
+class StaleRecordError(HubError):
+    """An edit made against a version of the record that is no longer current (optimistic concurrency).
+
+    ``current`` is the record's version now (its :meth:`CrmApi.etag`): read the record again, merge,
+    and retry with that version.
+    """
+
+    def __init__(self, object_name: str, hub_id: int, current: str) -> None:
+        super().__init__(
+            f"{object_name} {hub_id} was changed since you read it (now version {current}); "
+            "read it again and retry"
+        )
+        self.current = current
+
+
 @dataclass(frozen=True)
 class Change:
     """One recorded edit of a hub record."""
@@ -114,16 +129,26 @@ class CrmApi:
         author: str,
         origin: str = CRM_ORIGIN,
         conn: Connection | None = None,
+        if_match: str | None = None,
     ) -> dict[str, Any]:
-        """Edit fields of a record; returns the fields that really changed (nothing is written otherwise)."""
+        """Edit fields of a record; returns the fields that really changed (nothing is written otherwise).
+
+        ``if_match``: the record's version (:meth:`etag`) the edit was made against; a record changed
+        since (by a sync, another user, or directly in the database) raises
+        :class:`StaleRecordError` and nothing is written, so a racing edit is never lost.
+        """
         fields = self._checked(object_name, values)
         if conn is None:
             with self.engine.begin() as own:
-                return self.update(object_name, hub_id, values, author=author, origin=origin, conn=own)
+                return self.update(
+                    object_name, hub_id, values, author=author, origin=origin, conn=own, if_match=if_match
+                )
         table = hub_table(object_name)
-        current = self.get(object_name, hub_id, conn=conn)
+        current = self.get(object_name, hub_id, conn=conn, lock=if_match is not None)
         if current is None or current.get("deleted_at") is not None:
             raise HubError(f"{object_name} {hub_id}: no such record (or it was deleted)")
+        if if_match is not None and self.etag(object_name, current) != if_match:
+            raise StaleRecordError(object_name, hub_id, self.etag(object_name, current))
         changed = {k: v for k, v in fields.items() if current.get(k) != v}
         if not changed:
             return {}
@@ -162,10 +187,18 @@ class CrmApi:
         return bool(done)
 
     # -- reads ----------------------------------------------------------------------------------------
-    def get(self, object_name: str, hub_id: int, *, conn: Connection | None = None) -> dict[str, Any] | None:
-        """One record by hub id, as a dict (deleted ones too, with ``deleted_at`` set)."""
+    def get(
+        self, object_name: str, hub_id: int, *, conn: Connection | None = None, lock: bool = False
+    ) -> dict[str, Any] | None:
+        """One record by hub id, as a dict (deleted ones too, with ``deleted_at`` set).
+
+        ``lock`` (inside ``conn``'s transaction): hold the row until it commits (``FOR UPDATE`` on
+        PostgreSQL; SQLite serialises writers already).
+        """
         table = hub_table(object_name)
         q = select(table).where(table.c.id == hub_id, table.c.tenant_id == self.tenant)
+        if lock:
+            q = q.with_for_update()
         if conn is None:
             with self.engine.connect() as own:
                 row = own.execute(q).mappings().first()
@@ -206,6 +239,13 @@ class CrmApi:
             )
             for r in rows
         ]
+
+    def etag(self, object_name: str, record: Mapping[str, Any]) -> str:
+        """The version of a record: a hash of its business fields and its deletion, computed from the
+        values (so an edit made directly in the database, which leaves ``row_hash`` alone, changes it too).
+        """
+        deleted = record.get("deleted_at")
+        return self._row_hash(object_name, record) + ("-d" if deleted is not None else "")
 
     # -- internals ------------------------------------------------------------------------------------
     def _checked(self, object_name: str, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -125,6 +125,9 @@ def build_app(
 
     routes = [Route(src.path, hook(src), methods=["GET", "POST"]) for src in processor.sources.values()]
     routes += [Route("/healthz", health), Route("/_tongbu/events/metrics", metrics)]
+    from tongbu.api.app import api_routes  # the CRM's REST API (/api/...), tongbu/api/app.py
+
+    routes += api_routes(processor.engine, cfg.tenant)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.processor = processor
     return app

@@ -51,6 +51,7 @@ def serve_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(
-        f"tongbu serve on http://{host}:{port} — " + ", ".join(f"/hooks/{s.name}" for s in cfg.sources)
+        f"tongbu serve on http://{host}:{port} — "
+        + ", ".join([*(f"/hooks/{s.name}" for s in cfg.sources), "/api (CRM REST API)"])
     )
     serve(host, port, config=cfg)

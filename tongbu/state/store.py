@@ -467,4 +467,7 @@ class Quarantine:
         if reason is not None:
             values["reason"] = reason
         if ids:
-            conn.execute(update(_QUAR).where(_QUAR.c.id.in_(ids)).values(**values))
+            # Ids are global: without the tenant filter one tenant could close another's entries.
+            conn.execute(
+                update(_QUAR).where(_QUAR.c.tenant_id == self.tenant, _QUAR.c.id.in_(ids)).values(**values)
+            )

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from connectors.kit.server import BackgroundServer
 from connectors.kit.simulator.faults import COMMON_FAULTS, FaultConfig, FaultError, FaultSpec
 
-__all__ = ["CONTROL_ROUTES", "Simulator"]
+__all__ = ["CONTROL_ROUTES", "GAUGES", "Simulator"]
 
 #: The control API every simulator serves (method, path, what it does).
 CONTROL_ROUTES: tuple[tuple[str, str, str], ...] = (
@@ -50,6 +50,26 @@ CONTROL_ROUTES: tuple[tuple[str, str, str], ...] = (
 
 #: Counters every simulator keeps (subclasses add their own in ``STATS``).
 BASE_STATS = ("requests", "slow", "timeouts", "http_5xx")
+#: Gauges in every simulator's stats: API calls being answered right now, and the most at once since
+#: the last reset (what proves a per-system concurrency limit held; ``/_sim/...`` calls not counted).
+GAUGES = ("in_flight", "max_in_flight")
+
+
+class _InFlightGauge:
+    """ASGI middleware counting the API requests a simulator is answering at once."""
+
+    def __init__(self, app: Any, sim: Simulator) -> None:
+        self.app, self.sim = app, sim
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sim/"):
+            await self.app(scope, receive, send)
+            return
+        self.sim._enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.sim._leave()
 
 
 class Simulator:
@@ -77,6 +97,8 @@ class Simulator:
         self._stats_lock = threading.Lock()
         self._stats: dict[str, int] = dict.fromkeys((*BASE_STATS, *self.STATS), 0)
         self._fault_rng = random.Random(seed * 7919 + 1)
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     # -- faults -----------------------------------------------------------------------------------
     @classmethod
@@ -142,14 +164,24 @@ class Simulator:
             self._stats[key] = self._stats.get(key, 0) + n
 
     def stats(self) -> dict[str, int]:
-        """Request counters, including how many faults were injected."""
+        """Request counters, including how many faults were injected, and the :data:`GAUGES`."""
         with self._stats_lock:
-            return dict(self._stats)
+            return {**self._stats, "in_flight": self._in_flight, "max_in_flight": self._max_in_flight}
 
     def reset_stats(self) -> None:
-        """Zero the request counters."""
+        """Zero the request counters (``max_in_flight`` restarts from the calls in flight now)."""
         with self._stats_lock:
             self._stats = dict.fromkeys(self._stats, 0)
+            self._max_in_flight = self._in_flight
+
+    def _enter(self) -> None:
+        with self._stats_lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._stats_lock:
+            self._in_flight -= 1
 
     # -- to override ----------------------------------------------------------------------------------
     def api_routes(self) -> list[BaseRoute]:  # pragma: no cover - abstract
@@ -191,7 +223,9 @@ class Simulator:
             Route("/_sim/counts", self._sim_counts, methods=["GET"]),
             Route("/_sim/truth", self._sim_truth, methods=["GET"]),
         ]
-        return Starlette(routes=[*common, *self.control_routes(), *self.api_routes()])
+        app = Starlette(routes=[*common, *self.control_routes(), *self.api_routes()])
+        app.add_middleware(_InFlightGauge, sim=self)
+        return app
 
     @staticmethod
     def json(content: Any, status: int = 200) -> JSONResponse:
