@@ -118,7 +118,7 @@ class TenderFeed:
             # the history, so a crash here is finished by the next poll's re-read (lookback) or fold.
             result.matched += self.history.match(added.new)
             if self.spec.crm:
-                projects = [r.get("project_no") for r in batch if r.get("project_no")]
+                projects = [str(r["project_no"]) for r in batch if r.get("project_no")]
                 folded = fold(self.engine, self.history, projects, self.us)
                 result.projects += folded.projects
                 result.crm_written += folded.written
