@@ -10,7 +10,7 @@ import yaml
 
 from connectors.tender.history import SubscriptionSpec, TenderHistory
 from connectors.tender.simulator import TenderSimulator
-from dagster_project.assets import standalone_definitions
+from dagster_project.assets import build_definitions
 from dagster_project.resources import TongbuResource
 from dagster_project.tenders import tenders_definitions as dagster_definitions
 from pipelines.project import load_project
@@ -51,7 +51,7 @@ def test_parts_asset_checks_and_schedule(tmp_path: Path) -> None:
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
         [sensor] = parts.sensors
         assert sensor.minimum_interval_seconds == 15
-        defs = standalone_definitions(load_project(path), "tender")
+        defs = build_definitions(load_project(path))
         graph = defs.resolve_asset_graph()
         assert asset.key in graph.get(dg.AssetKey(["crm", "leads"])).parent_keys
         result = dg.materialize([asset], resources={"tongbu": TongbuResource(project_file=str(path))})
