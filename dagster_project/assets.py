@@ -287,6 +287,10 @@ def build_definitions(
     # Connectors with pieces of their own (WeCom's rescan and write-back, …) add their assets, checks,
     # schedules and sensors through their ``dagster`` hook, and feed the same crm/<object> assets.
     pushed = connector_parts(project)
+    # The tender feed (``tenders:``): poll, subscriptions, alerts; pipelines-level, so not a connector hook.
+    from dagster_project.tenders import tenders_definitions
+
+    pushed.extend(tenders_definitions(project))
     assets += pushed.assets
     checks += pushed.asset_checks
     schedules += pushed.schedules

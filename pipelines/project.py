@@ -180,6 +180,34 @@ class AlertsSpec(BaseModel):
     channels: dict[str, AlertChannelSpec] = Field(default_factory=dict)
 
 
+class TendersSpec(BaseModel):
+    """Tender feeds (``tenders:``): which connection reads notices, who "we" are in awards, where
+    alerts go (``docs/connectors/tender.md``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    connection: str = "tender"
+    us: dict[str, Any] = Field(default_factory=dict)
+    crm: bool = True
+    schedule: str | None = "*/5 * * * *"
+    #: seconds between alert sensor ticks (alerts go out within a minute of a notice being read)
+    alert_interval: int = 20
+
+    @field_validator("us")
+    @classmethod
+    def _us(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in ("name", "names", "credit_code"):
+                raise ValueError(f"tenders.us: unknown key {key!r} (known: name, names, credit_code)")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_cron(v, "tenders.schedule")
+        return v
+
+
 class Project(BaseModel):
     """The parsed project file."""
 
@@ -192,6 +220,7 @@ class Project(BaseModel):
     pipelines: dict[str, PipelineSpec] = Field(default_factory=dict)
     syncs: dict[str, SyncProjectSpec] = Field(default_factory=dict)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    tenders: TendersSpec = Field(default_factory=TendersSpec)
     root: Path = Path(".")
 
     _owners = field_validator("owners")(classmethod(lambda cls, v: _check_owners(v)))

@@ -47,6 +47,7 @@ from tongbu.drift_cli import app as drift_app
 from tongbu.iot_cli import app as iot_app
 from tongbu.scaffold import app as new_app
 from tongbu.suggest_cli import app as suggest_app
+from tongbu.tenders_cli import app as tenders_app
 from tongbu.vault_cli import app as vault_app
 
 # Plain help (click's formatter): flags shown as flags (not `<bool>`), paragraphs re-wrapped, and at
@@ -72,6 +73,7 @@ console = Console()
 app.add_typer(vault_app, name="vault")
 app.add_typer(suggest_app, name="mappings")
 app.add_typer(new_app, name="new")
+app.add_typer(tenders_app, name="tenders")
 app.add_typer(api_app, name="api")
 app.add_typer(iot_app, name="iot")
 

@@ -20,6 +20,7 @@ _TABLE_MODULES = [
     "tongbu.notifications",
     "tongbu.api.tokens",
     "connectors.iot.models",
+    "connectors.tender.models",
 ]
 
 for _name in _TABLE_MODULES:

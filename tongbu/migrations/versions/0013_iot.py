@@ -2,7 +2,7 @@
 ledger (applied once), the IoT quarantine and registration records
 
 Revision ID: 0013_iot
-Revises: 0010_prod_history
+Revises: 0012_tenders
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_iot"
-down_revision = "0010_prod_history"
+down_revision = "0012_tenders"
 branch_labels = None
 depends_on = None
 
