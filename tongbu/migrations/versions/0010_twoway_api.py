@@ -1,7 +1,7 @@
 """REST API of the embedded CRM: API tokens (stored as their SHA-256 only)
 
 Revision ID: 0010_twoway_api
-Revises: 0011_shops
+Revises: 0009_shops
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_twoway_api"
-down_revision = "0011_shops"
+down_revision = "0009_shops"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """tender feeds: the local notice history with a Chinese full-text index, subscriptions, alerts
 
 Revision ID: 0012_tenders
-Revises: 0010_prod_history
+Revises: 0011_prod_history
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_tenders"
-down_revision = "0010_prod_history"
+down_revision = "0011_prod_history"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """shops: a contact has an address; a sales order names its buyer, channel and shop; a line its product; buyer identity links
 and the identity review queue
 
-Revision ID: 0011_shops
+Revision ID: 0009_shops
 Revises: 0008_notifications
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_shops"
+revision = "0009_shops"
 down_revision = "0008_notifications"
 branch_labels = None
 depends_on = None

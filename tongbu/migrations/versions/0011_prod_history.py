@@ -1,6 +1,6 @@
 """historical migration: one report row per backfilled partition
 
-Revision ID: 0010_prod_history
+Revision ID: 0011_prod_history
 Revises: 0010_twoway_api
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_prod_history"
+revision = "0011_prod_history"
 down_revision = "0010_twoway_api"
 branch_labels = None
 depends_on = None
