@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts
+from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, default_sensor_status, default_status
 
 if TYPE_CHECKING:
     from pipelines.project import Project
@@ -78,12 +78,13 @@ def _feed_asset(connection: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def _alerts_sensor(connection: str, interval: int) -> dg.SensorDefinition:
+def _alerts_sensor(project: "Project", connection: str, interval: int) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{connection}_tender_alerts",
         minimum_interval_seconds=max(5, interval),
         required_resource_keys={RESOURCE_KEY},
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        # quiet until the connection is configured (its secrets stored) or `schedules: on`
+        default_status=default_sensor_status(project, connection),
         description="Polls the tender feed and pushes alerts for new matching notices (WeCom, e-mail)",
     )
     def _sensor(context: dg.SensorEvaluationContext, tongbu: Any) -> dg.SkipReason:
@@ -119,11 +120,11 @@ def tenders_definitions(project: "Project") -> DefinitionParts:
             name=f"{connection}_tender_feed_schedule",
             job=job,
             cron_schedule=spec.schedule or "*/5 * * * *",
-            default_status=dg.DefaultScheduleStatus.RUNNING
+            default_status=default_status(project, connection)
             if spec.schedule
             else dg.DefaultScheduleStatus.STOPPED,
             description="Reads new tender notices into the history and the CRM",
         )
     )
-    parts.sensors.append(_alerts_sensor(connection, spec.alert_interval))
+    parts.sensors.append(_alerts_sensor(project, connection, spec.alert_interval))
     return parts

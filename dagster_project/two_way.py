@@ -21,8 +21,10 @@ from typing import Any
 
 import dagster as dg
 
+from connectors.kit.dagster import default_status
 from dagster_project.resources import TongbuResource
 from pipelines.project import Project
+from pipelines.sync.policy import HUB_ORIGIN
 
 GROUP = "two_way"
 CHECKS = ("open_conflicts", "drift", "write_amplification")
@@ -147,6 +149,13 @@ def _asset(name: str, obj: str, description: str | None, systems: tuple[str, ...
     return _run
 
 
+def sync_connections(project: Project, name: str, systems: Any) -> list[str]:
+    """The project connections a sync reaches its systems through (system name by default)."""
+    spec = project.syncs[name]
+    wanted = [spec.connections.get(system, system) for system in systems if system != HUB_ORIGIN]
+    return [conn for conn in wanted if conn in project.connections]
+
+
 def two_way_definitions(project: Project) -> TwoWayParts:
     """Assets, jobs and schedules of every enabled two-way sync of the project."""
     from pipelines.sync.project import load_pair
@@ -166,7 +175,13 @@ def two_way_definitions(project: Project) -> TwoWayParts:
                     name=f"{name}_two_way_schedule",
                     job=job,
                     cron_schedule=spec.schedule,
-                    default_status=dg.DefaultScheduleStatus.RUNNING,
+                    # on only when every connection of the sync is configured (or `schedules: on`)
+                    default_status=dg.DefaultScheduleStatus.RUNNING
+                    if all(
+                        default_status(project, conn) == dg.DefaultScheduleStatus.RUNNING
+                        for conn in sync_connections(project, name, pair.policy.systems)
+                    )
+                    else dg.DefaultScheduleStatus.STOPPED,
                     description=f"A two-way cycle of {name} ({spec.schedule})",
                 )
             )

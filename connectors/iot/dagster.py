@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import func, select
 
-from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, ProjectLike, hub_key
+from connectors.kit.dagster import RESOURCE_KEY, DefinitionParts, ProjectLike, default_sensor_status, hub_key
 
 
 def iot_connections(project: ProjectLike) -> list[str]:
@@ -169,12 +169,13 @@ def _checks(connection: str) -> list[dg.AssetChecksDefinition]:
     return [silent, unlinked, quarantined]
 
 
-def _cases_sensor(connection: str) -> dg.SensorDefinition:
+def _cases_sensor(project: ProjectLike, connection: str) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{connection}_service_cases",
         required_resource_keys={RESOURCE_KEY},
         minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        # quiet until the connection is configured (its secrets stored) or `schedules: on`
+        default_status=default_sensor_status(project, connection),
         description=f"Service cases opened or closed by {connection} device faults, reported on crm/service_cases.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -224,6 +225,6 @@ def dagster_definitions(project: ProjectLike) -> DefinitionParts:
     for conn in iot_connections(project):
         parts.assets += [_devices_asset(conn), _usage_asset(conn)]
         parts.asset_checks += _checks(conn)
-        parts.sensors.append(_cases_sensor(conn))
+        parts.sensors.append(_cases_sensor(project, conn))
         parts.hub_feeds.setdefault("devices", []).append(dg.AssetKey([conn, "devices"]))
     return parts
