@@ -278,6 +278,10 @@ class FxiaokeSpoke:
         #: records a read could not translate: (object, id, reason)
         self.rejected: list[tuple[str, str, str]] = []
 
+    def close(self) -> None:
+        """Close the client's connections (the engine calls it after each cycle)."""
+        self.client.close()
+
     # -- reads ----------------------------------------------------------------------------------------
     def changes(self, object_name: str, cursor: Any) -> tuple[list[SpokeRecord], Any]:
         """Records modified after the cursor ``{"t": ms, "id": _id}`` (None: a full pull by ``_id``,
@@ -559,3 +563,21 @@ def _lines(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
         raise SpokeError("Fxiaoke SalesOrderObj: lines must be a list of objects")
     return [dict(v) for v in value]
+
+
+def make_spoke(config: Mapping[str, Any], *, system: str = "fxiaoke") -> FxiaokeSpoke:
+    """The spoke of a project connection (the ``make_spoke`` hook the registry finds, used by ``syncs:``).
+
+    ``config`` is the connection's resolved config (the tap's settings); ``trigger_approval`` /
+    ``trigger_workflow`` in it decide whether the engine's writes start the tenant's flows.
+    """
+    from connectors.fxiaoke.client import client_from_config
+
+    client = client_from_config(config, connection=system)
+    return FxiaokeSpoke(
+        client,
+        system=system,
+        trigger_approval=bool(config.get("trigger_approval", False)),
+        trigger_workflow=bool(config.get("trigger_workflow", True)),
+        page_size=int(config.get("page_size") or 100),
+    )
