@@ -36,6 +36,7 @@ Hub-level tests need a mapping per stream (``mappings/library/<connector>_to_crm
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -521,15 +522,18 @@ def third_party_target(request: Any) -> Path:
     """``target-jsonl`` in its own venv, built once and kept in pytest's cache (``.pytest_cache``)."""
     folder = Path(request.config.cache.mkdir("target-jsonl-venv"))
     exe = folder / "bin" / "target-jsonl"
-    if exe.exists():
-        return exe
-    venv.EnvBuilder(with_pip=True, clear=True).create(folder)
-    pip = subprocess.run(
-        [str(folder / "bin/pip"), "install", "-q", TARGET_JSONL],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # Test workers run in parallel (pytest-xdist): one builds the venv while the others wait for it.
+    with open(folder.parent / "target-jsonl-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exe.exists():
+            return exe
+        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+        pip = subprocess.run(
+            [str(folder / "bin/pip"), "install", "-q", TARGET_JSONL],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if pip.returncode != 0:
         if os.environ.get("TONGBU_REQUIRE_SERVICES") or os.environ.get("CI"):
             pytest.fail(f"cannot install {TARGET_JSONL} from the package registry: {pip.stderr[-500:]}")
