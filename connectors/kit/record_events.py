@@ -152,7 +152,7 @@ class RecordEventSource(EventSource):
 
     The constructor refuses settings the tap does not know (one connection config serves the batch
     tap and the webhooks) and builds :attr:`writer`, the :class:`RecordEventWriter` of
-    :attr:`mappings`; a subclass checks its own secrets after calling it.
+    :attr:`mappings`; a subclass reads and checks its own settings in :meth:`configure`.
     """
 
     #: ``module:Class`` of the tap whose settings the connection holds; imported on first use so the
@@ -173,6 +173,10 @@ class RecordEventSource(EventSource):
         unknown = sorted(set(config) - set(tap.config_jsonschema["properties"]))
         if unknown:
             raise ValueError(f"connection {name!r}: unknown {self.label} setting(s) {', '.join(unknown)}")
+        self.configure(config)
         self.writer = RecordEventWriter(
             engine, source_system=name, mapping_file=self.mapping_file, mappings=self.mappings, tenant=tenant
         )
+
+    def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Read the source's own settings (secrets, shop); raise ValueError naming what is missing."""

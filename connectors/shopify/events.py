@@ -34,13 +34,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine
 from starlette.responses import PlainTextResponse, Response
 
 from connectors.kit.events import EventRejected, InboundEvent, PreparedChange
 from connectors.kit.logs import remember_secret
 from connectors.kit.record_events import RecordEventSource, json_object
-from tongbu.config import DEFAULT_TENANT
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "shopify_to_crm.yaml"
 MAPPINGS = {
@@ -71,10 +69,9 @@ class ShopifyEventSource(RecordEventSource):
     mapping_file = MAPPING_FILE
     mappings = MAPPINGS
 
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        super().__init__(name, config, engine=engine, tenant=tenant)
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The webhook secret and the shop (a ValueError says which setting is missing)."""
+        name = self.name
         secret = config.get("webhook_secret") or config.get("client_secret")
         if not secret:
             raise ValueError(

@@ -20,14 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
 
 from connectors.kit.events import EventRejected, InboundEvent, PreparedChange
 from connectors.kit.logs import remember_secret
 from connectors.kit.record_events import RecordEventSource, json_object
 from connectors.youzan.streams import trade_record
-from tongbu.config import DEFAULT_TENANT
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "youzan_to_crm.yaml"
 MAPPINGS = {"trades": "youzan_trades_to_sales_orders"}
@@ -48,10 +46,9 @@ class YouzanEventSource(RecordEventSource):
     mapping_file = MAPPING_FILE
     mappings = MAPPINGS
 
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        super().__init__(name, config, engine=engine, tenant=tenant)
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The app's client id and secret and the shop (a ValueError says which are missing)."""
+        name = self.name
         missing = [k for k in ("client_id", "client_secret", "grant_id") if not config.get(k)]
         if missing:
             raise ValueError(
