@@ -3,9 +3,7 @@ orders, their product lines and payments — with schemas from ``describe``."""
 
 from __future__ import annotations
 
-from functools import cached_property
-
-from singer_sdk import Stream, Tap
+from singer_sdk import Stream
 from singer_sdk import typing as th
 
 from connectors.fxiaoke.client import FxiaokeClient, client_from_config
@@ -13,6 +11,7 @@ from connectors.fxiaoke.objects import OBJECTS
 from connectors.fxiaoke.streams import OBJECT_STREAMS, FxiaokeObjectStream, schema_from_describe
 from connectors.kit.errors import Throttled, Transient
 from connectors.kit.settings import http_properties
+from connectors.kit.tap import ClientTap, read_properties
 
 
 def fxiaoke_properties() -> list[th.Property]:
@@ -66,19 +65,17 @@ def fxiaoke_properties() -> list[th.Property]:
     ]
 
 
-class TapFxiaoke(Tap):
+class TapFxiaoke(ClientTap[FxiaokeClient]):
     """Singer tap for Fxiaoke."""
 
     name = "tap-fxiaoke"
-    package_name = "tongbu"
     config_jsonschema = th.PropertiesList(
         *fxiaoke_properties(),
-        th.Property("page_size", th.IntegerType, default=100, description="Records per query (max 100)"),
-        th.Property(
-            "lookback_seconds",
-            th.NumberType,
-            default=0,
-            description="Re-read this many seconds before the bookmark",
+        *read_properties(
+            page_size=100,
+            page_size_description="Records per query (max 100)",
+            lookback_description="Re-read this many seconds before the bookmark",
+            start_date=None,
         ),
         th.Property(
             "objects",
@@ -120,9 +117,8 @@ class TapFxiaoke(Tap):
             streams.append(FxiaokeObjectStream(self, name, api_name, schema_from_describe(describe)))
         return streams
 
-    @cached_property
-    def client(self) -> FxiaokeClient:
-        """The shared client, created on first use."""
+    def make_client(self) -> FxiaokeClient:
+        """A client from the config."""
         return client_from_config(self.config)
 
 

@@ -17,13 +17,15 @@ EventSource` calls :meth:`RecordEventWriter.upsert` / :meth:`RecordEventWriter.d
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 
-from connectors.kit.events import PreparedChange
+from connectors.kit.events import EventRejected, EventSource, PreparedChange
 from mappings.engine import CompiledMapping, MappingError, compile_mapping
 from mappings.spec import load_mapping
 from tongbu.config import DEFAULT_TENANT
@@ -132,3 +134,49 @@ class RecordEventWriter:
             return {"deleted": done}
 
         return PreparedChange(write=write, assets=(f"crm/{obj}",), summary={"deleted": source_id})
+
+
+def json_object(body: bytes | str, what: str = "body") -> dict[str, Any]:
+    """``body`` decoded as a JSON object, else :class:`EventRejected` 400 naming ``what``."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EventRejected(400, f"{what} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise EventRejected(400, f"{what} is not a JSON object")
+    return doc
+
+
+class RecordEventSource(EventSource):
+    """An event source whose events carry whole records, on a connection shared with a tap.
+
+    The constructor refuses settings the tap does not know (one connection config serves the batch
+    tap and the webhooks) and builds :attr:`writer`, the :class:`RecordEventWriter` of
+    :attr:`mappings`; a subclass reads and checks its own settings in :meth:`configure`.
+    """
+
+    #: ``module:Class`` of the tap whose settings the connection holds; imported on first use so the
+    #: registry can list event sources without importing singer-sdk taps
+    tap_class: ClassVar[str]
+    #: the service's name in messages (``"Shopify"``)
+    label: ClassVar[str]
+    mapping_file: ClassVar[Path]
+    #: stream -> mapping name in :attr:`mapping_file`
+    mappings: ClassVar[Mapping[str, str]]
+
+    def __init__(
+        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        super().__init__(name, config, engine=engine, tenant=tenant)
+        module, _, cls = self.tap_class.partition(":")
+        tap = getattr(importlib.import_module(module), cls)
+        unknown = sorted(set(config) - set(tap.config_jsonschema["properties"]))
+        if unknown:
+            raise ValueError(f"connection {name!r}: unknown {self.label} setting(s) {', '.join(unknown)}")
+        self.configure(config)
+        self.writer = RecordEventWriter(
+            engine, source_system=name, mapping_file=self.mapping_file, mappings=self.mappings, tenant=tenant
+        )
+
+    def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Read the source's own settings (secrets, shop); raise ValueError naming what is missing."""

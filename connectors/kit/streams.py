@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from singer_sdk import Stream
 
-from connectors.kit.cursor import CompoundCursor, plan_read
+from connectors.kit.cursor import CompoundCursor, ReadPlan, plan_read
 from connectors.kit.pagination import CursorPaginator, KeysetPaginator, paginate
 from connectors.kit.sdk_compat import CustomBookmarkStream
 
@@ -40,11 +40,14 @@ def utc_iso(value: str) -> str:
 
 class _PagedStream(Stream):
     default_page_size: ClassVar[int] = 500
+    #: the API's largest page (None: no cap); ``page_size`` is clamped to it
+    max_page_size: ClassVar[int | None] = None
 
     @property
     def page_size(self) -> int:
-        """Records per API call (config ``page_size``)."""
-        return max(1, int(self.config.get("page_size") or self.default_page_size))
+        """Records per API call (config ``page_size``), at most :attr:`max_page_size`."""
+        size = max(1, int(self.config.get("page_size") or self.default_page_size))
+        return size if self.max_page_size is None else min(self.max_page_size, size)
 
 
 class KeysetStream(CustomBookmarkStream, _PagedStream):
@@ -108,16 +111,33 @@ class KeysetStream(CustomBookmarkStream, _PagedStream):
             state.update(self.cursor_for_record(record))
 
     # -- reading -----------------------------------------------------------------------------------
-    def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
-        """Every record after the starting cursor (minus ``lookback_seconds``, never before
-        ``start_date``), ascending."""
+    def read_plan(self, context: Mapping[str, Any] | None) -> ReadPlan:
+        """The read's plan: the starting cursor minus ``lookback_seconds``, never before ``start_date``."""
         start_date = self.config.get("start_date")
-        plan = plan_read(
+        return plan_read(
             self.starting_cursor(context),
             lookback_seconds=float(self.config.get("lookback_seconds") or 0),
             start=utc_iso(str(start_date)) if start_date else None,
             nulls=False,
         )
+
+    def read_start(self, context: Mapping[str, Any] | None) -> tuple[CompoundCursor | None, str | None]:
+        """``(after, since)`` for a source that filters only by an inclusive change time: ``since`` is
+        the earliest change to ask for (None: everything), ``after`` the cursor a record must be past
+        (:meth:`is_past`) to be emitted — the inclusive filter re-sends the records at the cursor."""
+        plan = self.read_plan(context)
+        after = plan.ts_after
+        return after, plan.ts_floor or (after.ts if after else None)
+
+    @staticmethod
+    def is_past(after: CompoundCursor | None, ts: str, record_id: int) -> bool:
+        """Whether the record at ``(ts, record_id)`` (``ts`` any ISO 8601 time) comes after ``after``."""
+        return after is None or CompoundCursor(utc_iso(ts), record_id).after(after)
+
+    def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """Every record after the starting cursor (minus ``lookback_seconds``, never before
+        ``start_date``), ascending."""
+        plan = self.read_plan(context)
         if plan.ts_floor is not None:
             first: tuple[str | None, int | None] = (plan.ts_floor, None)
         elif plan.ts_after is not None:

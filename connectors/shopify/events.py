@@ -29,19 +29,16 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine
 from starlette.responses import PlainTextResponse, Response
 
-from connectors.kit.events import EventRejected, EventSource, InboundEvent, PreparedChange
+from connectors.kit.events import EventRejected, InboundEvent, PreparedChange
 from connectors.kit.logs import remember_secret
-from connectors.kit.record_events import RecordEventWriter
-from tongbu.config import DEFAULT_TENANT
+from connectors.kit.record_events import RecordEventSource, json_object
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "shopify_to_crm.yaml"
 MAPPINGS = {
@@ -63,22 +60,18 @@ def verify_hmac(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-class ShopifyEventSource(EventSource):
+class ShopifyEventSource(RecordEventSource):
     """Verifies Shopify webhooks and applies the records they carry to the hub."""
 
     connector = "shopify"
+    tap_class = "connectors.shopify.tap:TapShopify"
+    label = "Shopify"
+    mapping_file = MAPPING_FILE
+    mappings = MAPPINGS
 
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        super().__init__(name, config, engine=engine, tenant=tenant)
-        from connectors.shopify.tap import TapShopify
-
-        # One connection serves the tap and the webhooks: its keys are the tap's settings.
-        known = set(TapShopify.config_jsonschema["properties"])
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"connection {name!r}: unknown Shopify setting(s) {', '.join(unknown)}")
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The webhook secret and the shop (a ValueError says which setting is missing)."""
+        name = self.name
         secret = config.get("webhook_secret") or config.get("client_secret")
         if not secret:
             raise ValueError(
@@ -90,13 +83,6 @@ class ShopifyEventSource(EventSource):
         domain = config.get("shop_domain") or urlparse(str(config.get("shop_url") or "")).hostname or ""
         # Only a real shop domain is checked; a loopback simulator URL names no shop.
         self.shop_domain = domain if domain.endswith(".myshopify.com") else ""
-        self.writer = RecordEventWriter(
-            engine,
-            source_system=name,
-            mapping_file=MAPPING_FILE,
-            mappings=MAPPINGS,
-            tenant=tenant,
-        )
 
     def ack(self) -> Response:
         """Shopify only needs a 2xx within five seconds."""
@@ -122,12 +108,7 @@ class ShopifyEventSource(EventSource):
             raise EventRejected(401, "webhook is from another shop")
         if not verify_hmac(self.secret, body, signature):
             raise EventRejected(401, "signature check failed")
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise EventRejected(400, "body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise EventRejected(400, "body is not a JSON object")
+        payload = json_object(body)
         resource, _, action = topic.partition("/")
         record_id = payload.get("order_id") if resource == "refunds" else payload.get("id")
         if not isinstance(record_id, int | str) or not str(record_id).isdigit():

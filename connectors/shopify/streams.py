@@ -10,13 +10,12 @@ whole-second precision, a resumed read skips the records at or before the cursor
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from singer_sdk import typing as th
 
-from connectors.kit.cursor import CompoundCursor, plan_read
-from connectors.kit.streams import KeysetStream, utc_iso
+from connectors.kit.streams import KeysetStream
 from connectors.shopify.client import ShopifyClient
 
 MAX_PAGE = 250
@@ -62,7 +61,7 @@ class ShopifyStream(KeysetStream):
     records_key: ClassVar[str]
     #: extra filters of the first request (orders: ``status=any``, or only open ones are listed)
     filters: ClassVar[Mapping[str, str]] = {}
-    default_page_size = MAX_PAGE
+    default_page_size = max_page_size = MAX_PAGE
     _tap: Any
 
     @property
@@ -70,34 +69,15 @@ class ShopifyStream(KeysetStream):
         """The tap's shared client."""
         return self._tap.client  # type: ignore[no-any-return]
 
-    @property
-    def page_size(self) -> int:
-        """Records per call: ``page_size``, at most 250 (the API's ``limit`` maximum)."""
-        return min(MAX_PAGE, super().page_size)
-
-    def fetch_page(self, since: str | None, after_id: int | None, limit: int) -> Sequence[dict[str, Any]]:
-        """Not used: Shopify pages by ``page_info``, not keyset (see :meth:`get_records`)."""
-        raise NotImplementedError("Shopify pages through page_info; use get_records")
-
     def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
         """Every record after the starting cursor (minus the lookback, never before ``start_date``)."""
-        start_date = self.config.get("start_date")
-        plan = plan_read(
-            self.starting_cursor(context),
-            lookback_seconds=float(self.config.get("lookback_seconds") or 0),
-            start=utc_iso(str(start_date)) if start_date else None,
-            nulls=False,
-        )
-        after: CompoundCursor | None = plan.ts_after
-        since = plan.ts_floor or (after.ts if after else None)
+        after, since = self.read_start(context)
         params: dict[str, Any] = {**self.filters, "order": "updated_at asc", "limit": self.page_size}
         if since is not None:
             params["updated_at_min"] = shop_offset_iso(since, self._tap.shop_offset_minutes)
         for page in self.client.pages(self.path, params, self.records_key):
             for record in page:
-                if after is not None and not CompoundCursor(
-                    utc_iso(str(record["updated_at"])), int(record["id"])
-                ).after(after):
+                if not self.is_past(after, str(record["updated_at"]), int(record["id"])):
                     continue  # at or before the bookmark: the inclusive, whole-second filter re-sent it
                 yield self.shape(record)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from connectors.kit.settings import http_properties
+from connectors.kit.tap import ClientTap, read_properties
 from connectors.shopify.client import ShopifyClient, client_from_config
 from connectors.shopify.streams import CustomersStream, OrdersStream, ProductsStream
 
@@ -24,11 +24,11 @@ def parse_offset(timezone: str) -> int:
     return sign * (int(hours) * 60 + int(minutes))
 
 
-class TapShopify(Tap):
+class TapShopify(ClientTap[ShopifyClient]):
     """Singer tap for the Shopify Admin REST API."""
 
     name = "tap-shopify"
-    package_name = "tongbu"
+    stream_types = (OrdersStream, CustomersStream, ProductsStream)
     config_jsonschema = th.PropertiesList(
         th.Property(
             "shop_url",
@@ -53,14 +53,7 @@ class TapShopify(Tap):
             description="The plan's leak rate: Standard 2, Advanced 4, Plus 20 (the client paces itself to it)",
         ),
         th.Property("bucket_reserve", th.IntegerType, default=2, description="Calls left free in the bucket"),
-        th.Property("page_size", th.IntegerType, default=250, description="Records per API call (max 250)"),
-        th.Property(
-            "lookback_seconds",
-            th.NumberType,
-            default=0,
-            description="Re-read this many seconds before the bookmark to catch late commits",
-        ),
-        th.Property("start_date", th.DateTimeType, description="Ignore records changed before this time"),
+        *read_properties(page_size=250, page_size_description="Records per API call (max 250)"),
         th.Property(
             "webhook_secret",
             th.StringType,
@@ -75,13 +68,8 @@ class TapShopify(Tap):
         *http_properties(request_timeout=30),
     ).to_dict()
 
-    def discover_streams(self) -> list[Stream]:
-        """The streams (no network access needed)."""
-        return [OrdersStream(self), CustomersStream(self), ProductsStream(self)]
-
-    @cached_property
-    def client(self) -> ShopifyClient:
-        """The shared client, created on first use."""
+    def make_client(self) -> ShopifyClient:
+        """A client from the config."""
         return client_from_config(self.config, connector=self.name)
 
     @cached_property

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
-from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from connectors.kit.settings import HttpSettings, http_properties
+from connectors.kit.tap import ClientTap, read_properties
 from connectors.tender.client import TenderClient
 from connectors.tender.streams import SEARCH_KEYS, NoticesStream
 
 
-class TapTender(Tap):
+class TapTender(ClientTap[TenderClient]):
     """Singer tap for procurement notices: one ``notices`` stream, two sources."""
 
     name = "tap-tender"
-    package_name = "tongbu"
+    stream_types = (NoticesStream,)
     config_jsonschema = th.PropertiesList(
         th.Property("base_url", th.StringType, required=True, description="Site root (or the simulator URL)"),
         th.Property(
@@ -34,16 +32,13 @@ class TapTender(Tap):
             th.ObjectType(*(th.Property(k, th.StringType) for k in SEARCH_KEYS), additional_properties=False),
             description="Search parameters to pin (kw, bidType, pinMu, zoneId, …); default: every notice",
         ),
-        th.Property(
-            "page_size", th.IntegerType, default=50, description="Notices per batch (detail pages read)"
+        *read_properties(
+            page_size=50,
+            page_size_description="Notices per batch (detail pages read)",
+            lookback_seconds=3600,
+            lookback_description="Overlap: re-read this many seconds before the bookmark (late-indexed notices)",
+            start_date="Ignore notices published before this time",
         ),
-        th.Property(
-            "lookback_seconds",
-            th.NumberType,
-            default=3600,
-            description="Overlap: re-read this many seconds before the bookmark (late-indexed notices)",
-        ),
-        th.Property("start_date", th.DateTimeType, description="Ignore notices published before this time"),
         th.Property(
             "antibot_backoff",
             th.NumberType,
@@ -59,13 +54,8 @@ class TapTender(Tap):
         *http_properties(request_timeout=30),
     ).to_dict()
 
-    def discover_streams(self) -> list[Stream]:
-        """The one stream (no network access needed)."""
-        return [NoticesStream(self)]
-
-    @cached_property
-    def client(self) -> TenderClient:
-        """The shared client, created on first use."""
+    def make_client(self) -> TenderClient:
+        """A client for the configured source."""
         cfg = self.config
         if cfg.get("source") == "vendor" and not cfg.get("api_key"):
             raise ValueError("tap-tender: source 'vendor' needs api_key")

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
 
-from connectors.kit.events import EventRejected, EventSource, InboundEvent, PreparedChange
+from connectors.kit.events import EventRejected, InboundEvent, PreparedChange
 from connectors.kit.logs import remember_secret
-from connectors.kit.record_events import RecordEventWriter
+from connectors.kit.record_events import RecordEventSource, json_object
 from connectors.youzan.streams import trade_record
-from tongbu.config import DEFAULT_TENANT
 
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "library" / "youzan_to_crm.yaml"
 MAPPINGS = {"trades": "youzan_trades_to_sales_orders"}
@@ -40,20 +37,18 @@ def push_signature(client_id: str, msg: str, client_secret: str) -> str:
     return hashlib.md5(f"{client_id}{msg}{client_secret}".encode()).hexdigest()  # noqa: S324 - Youzan's scheme
 
 
-class YouzanEventSource(EventSource):
+class YouzanEventSource(RecordEventSource):
     """Verifies Youzan pushes and applies the trades they carry to the hub."""
 
     connector = "youzan"
+    tap_class = "connectors.youzan.tap:TapYouzan"
+    label = "Youzan"
+    mapping_file = MAPPING_FILE
+    mappings = MAPPINGS
 
-    def __init__(
-        self, name: str, config: Mapping[str, Any], *, engine: Engine, tenant: str = DEFAULT_TENANT
-    ) -> None:
-        super().__init__(name, config, engine=engine, tenant=tenant)
-        from connectors.youzan.tap import TapYouzan
-
-        unknown = sorted(set(config) - set(TapYouzan.config_jsonschema["properties"]))
-        if unknown:
-            raise ValueError(f"connection {name!r}: unknown Youzan setting(s) {', '.join(unknown)}")
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The app's client id and secret and the shop (a ValueError says which are missing)."""
+        name = self.name
         missing = [k for k in ("client_id", "client_secret", "grant_id") if not config.get(k)]
         if missing:
             raise ValueError(
@@ -63,13 +58,6 @@ class YouzanEventSource(EventSource):
         self.client_id, self.secret = str(config["client_id"]), str(config["client_secret"])
         self.grant_id = str(config["grant_id"])
         remember_secret(self.secret)
-        self.writer = RecordEventWriter(
-            engine,
-            source_system=name,
-            mapping_file=MAPPING_FILE,
-            mappings=MAPPINGS,
-            tenant=tenant,
-        )
 
     def ack(self) -> Response:
         """What Youzan counts as delivered."""
@@ -79,12 +67,7 @@ class YouzanEventSource(EventSource):
         self, query: Mapping[str, str], headers: Mapping[str, str], body: bytes, received_at: float
     ) -> list[InboundEvent]:
         """Verify one push (shape, client, shop, md5 signature — before ``msg`` is decoded)."""
-        try:
-            push = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise EventRejected(400, "body is not JSON") from None
-        if not isinstance(push, dict):
-            raise EventRejected(400, "body is not a JSON object")
+        push = json_object(body)
         msg, sign = push.get("msg"), push.get("sign")
         if not isinstance(msg, str) or not isinstance(sign, str):
             raise EventRejected(401, "msg and sign are required")
@@ -105,12 +88,7 @@ class YouzanEventSource(EventSource):
         )
         if push.get("test"):
             return [InboundEvent(self.name, msg_id, "test", "test", {}, received_at)]
-        try:
-            payload = json.loads(urllib.parse.unquote(msg))
-        except ValueError:
-            raise EventRejected(400, "msg is not URL-encoded JSON") from None
-        if not isinstance(payload, dict):
-            raise EventRejected(400, "msg is not a JSON object")
+        payload = json_object(urllib.parse.unquote(msg), "msg")
         stream = "trades" if kind.startswith("trade_") else kind.split("_", 1)[0] or "other"
         version = push.get("version")
         return [

@@ -10,12 +10,11 @@ because the window start is inclusive and whole-second, records at or before the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from singer_sdk import typing as th
 
-from connectors.kit.cursor import CompoundCursor, plan_read
 from connectors.kit.streams import KeysetStream, utc_iso
 from connectors.kit.windows import read_windows
 from connectors.youzan.client import YouzanClient
@@ -62,7 +61,7 @@ class YouzanStream(KeysetStream):
 
     api: ClassVar[str]
     version: ClassVar[str]
-    max_page: ClassVar[int] = 100
+    max_page_size: ClassVar[int | None] = 100
     #: the body key holding the list, and the total
     list_key: ClassVar[str]
     total_key: ClassVar[str]
@@ -73,15 +72,6 @@ class YouzanStream(KeysetStream):
     def client(self) -> YouzanClient:
         """The tap's shared client."""
         return self._tap.client  # type: ignore[no-any-return]
-
-    @property
-    def page_size(self) -> int:
-        """Records per call, at most the API's maximum."""
-        return min(self.max_page, super().page_size)
-
-    def fetch_page(self, since: str | None, after_id: int | None, limit: int) -> Sequence[dict[str, Any]]:
-        """Not used: Youzan pages by number inside windows (see :meth:`get_records`)."""
-        raise NotImplementedError
 
     def window_params(self, lo: int, hi: int) -> dict[str, Any]:
         """The window's parameters (``start_update``/``end_update`` in Beijing time)."""
@@ -97,15 +87,7 @@ class YouzanStream(KeysetStream):
 
     def get_records(self, context: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
         """Every record after the starting cursor, oldest change first."""
-        start_date = self.config.get("start_date")
-        plan = plan_read(
-            self.starting_cursor(context),
-            lookback_seconds=float(self.config.get("lookback_seconds") or 0),
-            start=utc_iso(str(start_date)) if start_date else None,
-            nulls=False,
-        )
-        after: CompoundCursor | None = plan.ts_after
-        since = plan.ts_floor or (after.ts if after else None)
+        after, since = self.read_start(context)
         lo = _seconds(since) if since else int(FIRST.timestamp())
         hi = int(dt.datetime.now(dt.UTC).timestamp()) + int(self.config.get("clock_skew_seconds") or 0)
         size = self.page_size
@@ -126,7 +108,7 @@ class YouzanStream(KeysetStream):
                 rec = self.flatten(raw)
                 records[rec[ik]] = rec  # a record shifted across a page boundary comes twice
             for rec in sorted(records.values(), key=lambda r: (utc_iso(r[rk]), r[ik])):
-                if after is not None and not CompoundCursor(utc_iso(rec[rk]), int(rec[ik])).after(after):
+                if not self.is_past(after, rec[rk], int(rec[ik])):
                     continue
                 yield rec
 
@@ -240,7 +222,7 @@ class ItemsStream(YouzanStream):
 
     name = "items"
     api, version = "youzan.items.onsale.get", "3.0.0"
-    max_page = 300
+    max_page_size = 300
     list_key, total_key = "items", "count"
     replication_key = "update_time"
     id_key = "item_id"

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
-from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from connectors.kit.settings import http_properties
+from connectors.kit.tap import ClientTap, read_properties
 from connectors.youzan.client import YouzanClient, client_from_config
 from connectors.youzan.streams import ItemsStream, TradesStream, UsersStream
 
 
-class TapYouzan(Tap):
+class TapYouzan(ClientTap[YouzanClient]):
     """Singer tap for the Youzan Cloud open API (self-use app)."""
 
     name = "tap-youzan"
-    package_name = "tongbu"
+    stream_types = (TradesStream, UsersStream, ItemsStream)
     config_jsonschema = th.PropertiesList(
         th.Property(
             "base_url",
@@ -27,21 +25,12 @@ class TapYouzan(Tap):
         th.Property("client_id", th.StringType, required=True),
         th.Property("client_secret", th.StringType, required=True, secret=True),
         th.Property("grant_id", th.StringType, required=True, description="The shop's kdt_id (授权店铺 id)"),
-        th.Property(
-            "page_size", th.IntegerType, default=100, description="Records per API call (max 100; items 300)"
-        ),
+        *read_properties(page_size=100, page_size_description="Records per API call (max 100; items 300)"),
         th.Property(
             "window_days",
             th.NumberType,
             description="Largest change-time window per read (default: split on demand)",
         ),
-        th.Property(
-            "lookback_seconds",
-            th.NumberType,
-            default=0,
-            description="Re-read this many seconds before the bookmark to catch late commits",
-        ),
-        th.Property("start_date", th.DateTimeType, description="Ignore records changed before this time"),
         th.Property(
             "clock_skew_seconds",
             th.IntegerType,
@@ -51,13 +40,8 @@ class TapYouzan(Tap):
         *http_properties(request_timeout=30),
     ).to_dict()
 
-    def discover_streams(self) -> list[Stream]:
-        """The streams (no network access needed)."""
-        return [TradesStream(self), UsersStream(self), ItemsStream(self)]
-
-    @cached_property
-    def client(self) -> YouzanClient:
-        """The shared client, created on first use."""
+    def make_client(self) -> YouzanClient:
+        """A client from the config."""
         return client_from_config(self.config, connector=self.name)
 
     @property
