@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "API_FAULTS",
     "COMMON_FAULTS",
     "RENAMED_FAULTS",
     "FaultConfig",
@@ -101,6 +102,19 @@ COMMON_FAULTS: dict[str, FaultSpec] = _specs(
         "RATE",
         "a write is refused, nothing applied, because another user holds a lock on the record",
     ),
+)
+
+#: The switches a paged, token-authenticated HTTP API simulator honours; a simulator adds its own
+#: (``(*API_FAULTS, "lost_response")``) or leaves out what its system lacks.
+API_FAULTS: tuple[str, ...] = (
+    "throttle",
+    "http_5xx",
+    "timeout",
+    "hang",
+    "slow",
+    "session_expiry",
+    "malformed",
+    "same_second",
 )
 
 #: Names simulators used before the catalogue, and what replaces them.
