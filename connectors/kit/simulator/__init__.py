@@ -11,6 +11,7 @@ from connectors.kit.simulator.faults import (
     FaultError,
     FaultSpec,
     pick_rows,
+    share_one_time,
 )
 from connectors.kit.simulator.registry import load_simulator, register, simulator_names
 
@@ -24,6 +25,7 @@ __all__ = [
     "Simulator",
     "load_simulator",
     "pick_rows",
+    "share_one_time",
     "register",
     "simulator_names",
 ]

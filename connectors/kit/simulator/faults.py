@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "API_FAULTS",
@@ -31,6 +31,7 @@ __all__ = [
     "FaultError",
     "FaultSpec",
     "pick_rows",
+    "share_one_time",
 ]
 
 Kind = Literal["RATE", "ROWS", "SECONDS", "COUNT"]
@@ -190,3 +191,20 @@ def pick_rows(total: int, value: float, rng: random.Random) -> list[int]:
     """Indices in ``range(total)`` chosen by a ``ROWS`` switch (share, or a count above 1)."""
     k = int(value) if value > 1 else int(round(total * value))
     return rng.sample(range(total), min(max(k, 0), total))
+
+
+def share_one_time(
+    tables: Mapping[str, Sequence[MutableMapping[str, Any]]],
+    share: float,
+    stamp: Any,
+    rng: Callable[[str], random.Random],
+    field: str = "_s",
+) -> None:
+    """The ``same_second`` switch applied to seeded tables: ``share`` of each table's rows get ``stamp``.
+
+    ``rng(stream)`` gives each table its own seeded generator, so which rows are picked in one
+    table does not depend on the size of another.
+    """
+    for stream, rows in tables.items():
+        for index in pick_rows(len(rows), share, rng(stream)):
+            rows[index][field] = stamp
