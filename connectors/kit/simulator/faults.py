@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from connectors.kit.fakedata import FastRandom
 
 __all__ = [
     "API_FAULTS",
@@ -195,16 +197,17 @@ def pick_rows(total: int, value: float, rng: random.Random) -> list[int]:
 
 def share_one_time(
     tables: Mapping[str, Sequence[MutableMapping[str, Any]]],
-    share: float,
+    faults: FaultConfig,
     stamp: Any,
-    rng: Callable[[str], random.Random],
+    seed: object,
     field: str = "_s",
 ) -> None:
-    """The ``same_second`` switch applied to seeded tables: ``share`` of each table's rows get ``stamp``.
+    """The ``same_second`` switch applied to seeded tables: its share of each table's rows get ``stamp``.
 
-    ``rng(stream)`` gives each table its own seeded generator, so which rows are picked in one
-    table does not depend on the size of another.
+    Each table draws from its own generator seeded ``"<seed>:<table>:same"``, so which rows are
+    picked in one table does not depend on the size of another.
     """
+    share = faults.value("same_second", 0.0)
     for stream, rows in tables.items():
-        for index in pick_rows(len(rows), share, rng(stream)):
+        for index in pick_rows(len(rows), share, FastRandom(f"{seed}:{stream}:same")):
             rows[index][field] = stamp

@@ -80,12 +80,7 @@ class ShopifyStore:
                 order["line_items"][0]["quantity"] = "十"
                 order["_malformed"] = "line_items[0].quantity: not a number"
             self.tables["orders"].append(order)
-        share_one_time(
-            {stream: self.tables[stream] for stream in STREAMS},
-            faults.value("same_second", 0.0),
-            EPOCH_S + records * 30,
-            lambda stream: fakedata.FastRandom(f"{seed}:{stream}:same"),
-        )
+        share_one_time(self.tables, faults, EPOCH_S + records * 30, seed)
         for stream in STREAMS:
             self._reindex(stream)
         #: the shop's clock: the newest seeded change plus a day (the 60-day window counts back from it)

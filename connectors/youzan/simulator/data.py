@@ -142,12 +142,7 @@ class YouzanStore:
             if rate > 0 and bad.random() < rate:
                 lines[0]["num"], trade["_malformed"] = "三", "orders[0].num: not a number"
             self.tables["trades"].append(trade)
-        share_one_time(
-            {stream: self.tables[stream] for stream in STREAMS},
-            faults.value("same_second", 0.0),
-            EPOCH_S + records * 20,
-            lambda stream: fakedata.FastRandom(f"{seed}:{stream}:same"),
-        )
+        share_one_time(self.tables, faults, EPOCH_S + records * 20, seed)
         for stream in STREAMS:
             self._reindex(stream)
         self.seeded_now = max(r["_s"] for rs in self.tables.values() for r in rs) + 3600
