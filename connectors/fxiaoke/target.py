@@ -24,7 +24,7 @@ from connectors.fxiaoke.tap import fxiaoke_properties
 from connectors.kit.settings import http_properties
 from connectors.kit.singer_input import SingerInputReader
 from connectors.kit.spoke_target import SpokeSink
-from connectors.kit.spoke_writer import open_spoke_writer, writable_sink
+from connectors.kit.spoke_writer import ledger_property, open_spoke_writer, writable_sink
 
 #: hub fields target-fxiaoke writes, per stream (the spoke's writable fields, lines for orders)
 WRITABLE: dict[str, tuple[str, ...]] = {
@@ -46,11 +46,7 @@ class TargetFxiaoke(Target):
     message_reader_class = SingerInputReader  # bad input: one line each, counted, no traceback
     config_jsonschema = th.PropertiesList(
         *fxiaoke_properties(),
-        th.Property(
-            "state_db",
-            th.StringType,
-            description="SQLite file of the write ledger (default: $TONGBU_HOME/target-fxiaoke.sqlite)",
-        ),
+        ledger_property("target-fxiaoke"),
         th.Property(
             "trigger_approval",
             th.BooleanType,

@@ -31,7 +31,7 @@ from connectors.kit.logs import get_logger
 from connectors.kit.settings import http_properties
 from connectors.kit.singer_input import SingerInputReader
 from connectors.kit.spoke_target import SpokeSink
-from connectors.kit.spoke_writer import open_spoke_writer, writable_sink
+from connectors.kit.spoke_writer import ledger_property, open_spoke_writer, writable_sink
 
 log = get_logger("tongbu.kingdee.target")
 
@@ -75,11 +75,7 @@ class TargetKingdee(Target):
         th.Property("app_id", th.StringType, description="App id for LoginByAppSecret"),
         th.Property("app_secret", th.StringType, secret=True, description="App secret for LoginByAppSecret"),
         th.Property("lcid", th.IntegerType, default=2052),
-        th.Property(
-            "state_db",
-            th.StringType,
-            description="SQLite file of the write ledger (default: $TONGBU_HOME/target-kingdee.sqlite)",
-        ),
+        ledger_property("target-kingdee"),
         th.Property("audit", th.BooleanType, default=True, description="submit and audit what is saved"),
         th.Property(
             "modify_audited",

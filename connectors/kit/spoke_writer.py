@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk import Target
+from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
 
 from connectors.kit.singer_input import BadMessage, attach
 from connectors.kit.spoke_target import RecordWriter, WriteLedger
 
-__all__ = ["ledger_path", "open_spoke_writer", "writable_sink"]
+__all__ = ["ledger_path", "ledger_property", "open_spoke_writer", "writable_sink"]
 
 
 def ledger_path(cfg: Mapping[str, Any], target_name: str) -> Path:
@@ -29,6 +30,15 @@ def ledger_path(cfg: Mapping[str, Any], target_name: str) -> Path:
         return Path(str(cfg["state_db"]))
     home = Path(os.environ.get("TONGBU_HOME") or Path.home() / ".tongbu")
     return home / f"{target_name}.sqlite"
+
+
+def ledger_property(target_name: str) -> th.Property[Any]:
+    """The ``state_db`` setting of a target whose ledger :func:`ledger_path` places."""
+    return th.Property(
+        "state_db",
+        th.StringType,
+        description=f"SQLite file of the write ledger (default: $TONGBU_HOME/{target_name}.sqlite)",
+    )
 
 
 def open_spoke_writer(
