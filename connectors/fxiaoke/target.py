@@ -12,8 +12,6 @@ The ledger is a SQLite file (``state_db``, default ``$TONGBU_HOME/target-fxiaoke
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from singer_sdk import Target
@@ -24,8 +22,9 @@ from connectors.fxiaoke.client import client_from_config
 from connectors.fxiaoke.spoke import BINDINGS, FxiaokeSpoke
 from connectors.fxiaoke.tap import fxiaoke_properties
 from connectors.kit.settings import http_properties
-from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
-from connectors.kit.spoke_target import RecordWriter, SpokeSink, WriteLedger
+from connectors.kit.singer_input import SingerInputReader
+from connectors.kit.spoke_target import SpokeSink
+from connectors.kit.spoke_writer import ledger_property, open_spoke_writer, writable_sink
 
 #: hub fields target-fxiaoke writes, per stream (the spoke's writable fields, lines for orders)
 WRITABLE: dict[str, tuple[str, ...]] = {
@@ -47,11 +46,7 @@ class TargetFxiaoke(Target):
     message_reader_class = SingerInputReader  # bad input: one line each, counted, no traceback
     config_jsonschema = th.PropertiesList(
         *fxiaoke_properties(),
-        th.Property(
-            "state_db",
-            th.StringType,
-            description="SQLite file of the write ledger (default: $TONGBU_HOME/target-fxiaoke.sqlite)",
-        ),
+        ledger_property("target-fxiaoke"),
         th.Property(
             "trigger_approval",
             th.BooleanType,
@@ -79,22 +74,13 @@ class TargetFxiaoke(Target):
             trigger_approval=bool(cfg.get("trigger_approval", False)),
             trigger_workflow=bool(cfg.get("trigger_workflow", True)),
         )
-        home = Path(os.environ.get("TONGBU_HOME") or Path.home() / ".tongbu")
-        self.ledger = WriteLedger(cfg.get("state_db") or home / "target-fxiaoke.sqlite")
-        self.writer = RecordWriter(
-            self.spoke, self.ledger, writable=WRITABLE, identity=IDENTITY, name="target-fxiaoke", prefix="tf"
+        self.ledger, self.writer = open_spoke_writer(
+            self, self.spoke, cfg, writable=WRITABLE, identity=IDENTITY, prefix="tf"
         )
-        attach(self, self._bad_input)
-
-    def _bad_input(self, bad: BadMessage) -> None:
-        if bad.kind != "STATE":
-            self.writer.stats["failed"] += 1
 
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         """The hub objects the spoke binds are writable."""
-        if stream_name not in WRITABLE:
-            raise ValueError(f"target-fxiaoke writes the streams {sorted(WRITABLE)}, not {stream_name!r}")
-        return FxiaokeSink
+        return writable_sink(self.name, WRITABLE, stream_name, FxiaokeSink)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ A plain Singer target (it reads SCHEMA/RECORD/STATE on stdin): streams ``account
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from singer_sdk import Target
@@ -31,8 +29,9 @@ from connectors.kingdee.client import KingdeeClient
 from connectors.kingdee.spoke import BINDINGS, KingdeeSpoke, Lifecycle
 from connectors.kit.logs import get_logger
 from connectors.kit.settings import http_properties
-from connectors.kit.singer_input import BadMessage, SingerInputReader, attach
-from connectors.kit.spoke_target import RecordWriter, SpokeSink, WriteLedger
+from connectors.kit.singer_input import SingerInputReader
+from connectors.kit.spoke_target import SpokeSink
+from connectors.kit.spoke_writer import ledger_property, open_spoke_writer, writable_sink
 
 log = get_logger("tongbu.kingdee.target")
 
@@ -76,11 +75,7 @@ class TargetKingdee(Target):
         th.Property("app_id", th.StringType, description="App id for LoginByAppSecret"),
         th.Property("app_secret", th.StringType, secret=True, description="App secret for LoginByAppSecret"),
         th.Property("lcid", th.IntegerType, default=2052),
-        th.Property(
-            "state_db",
-            th.StringType,
-            description="SQLite file of the write ledger (default: $TONGBU_HOME/target-kingdee.sqlite)",
-        ),
+        ledger_property("target-kingdee"),
         th.Property("audit", th.BooleanType, default=True, description="submit and audit what is saved"),
         th.Property(
             "modify_audited",
@@ -102,22 +97,13 @@ class TargetKingdee(Target):
             audit=bool(cfg.get("audit", True)), modify_audited=cfg.get("modify_audited") or "unaudit"
         )
         self.spoke = KingdeeSpoke(self.client, lifecycle=dict.fromkeys(BINDINGS, policy))
-        home = Path(os.environ.get("TONGBU_HOME") or Path.home() / ".tongbu")
-        self.ledger = WriteLedger(cfg.get("state_db") or home / "target-kingdee.sqlite")
-        self.writer = RecordWriter(
-            self.spoke, self.ledger, writable=WRITABLE, identity=IDENTITY, name="target-kingdee", prefix="tk"
+        self.ledger, self.writer = open_spoke_writer(
+            self, self.spoke, cfg, writable=WRITABLE, identity=IDENTITY, prefix="tk"
         )
-        attach(self, self._bad_input)
-
-    def _bad_input(self, bad: BadMessage) -> None:
-        if bad.kind != "STATE":
-            self.writer.stats["failed"] += 1
 
     def get_sink_class(self, stream_name: str) -> type[BatchSink]:
         """``accounts`` and ``sales_orders`` are writable."""
-        if stream_name not in WRITABLE:
-            raise ValueError(f"target-kingdee writes the streams {sorted(WRITABLE)}, not {stream_name!r}")
-        return KingdeeSink
+        return writable_sink(self.name, WRITABLE, stream_name, KingdeeSink)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from connectors.fxiaoke.simulator.data import (
     TenantStore,
     WriteRefused,
 )
-from connectors.kit.simulator import FaultSpec, Simulator
+from connectors.kit.simulator import API_FAULTS, FaultSpec, Simulator
 
 #: errorCode values (HTTP 200 with errorCode != 0)
 TOKEN_EXPIRED = 20016  # corpAccessToken / accessToken 已过期
@@ -82,17 +82,7 @@ class FxiaokeSimulator(Simulator):
     """
 
     system: ClassVar[str] = "fxiaoke"
-    FAULTS: ClassVar[tuple[str, ...]] = (
-        "throttle",
-        "http_5xx",
-        "timeout",
-        "hang",
-        "slow",
-        "session_expiry",
-        "malformed",
-        "same_second",
-        "lost_response",
-    )
+    FAULTS: ClassVar[tuple[str, ...]] = (*API_FAULTS, "lost_response")
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec("daily_quota", "COUNT", "after N data calls the day's quota is spent: errorCode 30002"),
         FaultSpec("quota_not_purchased", "RATE", "data calls answer errorCode 30003 (no quota bought)"),

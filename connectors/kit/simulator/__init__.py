@@ -4,10 +4,19 @@ See ``docs/writing-a-connector.md`` (section "The simulator") for how a connecto
 """
 
 from connectors.kit.simulator.base import CONTROL_ROUTES, Simulator
-from connectors.kit.simulator.faults import COMMON_FAULTS, FaultConfig, FaultError, FaultSpec, pick_rows
+from connectors.kit.simulator.faults import (
+    API_FAULTS,
+    COMMON_FAULTS,
+    FaultConfig,
+    FaultError,
+    FaultSpec,
+    pick_rows,
+    share_one_time,
+)
 from connectors.kit.simulator.registry import load_simulator, register, simulator_names
 
 __all__ = [
+    "API_FAULTS",
     "COMMON_FAULTS",
     "CONTROL_ROUTES",
     "FaultConfig",
@@ -16,6 +25,7 @@ __all__ = [
     "Simulator",
     "load_simulator",
     "pick_rows",
+    "share_one_time",
     "register",
     "simulator_names",
 ]

@@ -23,7 +23,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from starlette.applications import Starlette
@@ -244,6 +244,22 @@ class Simulator:
         except self.CONTROL_ERRORS as exc:
             return self.control_error(exc)
         return self.json(result)
+
+    async def control_call(
+        self, request: Request, fn: Callable[..., Any], fields: Mapping[str, Callable[[Any], Any]]
+    ) -> Response:
+        """Read a control call's JSON body, convert ``fields`` (name -> type) and run ``fn`` with them.
+
+        A body that is not a JSON object holding every field, each convertible, is a 400 naming
+        the fields; otherwise ``fn(*values)`` runs as :meth:`run_control` does.
+        """
+        try:
+            body = json.loads(await request.body() or b"{}")
+            values = [convert(body[name]) for name, convert in fields.items()]
+        except (ValueError, KeyError, TypeError) as exc:
+            names = " and ".join(fields)
+            return self.control_error(ValueError(f"body must be a JSON object with {names}: {exc}"))
+        return await self.run_control(fn, *values)
 
     async def _sim_health(self, request: Request) -> Response:
         return self.json({"ok": True, "system": self.system})

@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import difflib
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from connectors.kit.fakedata import FastRandom
 
 __all__ = [
+    "API_FAULTS",
     "COMMON_FAULTS",
     "RENAMED_FAULTS",
     "FaultConfig",
     "FaultError",
     "FaultSpec",
     "pick_rows",
+    "share_one_time",
 ]
 
 Kind = Literal["RATE", "ROWS", "SECONDS", "COUNT"]
@@ -101,6 +105,19 @@ COMMON_FAULTS: dict[str, FaultSpec] = _specs(
         "RATE",
         "a write is refused, nothing applied, because another user holds a lock on the record",
     ),
+)
+
+#: The switches a paged, token-authenticated HTTP API simulator honours; a simulator adds its own
+#: (``(*API_FAULTS, "lost_response")``) or leaves out what its system lacks.
+API_FAULTS: tuple[str, ...] = (
+    "throttle",
+    "http_5xx",
+    "timeout",
+    "hang",
+    "slow",
+    "session_expiry",
+    "malformed",
+    "same_second",
 )
 
 #: Names simulators used before the catalogue, and what replaces them.
@@ -176,3 +193,21 @@ def pick_rows(total: int, value: float, rng: random.Random) -> list[int]:
     """Indices in ``range(total)`` chosen by a ``ROWS`` switch (share, or a count above 1)."""
     k = int(value) if value > 1 else int(round(total * value))
     return rng.sample(range(total), min(max(k, 0), total))
+
+
+def share_one_time(
+    tables: Mapping[str, Sequence[MutableMapping[str, Any]]],
+    faults: FaultConfig,
+    stamp: Any,
+    seed: object,
+    field: str = "_s",
+) -> None:
+    """The ``same_second`` switch applied to seeded tables: its share of each table's rows get ``stamp``.
+
+    Each table draws from its own generator seeded ``"<seed>:<table>:same"``, so which rows are
+    picked in one table does not depend on the size of another.
+    """
+    share = faults.value("same_second", 0.0)
+    for stream, rows in tables.items():
+        for index in pick_rows(len(rows), share, FastRandom(f"{seed}:{stream}:same")):
+            rows[index][field] = stamp

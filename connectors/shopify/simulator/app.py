@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.kit.simulator import FaultSpec, Simulator
+from connectors.kit.simulator import API_FAULTS, FaultSpec, Simulator
 from connectors.kit.simulator.push import Delivery, PushDispatcher
 from connectors.shopify.simulator.data import SIXTY_DAYS_S, STREAMS, ShopifyStore, parse_time
 
@@ -88,16 +88,7 @@ class ShopifySimulator(Simulator):
     """A local shop speaking the Shopify Admin REST API, with the kit's faults and ``/_sim`` control."""
 
     system = "shopify"
-    FAULTS: ClassVar[tuple[str, ...]] = (
-        "throttle",
-        "http_5xx",
-        "timeout",
-        "hang",
-        "slow",
-        "session_expiry",
-        "malformed",
-        "same_second",
-    )
+    FAULTS: ClassVar[tuple[str, ...]] = API_FAULTS
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec(
             "webhook_duplicate", "RATE", "a webhook delivery is sent twice (same X-Shopify-Webhook-Id)"
@@ -470,20 +461,10 @@ class ShopifySimulator(Simulator):
 
     # -- control and truth ---------------------------------------------------------------------------
     async def _sim_modify(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            stream, count = str(body["stream"]), int(body["count"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return self.control_error(ValueError(f"body must be a JSON object with stream and count: {exc}"))
-        return await self.run_control(self.modify, stream, count)
+        return await self.control_call(request, self.modify, {"stream": str, "count": int})
 
     async def _sim_order(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            order_id, change = int(body["id"]), str(body["change"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return self.control_error(ValueError(f"body must be a JSON object with id and change: {exc}"))
-        return await self.run_control(self.change_order, order_id, change)
+        return await self.control_call(request, self.change_order, {"id": int, "change": str})
 
     async def _sim_webhooks(self, request: Request) -> Response:
         if request.method == "POST":

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.kit import fakedata
-from connectors.kit.simulator import FaultConfig, pick_rows
+from connectors.kit.simulator import FaultConfig, share_one_time
 
 #: 2024-01-01T00:00:00Z, the first seeded change (seconds: Shopify times have no fraction)
 EPOCH_S = 1_704_067_200
@@ -80,11 +80,8 @@ class ShopifyStore:
                 order["line_items"][0]["quantity"] = "十"
                 order["_malformed"] = "line_items[0].quantity: not a number"
             self.tables["orders"].append(order)
-        share = faults.value("same_second", 0.0)
+        share_one_time(self.tables, faults, EPOCH_S + records * 30, seed)
         for stream in STREAMS:
-            rows = self.tables[stream]
-            for index in pick_rows(len(rows), share, fakedata.FastRandom(f"{seed}:{stream}:same")):
-                rows[index]["_s"] = EPOCH_S + records * 30
             self._reindex(stream)
         #: the shop's clock: the newest seeded change plus a day (the 60-day window counts back from it)
         self.seeded_now = max((r["_s"] for rs in self.tables.values() for r in rs), default=EPOCH_S) + 86400

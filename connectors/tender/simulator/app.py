@@ -26,7 +26,6 @@ from __future__ import annotations
 import bisect
 import collections
 import datetime as dt
-import json
 import re
 import threading
 import time
@@ -37,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from connectors.kit import fakedata
-from connectors.kit.simulator import FaultSpec, Simulator, pick_rows
+from connectors.kit.simulator import API_FAULTS, FaultSpec, Simulator, pick_rows
 from connectors.tender.simulator import pages
 from connectors.tender.simulator.data import (
     BID_TYPES,
@@ -64,15 +63,8 @@ class TenderSimulator(Simulator):
     """The procurement site and vendor feed with seeded notices, anti-bot pages, GBK provinces."""
 
     system = "tender"
-    FAULTS: ClassVar[tuple[str, ...]] = (
-        "throttle",
-        "http_5xx",
-        "timeout",
-        "hang",
-        "slow",
-        "malformed",
-        "same_second",
-    )
+    # a public site has no session to expire
+    FAULTS: ClassVar[tuple[str, ...]] = tuple(f for f in API_FAULTS if f != "session_expiry")
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec(
             "antibot_per_min",
@@ -335,12 +327,7 @@ class TenderSimulator(Simulator):
 
     # -- control and truth -----------------------------------------------------------------------------
     async def _sim_publish(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            count = int(body["count"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return self.control_error(ValueError(f"body must be a JSON object with count: {exc}"))
-        return await self.run_control(self.publish, count)
+        return await self.control_call(request, self.publish, {"count": int})
 
     def publish(self, count: int) -> dict[str, Any]:
         """Publish ``count`` new notices now; returns their ids."""

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.kit.simulator import FaultSpec, Simulator
+from connectors.kit.simulator import API_FAULTS, FaultSpec, Simulator
 from connectors.kit.simulator.push import Delivery, PushDispatcher
 from connectors.youzan.simulator.data import STREAMS, YouzanStore, parse_local
 
@@ -64,16 +64,7 @@ class YouzanSimulator(Simulator):
     """A local Youzan shop with the kit's fault switches, ``/_sim`` control and push delivery."""
 
     system = "youzan"
-    FAULTS: ClassVar[tuple[str, ...]] = (
-        "throttle",
-        "http_5xx",
-        "timeout",
-        "hang",
-        "slow",
-        "session_expiry",
-        "malformed",
-        "same_second",
-    )
+    FAULTS: ClassVar[tuple[str, ...]] = API_FAULTS
     OWN_FAULTS: ClassVar[tuple[FaultSpec, ...]] = (
         FaultSpec("push_duplicate", "RATE", "a push message is sent twice (same msg_id)"),
         FaultSpec("push_fail", "RATE", "a push attempt is dropped before it is sent (then retried)"),
@@ -300,20 +291,10 @@ class YouzanSimulator(Simulator):
 
     # -- control and truth -------------------------------------------------------------------------------
     async def _sim_modify(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            stream, count = str(body["stream"]), int(body["count"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return self.control_error(ValueError(f"body must be a JSON object with stream and count: {exc}"))
-        return await self.run_control(self.modify, stream, count)
+        return await self.control_call(request, self.modify, {"stream": str, "count": int})
 
     async def _sim_trade(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-            tid, status = str(body["tid"]), str(body["status"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return self.control_error(ValueError(f"body must be a JSON object with tid and status: {exc}"))
-        return await self.run_control(self.change_trade, tid, status)
+        return await self.control_call(request, self.change_trade, {"tid": str, "status": str})
 
     async def _sim_push(self, request: Request) -> Response:
         if request.method == "POST":

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from connectors.kit import fakedata
-from connectors.kit.simulator import FaultConfig, pick_rows
+from connectors.kit.simulator import FaultConfig, share_one_time
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z
@@ -142,11 +142,8 @@ class YouzanStore:
             if rate > 0 and bad.random() < rate:
                 lines[0]["num"], trade["_malformed"] = "三", "orders[0].num: not a number"
             self.tables["trades"].append(trade)
-        share = faults.value("same_second", 0.0)
+        share_one_time(self.tables, faults, EPOCH_S + records * 20, seed)
         for stream in STREAMS:
-            rows = self.tables[stream]
-            for index in pick_rows(len(rows), share, fakedata.FastRandom(f"{seed}:{stream}:same")):
-                rows[index]["_s"] = EPOCH_S + records * 20
             self._reindex(stream)
         self.seeded_now = max(r["_s"] for rs in self.tables.values() for r in rs) + 3600
         self._started = time.monotonic()
